@@ -1,0 +1,68 @@
+"""Builds the Salesforce sandbox WSGI app and the object that holds its state.
+
+Conventions every module of this package follows:
+- a module with routes exposes `bp: Blueprint`, registered in `create_app` below;
+- routes reach the state through `current_sandbox()`;
+- vendor routes are authenticated by `sandbox.salesforce.auth` (bearer token, 401 INVALID_SESSION_ID);
+- control routes live under `/_sandbox/` and need no token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, current_app
+
+from sandbox.common import Clock, Faults
+
+DEFAULTS: dict[str, Any] = {
+    "CLIENT_ID": "sandbox-client-id",
+    "CLIENT_SECRET": "sandbox-client-secret",
+    "ACCESS_TOKEN_TTL": 7200,  # seconds; then every call answers 401 INVALID_SESSION_ID
+    "API_VERSIONS": [f"{v}.0" for v in range(31, 67)],  # oldest still served .. current (Spring '26 = 66.0)
+    "DAILY_API_LIMIT": 100000,
+    "ORG_PROFILE": "standard",  # standard | person_accounts | state_country | npsp (comma-separated)
+    "DUPLICATE_RULE": False,  # DUPLICATES_DETECTED on Email
+    "EVENT_URL": None,  # where change events are POSTed, the way a Flow HTTP callout would
+    "EVENT_HEADERS": {},  # e.g. {"X-Webhook-Secret": "..."}
+    "BULK_STEPS": 1,  # job status polls a Bulk 2.0 job spends InProgress before it completes
+    "SNAPSHOT": None,  # path of a SQLite file to load the org from and snapshot to
+    "ORG_ID": "00DSB0000000001AAA",
+    "USER_ID": "005SB0000000001AAA",
+}
+
+
+class SalesforceSandbox:
+    """Everything one running Salesforce sandbox knows."""
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        self.config: dict[str, Any] = {**DEFAULTS, **(config or {})}
+        self.clock: Clock = self.config.get("clock") or Clock()
+        self.faults = Faults(sleep=self.config.get("sleep") or __import__("time").sleep)
+        # Filled in by their modules at build time (see create_app): store, auth, events, bulk.
+        self.store: Any = None
+        self.auth: Any = None
+        self.events: Any = None
+        self.bulk: Any = None
+        self.api_calls = 0
+
+    def reset(self) -> None:
+        for part in (self.store, self.auth, self.events, self.bulk):
+            if part is not None and hasattr(part, "reset"):
+                part.reset()
+        self.api_calls = 0
+
+
+def current_sandbox() -> SalesforceSandbox:
+    return current_app.extensions["sf_sandbox"]  # type: ignore[no-any-return]
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """One Salesforce org as a WSGI app. `config` overrides DEFAULTS (plus `clock`, `sleep`)."""
+    from sandbox.salesforce import build
+
+    app = Flask("sandbox.salesforce")
+    sandbox = SalesforceSandbox(config)
+    app.extensions["sf_sandbox"] = sandbox
+    build.assemble(app, sandbox)
+    return app

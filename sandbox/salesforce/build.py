@@ -1,0 +1,25 @@
+"""Wires the Salesforce sandbox's parts together (the one place that knows them all)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from sandbox.common import control_blueprint, install_faults
+from sandbox.salesforce import auth, bulk, control, events, oauth, rest, seed, store
+from sandbox.salesforce.app import SalesforceSandbox
+
+
+def assemble(app: Flask, sandbox: SalesforceSandbox) -> None:
+    sandbox.store = store.open_store(sandbox)
+    sandbox.auth = auth.TokenRegistry(sandbox)
+    sandbox.events = events.EventHub(sandbox)
+    sandbox.bulk = bulk.BulkJobs(sandbox)
+    sandbox.store.subscribe(sandbox.events.on_changes)
+
+    install_faults(app, sandbox.faults, rest.fault_response)
+    rest.install_hooks(app)  # Sforce-Limit-Info on every response, API call counting
+
+    ctl = control_blueprint(sandbox.clock, sandbox.faults, sandbox.reset, name="sf_control")
+    app.register_blueprint(ctl)
+    for bp in (oauth.bp, rest.bp, bulk.bp, events.bp, seed.bp, control.bp):
+        app.register_blueprint(bp)
