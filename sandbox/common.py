@@ -1,4 +1,4 @@
-"""Pieces both sandboxes share: a movable clock, fault injection, and the `/_sandbox/` control routes."""
+"""Pieces both sandboxes share: a movable clock, fault injection, `/_sandbox/` control routes."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class Clock:
 
 @dataclass
 class Fault:
-    """One injected misbehaviour: answer `status`, or wait `delay` seconds first, for `count` calls."""
+    """One injected misbehaviour: answer `status` (after `delay` seconds) for `count` calls."""
 
     count: int = 1
     status: int | None = None  # None: answer normally (after the delay)
@@ -70,7 +70,7 @@ class Fault:
 
 
 class Faults:
-    """A queue of faults consumed by the next matching requests (control routes are never faulted)."""
+    """Faults consumed by the next matching requests (control routes are never faulted)."""
 
     def __init__(self, sleep: Callable[[float], None] = time.sleep) -> None:
         self._faults: list[Fault] = []
@@ -106,7 +106,7 @@ ErrorFactory = Callable[[Fault], Response]
 
 
 def install_faults(app: Flask, faults: Faults, error_response: ErrorFactory) -> None:
-    """Apply queued faults before any vendor route runs; `error_response` shapes the vendor's body."""
+    """Apply queued faults before vendor routes run; `error_response` shapes the vendor's body."""
 
     @app.before_request
     def _inject_fault() -> Response | None:

@@ -1,0 +1,206 @@
+"""`flask --app app sandbox ...` or `python -m sandbox ...`: serve, seed, poke the sandboxes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from typing import Any
+
+import click
+import requests
+
+from sandbox.server import CC_PORT, SF_PORT
+from sandbox.tls import DEFAULT_DIR
+
+DEFAULT_SF_URL = f"https://127.0.0.1:{SF_PORT}"
+DEFAULT_CC_URL = f"http://127.0.0.1:{CC_PORT}"
+
+
+@click.group("sandbox")
+def sandbox_cli() -> None:
+    """Local Salesforce and Constant Contact sandboxes."""
+
+
+@sandbox_cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--sf-port", default=SF_PORT, show_default=True, help="Salesforce (HTTPS) port.")
+@click.option("--cc-port", default=CC_PORT, show_default=True, help="Constant Contact port.")
+@click.option("--tls-dir", default=str(DEFAULT_DIR), show_default=True)
+@click.option(
+    "--org-profile",
+    default="standard",
+    show_default=True,
+    help="Comma-separated: standard, person_accounts, state_country, npsp.",
+)
+@click.option("--duplicate-rule/--no-duplicate-rule", default=False, show_default=True)
+@click.option("--sf-snapshot", default=None, help="SQLite file to load/save the Salesforce org.")
+@click.option("--cc-snapshot", default=None, help="SQLite file to load/save the CC account.")
+@click.option("--event-url", default=None, help="POST Salesforce change events here.")
+@click.option(
+    "--event-header",
+    multiple=True,
+    help="Header sent with change events, NAME=VALUE (e.g. X-Webhook-Secret=...).",
+)
+@click.option("--cc-rate", default=4, show_default=True, help="CC requests/s (0 = no limit).")
+@click.option("--cc-quota", default=10000, show_default=True, help="CC requests/day (0 = none).")
+def serve(
+    host: str,
+    sf_port: int,
+    cc_port: int,
+    tls_dir: str,
+    org_profile: str,
+    duplicate_rule: bool,
+    sf_snapshot: str | None,
+    cc_snapshot: str | None,
+    event_url: str | None,
+    event_header: tuple[str, ...],
+    cc_rate: int,
+    cc_quota: int,
+) -> None:
+    """Serve both sandboxes until interrupted."""
+    from sandbox import server
+
+    headers = dict(h.split("=", 1) for h in event_header)
+    running = server.start(
+        host=host,
+        sf_port=sf_port,
+        cc_port=cc_port,
+        tls_dir=tls_dir,
+        sf_config={
+            "ORG_PROFILE": org_profile,
+            "DUPLICATE_RULE": duplicate_rule,
+            "SNAPSHOT": sf_snapshot,
+            "EVENT_URL": event_url,
+            "EVENT_HEADERS": headers,
+        },
+        cc_config={"SNAPSHOT": cc_snapshot, "RATE_PER_SECOND": cc_rate, "DAILY_QUOTA": cc_quota},
+    )
+    click.echo(f"Salesforce sandbox:        {running.sf_url}  (CA bundle: {running.tls.ca_cert})")
+    click.echo(f"Constant Contact sandbox:  {running.cc_url}")
+    click.echo("OAuth client: sandbox-client-id / sandbox-client-secret. Ctrl-C stops.")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.stop()
+
+
+def _session(ca_bundle: str | None) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = ca_bundle or str(DEFAULT_DIR / "ca.pem")
+    return session
+
+
+def _post(session: requests.Session, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    resp = session.post(url, json=body, timeout=600)
+    if resp.status_code >= 400:
+        raise click.ClickException(f"{url} answered {resp.status_code}: {resp.text[:500]}")
+    return resp.json() if resp.content else {}
+
+
+@sandbox_cli.command("seed")
+@click.option("--sf-url", default=DEFAULT_SF_URL, show_default=True)
+@click.option("--cc-url", default=DEFAULT_CC_URL, show_default=True)
+@click.option("--ca-bundle", default=None, help="Defaults to the sandbox CA in --tls-dir.")
+@click.option("--contacts", default=0, show_default=True, help="Salesforce contacts.")
+@click.option("--leads", default=0, show_default=True, help="Salesforce leads.")
+@click.option("--accounts", default=0, show_default=True, help="Salesforce business accounts.")
+@click.option("--person-accounts", default=0, show_default=True)
+@click.option("--cc-contacts", default=0, show_default=True, help="Constant Contact contacts.")
+@click.option("--cc-list", "cc_lists", multiple=True, help="CC list(s) the contacts join.")
+@click.option("--seed", "random_seed", default=42, show_default=True)
+def seed(
+    sf_url: str,
+    cc_url: str,
+    ca_bundle: str | None,
+    contacts: int,
+    leads: int,
+    accounts: int,
+    person_accounts: int,
+    cc_contacts: int,
+    cc_lists: tuple[str, ...],
+    random_seed: int,
+) -> None:
+    """Seed running sandboxes in bulk (the fast path: a million contacts in seconds)."""
+    session = _session(ca_bundle)
+    if contacts or leads or accounts or person_accounts:
+        result = _post(
+            session,
+            f"{sf_url}/_sandbox/seed",
+            {
+                "contacts": contacts,
+                "leads": leads,
+                "accounts": accounts,
+                "person_accounts": person_accounts,
+                "seed": random_seed,
+            },
+        )
+        click.echo(f"Salesforce: {json.dumps(result)}")
+    if cc_contacts:
+        body: dict[str, Any] = {"contacts": cc_contacts, "seed": random_seed}
+        if cc_lists:
+            body["lists"] = list(cc_lists)
+        click.echo(
+            f"Constant Contact: {json.dumps(_post(session, f'{cc_url}/_sandbox/seed', body))}"
+        )
+
+
+@sandbox_cli.command("fault")
+@click.argument("vendor", type=click.Choice(["salesforce", "constantcontact"]))
+@click.option("--status", type=int, default=None, help="Answer with this HTTP status.")
+@click.option(
+    "--kind", type=click.Choice(["slow", "timeout", "throttle"]), default=None, help="Or this."
+)
+@click.option("--count", default=1, show_default=True, help="How many calls are affected.")
+@click.option("--delay", default=0.0, show_default=True, help="Seconds to stall first.")
+@click.option("--path", default="", help="Only requests whose path starts with this.")
+@click.option("--error-key", default="", help="CC 429 flavour: throttled or quota_exceeded.")
+@click.option("--sf-url", default=DEFAULT_SF_URL, show_default=True)
+@click.option("--cc-url", default=DEFAULT_CC_URL, show_default=True)
+@click.option("--ca-bundle", default=None)
+def fault(
+    vendor: str,
+    status: int | None,
+    kind: str | None,
+    count: int,
+    delay: float,
+    path: str,
+    error_key: str,
+    sf_url: str,
+    cc_url: str,
+    ca_bundle: str | None,
+) -> None:
+    """Make the next COUNT calls to a sandbox fail, stall or time out."""
+    base = sf_url if vendor == "salesforce" else cc_url
+    body: dict[str, Any] = {"count": count, "delay": delay, "path": path, "error_key": error_key}
+    if status is not None:
+        body["status"] = status
+    if kind:
+        body["kind"] = kind
+    click.echo(json.dumps(_post(_session(ca_bundle), f"{base}/_sandbox/faults", body)))
+
+
+@sandbox_cli.command("clock")
+@click.argument("vendor", type=click.Choice(["salesforce", "constantcontact"]))
+@click.option("--advance", type=float, default=None, help="Seconds to move forward.")
+@click.option("--set", "set_to", default=None, help="ISO time to jump to.")
+@click.option("--sf-url", default=DEFAULT_SF_URL, show_default=True)
+@click.option("--cc-url", default=DEFAULT_CC_URL, show_default=True)
+@click.option("--ca-bundle", default=None)
+def clock(
+    vendor: str,
+    advance: float | None,
+    set_to: str | None,
+    sf_url: str,
+    cc_url: str,
+    ca_bundle: str | None,
+) -> None:
+    """Move a sandbox's clock (token expiry, daily quotas, retention windows)."""
+    base = sf_url if vendor == "salesforce" else cc_url
+    body: dict[str, Any] = {"advance": advance} if advance is not None else {"set": set_to}
+    click.echo(json.dumps(_post(_session(ca_bundle), f"{base}/_sandbox/clock", body)))
