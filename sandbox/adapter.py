@@ -6,9 +6,21 @@ import requests
 from wsgiadapter import WSGIAdapter
 
 
+def _string_content_length(app):  # type: ignore[no-untyped-def]
+    # wsgiadapter 0.4.1 puts CONTENT_LENGTH in the environ as an int; WSGI says str, and
+    # werkzeug >= 3.1 refuses anything else, so every request body would fail to parse.
+    def wrapped(environ, start_response):  # type: ignore[no-untyped-def]
+        length = environ.get("CONTENT_LENGTH")
+        if length is not None and not isinstance(length, str):
+            environ["CONTENT_LENGTH"] = str(length)
+        return app(environ, start_response)
+
+    return wrapped
+
+
 def mount(session: requests.Session, base_url: str, app) -> requests.Session:  # type: ignore[no-untyped-def]
     """Route every request for `base_url` (e.g. `https://sf.sandbox.test`) to `app` in-process."""
-    session.mount(base_url.rstrip("/") + "/", WSGIAdapter(app))
+    session.mount(base_url.rstrip("/") + "/", WSGIAdapter(_string_content_length(app)))
     return session
 
 
