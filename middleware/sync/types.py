@@ -1,4 +1,4 @@
-"""Sync data types: the plain values the pure rules take in (links, CC contacts) and hand out (plans).
+"""Sync data types: what the pure rules take in (links, CC contacts) and hand out (plans).
 
 Everything here is a frozen dataclass of strings, bools and tuples so a plan can be compared in
 tests, logged, and turned into JSON for a run report without any custom encoder.
@@ -121,7 +121,7 @@ class RemoveFromLists:
 
 @dataclass(frozen=True, slots=True)
 class Unsubscribe:
-    """PUT /contacts/{contact_id} with ``body``: ``permission_to_send: unsubscribed``, source Account.
+    """PUT /contacts/{contact_id}: ``permission_to_send: unsubscribed``, opt-out source Account.
 
     The body keeps the contact's current top-level fields so the PUT nulls nothing.
     """
@@ -133,7 +133,7 @@ class Unsubscribe:
 
 @dataclass(frozen=True, slots=True)
 class DeleteContact:
-    """POST /activities/contact_delete (≤ 500 ids a call): CC's soft delete, never an unsubscribe."""
+    """POST /activities/contact_delete (≤ 500 ids a call): CC's soft delete, not an unsubscribe."""
 
     sf_id: str
     contact_id: str
