@@ -12,12 +12,16 @@ from sandbox.salesforce.app import SalesforceSandbox
 def assemble(app: Flask, sandbox: SalesforceSandbox) -> None:
     sandbox.store = store.open_store(sandbox)
     sandbox.auth = auth.TokenRegistry(sandbox)
+    sandbox.usage = rest.ApiUsage(sandbox)
+    sandbox.cursors = rest.QueryCursors(sandbox)
     sandbox.events = events.EventHub(sandbox)
     sandbox.bulk = bulk.BulkJobs(sandbox)
     sandbox.store.subscribe(sandbox.events.on_changes)
 
     install_faults(app, sandbox.faults, rest.fault_response)
-    rest.install_hooks(app)  # Sforce-Limit-Info on every response, API call counting
+    # Size limit, bearer token, daily limit and call counting for every /services/data call;
+    # Sforce-Limit-Info on every API response; Salesforce-shaped 404/405 bodies.
+    rest.install_hooks(app)
 
     ctl = control_blueprint(sandbox.clock, sandbox.faults, sandbox.reset, name="sf_control")
     app.register_blueprint(ctl)
