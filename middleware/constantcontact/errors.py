@@ -13,8 +13,8 @@ What each class tells the caller:
   pauses the setup and says so.
 - ``AuthExpired`` is refreshed once by the client; ``AuthRevoked`` / ``Forbidden`` need a person to
   reconnect the account, so they must be shown on the connection.
-- ``Validation``, ``Conflict``, ``NotFound`` are about the record: don't retry it unchanged; record a
-  visible sync error for that record and let the batch go on.
+- ``Validation``, ``Conflict``, ``NotFound`` are about the record: don't retry it unchanged;
+  record a visible sync error for that record and let the batch go on.
 """
 
 from __future__ import annotations
@@ -113,9 +113,18 @@ class ServerError(CCError):
 class ActivityFailed(CCError):
     """A bulk activity ended ``failed``, ``cancelled`` or ``timed_out``; carries its errors."""
 
-    def __init__(self, message: str, *, activity: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        activity: dict[str, Any],
+        activities: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(message, **kwargs)
         self.activity = activity
+        #: every activity of a `wait_for_activities` call, final states, in the order asked
+        self.activities = activities or [activity]
         self.activity_errors: list[Any] = list(activity.get("activity_errors") or [])
 
 
@@ -153,7 +162,7 @@ _QUEUED_ACTIVITIES_HINT = "queued activities"
 
 
 def parse_error_body(body: Any) -> list[tuple[str, str]]:
-    """``(error_key, error_message)`` pairs from an array body, a single object, or anything else."""
+    """``(error_key, error_message)`` pairs from an array, a single object, or anything else."""
     if isinstance(body, (bytes, str)):
         try:
             body = json.loads(body) if body else None

@@ -92,7 +92,8 @@ NOW = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
             [
                 {
                     "error_key": "",
-                    "error_message": "Too many requests. You exceeded 1,000 queued activities for this user account.",
+                    "error_message": "Too many requests. You exceeded 1,000 queued activities"
+                    " for this user account.",
                 }
             ],
             "/activities/contacts_json_import",
