@@ -1167,8 +1167,9 @@ def run_collection(
         for index, item in enumerate(items):
             if index not in failed:
                 rid = known_id(item)
-                results[index] = {**({"id": rid} if rid else {}), "success": False,
-                                  "errors": [dict(ROLLED_BACK)]}  # fmt: skip
+                rolled: dict[str, Any] = {"id": rid} if rid else {}
+                rolled.update(success=False, errors=[dict(ROLLED_BACK)])
+                results[index] = rolled
     return [r for r in results if r is not None]
 
 
@@ -1204,8 +1205,8 @@ def collection_create(version: str) -> Response:
                 400, "INVALID_FIELD", "cannot specify Id in an insert call", ["Id"]
             )
         duplicates.check(sobject, values)
-        return {"id": sandbox.store.create(sobject, values, origin=origin), "success": True,
-                "errors": []}  # fmt: skip
+        new_id = sandbox.store.create(sobject, values, origin=origin)
+        return {"id": new_id, "success": True, "errors": []}
 
     return jsonify(run_collection(sandbox, records, all_or_none, origin, work, lambda _: None))
 
