@@ -1,0 +1,641 @@
+"""The Salesforce → Constant Contact planner: current records, links and CC state in, a Plan out.
+
+Every DESIGN §5a decision for this direction is one branch below; the tests pin each one.
+
+Order of questions asked of a record (the first that applies decides, lifecycle first):
+
+1. deleted (``IsDeleted`` or in ``missing_ids``): default nothing; ``remove_on_sf_delete`` removes
+   a linked contact from the main list and this setup's lists (never unsubscribes). A record that
+   no longer exists at all has its link retired (it can never be undeleted).
+2. converted Lead: default stop syncing; ``remove_converted_leads`` removes it from this setup's
+   lists and retires the link so a Contact / Person Account setup takes the address over.
+3. blank email: default CC untouched; ``delete_cc_on_blank_email`` deletes a linked contact.
+4. invalid email, role address (unless ``sync_role_addresses``): skipped, CC untouched.
+5. opted out: never synced ⇒ not created; linked ⇒ default CC left as it is and edits no longer
+   pushed; ``unsubscribe_on_sf_opt_out`` ⇒ Unsubscribe + removal from this setup's lists.
+6. otherwise the record *claims* its email. One owner per address: a record that holds the
+   contact while not claiming it (deleted, opted out, email moved away...) keeps it; otherwise the
+   oldest claimer by (CreatedDate, Id) wins, where an existing owner outside the batch counts with
+   its link's ``sf_created`` (unknown: it keeps the contact). Others: "duplicate of <owner id>".
+7. the owner is pushed: linked to an existing CC contact of that address (a deleted one revived by
+   PUT, an unsubscribed one linked and kept unsubscribed, never added to a list), or imported; an
+   email change moves the same contact to the new address (PUT), or re-links to the contact that
+   already holds it, or with ``new_cc_contact_on_email_change`` starts a new contact and leaves the
+   old one alone. An unchanged fingerprint writes nothing (only missing list memberships of a
+   subscribed contact, and the revival of a contact deleted in CC, are repaired).
+
+Echo rule: every write records the new fingerprint, so a record that CC→SF created or changed
+costs at most one write back, and the run after it writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from middleware.sync.emails import is_role_address, is_valid_email
+from middleware.sync.fields import CUSTOM_PREFIX
+from middleware.sync.mapping import (
+    custom_field_names,
+    fingerprint,
+    map_record,
+    put_body,
+    record_email,
+    record_opted_out,
+)
+from middleware.sync.types import (
+    UNSUBSCRIBED,
+    Action,
+    AddToLists,
+    CcContact,
+    DeleteContact,
+    Import,
+    Link,
+    LinkRecord,
+    Plan,
+    RecordError,
+    RemoveFromLists,
+    RetireLink,
+    Skip,
+    Unsubscribe,
+    UpdateContact,
+    UpdateLink,
+)
+
+REASON_NO_EMAIL = "no email"
+REASON_INVALID_EMAIL = "invalid email"
+REASON_ROLE_ADDRESS = "role address"
+REASON_OPTED_OUT_NEVER_SYNCED = "opted out, never synced"
+REASON_OPTED_OUT_NOT_PUSHED = "opted out in Salesforce; Constant Contact left as it is"
+REASON_OPT_OUT_NOT_PROPAGATED = "opt-out not propagated"
+REASON_RESUBSCRIBE = "re-subscribe not allowed (only the person can)"
+REASON_UNSUBSCRIBED_IN_CC = "unsubscribed in Constant Contact; not added to lists"
+REASON_DUPLICATE = "duplicate of {owner}"
+REASON_UNCHANGED = "unchanged"
+REASON_CONVERTED = "converted lead"
+REASON_DELETED = "deleted in Salesforce"
+REASON_GONE = "no longer exists in Salesforce"
+REASON_DELETED_IN_CC = "deleted in Constant Contact; opt-out kept on the link"
+REASON_BLANKED = "email blanked in Salesforce"
+
+_OLDEST = ("", "")
+
+
+def duplicate_reason(owner_sf_id: str) -> str:
+    return REASON_DUPLICATE.format(owner=owner_sf_id)
+
+
+@dataclass(slots=True)
+class _Builder:
+    """Collects actions per kind so the plan comes out in execution order, lists grouped."""
+
+    updates: list[UpdateContact] = field(default_factory=list)
+    imports: list[Import] = field(default_factory=list)
+    unsubscribes: list[Unsubscribe] = field(default_factory=list)
+    deletes: list[DeleteContact] = field(default_factory=list)
+    links: list[Action] = field(default_factory=list)
+    outcomes: list[Action] = field(default_factory=list)
+    adds: dict[str, set[str]] = field(default_factory=dict)
+    removes: dict[str, set[str]] = field(default_factory=dict)
+
+    def add(self, contact_id: str, list_ids: Iterable[str]) -> None:
+        for list_id in list_ids:
+            self.adds.setdefault(list_id, set()).add(contact_id)
+
+    def remove(self, contact_id: str, list_ids: Iterable[str]) -> None:
+        for list_id in list_ids:
+            self.removes.setdefault(list_id, set()).add(contact_id)
+
+    def skip(self, sf_id: str, reason: str) -> None:
+        self.outcomes.append(Skip(sf_id, reason))
+
+    def plan(self, warnings: list[str]) -> Plan:
+        actions: list[Action] = [*self.updates, *self.imports]
+        for list_id in sorted(self.adds):
+            # Consent first: a removal in the same run wins over an add.
+            ids = self.adds[list_id] - self.removes.get(list_id, set())
+            if ids:
+                actions.append(AddToLists(list_id, tuple(sorted(ids))))
+        for list_id in sorted(self.removes):
+            actions.append(RemoveFromLists(list_id, tuple(sorted(self.removes[list_id]))))
+        actions += self.unsubscribes
+        actions += self.deletes
+        actions += self.links
+        actions += self.outcomes
+        return Plan(actions=actions, warnings=warnings)
+
+
+def _key(record: Mapping[str, Any]) -> tuple[str, str]:
+    return (str(record.get("CreatedDate") or ""), str(record["Id"]))
+
+
+def _index_links(links: Iterable[Link]) -> tuple[dict[str, Link], dict[str, Link]]:
+    by_sf: dict[str, Link] = {}
+    by_email: dict[str, Link] = {}
+    for link in links:
+        if not link.active:
+            continue
+        by_sf[link.sf_id] = link
+        held = by_email.get(link.email)
+        # Two active links on one address should not exist; if they do, the oldest keeps it.
+        if held is None or (link.sf_created or "", link.sf_id) < (
+            held.sf_created or "",
+            held.sf_id,
+        ):
+            by_email[link.email] = link
+    return by_sf, by_email
+
+
+def _index_contacts(
+    contacts: Iterable[CcContact],
+) -> tuple[dict[str, CcContact], dict[str, CcContact]]:
+    by_id: dict[str, CcContact] = {}
+    by_email: dict[str, CcContact] = {}
+    for contact in contacts:
+        by_id[contact.contact_id] = contact
+        held = by_email.get(contact.email)
+        # CC keeps one contact per address; prefer a live one if a stale lookup gave two.
+        if held is None or (held.deleted and not contact.deleted):
+            by_email[contact.email] = contact
+    return by_id, by_email
+
+
+def _unsubscribe_body(contact: CcContact | None, link: Link, now: datetime) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "email_address": {
+            "address": contact.email if contact else link.email,
+            "permission_to_send": UNSUBSCRIBED,
+            "opt_out_reason": f"Email Opt Out checked in Salesforce ({now.date().isoformat()})",
+        },
+        "update_source": "Account",
+    }
+    if contact:
+        body.update({k: v for k, v in contact.fields.items() if v is not None})
+    return body
+
+
+def plan_sf_to_cc(
+    setup: Mapping[str, Any],
+    records: Iterable[Mapping[str, Any]],
+    *,
+    links: Iterable[Link],
+    cc_contacts: Iterable[CcContact],
+    main_list_id: str,
+    custom_field_ids: Mapping[str, str],
+    now: datetime,
+    missing_ids: Iterable[str] = (),
+    segment_lists: Mapping[str, Sequence[str]] | None = None,
+    reset: bool = False,
+) -> Plan:
+    """Plan what Constant Contact and the store need for a batch of Salesforce records.
+
+    ``records``: the batch re-read with queryAll (dicts as SOQL returns them). ``missing_ids``:
+    ids of the batch that Salesforce no longer returns at all. ``links``: the store's links of the
+    batch's records and the active links of the batch's emails. ``cc_contacts``: CC's contacts for
+    those emails and link contact ids (deleted ones included). ``custom_field_ids``: CC custom
+    field name → id. ``segment_lists``: when given, the full set of segmentation list ids each
+    record should be on besides the main list (lists it leaves are removed); when ``None`` the
+    record's segmentation lists are left as they are. ``reset``: ignore fingerprints.
+    """
+    if not setup.get("sync_to_cc", True):
+        return Plan()
+
+    warnings: list[str] = []
+    mapped_custom = {
+        entry["cc_field"]
+        for key in ("field_map", "other_email_fields")
+        for entry in setup.get(key) or ()
+        if entry.get("direction", "sf_to_cc") in ("sf_to_cc", "both")
+    }
+    unknown_custom = sorted(
+        name for name in custom_field_names(mapped_custom) if name not in custom_field_ids
+    )
+    for name in unknown_custom:
+        warnings.append(
+            f"custom field {CUSTOM_PREFIX}{name} does not exist in Constant Contact; "
+            "its values are not written until it is created"
+        )
+    dropped = {CUSTOM_PREFIX + name for name in unknown_custom}
+
+    link_by_sf, link_by_email = _index_links(links)
+    cc_by_id, cc_by_email = _index_contacts(cc_contacts)
+    by_id: dict[str, Mapping[str, Any]] = {}
+    for record in records:
+        by_id[str(record["Id"])] = record
+    gone = sorted(set(missing_ids) - set(by_id))
+
+    is_lead = setup.get("object_type", "Contact") == "Lead"
+    allow_roles = bool(setup.get("sync_role_addresses", False))
+    out = _Builder()
+
+    # --- pass 1: lifecycle rules, and who claims which address -------------------------------
+    claims: dict[str, list[tuple[tuple[str, str], str]]] = {}
+    claimed_email: dict[str, str] = {}
+    for sf_id in sorted(by_id):
+        record = by_id[sf_id]
+        link = link_by_sf.get(sf_id)
+        if record.get("IsDeleted"):
+            _deleted(setup, sf_id, link, main_list_id, out, gone=False)
+            continue
+        if is_lead and record.get("IsConverted"):
+            _converted(setup, sf_id, link, main_list_id, out)
+            continue
+        email = record_email(setup, record)
+        if not email:
+            _blank(setup, sf_id, link, cc_by_id, out)
+            continue
+        if not is_valid_email(email):
+            out.skip(sf_id, REASON_INVALID_EMAIL)
+            continue
+        if not allow_roles and is_role_address(email):
+            out.skip(sf_id, REASON_ROLE_ADDRESS)
+            continue
+        if record_opted_out(setup, record):
+            _opted_out(setup, sf_id, link, cc_by_id, main_list_id, now, out)
+            continue
+        claims.setdefault(email, []).append((_key(record), sf_id))
+        claimed_email[sf_id] = email
+    for sf_id in gone:
+        _deleted(setup, sf_id, link_by_sf.get(sf_id), main_list_id, out, gone=True)
+
+    # --- pass 2: one owner per address ----------------------------------------------------------
+    owner_of: dict[str, str] = {}
+    for email, claimers in claims.items():
+        holder = link_by_email.get(email)
+        contenders = list(claimers)
+        if holder is not None and claimed_email.get(holder.sf_id) != email:
+            if holder.sf_id in by_id or holder.sf_id in gone:
+                # It holds the contact while deleted, opted out or moving away: it keeps it.
+                owner_of[email] = holder.sf_id
+                continue
+            contenders.append(((holder.sf_created or "", holder.sf_id), holder.sf_id))
+            if holder.sf_created is None:
+                contenders[-1] = (_OLDEST, holder.sf_id)
+        owner = min(contenders)[1]
+        owner_of[email] = owner
+        if holder is not None and holder.sf_id != owner and holder.sf_id not in by_id:
+            out.links.append(RetireLink(holder.sf_id, duplicate_reason(owner)))
+            out.skip(holder.sf_id, duplicate_reason(owner))
+
+    # --- pass 3: push the owners ----------------------------------------------------------------
+    for sf_id in sorted(claimed_email):
+        email = claimed_email[sf_id]
+        owner = owner_of[email]
+        link = link_by_sf.get(sf_id)
+        if owner != sf_id:
+            if link is not None and link.email == email:
+                # It held the address and an older record took it over.
+                out.links.append(RetireLink(sf_id, duplicate_reason(owner)))
+            out.skip(sf_id, duplicate_reason(owner))
+            continue
+        holder = link_by_email.get(email)
+        taken_from = holder if holder is not None and holder.sf_id != sf_id else None
+        if taken_from is not None and taken_from.sf_id in by_id:
+            out.links.append(RetireLink(taken_from.sf_id, duplicate_reason(sf_id)))
+        values = {k: v for k, v in map_record(setup, by_id[sf_id]).items() if k not in dropped}
+        wanted = _wanted_lists(sf_id, link, main_list_id, segment_lists)
+        _push(
+            setup,
+            sf_id,
+            by_id[sf_id],
+            email,
+            values,
+            link,
+            taken_from,
+            wanted,
+            cc_by_id,
+            cc_by_email,
+            custom_field_ids,
+            reset,
+            out,
+        )
+    return out.plan(warnings)
+
+
+def _wanted_lists(
+    sf_id: str,
+    link: Link | None,
+    main_list_id: str,
+    segment_lists: Mapping[str, Sequence[str]] | None,
+) -> tuple[str, ...]:
+    if segment_lists is not None:
+        extra: Iterable[str] = segment_lists.get(sf_id, ())
+    else:
+        extra = link.list_ids if link else ()
+    return tuple(dict.fromkeys((main_list_id, *extra)))
+
+
+def _setup_lists(link: Link, main_list_id: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys((main_list_id, *link.list_ids)))
+
+
+def _deleted(
+    setup: Mapping[str, Any],
+    sf_id: str,
+    link: Link | None,
+    main_list_id: str,
+    out: _Builder,
+    *,
+    gone: bool,
+) -> None:
+    out.skip(sf_id, REASON_GONE if gone else REASON_DELETED)
+    if link is None:
+        return
+    if setup.get("remove_on_sf_delete", False) and not link.removed_on_delete:
+        out.remove(link.cc_contact_id, _setup_lists(link, main_list_id))
+        if not gone:
+            out.links.append(UpdateLink(sf_id, removed_on_delete=True))
+    if gone:
+        out.links.append(RetireLink(sf_id, REASON_GONE))
+
+
+def _converted(
+    setup: Mapping[str, Any], sf_id: str, link: Link | None, main_list_id: str, out: _Builder
+) -> None:
+    out.skip(sf_id, REASON_CONVERTED)
+    if link is not None and setup.get("remove_converted_leads", False):
+        out.remove(link.cc_contact_id, _setup_lists(link, main_list_id))
+        out.links.append(RetireLink(sf_id, REASON_CONVERTED))
+
+
+def _blank(
+    setup: Mapping[str, Any],
+    sf_id: str,
+    link: Link | None,
+    cc_by_id: Mapping[str, CcContact],
+    out: _Builder,
+) -> None:
+    out.skip(sf_id, REASON_NO_EMAIL)
+    if link is None or not setup.get("delete_cc_on_blank_email", False):
+        return
+    contact = cc_by_id.get(link.cc_contact_id)
+    if contact is None or not contact.deleted:
+        out.deletes.append(DeleteContact(sf_id, link.cc_contact_id))
+    out.links.append(RetireLink(sf_id, REASON_BLANKED))
+
+
+def _opted_out(
+    setup: Mapping[str, Any],
+    sf_id: str,
+    link: Link | None,
+    cc_by_id: Mapping[str, CcContact],
+    main_list_id: str,
+    now: datetime,
+    out: _Builder,
+) -> None:
+    propagate = bool(setup.get("unsubscribe_on_sf_opt_out", False))
+    if link is None:
+        out.skip(
+            sf_id, REASON_OPT_OUT_NOT_PROPAGATED if propagate else REASON_OPTED_OUT_NEVER_SYNCED
+        )
+        return
+    if not propagate:
+        out.skip(sf_id, REASON_OPTED_OUT_NOT_PUSHED)
+        return
+    contact = cc_by_id.get(link.cc_contact_id)
+    if contact is not None and contact.deleted:
+        # PUT would revive it; a deleted contact is not mailed. Remember the opt-out instead.
+        if not link.opted_out:
+            out.links.append(UpdateLink(sf_id, opted_out=True))
+        out.skip(sf_id, REASON_DELETED_IN_CC)
+        return
+    lists = _setup_lists(link, main_list_id)
+    if contact is not None:
+        lists = tuple(lid for lid in lists if lid in contact.list_memberships)
+    already = contact.unsubscribed if contact is not None else link.opted_out
+    if already and link.opted_out and not lists:
+        out.skip(sf_id, REASON_UNCHANGED)
+        return
+    if not already:
+        out.unsubscribes.append(
+            Unsubscribe(sf_id, link.cc_contact_id, _unsubscribe_body(contact, link, now))
+        )
+    out.remove(link.cc_contact_id, lists)
+    if not link.opted_out:
+        out.links.append(UpdateLink(sf_id, opted_out=True))
+
+
+def _push(
+    setup: Mapping[str, Any],
+    sf_id: str,
+    record: Mapping[str, Any],
+    email: str,
+    values: dict[str, str],
+    link: Link | None,
+    taken_from: Link | None,
+    wanted: tuple[str, ...],
+    cc_by_id: Mapping[str, CcContact],
+    cc_by_email: Mapping[str, CcContact],
+    custom_field_ids: Mapping[str, str],
+    reset: bool,
+    out: _Builder,
+) -> None:
+    fp = fingerprint(values)
+    linked = cc_by_id.get(link.cc_contact_id) if link is not None else None
+    at_address = cc_by_email.get(email)
+    if taken_from is not None and at_address is None:
+        at_address = cc_by_id.get(taken_from.cc_contact_id)
+
+    if link is not None and link.opted_out:
+        if linked is None or linked.unsubscribed:
+            out.skip(sf_id, REASON_RESUBSCRIBE)
+        else:
+            # The person re-subscribed in CC themselves: resume as a subscribed link.
+            out.links.append(UpdateLink(sf_id, opted_out=False))
+
+    if link is not None and link.email == email and taken_from is None:
+        _update_same(sf_id, email, values, fp, link, linked, wanted, custom_field_ids, reset, out)
+        return
+
+    in_place = link is not None and not setup.get("new_cc_contact_on_email_change", False)
+    if (
+        link is not None
+        and in_place
+        and (at_address is None or at_address.contact_id == link.cc_contact_id)
+    ):
+        _change_email(sf_id, email, values, fp, link, linked, wanted, custom_field_ids, out)
+        return
+
+    # A contact to link to (the new address's), or a new one.
+    _link_new(
+        sf_id,
+        record,
+        email,
+        values,
+        fp,
+        at_address,
+        wanted,
+        custom_field_ids,
+        out,
+        replaces=link.cc_contact_id
+        if link is not None and (at_address is None or at_address.contact_id != link.cc_contact_id)
+        else None,
+    )
+
+
+def _change_email(
+    sf_id: str,
+    email: str,
+    values: dict[str, str],
+    fp: str,
+    link: Link,
+    contact: CcContact | None,
+    wanted: tuple[str, ...],
+    custom_field_ids: Mapping[str, str],
+    out: _Builder,
+) -> None:
+    """Email change in place: the same contact gets the new address, history and lists kept."""
+    subscribed = contact is None or not contact.unsubscribed
+    revive = contact is not None and contact.deleted and subscribed
+    body = put_body(
+        values,
+        custom_field_ids=custom_field_ids,
+        current_fields=contact.fields if contact is not None else None,
+        list_ids=wanted if revive else None,
+    )
+    out.updates.append(UpdateContact(sf_id, link.cc_contact_id, body))
+    if subscribed and not revive:
+        known = contact.list_memberships if contact is not None else link.list_ids
+        out.add(link.cc_contact_id, [lid for lid in wanted if lid not in known])
+    out.remove(link.cc_contact_id, [lid for lid in link.list_ids if lid not in wanted])
+    lists_now = wanted if subscribed else tuple(lid for lid in link.list_ids if lid in wanted)
+    out.links.append(
+        UpdateLink(
+            sf_id,
+            fingerprint=fp,
+            email=email,
+            list_ids=lists_now if lists_now != link.list_ids else None,
+            removed_on_delete=False if link.removed_on_delete else None,
+        )
+    )
+
+
+def _update_same(
+    sf_id: str,
+    email: str,
+    values: dict[str, str],
+    fp: str,
+    link: Link,
+    contact: CcContact | None,
+    wanted: tuple[str, ...],
+    custom_field_ids: Mapping[str, str],
+    reset: bool,
+    out: _Builder,
+) -> None:
+    """The record keeps its address: write only what changed, repair only what is missing."""
+    changed = reset or fp != link.fingerprint
+    undelete = link.removed_on_delete
+    stale = [lid for lid in link.list_ids if lid not in wanted]
+    lists_now = wanted
+    wrote = False
+    added: list[str] = []
+    unsubscribed = contact.unsubscribed if contact is not None else link.opted_out
+    if unsubscribed:
+        # Consent is the person's: fields may follow Salesforce, lists never grow.
+        lists_now = tuple(lid for lid in link.list_ids if lid in wanted)
+        if changed:
+            out.updates.append(
+                UpdateContact(
+                    sf_id,
+                    link.cc_contact_id,
+                    put_body(
+                        values,
+                        custom_field_ids=custom_field_ids,
+                        current_fields=contact.fields if contact is not None else None,
+                    ),
+                )
+            )
+            wrote = True
+        if not link.opted_out:
+            out.skip(sf_id, REASON_UNSUBSCRIBED_IN_CC)
+    elif contact is not None and contact.deleted:
+        # Deleted in CC while Salesforce still has the record subscribed: the record wins.
+        out.updates.append(
+            UpdateContact(
+                sf_id,
+                link.cc_contact_id,
+                put_body(
+                    values,
+                    custom_field_ids=custom_field_ids,
+                    current_fields=contact.fields,
+                    list_ids=wanted,
+                ),
+            )
+        )
+        wrote = True
+    elif changed:
+        out.imports.append(Import(sf_id, email, values, wanted))
+        wrote = True
+    else:
+        if contact is not None:
+            added = [lid for lid in wanted if lid not in contact.list_memberships]
+        elif undelete:
+            added = list(wanted)
+        else:
+            added = [lid for lid in wanted if lid not in link.list_ids]
+        out.add(link.cc_contact_id, added)
+    out.remove(link.cc_contact_id, stale)
+    if not (wrote or added or stale or undelete):
+        out.skip(sf_id, REASON_UNCHANGED)
+    if wrote or undelete or lists_now != link.list_ids:
+        out.links.append(
+            UpdateLink(
+                sf_id,
+                fingerprint=fp if wrote else None,
+                list_ids=lists_now if lists_now != link.list_ids else None,
+                removed_on_delete=False if undelete else None,
+            )
+        )
+
+
+def _link_new(
+    sf_id: str,
+    record: Mapping[str, Any],
+    email: str,
+    values: dict[str, str],
+    fp: str,
+    contact: CcContact | None,
+    wanted: tuple[str, ...],
+    custom_field_ids: Mapping[str, str],
+    out: _Builder,
+    *,
+    replaces: str | None,
+) -> None:
+    created = str(record.get("CreatedDate") or "") or None
+    if contact is None:
+        out.imports.append(Import(sf_id, email, values, wanted))
+        out.links.append(LinkRecord(sf_id, email, None, fp, wanted, created, replaces))
+        return
+    lists: tuple[str, ...] = wanted
+    if contact.unsubscribed:
+        # Linked, but consent is the person's: it stays unsubscribed and joins no list.
+        lists = ()
+        out.updates.append(
+            UpdateContact(
+                sf_id,
+                contact.contact_id,
+                put_body(values, custom_field_ids=custom_field_ids, current_fields=contact.fields),
+            )
+        )
+        out.skip(sf_id, REASON_UNSUBSCRIBED_IN_CC)
+    elif contact.deleted:
+        out.updates.append(
+            UpdateContact(
+                sf_id,
+                contact.contact_id,
+                put_body(
+                    values,
+                    custom_field_ids=custom_field_ids,
+                    current_fields=contact.fields,
+                    list_ids=wanted,
+                ),
+            )
+        )
+    else:
+        out.imports.append(Import(sf_id, email, values, wanted))
+    out.links.append(LinkRecord(sf_id, email, contact.contact_id, fp, lists, created, replaces))
+
+
+__all__ = ["RecordError", "duplicate_reason", "plan_sf_to_cc"]
