@@ -16,10 +16,11 @@ from typing import Any
 
 from flask import Flask
 
-from sandbox.salesforce import bulk, events, seed
+from sandbox.salesforce import auth, bulk, events, seed
 from sandbox.salesforce.app import SalesforceSandbox
 from sandbox.salesforce.store import ChangeRecord, QueryResult, SalesforceError
 
+INSTANCE_URL = "https://sf.sandbox.test"
 PREFIX = {"Contact": "003", "Lead": "00Q", "Account": "001", "Campaign": "701"}
 REQUIRED = {"Contact": ["LastName"], "Lead": ["LastName", "Company"], "Account": ["Name"]}
 _SELECT = re.compile(
@@ -244,11 +245,23 @@ class FakeStore:
         self.deleted.clear()
 
 
+def sf_client(app: Flask, sandbox: SalesforceSandbox, version: str = "64.0") -> Any:
+    """simple-salesforce, unmodified, talking to the app in-process with a fresh token."""
+    from simple_salesforce import Salesforce
+
+    from sandbox.adapter import in_process_session
+
+    token = sandbox.auth.issue().access_token
+    session = in_process_session(INSTANCE_URL, app)
+    return Salesforce(session_id=token, instance_url=INSTANCE_URL, version=version, session=session)
+
+
 def make_app(config: dict[str, Any] | None = None) -> tuple[Flask, SalesforceSandbox, FakeStore]:
     """A Flask app with the events, bulk and seed blueprints over a FakeStore."""
     sandbox = SalesforceSandbox(config)
     store = FakeStore(sandbox.clock, sandbox.config["USER_ID"])
     sandbox.store = store
+    sandbox.auth = auth.TokenRegistry(sandbox)
     sandbox.events = events.EventHub(sandbox)
     sandbox.bulk = bulk.BulkJobs(sandbox)
     store.subscribe(sandbox.events.on_changes)
