@@ -65,8 +65,28 @@ def error_response(status: int, error_code: str, message: str, fields: list[str]
     return resp
 
 
+# Request-level errors carry no `fields` (record-level DML errors always do, even when empty).
+BARE_ERRORS = frozenset(
+    {
+        "NOT_FOUND",
+        "ENTITY_IS_DELETED",
+        "MALFORMED_QUERY",
+        "INVALID_FIELD",
+        "INVALID_TYPE",
+        "INVALID_QUERY_LOCATOR",
+        "JSON_PARSER_ERROR",
+        "MISSING_ARGUMENT",
+        "EXCEEDED_ID_LIMIT",
+        "INVALID_QUERY_FILTER_OPERATOR",
+    }
+)
+
+
 def sf_error_response(exc: SalesforceError) -> Response:
-    resp = jsonify(exc.rest_body())
+    body = exc.rest_body()
+    if not exc.fields and exc.error_code in BARE_ERRORS:
+        body = [{"message": exc.message, "errorCode": exc.error_code}]
+    resp = jsonify(body)
     resp.status_code = exc.status
     return resp
 
@@ -950,14 +970,16 @@ def _window() -> tuple[str, str]:
 def get_updated(version: str, sobject: str) -> Response:
     sandbox = current_sandbox()
     name = Schema(sandbox).name(sobject)
-    return jsonify(sandbox.store.updated_ids(name, *_window()))
+    start, end = _window()
+    return jsonify(sandbox.store.updated_ids(name, start, end))
 
 
 @bp.get("/services/data/v<version>/sobjects/<sobject>/deleted")
 def get_deleted(version: str, sobject: str) -> Response:
     sandbox = current_sandbox()
     name = Schema(sandbox).name(sobject)
-    return jsonify(sandbox.store.deleted_records(name, *_window()))
+    start, end = _window()
+    return jsonify(sandbox.store.deleted_records(name, start, end))
 
 
 def external_id_field(schema: Schema, sobject: str, field_name: str) -> dict[str, Any]:
