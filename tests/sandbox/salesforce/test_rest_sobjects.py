@@ -1,4 +1,4 @@
-"""sObject rows: describe, CRUD, upsert by external ID, getUpdated/getDeleted, call options, duplicates."""
+"""sObject rows: describe, CRUD, upsert by external ID, getUpdated/getDeleted, duplicates."""
 
 from __future__ import annotations
 
