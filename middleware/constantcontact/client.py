@@ -136,6 +136,11 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
 class ConstantContactClient:
     """One connected Constant Contact account, seen through the V3 API."""
 
+    # Per-call limits of the bulk endpoints; instance attributes so tests can use small ones.
+    import_max_rows = IMPORT_MAX_ROWS
+    import_max_bytes = IMPORT_MAX_BYTES
+    activity_ids_max = ACTIVITY_IDS_MAX
+
     def __init__(
         self,
         base_url: str,
@@ -482,13 +487,10 @@ class ConstantContactClient:
         return activities
 
     def _import_payloads(
-        self,
-        rows: Iterable[dict[str, Any]],
-        list_ids: Sequence[str],
-        max_rows: int = IMPORT_MAX_ROWS,
-        max_bytes: int = IMPORT_MAX_BYTES,
+        self, rows: Iterable[dict[str, Any]], list_ids: Sequence[str]
     ) -> Iterator[bytes]:
         """The request bodies, built by appending serialised rows until a limit would be crossed."""
+        max_rows, max_bytes = self.import_max_rows, self.import_max_bytes
         head = b'{"import_data":['
         tail = b'],"list_ids":' + json.dumps(list(list_ids), separators=(",", ":")).encode() + b"}"
         overhead = len(head) + len(tail)
@@ -517,7 +519,7 @@ class ConstantContactClient:
         activities = []
         ids = list(dict.fromkeys(contact_ids))
         for lists in _chunks(list(dict.fromkeys(list_ids)), ACTIVITY_LISTS_MAX):
-            for chunk in _chunks(ids, ACTIVITY_IDS_MAX):
+            for chunk in _chunks(ids, self.activity_ids_max):
                 body = {"source": {"contact_ids": chunk}, "list_ids": lists}
                 activities.append(
                     self._json("POST", f"/activities/{kind}", json_body=body, expect=(201, 200))
@@ -545,7 +547,7 @@ class ConstantContactClient:
                 json_body={"contact_ids": chunk},
                 expect=(201, 200),
             )
-            for chunk in _chunks(list(dict.fromkeys(contact_ids)), ACTIVITY_IDS_MAX)
+            for chunk in _chunks(list(dict.fromkeys(contact_ids)), self.activity_ids_max)
         ]
 
     def export_contacts(
