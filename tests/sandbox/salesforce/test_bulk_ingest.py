@@ -1,4 +1,4 @@
-"""Bulk API 2.0 ingest jobs: CSV semantics, result files, call options, aborts, simple-salesforce."""
+"""Bulk API 2.0 ingest jobs: CSV semantics, result files, call options, aborts, bulk2 client."""
 
 from __future__ import annotations
 
