@@ -1,0 +1,248 @@
+"""App factory: builds the Flask app, its store, Redis and queue handles, blueprints and CLI.
+
+Nothing connects at import: gunicorn runs ``app:create_app()``, the CLI ``flask --app app ...``.
+``create_app(config)`` takes a dict for tests and tools: keys named like environment variables
+(``DATABASE_URL``, ``REDIS_URL``...) build the ``Settings`` *instead of* the process environment
+(so tests are hermetic); ``SETTINGS`` may carry a ready ``Settings``; ``STORE`` and ``REDIS`` may
+carry ready handles; every other key goes to ``app.config`` (``TESTING``, ``AUTO_MIGRATE``...).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import click
+from flask import Flask, Response, g, jsonify, request
+from flask.cli import AppGroup
+from werkzeug.exceptions import HTTPException
+
+from middleware.logging import configure_logging, request_id_var
+from middleware.settings import Settings, env_names
+from middleware.store.db import Store
+from middleware.web import EXTENSION, handles
+
+log = logging.getLogger("app")
+
+# Blueprints by module; each module exposes ``bp`` (or ``blueprint``). Adding one is one line.
+BLUEPRINT_MODULES = (
+    "middleware.web.health",
+    "middleware.web.webhooks",
+    "middleware.web.admin",
+    "middleware.web.oauth",
+)
+# CLI groups by "module:attribute", registered when importable.
+CLI_GROUPS = ("sandbox.cli:sandbox_cli",)
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app; ``config`` (tests, tools) overrides the environment, see module docstring."""
+    overrides = dict(config or {})
+    settings = _settings(overrides)
+    configure_logging(settings.log_level)
+
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.webhook_max_bytes,
+        # A demo on SQLite migrates itself; production runs the release phase instead.
+        AUTO_MIGRATE=settings.database_url.startswith("sqlite"),
+    )
+    app.config.update(
+        {
+            k: v
+            for k, v in overrides.items()
+            if k not in ("SETTINGS", "STORE", "REDIS") and k not in _ENV_NAMES
+        }
+    )
+
+    store = overrides.get("STORE") or Store(settings.database_url, settings.token_encryption_keys)
+    if app.config["AUTO_MIGRATE"]:
+        store.upgrade()
+    app.extensions[EXTENSION] = {"settings": settings, "store": store}
+    _init_queue(app, settings, overrides.get("REDIS"))
+
+    _install_request_ids(app)
+    _install_error_handlers(app)
+    register_blueprints(app)
+    register_cli(app)
+    return app
+
+
+_ENV_NAMES = frozenset(env_names())
+
+
+def _settings(overrides: dict[str, Any]) -> Settings:
+    ready = overrides.get("SETTINGS")
+    if isinstance(ready, Settings):
+        return ready
+    if not overrides:
+        return Settings.from_env()
+    environ = {k: _env_value(v) for k, v in overrides.items() if k in _ENV_NAMES}
+    return Settings.from_env(environ)
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def _init_queue(app: Flask, settings: Settings, redis_client: Any) -> None:
+    from middleware import queue
+
+    redis = redis_client if redis_client is not None else queue.get_redis(settings)
+    ext = handles(app)
+    runtime = queue.Runtime(settings=settings, store=ext["store"], redis=redis)
+    ext["redis"] = redis
+    ext["runtime"] = runtime
+    ext["queues"] = queue.get_queues(redis)
+    ext["worker"] = None
+    if settings.embedded_worker:
+        ext["worker"] = queue.start_embedded_worker(redis, runtime=runtime)
+
+    # Views that enqueue (queue.enqueue / ensure_scheduled) find this app's Redis through it.
+    @app.before_request
+    def _use_runtime() -> None:
+        g.runtime_token = queue._runtime_var.set(runtime)
+
+    @app.teardown_request
+    def _drop_runtime(_exc: BaseException | None) -> None:
+        token = g.pop("runtime_token", None)
+        if token is not None:
+            queue._runtime_var.reset(token)
+
+
+def _install_request_ids(app: Flask) -> None:
+    @app.before_request
+    def _take_request_id() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        rid = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.request_id = rid
+        g.request_id_token = request_id_var.set(rid)
+
+    @app.after_request
+    def _echo_request_id(response: Response) -> Response:
+        rid = g.get("request_id")
+        if rid:
+            response.headers["X-Request-ID"] = rid
+        return response
+
+    @app.teardown_request
+    def _forget_request_id(_exc: BaseException | None) -> None:
+        token = g.pop("request_id_token", None)
+        if token is not None:
+            request_id_var.reset(token)
+
+
+def problem(status: int, title: str, detail: str | None = None, **extra: Any) -> Response:
+    """An RFC 9457 problem+json response."""
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    rid = g.get("request_id") if g else None
+    if rid:
+        body["request_id"] = rid
+    body.update(extra)
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = "application/problem+json"
+    return response
+
+
+def _install_error_handlers(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        response = problem(exc.code or 500, exc.name, exc.description)
+        if exc.code == 405 and exc.response is None:
+            allowed = getattr(exc, "valid_methods", None)
+            if allowed:
+                response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem(500, "Internal Server Error", "The error was logged with this request id.")
+
+
+def _import_optional(module_name: str) -> Any | None:
+    # Guard only for modules not written yet (other engineers are building webhooks, admin,
+    # oauth and the sandbox CLI now); an import error *inside* an existing module still raises.
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            log.debug("optional module %s is not present", module_name)
+            return None
+        raise
+
+
+def register_blueprints(app: Flask) -> list[str]:
+    """Register every blueprint module that exists; return the names registered."""
+    registered = []
+    for module_name in BLUEPRINT_MODULES:
+        module = _import_optional(module_name)
+        if module is None:
+            continue
+        bp = getattr(module, "bp", None) or getattr(module, "blueprint", None)
+        if bp is None:
+            raise RuntimeError(f"{module_name} defines no `bp` blueprint")
+        app.register_blueprint(bp)
+        registered.append(bp.name)
+    return registered
+
+
+def register_cli(app: Flask) -> None:
+    """Add the ``db`` group and every optional CLI group that exists."""
+    app.cli.add_command(db_cli)
+    for target in CLI_GROUPS:
+        module_name, _, attr = target.partition(":")
+        module = _import_optional(module_name)
+        if module is not None:
+            app.cli.add_command(getattr(module, attr))
+
+
+db_cli = AppGroup("db", help="Database migrations and maintenance.")
+
+
+@db_cli.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations (the release phase runs this)."""
+    from middleware.store.migrate import current_revision
+
+    store: Store = handles()["store"]
+    store.upgrade(revision)
+    click.echo(f"database at revision {current_revision(store.engine)}")
+
+
+@db_cli.command("current")
+def db_current() -> None:
+    """Show the database revision and the newest one this code ships."""
+    from middleware.store.migrate import current_revision, head_revision
+
+    store: Store = handles()["store"]
+    current = current_revision(store.engine)
+    head = head_revision()
+    state = "up to date" if current == head else "needs `flask --app app db upgrade`"
+    click.echo(f"current: {current or 'empty'}  head: {head}  ({state})")
+
+
+@db_cli.command("rotate-keys")
+def db_rotate_keys() -> None:
+    """Re-encrypt stored tokens and secrets with the first TOKEN_ENCRYPTION_KEY."""
+    from middleware.store import connections
+
+    store: Store = handles()["store"]
+    with store.transaction() as session:
+        changed = connections.rotate_keys(session)
+    click.echo(f"re-encrypted {changed} secrets with the newest key; older keys can now go")

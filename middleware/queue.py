@@ -1,0 +1,627 @@
+"""Queue: RQ wiring (named queues, JSON jobs, retries, per-setup locks) and the embedded mode.
+
+Production runs Redis and ``rq worker --with-scheduler`` processes (see Procfile). With no
+``REDIS_URL`` the service runs *embedded*: a process-wide fakeredis server stands in for Redis and
+a thread of the web process runs the very same job functions, so ``make demo`` needs no server.
+
+Jobs are top-level functions called with plain JSON arguments (ids, strings, dicts). Inside a job,
+``current_runtime()`` gives the settings, store and Redis of the process running it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import importlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import fakeredis
+import redis as redis_lib
+from redis import Redis
+from rq import Queue, Retry, SimpleWorker, Worker, get_current_job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.registry import (
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
+from rq.serializers import JSONSerializer
+from rq.timeouts import TimerDeathPenalty
+
+if TYPE_CHECKING:
+    from middleware.settings import Settings
+    from middleware.store.db import Store
+
+log = logging.getLogger(__name__)
+
+# Highest priority first: workers drain `webhooks` before `default` before `full_sync`.
+WEBHOOKS, DEFAULT, FULL_SYNC = "webhooks", "default", "full_sync"
+QUEUE_NAMES = (WEBHOOKS, DEFAULT, FULL_SYNC)
+SERIALIZER = JSONSerializer
+
+# Retry transient failures (vendor 5xx, network) three times, backing off; then the failed
+# registry keeps the job for a year, visible in the admin API and requeueable.
+RETRY_MAX = 3
+RETRY_INTERVALS = (10, 60, 300)
+DEFAULT_JOB_TIMEOUT = {WEBHOOKS: 300, DEFAULT: 900, FULL_SYNC: 4 * 3600}
+RESULT_TTL = 24 * 3600
+FAILURE_TTL = 365 * 24 * 3600
+
+LOCK_PREFIX = "ctct:lock:setup:"
+GUARD_PREFIX = "ctct:scheduled:"
+# A pending-job guard outlives any sane backlog; if it still expires, the worst case is one
+# extra (idempotent, lock-serialised) job, never a lost one.
+GUARD_TTL_SECONDS = 3600
+LOCK_BUSY_RETRY_SECONDS = 5.0
+_GUARD_GRACE_SECONDS = 30
+
+_NO_RETRY: Any = object()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# --------------------------------------------------------------------------- connections
+
+
+_embedded_lock = threading.Lock()
+_embedded_server: fakeredis.FakeServer | None = None
+
+
+def embedded_server() -> fakeredis.FakeServer:
+    """The process-wide fakeredis server used when no REDIS_URL is set (created on first use)."""
+    global _embedded_server
+    with _embedded_lock:
+        if _embedded_server is None:
+            _embedded_server = fakeredis.FakeServer()
+        return _embedded_server
+
+
+def embedded_redis(server: fakeredis.FakeServer | None = None) -> Redis:
+    """A client of the embedded server (or of ``server``, for isolated tests)."""
+    return fakeredis.FakeRedis(server=server or embedded_server())
+
+
+def redis_from_url(url: str, **kwargs: Any) -> Redis:
+    """A Redis client for ``url``; ``rediss://`` accepts self-signed certificates (Heroku)."""
+    if url.startswith("rediss://"):
+        # Heroku Key-Value Store uses self-signed certificates: encrypt, but do not verify.
+        kwargs.setdefault("ssl_cert_reqs", None)
+        kwargs.setdefault("ssl_check_hostname", False)
+    # Fail fast so a webhook answers 503 (and the sender retries) instead of hanging.
+    kwargs.setdefault("socket_connect_timeout", 5)
+    kwargs.setdefault("socket_timeout", 10)
+    kwargs.setdefault("health_check_interval", 30)
+    return redis_lib.Redis.from_url(url, **kwargs)
+
+
+def get_redis(settings: Settings) -> Redis:
+    """The configured Redis, or the embedded stand-in when ``REDIS_URL`` is empty."""
+    if settings.redis_url is None:
+        return embedded_redis()
+    return redis_from_url(settings.redis_url)
+
+
+def get_queue(connection: Redis, name: str = DEFAULT) -> Queue:
+    """One named queue with the JSON serializer."""
+    if name not in QUEUE_NAMES:
+        raise ValueError(f"unknown queue {name!r}; queues are {QUEUE_NAMES}")
+    return Queue(
+        name,
+        connection=connection,
+        serializer=SERIALIZER,
+        default_timeout=DEFAULT_JOB_TIMEOUT[name],
+    )
+
+
+def get_queues(connection: Redis) -> dict[str, Queue]:
+    """Every queue, highest priority first."""
+    return {name: get_queue(connection, name) for name in QUEUE_NAMES}
+
+
+# --------------------------------------------------------------------------- runtime
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a job needs from its process: settings, store and Redis."""
+
+    settings: Settings
+    store: Store
+    redis: Redis
+
+
+_runtime_var: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
+    "middleware_runtime", default=None
+)
+_process_runtime: Runtime | None = None
+_process_runtime_lock = threading.Lock()
+
+
+@contextmanager
+def use_runtime(runtime: Runtime) -> Iterator[Runtime]:
+    """Make ``runtime`` current for the code inside (requests, CLI commands, tests)."""
+    token = _runtime_var.set(runtime)
+    try:
+        yield runtime
+    finally:
+        _runtime_var.reset(token)
+
+
+def current_runtime() -> Runtime:
+    """The runtime in use: set by the web app / embedded worker, else built from the environment.
+
+    An ``rq worker`` process has no app: the first job builds the runtime from ``Settings.from_env``
+    and reuses the running job's Redis connection.
+    """
+    runtime = _runtime_var.get()
+    if runtime is not None:
+        return runtime
+    global _process_runtime
+    with _process_runtime_lock:
+        if _process_runtime is None:
+            from middleware.settings import Settings
+            from middleware.store.db import Store
+
+            settings = Settings.from_env()
+            job = get_current_job()
+            connection = job.connection if job is not None else get_redis(settings)
+            _process_runtime = Runtime(
+                settings=settings,
+                store=Store(settings.database_url, settings.token_encryption_keys),
+                redis=connection,
+            )
+        return _process_runtime
+
+
+def _connection(connection: Redis | None) -> Redis:
+    return connection if connection is not None else current_runtime().redis
+
+
+# --------------------------------------------------------------------------- enqueueing
+
+
+def func_path(func: Callable[..., Any] | str) -> str:
+    """``module.function`` for a top-level function; refuses lambdas, methods and closures."""
+    if isinstance(func, str):
+        return func
+    module, qualname = getattr(func, "__module__", None), getattr(func, "__qualname__", "")
+    if not module or "." in qualname or "<" in qualname:
+        raise ValueError(f"jobs must be top-level functions, not {func!r}")
+    return f"{module}.{qualname}"
+
+
+def default_retry() -> Retry:
+    """The retry policy jobs get unless told otherwise."""
+    return Retry(max=RETRY_MAX, interval=list(RETRY_INTERVALS))
+
+
+def _check_json(args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+    try:
+        json.dumps([list(args), kwargs])
+    except TypeError as exc:
+        raise TypeError(f"job arguments must be plain JSON (ids, strings, dicts): {exc}") from None
+
+
+def _as_timedelta(delay: float | timedelta) -> timedelta:
+    return delay if isinstance(delay, timedelta) else timedelta(seconds=float(delay))
+
+
+def enqueue(
+    func: Callable[..., Any] | str,
+    *args: Any,
+    queue: str = DEFAULT,
+    job_id: str | None = None,
+    at_front: bool = False,
+    delay: float | timedelta | None = None,
+    retry: Retry | None = _NO_RETRY,
+    job_timeout: int | str | None = None,
+    description: str | None = None,
+    meta: dict[str, Any] | None = None,
+    connection: Redis | None = None,
+    kwargs: dict[str, Any] | None = None,
+) -> Job:
+    """Put a job on a queue, now or after ``delay`` seconds; return the RQ job.
+
+    ``retry=None`` disables retries; the default is ``default_retry()``. ``connection`` defaults to
+    the current runtime's Redis.
+    """
+    job_kwargs = dict(kwargs or {})
+    _check_json(args, job_kwargs)
+    q = get_queue(_connection(connection), queue)
+    options: dict[str, Any] = {
+        "args": args,
+        "kwargs": job_kwargs,
+        "job_id": job_id,
+        "retry": default_retry() if retry is _NO_RETRY else retry,
+        "job_timeout": job_timeout,
+        "result_ttl": RESULT_TTL,
+        "failure_ttl": FAILURE_TTL,
+        "description": description,
+        "meta": meta,
+    }
+    path = func_path(func)
+    if delay is not None and _as_timedelta(delay) > timedelta(0):
+        options["at_front"] = at_front  # honoured when the scheduler moves it to the queue
+        return q.enqueue_in(_as_timedelta(delay), path, **_rq_kwargs(options))
+    return q.enqueue_call(path, at_front=at_front, **_enqueue_call_kwargs(options))
+
+
+def _rq_kwargs(options: dict[str, Any]) -> dict[str, Any]:
+    # Queue.enqueue_in() takes job options with these reserved names.
+    out = {k: v for k, v in options.items() if k not in ("args", "kwargs") and v is not None}
+    return {**out, "args": options["args"], "kwargs": options["kwargs"]}
+
+
+def _enqueue_call_kwargs(options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "args": options["args"],
+        "kwargs": options["kwargs"],
+        "job_id": options["job_id"],
+        "retry": options["retry"],
+        "timeout": options["job_timeout"],
+        "result_ttl": options["result_ttl"],
+        "failure_ttl": options["failure_ttl"],
+        "description": options["description"],
+        "meta": options["meta"],
+    }
+
+
+def ensure_scheduled(
+    key: str,
+    func: Callable[..., Any] | str,
+    args: Sequence[Any] = (),
+    delay: float | timedelta = 0.0,
+    *,
+    queue: str = DEFAULT,
+    connection: Redis | None = None,
+    retry: Retry | None = _NO_RETRY,
+    job_timeout: int | str | None = None,
+) -> str | None:
+    """Make sure exactly one job for ``key`` is waiting; return its id if this call scheduled it.
+
+    Used by the webhook intake: every event of a setup calls ``ensure_scheduled("flush-<id>",
+    ...)``, and only the first one within the coalescing window schedules a flush. Once that job
+    *starts*, the next event schedules a fresh one, so a change arriving while a flush runs is
+    never stranded. Returns ``None`` when a job for ``key`` was already queued or scheduled.
+    """
+    conn = _connection(connection)
+    guard = GUARD_PREFIX + key
+    pending = _text(conn.get(guard))
+    if pending is not None and _guard_is_stale(conn, pending):
+        _delete_if_equal(conn, guard, pending)
+    job_id = f"{key}-{uuid.uuid4().hex[:12]}"
+    token = f"{job_id}|{int(time.time())}"
+    seconds = _as_timedelta(delay).total_seconds()
+    if not conn.set(guard, token, nx=True, ex=int(seconds) + GUARD_TTL_SECONDS):
+        return None
+    try:
+        enqueue(
+            run_guarded,
+            guard,
+            token,
+            func_path(func),
+            list(args),
+            queue=queue,
+            job_id=job_id,
+            delay=delay,
+            retry=retry,
+            job_timeout=job_timeout,
+            description=f"{func_path(func)}{tuple(args)!r} [{key}]",
+            connection=conn,
+        )
+    except Exception:
+        _delete_if_equal(conn, guard, token)
+        raise
+    return job_id
+
+
+def pending_job_id(key: str, connection: Redis | None = None) -> str | None:
+    """The id of the job ``ensure_scheduled`` holds pending for ``key``, if any."""
+    value = _text(_connection(connection).get(GUARD_PREFIX + key))
+    return value.partition("|")[0] if value is not None else None
+
+
+def _guard_is_stale(conn: Redis, token: str) -> bool:
+    # A guard whose job is gone or already past the queue (e.g. Redis lost it, or a failed
+    # trampoline) must not block scheduling. A job still being created by a concurrent call
+    # has no hash yet: that counts as pending for a grace period.
+    job_id, _, created = token.partition("|")
+    try:
+        status = Job.fetch(job_id, connection=conn, serializer=SERIALIZER).get_status(refresh=False)
+    except NoSuchJobError:
+        return time.time() - int(created or 0) > _GUARD_GRACE_SECONDS
+    return status not in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, None)
+
+
+def _text(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _delete_if_equal(conn: Redis, key: str, value: str) -> bool:
+    with conn.pipeline() as pipe:
+        try:
+            pipe.watch(key)
+            if _text(pipe.get(key)) != value:
+                pipe.unwatch()
+                return False
+            pipe.multi()
+            pipe.delete(key)
+            pipe.execute()
+            return True
+        except redis_lib.WatchError:
+            return False
+
+
+def run_guarded(guard: str, token: str, path: str, args: list[Any]) -> Any:
+    """Job trampoline of ``ensure_scheduled``: release the guard, then run the real job."""
+    job = get_current_job()
+    if job is not None:
+        # From now on a new event must schedule a new job: this one may have read its input.
+        _delete_if_equal(job.connection, guard, token)
+    func = import_func(path)
+    return func(*args)
+
+
+def import_func(path: str) -> Callable[..., Any]:
+    """The function named ``module.function``."""
+    module_name, _, name = path.rpartition(".")
+    func = getattr(importlib.import_module(module_name), name)
+    if not callable(func):
+        raise TypeError(f"{path} is not callable")
+    return func  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------- per-setup lock
+
+
+class SetupBusy(RuntimeError):
+    """Another job of the same setup holds its lock."""
+
+
+@contextmanager
+def setup_lock(
+    connection: Redis, setup_id: int | str, ttl: float = 900.0
+) -> Iterator[redis_lib.lock.Lock]:
+    """Hold the setup's write lock for the block, or raise ``SetupBusy`` at once.
+
+    The lock expires after ``ttl`` seconds so a killed worker cannot wedge a setup; long jobs call
+    ``lock.extend(ttl)`` as they go (after each page of a Full Sync, say).
+    """
+    lock = connection.lock(f"{LOCK_PREFIX}{setup_id}", timeout=ttl, blocking=False)
+    if not lock.acquire(blocking=False):
+        raise SetupBusy(f"setup {setup_id} is busy")
+    try:
+        yield lock
+    finally:
+        try:
+            lock.release()
+        except redis_lib.exceptions.LockError:
+            log.warning("lock of setup %s expired before the job finished", setup_id)
+
+
+def requeue_current_job(delay: float = LOCK_BUSY_RETRY_SECONDS) -> Job | None:
+    """Schedule a copy of the running job ``delay`` seconds from now (same function and args)."""
+    job = get_current_job()
+    if job is None:
+        return None
+    attempt = int(job.meta.get("lock_waits", 0)) + 1
+    return enqueue(
+        job.func_name or "",
+        *job.args,
+        kwargs=dict(job.kwargs),
+        queue=job.origin,
+        delay=delay,
+        meta={**job.meta, "lock_waits": attempt},
+        description=job.description,
+        connection=job.connection,
+    )
+
+
+def exclusive_per_setup(
+    ttl: float = 900.0, retry_in: float = LOCK_BUSY_RETRY_SECONDS
+) -> Callable[[F], F]:
+    """Decorate a job whose first argument is a setup id: one such job per setup at a time.
+
+    When the setup is busy the job reschedules itself ``retry_in`` seconds later and returns
+    ``None`` instead of failing (a busy setup is not an error).
+    """
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(setup_id: int | str, *args: Any, **kwargs: Any) -> Any:
+            runtime_redis = get_current_job()
+            conn = runtime_redis.connection if runtime_redis else current_runtime().redis
+            try:
+                with setup_lock(conn, setup_id, ttl):
+                    return func(setup_id, *args, **kwargs)
+            except SetupBusy:
+                again = requeue_current_job(retry_in)
+                log.info(
+                    "setup %s busy; %s rescheduled as %s in %.0fs",
+                    setup_id,
+                    func.__name__,
+                    again.id if again else "-",
+                    retry_in,
+                )
+                return None
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+# --------------------------------------------------------------------------- state for admins
+
+
+def queue_state(connection: Redis) -> dict[str, Any]:
+    """Depth and registry counts per queue, and the workers, for the admin API and /readyz."""
+    queues: dict[str, dict[str, int]] = {}
+    for name, q in get_queues(connection).items():
+        queues[name] = {
+            "queued": q.count,
+            "started": StartedJobRegistry(queue=q).count,
+            "scheduled": ScheduledJobRegistry(queue=q).count,
+            "deferred": DeferredJobRegistry(queue=q).count,
+            "failed": FailedJobRegistry(queue=q).count,
+            "finished": FinishedJobRegistry(queue=q).count,
+        }
+    workers = [
+        {
+            "name": w.name,
+            "state": str(w.get_state()),
+            "queues": w.queue_names(),
+            "current_job": w.get_current_job_id(),
+            "successful_jobs": w.successful_job_count,
+            "failed_jobs": w.failed_job_count,
+        }
+        for w in Worker.all(connection=connection)
+    ]
+    return {
+        "queues": queues,
+        "backlog": sum(q["queued"] for q in queues.values()),
+        "failed": sum(q["failed"] for q in queues.values()),
+        "scheduled": sum(q["scheduled"] for q in queues.values()),
+        "started": sum(q["started"] for q in queues.values()),
+        "workers": workers,
+    }
+
+
+# --------------------------------------------------------------------------- embedded worker
+
+
+class EmbeddedWorker(SimpleWorker):
+    """An RQ worker that runs jobs in a thread of this process (no fork, no signals)."""
+
+    # SIGALRM only works in the main thread; a timer thread enforces job timeouts instead.
+    death_penalty_class = TimerDeathPenalty
+
+    def _install_signal_handlers(self) -> None:
+        # Signal handlers can only be installed from the main thread; the web server owns them.
+        return None
+
+
+def enqueue_due_jobs(connection: Redis, now: datetime | None = None) -> int:
+    """Move scheduled jobs whose time has come onto their queues; return how many.
+
+    What ``rq worker --with-scheduler`` does in production, for the embedded mode; retries with
+    an interval are scheduled jobs too.
+    """
+    moved = 0
+    timestamp = int((now or datetime.now(UTC)).timestamp())
+    for name, q in get_queues(connection).items():
+        registry = ScheduledJobRegistry(queue=q)
+        job_ids = registry.get_jobs_to_schedule(timestamp)
+        if not job_ids:
+            continue
+        with connection.pipeline() as pipe:
+            for job in Job.fetch_many(job_ids, connection=connection, serializer=SERIALIZER):
+                if job is not None:
+                    q._enqueue_job(job, pipeline=pipe, at_front=job.should_enqueue_at_front())
+                    moved += 1
+            for job_id in job_ids:
+                registry.remove(job_id, pipeline=pipe)
+            pipe.execute()
+        log.debug("moved %d due jobs onto %s", len(job_ids), name)
+    return moved
+
+
+class EmbeddedWorkerThread:
+    """Runs queued and due jobs in a background thread of the web process (embedded mode)."""
+
+    def __init__(
+        self,
+        connection: Redis,
+        runtime: Runtime | None = None,
+        *,
+        poll_interval: float = 0.2,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.connection = connection
+        self.runtime = runtime
+        self.poll_interval = poll_interval
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.worker = EmbeddedWorker(
+            list(get_queues(connection).values()),
+            connection=connection,
+            serializer=SERIALIZER,
+            name=f"embedded-{uuid.uuid4().hex[:8]}",
+        )
+
+    def run_pending(self) -> bool:
+        """One pass: move due scheduled jobs, then run every queued job; True if any ran."""
+        enqueue_due_jobs(self.connection, self.clock())
+        if self.runtime is None:
+            return bool(self.worker.work(burst=True, logging_level="WARNING"))
+        with use_runtime(self.runtime):
+            return bool(self.worker.work(burst=True, logging_level="WARNING"))
+
+    def _loop(self) -> None:
+        log.info("embedded worker started")
+        while not self._stop.is_set():
+            try:
+                worked = self.run_pending()
+            except Exception:
+                # The loop must survive a Redis hiccup; job errors are handled by RQ itself.
+                log.exception("embedded worker pass failed")
+                worked = False
+            if not worked:
+                self._stop.wait(self.poll_interval)
+        log.info("embedded worker stopped")
+
+    def start(self) -> EmbeddedWorkerThread:
+        """Start the background thread (daemon: it never holds the process open)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._loop, name="embedded-rq-worker", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to stop after the current job and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the background thread is running."""
+        return self._thread is not None and self._thread.is_alive()
+
+
+def start_embedded_worker(
+    connection: Redis, runtime: Runtime | None = None
+) -> EmbeddedWorkerThread:
+    """Start an embedded worker thread on ``connection``."""
+    return EmbeddedWorkerThread(connection, runtime).start()
+
+
+def wait_for_jobs(
+    connection: Redis,
+    *,
+    timeout: float = 10.0,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> bool:
+    """Block until every queue is empty and nothing is running (demo and end-to-end helpers)."""
+    deadline = monotonic() + timeout
+    while monotonic() < deadline:
+        state = queue_state(connection)
+        if state["backlog"] == 0 and state["started"] == 0:
+            return True
+        sleep(0.05)
+    return False

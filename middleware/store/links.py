@@ -1,0 +1,201 @@
+"""Store links: which Salesforce record of a setup is which Constant Contact contact, in bulk.
+
+Every function takes and returns plain ids and rows, and works on thousands of records per call:
+reads chunk their ``IN`` lists, ``upsert_links`` is one ``INSERT ... ON CONFLICT`` executemany.
+Emails are normalised (trimmed, lower-cased) on the way in, as they are the CC identity.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
+
+from middleware.store.bulk import chunked, dialect_insert
+from middleware.store.models import Link, utcnow
+
+# Columns a caller may set through upsert_links, besides the key (setup_id, sf_id).
+UPSERT_COLUMNS = (
+    "sf_object",
+    "cc_contact_id",
+    "email",
+    "fingerprint",
+    "subscribed_when_synced",
+    "opted_out_propagated",
+    "lists",
+)
+_ACTIVE = text("status = 'active'")
+
+
+def normalise_email(email: str | None) -> str | None:
+    """Trimmed, lower-cased; blank becomes ``None``."""
+    if email is None:
+        return None
+    value = email.strip().lower()
+    return value or None
+
+
+def for_sf_ids(session: Session, setup_id: int, sf_ids: Iterable[str]) -> dict[str, Link]:
+    """Active links of a setup by Salesforce id (ids without a link are absent)."""
+    found: dict[str, Link] = {}
+    for batch in chunked(dict.fromkeys(sf_ids)):
+        stmt = select(Link).where(
+            Link.setup_id == setup_id, Link.status == "active", Link.sf_id.in_(batch)
+        )
+        for link in session.scalars(stmt):
+            found[link.sf_id] = link
+    return found
+
+
+def for_emails(
+    session: Session, setup_id: int, emails: Iterable[str], *, include_retired: bool = True
+) -> dict[str, list[Link]]:
+    """Links of a setup by normalised email; retired ones included unless told otherwise.
+
+    The CC → SF direction uses this to recognise addresses this setup has *ever* linked.
+    """
+    keys = [e for e in (normalise_email(x) for x in emails) if e]
+    found: dict[str, list[Link]] = defaultdict(list)
+    for batch in chunked(dict.fromkeys(keys)):
+        stmt = select(Link).where(Link.setup_id == setup_id, Link.email.in_(batch))
+        if not include_retired:
+            stmt = stmt.where(Link.status == "active")
+        for link in session.scalars(stmt.order_by(Link.id)):
+            assert link.email is not None
+            found[link.email].append(link)
+    return dict(found)
+
+
+def links_for_emails(
+    session: Session, setup_id: int, emails: Iterable[str], *, include_retired: bool = True
+) -> dict[str, list[Link]]:
+    """Alias of ``for_emails``."""
+    return for_emails(session, setup_id, emails, include_retired=include_retired)
+
+
+def for_cc_contact_ids(
+    session: Session, setup_id: int, contact_ids: Iterable[str], *, include_retired: bool = True
+) -> dict[str, list[Link]]:
+    """Links of a setup by Constant Contact contact id."""
+    found: dict[str, list[Link]] = defaultdict(list)
+    for batch in chunked(dict.fromkeys(contact_ids)):
+        stmt = select(Link).where(Link.setup_id == setup_id, Link.cc_contact_id.in_(batch))
+        if not include_retired:
+            stmt = stmt.where(Link.status == "active")
+        for link in session.scalars(stmt.order_by(Link.id)):
+            assert link.cc_contact_id is not None
+            found[link.cc_contact_id].append(link)
+    return dict(found)
+
+
+def upsert_links(session: Session, setup_id: int, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Insert or update active links keyed by ``sf_id``; return how many rows were written.
+
+    Each row needs ``sf_id`` and ``sf_object``; other keys (``UPSERT_COLUMNS``) are optional and
+    only the keys present are changed on an existing link, so a caller refreshing fingerprints
+    does not wipe list memberships. Rows are grouped by their key set, one executemany per group.
+    """
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    now = utcnow()
+    for row in rows:
+        if "sf_id" not in row or "sf_object" not in row:
+            raise ValueError("every link row needs sf_id and sf_object")
+        unknown = set(row) - {"sf_id", *UPSERT_COLUMNS}
+        if unknown:
+            raise ValueError(f"unknown link columns: {sorted(unknown)}")
+        values = dict(row)
+        if "email" in values:
+            values["email"] = normalise_email(values["email"])
+        if "lists" in values:
+            values["lists"] = list(values["lists"] or [])
+        values.update(setup_id=setup_id, status="active", created_at=now, updated_at=now)
+        groups[tuple(sorted(row))].append(values)
+    written = 0
+    for keys, values_list in groups.items():
+        stmt = dialect_insert(session, Link)
+        set_ = {col: stmt.excluded[col] for col in keys if col != "sf_id"}
+        set_["updated_at"] = stmt.excluded.updated_at
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["setup_id", "sf_id"], index_where=_ACTIVE, set_=set_
+        )
+        for batch in chunked(values_list, 5000):
+            session.execute(stmt, batch)
+            written += len(batch)
+    # The identity map may hold stale copies of the rows just written.
+    session.expire_all()
+    return written
+
+
+def retire_links(session: Session, setup_id: int, sf_ids: Iterable[str]) -> int:
+    """Retire the active links of these records (kept so their addresses stay known)."""
+    retired = 0
+    for batch in chunked(dict.fromkeys(sf_ids)):
+        result = session.execute(
+            update(Link)
+            .where(Link.setup_id == setup_id, Link.status == "active", Link.sf_id.in_(batch))
+            .values(status="retired", updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        retired += int(getattr(result, "rowcount", 0) or 0)
+    session.expire_all()
+    return retired
+
+
+def relink(
+    session: Session,
+    setup_id: int,
+    *,
+    sf_id: str,
+    sf_object: str,
+    cc_contact_id: str | None,
+    email: str | None,
+    **fields: Any,
+) -> None:
+    """Point a record at another contact/address, keeping the old pair as a retired link.
+
+    Used for email changes: the address left behind must still be recognised (§5a).
+    """
+    retire_links(session, setup_id, [sf_id])
+    upsert_links(
+        session,
+        setup_id,
+        [
+            {
+                "sf_id": sf_id,
+                "sf_object": sf_object,
+                "cc_contact_id": cc_contact_id,
+                "email": email,
+                **fields,
+            }
+        ],
+    )
+
+
+def iter_active(session: Session, setup_id: int, batch_size: int = 1000) -> Iterator[list[Link]]:
+    """Active links of a setup in pages ordered by id (keyset paging: constant memory)."""
+    last_id = 0
+    while True:
+        page = list(
+            session.scalars(
+                select(Link)
+                .where(Link.setup_id == setup_id, Link.status == "active", Link.id > last_id)
+                .order_by(Link.id)
+                .limit(batch_size)
+            )
+        )
+        if not page:
+            return
+        yield page
+        last_id = page[-1].id
+        session.expunge_all()
+
+
+def counts(session: Session, setup_id: int) -> dict[str, int]:
+    """Number of links of a setup per status."""
+    rows = session.execute(
+        select(Link.status, func.count()).where(Link.setup_id == setup_id).group_by(Link.status)
+    )
+    return {status: int(n) for status, n in rows}
