@@ -177,11 +177,6 @@ def as_text(value: Any) -> str:
     return str(value).strip()
 
 
-def _fit(key: str, text: str) -> str:
-    limit = CUSTOM_FIELD_MAX_LENGTH if key.startswith(CUSTOM_PREFIX) else CC_MAX_LENGTHS.get(key)
-    return text[:limit] if limit is not None else text
-
-
 def record_email(setup: Mapping[str, Any], record: Mapping[str, Any]) -> str:
     return normalise_email(record.get(object_fields(setup).email))
 
@@ -190,11 +185,10 @@ def record_opted_out(setup: Mapping[str, Any], record: Mapping[str, Any]) -> boo
     return bool(record.get(object_fields(setup).opted_out))
 
 
-def map_record(setup: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, str]:
-    """The CC values this setup writes for ``record`` (flat import keys; see module docstring)."""
+def mapping_plan(setup: Mapping[str, Any]) -> tuple[tuple[str, tuple[str, ...], int | None], ...]:
+    """The setup's mapping compiled once: ``(cc key, Salesforce field path, CC length limit)``."""
     spec = object_fields(setup)
     ns = setup.get("namespace_prefix")
-    values: dict[str, str] = {"email": normalise_email(record.get(spec.email))}
     pairs: list[tuple[str, str]] = [
         ("first_name", spec.first_name),
         ("last_name", spec.last_name),
@@ -205,17 +199,40 @@ def map_record(setup: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str,
     pairs.extend(spec.phones.items())
     if setup.get("sync_address", True):
         pairs.extend(spec.address.items())
-    for key, sf_field in pairs:
-        values[key] = _fit(key, as_text(get_field(record, sf_field)))
     for entry in setup.get("field_map") or ():
         if entry.get("direction", "sf_to_cc") in SF_TO_CC_DIRECTIONS:
-            key = entry["cc_field"]
-            values[key] = _fit(
-                key, as_text(get_field(record, apply_namespace(entry["sf_field"], ns)))
-            )
+            pairs.append((entry["cc_field"], apply_namespace(entry["sf_field"], ns)))
     for entry in setup.get("other_email_fields") or ():
-        key = entry["cc_field"]
-        values[key] = _fit(key, as_text(get_field(record, apply_namespace(entry["sf_field"], ns))))
+        pairs.append((entry["cc_field"], apply_namespace(entry["sf_field"], ns)))
+    compiled: dict[str, tuple[str, tuple[str, ...], int | None]] = {}
+    for key, path in pairs:
+        # A later entry for the same key wins: field_map overrides the pre-mapped default.
+        compiled.pop(key, None)
+        compiled[key] = (key, tuple(path.split(".")), _limit(key))
+    return tuple(compiled.values())
+
+
+def _limit(key: str) -> int | None:
+    return CUSTOM_FIELD_MAX_LENGTH if key.startswith(CUSTOM_PREFIX) else CC_MAX_LENGTHS.get(key)
+
+
+def map_record(
+    setup: Mapping[str, Any],
+    record: Mapping[str, Any],
+    compiled: tuple[tuple[str, tuple[str, ...], int | None], ...] | None = None,
+) -> dict[str, str]:
+    """The CC values this setup writes for ``record`` (flat import keys; see module docstring).
+
+    Pass ``compiled`` (from :func:`mapping_plan`) when mapping many records of one setup.
+    """
+    values: dict[str, str] = {"email": normalise_email(record.get(object_fields(setup).email))}
+    for key, path, limit in compiled if compiled is not None else mapping_plan(setup):
+        if len(path) == 1:
+            raw = record.get(path[0])
+        else:
+            raw = get_field(record, ".".join(path))
+        text = raw.strip() if type(raw) is str else as_text(raw)
+        values[key] = text[:limit] if limit is not None else text
     return values
 
 

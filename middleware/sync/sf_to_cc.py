@@ -41,6 +41,7 @@ from middleware.sync.mapping import (
     custom_field_names,
     fingerprint,
     map_record,
+    mapping_plan,
     put_body,
     record_email,
     record_opted_out,
@@ -229,6 +230,7 @@ def plan_sf_to_cc(
     is_lead = setup.get("object_type", "Contact") == "Lead"
     allow_roles = bool(setup.get("sync_role_addresses", False))
     out = _Builder()
+    compiled = mapping_plan(setup)
 
     # --- pass 1: lifecycle rules, and who claims which address -------------------------------
     claims: dict[str, list[tuple[tuple[str, str], str]]] = {}
@@ -294,7 +296,9 @@ def plan_sf_to_cc(
         taken_from = holder if holder is not None and holder.sf_id != sf_id else None
         if taken_from is not None and taken_from.sf_id in by_id:
             out.links.append(RetireLink(taken_from.sf_id, duplicate_reason(sf_id)))
-        values = {k: v for k, v in map_record(setup, by_id[sf_id]).items() if k not in dropped}
+        values = {
+            k: v for k, v in map_record(setup, by_id[sf_id], compiled).items() if k not in dropped
+        }
         wanted = _wanted_lists(sf_id, link, main_list_id, segment_lists)
         _push(
             setup,
