@@ -23,7 +23,7 @@ REC = contact_record()
 OLD = contact_record(Title="Old title")  # what was last written, before the edit
 
 
-def S(**options):  # noqa: N802 - reads as "setup with"
+def S(**options):
     return {**BASE, **options}
 
 
