@@ -76,6 +76,7 @@ class _Common:
         clock: Clock,
         sleep: Sleep,
         max_wait: float,
+        on_grant: Callable[[float], None] | None = None,
     ) -> None:
         if rate < 1 or per <= 0:
             raise ValueError("rate must be ≥ 1 per a positive period")
@@ -88,6 +89,8 @@ class _Common:
         # A single wait longer than this means something is wrong (clock jump, a stuck key): we
         # would rather re-check than sleep for minutes.
         self.max_wait = max_wait
+        # Called with the grant time after each acquisition (metrics, tests).
+        self.on_grant = on_grant
         self._warned_day = ""
 
     def _quota_error(
@@ -129,6 +132,7 @@ class LocalLimiter(_Common):
         clock: Clock = time.time,
         sleep: Sleep = time.sleep,
         max_wait: float = 60.0,
+        on_grant: Callable[[float], None] | None = None,
     ) -> None:
         super().__init__(
             rate=rate,
@@ -138,6 +142,7 @@ class LocalLimiter(_Common):
             clock=clock,
             sleep=sleep,
             max_wait=max_wait,
+            on_grant=on_grant,
         )
         self._lock = threading.Lock()
         self._granted: deque[float] = deque()
@@ -164,6 +169,8 @@ class LocalLimiter(_Common):
                     self._last = now
                     self._used += 1
                     self._maybe_warn(day, self._used)
+                    if self.on_grant:
+                        self.on_grant(now)
                     return
                 wait = self._granted[0] + self.per - now
             self.sleep(min(max(wait, 0.001), self.max_wait))
@@ -233,6 +240,7 @@ class RedisLimiter(_Common):
         clock: Clock = time.time,
         sleep: Sleep = time.sleep,
         max_wait: float = 60.0,
+        on_grant: Callable[[float], None] | None = None,
     ) -> None:
         super().__init__(
             rate=rate,
@@ -242,6 +250,7 @@ class RedisLimiter(_Common):
             clock=clock,
             sleep=sleep,
             max_wait=max_wait,
+            on_grant=on_grant,
         )
         self.redis = redis
         self.prefix = prefix
@@ -269,6 +278,8 @@ class RedisLimiter(_Common):
             status = int(status)
             if status == 1:
                 self._maybe_warn(day, int(value))
+                if self.on_grant:
+                    self.on_grant(now)
                 return
             if status == -1:
                 raise self._quota_error(now, int(value))
