@@ -1,10 +1,11 @@
-"""The org's data: sObject records in SQLite, SOQL over them, and the change records every write produces.
+"""The org's data: sObject records in SQLite, SOQL over them, and the change records of every write.
 
 INTERFACE CONTRACT (shared by rest.py, bulk.py, events.py, seed.py; keep signatures stable).
 
 Records are plain dicts keyed by canonical field API names (`Id`, `Email`, `MailingStreet`, ...).
 Values on the wire and in dicts: strings; booleans as `True/False`; numbers as int/float; dates as
-`YYYY-MM-DD`; datetimes as Salesforce prints them, `2026-11-26T10:30:00.000+0000` (UTC); null as None.
+`YYYY-MM-DD`; datetimes as Salesforce prints them, `2026-11-26T10:30:00.000+0000` (UTC);
+null as None.
 
 Every rejected write raises `SalesforceError(status, error_code, message, fields)`, the same
 errors the real API gives (`REQUIRED_FIELD_MISSING`, `INVALID_FIELD`, `FIELD_INTEGRITY_EXCEPTION`,
@@ -14,17 +15,89 @@ errors the real API gives (`REQUIRED_FIELD_MISSING`, `INVALID_FIELD`, `FIELD_INT
 Every committed write also produces `ChangeRecord`s (one per record, grouped by transaction) that
 are handed to every listener registered with `OrgStore.subscribe`; events.py turns them into CDC
 events. Writes made inside `with store.transaction(origin=...)` share one transaction key.
+
+Details of the contract as implemented:
+- ChangeRecord.values / changed_fields / nulled_fields use flat canonical field names
+  (`MailingStreet`, not `MailingAddress.Street`); events.py nests them. `IsDeleted`,
+  `SystemModstamp` and `Id` are never in `values` (CDC carries neither; the id is `record_id`).
+  UPDATE values hold the changed fields (derived ones too: `Name` when FirstName changed, the
+  state/country partner field) plus `LastModifiedDate`, except the Lead UPDATE of a conversion,
+  which, as in Salesforce, carries no LastModifiedDate.
+- Listeners run after COMMIT, in commit order, on the writing thread while the store's lock is
+  still held (so they may call the store, but should be quick). A listener's exception is logged
+  and does not undo the write.
+- A write that fails inside `transaction()` is rolled back to its own savepoint; the rest of the
+  transaction stands (the REST layer relies on this for allOrNone=false collections). An exception
+  escaping the `with` block rolls back the whole transaction, and no events are sent.
+- `query()` returns `QueryResult.rows` as a lazy generator reading through its own SQLite
+  connection (shared cache, read-uncommitted), so it never holds the store's lock between rows.
+  Call `.close()` on it (or exhaust it) to release that connection early.
+
+Added beyond the original contract:
+- `OrgStore(profiles="standard", custom_fields=None, *, clock=None, user_id=..., duplicate_rule=
+  None|"alert"|"block", path=None)`; `path` loads a snapshot file when it exists.
+- `create(..., allow_save=False)` / `update(..., allow_save=False)`: with an "alert" duplicate
+  rule, allow_save=True (the Sforce-Duplicate-Rule-Header) saves anyway; "block" always refuses.
+- `describe(sobject)`, `describe_global()`, `schema` (a `schema.OrgSchema`).
+- `get_many(sobject, ids, fields=None, include_deleted=False) -> list[dict | None]`.
+- `find_ids(sobject, field, value) -> list[str]` (upsert by external id; case-insensitive text).
+- `sobject_for_id(record_id) -> str | None` (by key prefix).
+- `insert_many(sobject, rows, *, events=False, origin="")`.
+- `save_snapshot()`: write to the configured SNAPSHOT path (no-op without one).
+- `normalize_id(text) -> str | None` (module function): 15/18-char id → 18-char, None if malformed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import re
+import sqlite3
+import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+
+from sandbox.salesforce import _geo
+from sandbox.salesforce.schema import (
+    ID_TYPES,
+    PERSON_FIELD_MAP,
+    FieldDef,
+    OrgSchema,
+    SObject,
+    build_schema,
+)
+from sandbox.salesforce.soql import (
+    SoqlError,
+    compile_query,
+    format_datetime,
+    id_suffix,
+    normalize_id,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_USER_ID = "005SB0000000001AAA"
+RECYCLE_BIN_DAYS = 15
+UPDATED_WINDOW_DAYS = 30
+ID_LIMIT = 600_000
+FETCH_CHUNK = 1000
+
+__all__ = [
+    "ChangeRecord",
+    "OrgStore",
+    "QueryResult",
+    "SalesforceError",
+    "normalize_id",
+    "open_store",
+]
 
 
 class SalesforceError(Exception):
-    """A Salesforce API error: HTTP status plus the `errorCode`/`statusCode` and message it carries."""
+    """A Salesforce API error: HTTP status, the `errorCode`/`statusCode` and its message."""
 
     def __init__(
         self, status: int, error_code: str, message: str, fields: list[str] | None = None
@@ -67,34 +140,1218 @@ class QueryResult:
 
     total_size: int
     rows: Iterator[dict[str, Any]]
-    columns: list[str] = field(default_factory=list)  # select-list paths, e.g. ["Id", "Account.Name"]
+    columns: list[str] = field(
+        default_factory=list
+    )  # select-list paths, e.g. ["Id", "Account.Name"]
 
 
 Listener = Callable[[list[ChangeRecord]], None]
+
+NOT_FOUND_MESSAGE = "The requested resource does not exist"
+READ_ONLY_TAIL = (
+    ". Please check the security settings of this field and verify that it is read/write for "
+    "your profile or permission set."
+)
+STATE_MESSAGE = (
+    "There's a problem with this state, even though it may appear correct. Please select a "
+    "state from the list of valid states."
+)
+COUNTRY_MESSAGE = (
+    "There's a problem with this country, even though it may appear correct. Please select a "
+    "country/territory from the list of valid countries."
+)
+# Key prefixes of objects the sandbox does not hold, so references to them can still be checked.
+FOREIGN_PREFIXES = {"User": "005", "Individual": "0PK", "Opportunity": "006", "RecordType": "012"}
+_EMAIL_RE = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+_B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_NAMED = ("Contact", "Lead")  # objects whose Name is FirstName + LastName
+_SYSTEM = ("CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp")
+_CASCADES = {
+    # parent object -> (child object, reference field) deleted and undeleted with it
+    "Account": (("Contact", "AccountId"),),
+    "Contact": (("CampaignMember", "ContactId"),),
+    "Lead": (("CampaignMember", "LeadId"),),
+    "Campaign": (("CampaignMember", "CampaignId"),),
+}
+
+
+def _err(
+    code: str, message: str, fields: list[str] | None = None, status: int = 400
+) -> SalesforceError:
+    return SalesforceError(status, code, message, fields)
+
+
+def _parse_datetime(value: str) -> datetime:
+    text = value.strip()
+    if len(text) >= 5 and text[-5] in "+-" and text[-4:].isdigit() and text[-3] != ":":
+        text = text[:-2] + ":" + text[-2:]  # +0000 -> +00:00 for fromisoformat
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when
+
+
+def _is_sf_datetime(value: Any) -> bool:
+    return (
+        isinstance(value, str) and len(value) == 28 and value.endswith("+0000") and value[10] == "T"
+    )
+
+
+@dataclass
+class _Tx:
+    key: str
+    origin: str
+    now: datetime
+    records: list[ChangeRecord] = field(default_factory=list)
+    touched: set[tuple[str, str]] = field(default_factory=set)
 
 
 class OrgStore:
     """All records of one sandbox org. Thread-safe (one lock around the SQLite connection)."""
 
-    def create(self, sobject: str, values: dict[str, Any], *, origin: str = "") -> str:
-        """Insert one record, returning its new 18-character Id. Validates like Salesforce."""
-        raise NotImplementedError
+    def __init__(
+        self,
+        profiles: str | Iterable[str] | None = "standard",
+        custom_fields: dict[str, list[dict[str, Any]]] | None = None,
+        *,
+        clock: Any = None,
+        user_id: str = DEFAULT_USER_ID,
+        duplicate_rule: Any = None,
+        path: str | None = None,
+        schema: OrgSchema | None = None,
+    ) -> None:
+        self.schema: OrgSchema = schema or build_schema(profiles, custom_fields)
+        self.clock = clock
+        self.user_id = user_id
+        if duplicate_rule is True:
+            duplicate_rule = "alert"
+        self.duplicate_rule: str | None = str(duplicate_rule).lower() if duplicate_rule else None
+        self.path = path
+        self._lock = threading.RLock()
+        self._listeners: list[Listener] = []
+        self._tx: _Tx | None = None
+        self._savepoint_seq = 0
+        self._uri = f"file:sf-org-{uuid.uuid4().hex}?mode=memory&cache=shared"
+        self._conn = sqlite3.connect(
+            self._uri, uri=True, check_same_thread=False, isolation_level=None
+        )
+        self._counters: dict[str, int] = {}
+        self._all_fields: dict[str, str] = {}
+        if path and os.path.exists(path):
+            source = sqlite3.connect(path)
+            try:
+                source.backup(self._conn)
+            finally:
+                source.close()
+            log.info("sandbox org loaded from snapshot")
+        self._create_tables()
+        for obj in self.schema.objects.values():
+            row = self._conn.execute(f'SELECT MAX("Id") FROM {_q(obj.name)}').fetchone()
+            self._counters[obj.name] = _b62_decode(row[0][5:15]) if row and row[0] else 0
 
-    def update(self, sobject: str, record_id: str, values: dict[str, Any], *, origin: str = "") -> None:
+    # ------------------------------------------------------------------ schema and storage
+
+    def _create_tables(self) -> None:
+        conn = self._conn
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS _deleted_log (id TEXT PRIMARY KEY, sobject TEXT NOT NULL,"
+            " deleted_date TEXT NOT NULL, cascade_of TEXT, in_bin INTEGER NOT NULL DEFAULT 1)"
+        )
+        conn.execute(
+            "CREATE INDEX IF NOT EXISTS _deleted_log_date ON _deleted_log (sobject, deleted_date)"
+        )
+        conn.execute("CREATE INDEX IF NOT EXISTS _deleted_log_cascade ON _deleted_log (cascade_of)")
+        for obj in self.schema.objects.values():
+            cols = [_column_sql(f) for f in obj.stored_fields()]
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {_q(obj.name)} ({', '.join(cols)})")
+            existing = {r[1] for r in conn.execute(f"PRAGMA table_info({_q(obj.name)})")}
+            for fd in obj.stored_fields():
+                if fd.name not in existing:  # a snapshot from an org without this field
+                    conn.execute(f"ALTER TABLE {_q(obj.name)} ADD COLUMN {_column_sql(fd)}")
+            for name, cols_sql in _indexes(obj):
+                conn.execute(
+                    f"CREATE INDEX IF NOT EXISTS {_q(obj.name + '_' + name)}"
+                    f" ON {_q(obj.name)} ({cols_sql})"
+                )
+
+    def _obj(self, sobject: str) -> SObject:
+        obj = self.schema.sobject(sobject)
+        if obj is None:
+            raise _err("NOT_FOUND", NOT_FOUND_MESSAGE, status=404)
+        return obj
+
+    def _now(self) -> datetime:
+        if self.clock is None:
+            return datetime.now(UTC)
+        now: datetime = self.clock.now()
+        return now if now.tzinfo else now.replace(tzinfo=UTC)
+
+    def _new_id(self, obj: SObject) -> str:
+        n = self._counters.get(obj.name, 0) + 1
+        self._counters[obj.name] = n
+        id15 = obj.key_prefix + "SB" + _b62_encode(n, 10)
+        return id15 + id_suffix(id15)
+
+    def _check_id(self, obj: SObject, record_id: str) -> str:
+        norm = normalize_id(record_id) if isinstance(record_id, str) else None
+        if norm is None:
+            raise _err(
+                "MALFORMED_ID", f"{obj.label} ID: id value of incorrect type: {record_id}", ["Id"]
+            )
+        if not norm.startswith(obj.key_prefix):
+            raise _err("NOT_FOUND", NOT_FOUND_MESSAGE, status=404)
+        return norm
+
+    def sobject_for_id(self, record_id: str) -> str | None:
+        """Which sObject an id belongs to, by its key prefix (None for unknown or malformed ids)."""
+        norm = normalize_id(record_id)
+        obj = self.schema.by_prefix(norm[:3]) if norm else None
+        return obj.name if obj else None
+
+    def _row(self, obj: SObject, record_id: str) -> dict[str, Any] | None:
+        cur = self._conn.execute(f'SELECT * FROM {_q(obj.name)} WHERE "Id" = ?', (record_id,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return dict(zip((d[0] for d in cur.description), row, strict=True))
+
+    # ------------------------------------------------------------------ transactions and events
+
+    @contextlib.contextmanager
+    def transaction(self, origin: str = "") -> Iterator[_Tx]:
+        """Context manager grouping writes into one transaction (one transactionKey)."""
+        with self._lock:
+            if self._tx is not None:  # nested: join the outer transaction
+                yield self._tx
+                return
+            tx = _Tx(str(uuid.uuid4()), origin, self._now())
+            self._tx = tx
+            self._conn.execute("BEGIN")
+            try:
+                yield tx
+            except BaseException:
+                self._tx = None
+                self._conn.execute("ROLLBACK")
+                raise
+            self._tx = None
+            self._conn.execute("COMMIT")
+            self._deliver(tx)
+
+    @contextlib.contextmanager
+    def _write(self, origin: str) -> Iterator[_Tx]:
+        """One write: inside the caller's transaction (behind a savepoint) or its own."""
+        with self.transaction(origin) as tx:
+            self._savepoint_seq += 1
+            name = f"w{self._savepoint_seq}"
+            mark = len(tx.records)
+            self._conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield tx
+            except BaseException:
+                self._conn.execute(f"ROLLBACK TO {name}")
+                self._conn.execute(f"RELEASE {name}")
+                del tx.records[mark:]
+                raise
+            self._conn.execute(f"RELEASE {name}")
+
+    def _emit(
+        self,
+        tx: _Tx,
+        obj: SObject,
+        record_id: str,
+        change_type: str,
+        values: dict[str, Any],
+        changed: list[str] | None = None,
+        nulled: list[str] | None = None,
+        origin: str = "",
+    ) -> None:
+        tx.records.append(
+            ChangeRecord(
+                entity=obj.name,
+                record_id=record_id,
+                change_type=change_type,
+                values=values,
+                changed_fields=changed or [],
+                nulled_fields=nulled or [],
+                origin=origin or tx.origin,
+                transaction_key=tx.key,
+                sequence_number=len(tx.records) + 1,
+                commit_timestamp=0,
+                commit_user=self.user_id,
+            )
+        )
+
+    def _deliver(self, tx: _Tx) -> None:
+        if not tx.records:
+            return
+        stamp = int(self._now().timestamp() * 1000)
+        for rec in tx.records:
+            rec.commit_timestamp = stamp
+        for listener in list(self._listeners):
+            try:
+                listener(list(tx.records))
+            except Exception:
+                log.exception("change listener failed for transaction %s", tx.key)
+
+    def subscribe(self, listener: Listener) -> None:
+        with self._lock:
+            self._listeners.append(listener)
+
+    # ------------------------------------------------------------------ value conversion
+
+    def _convert(self, obj: SObject, fd: FieldDef, value: Any) -> Any:
+        """A wire value as stored in SQLite, or the error Salesforce gives for it."""
+        kind = fd.type
+        if value is None or (value == "" and kind != "boolean"):
+            return None
+        if kind == "boolean":
+            if isinstance(value, bool):
+                return int(value)
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return int(value.lower() == "true")
+            if value == "":
+                return 0
+            raise _parse_error("boolean", value)
+        if kind in ID_TYPES:
+            norm = normalize_id(value) if isinstance(value, str) else None
+            if norm is None:
+                raise _err(
+                    "MALFORMED_ID", f"{fd.label}: id value of incorrect type: {value}", [fd.name]
+                )
+            return norm
+        if kind == "int":
+            if isinstance(value, bool):
+                raise _parse_error("int", value)
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise _parse_error("int", value) from None
+            if number != int(number):
+                raise _parse_error("int", value)
+            return int(number)
+        if kind in ("double", "currency", "percent"):
+            if isinstance(value, bool):
+                raise _parse_error("double", value)
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                raise _parse_error("double", value) from None
+        if kind == "date":
+            text = str(value)
+            try:
+                return date.fromisoformat(text[:10]).isoformat() if len(text) in (10,) else _bad()
+            except ValueError:
+                raise _parse_error("date", value) from None
+        if kind == "datetime":
+            if _is_sf_datetime(value):
+                return value
+            try:
+                return format_datetime(_parse_datetime(str(value)))
+            except ValueError:
+                raise _parse_error("datetime", value) from None
+        # text kinds
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, int | float):
+            text = str(value)
+        elif isinstance(value, str):
+            text = value
+        else:
+            raise _parse_error("String", value)
+        if fd.length and len(text) > fd.length:
+            raise _err(
+                "STRING_TOO_LONG",
+                f"{fd.label}: data value too large: {text[: fd.length + 20]}"
+                f" (max length={fd.length})",
+                [fd.name],
+            )
+        if kind == "email" and not _EMAIL_RE.match(text):
+            raise _err(
+                "INVALID_EMAIL_ADDRESS", f"{fd.label}: invalid email address: {text}", [fd.name]
+            )
+        if kind == "picklist" and fd.restricted and text not in fd.picklist:
+            if fd.name.endswith(("StateCode", "CountryCode")):
+                return text  # checked against the country by the state/country step
+            raise _err(
+                "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                f"{fd.label}: bad value for restricted picklist field: {text}",
+                [fd.name],
+            )
+        return text
+
+    def _prepare(
+        self, obj: SObject, values: dict[str, Any], *, creating: bool, allowed: Iterable[str] = ()
+    ) -> dict[str, Any]:
+        """Check names and permissions and convert every value; keys become canonical names."""
+        out: dict[str, Any] = {}
+        readonly: list[str] = []
+        allow = set(allowed)
+        for key, value in values.items():
+            if key == "attributes":
+                continue
+            fd = obj.field(key)
+            if fd is None:
+                raise _err(
+                    "INVALID_FIELD",
+                    f"No such column '{key}' on sobject of type {obj.name}",
+                    [key],
+                )
+            if fd.name not in allow and not (fd.createable if creating else fd.updateable):
+                readonly.append(fd.name)
+                continue
+            out[fd.name] = value
+        if readonly:
+            raise _err(
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                f"Unable to create/update fields: {', '.join(readonly)}{READ_ONLY_TAIL}",
+                readonly,
+            )
+        return {name: self._convert(obj, obj.fields[name], value) for name, value in out.items()}
+
+    def _check_references(self, obj: SObject, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            fd = obj.fields[name]
+            if value is None or fd.type != "reference":
+                continue
+            targets = [self.schema.sobject(t) for t in fd.reference_to]
+            held = [t for t in targets if t is not None]
+            prefixes = [t.key_prefix for t in held] + [
+                FOREIGN_PREFIXES[t] for t in fd.reference_to if t in FOREIGN_PREFIXES
+            ]
+            if prefixes and value[:3] not in prefixes:
+                raise _err(
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    f"{fd.label}: id value of incorrect type: {value}",
+                    [fd.name],
+                )
+            target = next((t for t in held if value.startswith(t.key_prefix)), None)
+            if target is None:
+                continue
+            row = self._conn.execute(
+                f'SELECT "IsDeleted" FROM {_q(target.name)} WHERE "Id" = ?', (value,)
+            ).fetchone()
+            if row is None:
+                raise _err("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", [fd.name])
+            if row[0]:
+                raise _err("ENTITY_IS_DELETED", "entity is deleted", [fd.name])
+
+    # ------------------------------------------------------------------ rules per object
+
+    def _address_groups(self, obj: SObject) -> list[str]:
+        return [
+            f.name[: -len("CountryCode")]
+            for f in obj.fields.values()
+            if f.name.endswith("CountryCode") and f.compound
+        ]
+
+    def _sync_state_country(
+        self, obj: SObject, new: dict[str, Any], old: dict[str, Any] | None
+    ) -> None:
+        """Keep *StateCode/*CountryCode and the text fields in step; refuse what Salesforce does."""
+        for prefix in self._address_groups(obj):
+            c_text, c_code = prefix + "Country", prefix + "CountryCode"
+            s_text, s_code = prefix + "State", prefix + "StateCode"
+            touched = {c_text, c_code, s_text, s_code} & new.keys()
+            if not touched:
+                continue
+            merged = {k: (old or {}).get(k) for k in (c_text, c_code, s_text, s_code)}
+            merged.update({k: new[k] for k in touched})
+            # Country first: its code wins on create; on update a code and name that disagree fail.
+            country = None
+            if c_code in new and new[c_code] is not None:
+                code = new[c_code]
+                if code not in _geo.COUNTRIES:
+                    raise _err("FIELD_INTEGRITY_EXCEPTION", COUNTRY_MESSAGE, [c_code])
+                country = code
+                if (
+                    new.get(c_text) is not None
+                    and old is not None
+                    and _geo.country_code_for_name(new[c_text]) != code
+                ):
+                    raise _err("FIELD_INTEGRITY_EXCEPTION", COUNTRY_MESSAGE, [c_code])
+            elif c_text in new and new[c_text] is not None:
+                country = _geo.country_code_for_name(new[c_text])
+                if country is None:
+                    raise _err("FIELD_INTEGRITY_EXCEPTION", COUNTRY_MESSAGE, [c_code])
+            elif c_text in new or c_code in new:
+                country = None  # cleared
+            else:
+                country = merged[c_code]
+            new[c_code] = country
+            new[c_text] = _geo.COUNTRIES[country] if country else None
+
+            state = None
+            state_given = s_code in new or s_text in new
+            if s_code in new and new[s_code] is not None:
+                state = new[s_code]
+                if country is None or state not in _geo.STATES.get(country, {}):
+                    raise _err("FIELD_INTEGRITY_EXCEPTION", STATE_MESSAGE, [s_code])
+                if (
+                    new.get(s_text) is not None
+                    and old is not None
+                    and _geo.state_code_for_name(country, new[s_text]) != state
+                ):
+                    raise _err("FIELD_INTEGRITY_EXCEPTION", STATE_MESSAGE, [s_code])
+            elif s_text in new and new[s_text] is not None:
+                state = _geo.state_code_for_name(country, new[s_text]) if country else None
+                if state is None:
+                    raise _err("FIELD_INTEGRITY_EXCEPTION", STATE_MESSAGE, [s_code])
+            elif state_given:
+                state = None
+            else:
+                state = merged[s_code]
+                if state is not None and (
+                    country is None or state not in _geo.STATES.get(country, {})
+                ):
+                    # The country changed under a state that does not belong to it.
+                    raise _err("FIELD_INTEGRITY_EXCEPTION", STATE_MESSAGE, [s_code])
+            new[s_code] = state
+            new[s_text] = _geo.STATES[country][state] if (state and country) else None
+
+    def _derive(self, obj: SObject, new: dict[str, Any], old: dict[str, Any] | None) -> None:
+        """Fields Salesforce computes from others: Name, bounce flags, responses, codes."""
+        merged = {**(old or {}), **new}
+        named = obj.name in _NAMED or (obj.name == "Account" and merged.get("IsPersonAccount"))
+        if named and ({"FirstName", "LastName"} & new.keys() or old is None):
+            name = " ".join(p for p in (merged.get("FirstName"), merged.get("LastName")) if p)
+            new["Name"] = name or None
+        if "EmailBouncedReason" in obj.fields:
+            if old is not None and "Email" in new and new["Email"] != old.get("Email"):
+                # A new address clears the bounce, unless this write sets one itself.
+                new.setdefault("EmailBouncedReason", None)
+                new.setdefault("EmailBouncedDate", None)
+                merged = {**old, **new}
+            if "IsEmailBounced" in obj.fields:
+                bounced = (
+                    merged.get("EmailBouncedReason") is not None
+                    or merged.get("EmailBouncedDate") is not None
+                )
+                new["IsEmailBounced"] = int(bounced)
+        if obj.name == "CampaignMember" and "Status" in new:
+            responded = new["Status"] == "Responded"
+            new["HasResponded"] = int(responded)
+            if responded and not (old or {}).get("FirstRespondedDate"):
+                new["FirstRespondedDate"] = self._tx_now().date().isoformat()
+        if self.schema.state_country:
+            self._sync_state_country(obj, new, old)
+
+    def _tx_now(self) -> datetime:
+        return self._tx.now if self._tx is not None else self._now()
+
+    def _check_required(self, obj: SObject, merged: dict[str, Any], person: bool = False) -> None:
+        missing = []
+        for fd in obj.fields.values():
+            if not fd.required or merged.get(fd.name) is not None:
+                continue
+            if obj.name == "Account" and fd.name == "Name" and person:
+                continue
+            missing.append(fd.name)
+        if obj.name == "Account" and person and merged.get("LastName") is None:
+            missing.append("LastName")
+        if obj.name == "CampaignMember" and not (merged.get("ContactId") or merged.get("LeadId")):
+            missing.append("ContactId/LeadId")
+        if missing:
+            raise _err(
+                "REQUIRED_FIELD_MISSING",
+                f"Required fields are missing: [{', '.join(missing)}]",
+                missing,
+            )
+
+    def _check_duplicates(
+        self, obj: SObject, merged: dict[str, Any], record_id: str | None, allow_save: bool
+    ) -> None:
+        if not self.duplicate_rule or obj.name not in ("Contact", "Lead"):
+            return
+        if allow_save and self.duplicate_rule == "alert":
+            return
+        email = merged.get("Email")
+        if not email:
+            return
+        row = self._conn.execute(
+            f'SELECT "Id" FROM {_q(obj.name)} WHERE "Email" = ? COLLATE NOCASE AND "IsDeleted" = 0'
+            ' AND "Id" IS NOT ? LIMIT 1',
+            (email, record_id),
+        ).fetchone()
+        if row is not None:
+            raise _err("DUPLICATES_DETECTED", "Use one of these records?", [])
+
+    def _check_member_unique(self, merged: dict[str, Any], record_id: str | None) -> None:
+        for ref in ("ContactId", "LeadId"):
+            if merged.get(ref):
+                row = self._conn.execute(
+                    f'SELECT 1 FROM "CampaignMember" WHERE "CampaignId" = ? AND {_q(ref)} = ?'
+                    ' AND "IsDeleted" = 0 AND "Id" IS NOT ?',
+                    (merged["CampaignId"], merged[ref], record_id),
+                ).fetchone()
+                if row is not None:
+                    raise _err("DUPLICATE_VALUE", "Already a campaign member.", [])
+
+    # ------------------------------------------------------------------ writes
+
+    def create(
+        self,
+        sobject: str,
+        values: dict[str, Any],
+        *,
+        origin: str = "",
+        allow_save: bool = False,
+    ) -> str:
+        """Insert one record, returning its new 18-character Id. Validates like Salesforce."""
+        obj = self._obj(sobject)
+        with self._write(origin) as tx:
+            return self._create(tx, obj, values, origin, allow_save=allow_save)
+
+    def _create(
+        self,
+        tx: _Tx,
+        obj: SObject,
+        values: dict[str, Any],
+        origin: str,
+        *,
+        allow_save: bool = False,
+        trusted: dict[str, Any] | None = None,
+    ) -> str:
+        if "Id" in values or "id" in values:
+            raise _err(
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                f"Unable to create/update fields: Id{READ_ONLY_TAIL}",
+                ["Id"],
+            )
+        new = self._prepare(obj, values, creating=True)
+        new.update(trusted or {})
+        person = (
+            obj.name == "Account"
+            and self.schema.person_accounts
+            and (
+                new.get("LastName") is not None
+                or new.get("FirstName") is not None
+                or any(k.startswith("Person") for k in new)
+            )
+        )
+        if obj.name == "Account":
+            self._check_account_kind(new, person, creating=True)
+            if person:
+                new["IsPersonAccount"] = 1
+        for fd in obj.fields.values():
+            if fd.stored and fd.name not in new and fd.default is not None:
+                new[fd.name] = int(fd.default) if fd.type == "boolean" else fd.default
+        self._derive(obj, new, None)
+        self._check_required(obj, new, person)
+        if obj.name == "CampaignMember":
+            self._check_member_unique(new, None)
+        self._check_references(obj, {k: v for k, v in new.items() if k not in (trusted or {})})
+        self._check_duplicates(obj, new, None, allow_save)
+        record_id = self._new_id(obj)
+        now = format_datetime(tx.now)
+        new.update(
+            Id=record_id,
+            IsDeleted=0,
+            CreatedDate=now,
+            LastModifiedDate=now,
+            SystemModstamp=now,
+            CreatedById=self.user_id,
+            LastModifiedById=self.user_id,
+        )
+        if "OwnerId" in obj.fields and new.get("OwnerId") is None:
+            new["OwnerId"] = self.user_id
+        new.update({k: v for k, v in (trusted or {}).items() if k in _SYSTEM and v is not None})
+        if obj.name == "npe5__Affiliation__c":
+            new["Name"] = f"AFF-{self._counters[obj.name]:06d}"
+        self._insert(obj, new)
+        self._emit(tx, obj, record_id, "CREATE", _event_values(obj, new), origin=origin)
+        if person:
+            self._create_person_contact(tx, obj, record_id, new, origin)
+        return record_id
+
+    def _check_account_kind(self, new: dict[str, Any], person: bool, creating: bool) -> None:
+        if not self.schema.person_accounts:
+            return
+        if person and creating and new.get("Name") is not None:
+            raise _err(
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                f"Unable to create/update fields: Name{READ_ONLY_TAIL}",
+                ["Name"],
+            )
+        if not person:
+            wrong = [k for k in new if k in PERSON_FIELD_MAP or k.endswith("__pc")]
+            if wrong:
+                raise _err(
+                    "INVALID_FIELD_FOR_INSERT_UPDATE",
+                    f"Unable to create/update fields: {', '.join(wrong)}{READ_ONLY_TAIL}",
+                    wrong,
+                )
+
+    def _person_contact_values(self, account: dict[str, Any]) -> dict[str, Any]:
+        contact = self.schema.objects["Contact"]
+        out: dict[str, Any] = {}
+        for acc_field, con_field in PERSON_FIELD_MAP.items():
+            if acc_field in account and con_field in contact.fields:
+                out[con_field] = account[acc_field]
+        for key, value in account.items():
+            if key.endswith("__pc") and key[:-4] + "__c" in contact.fields:
+                out[key[:-4] + "__c"] = value
+        return out
+
+    def _create_person_contact(
+        self, tx: _Tx, account_obj: SObject, account_id: str, account: dict[str, Any], origin: str
+    ) -> None:
+        contact_obj = self.schema.objects["Contact"]
+        values = self._person_contact_values(account)
+        values.update(AccountId=account_id, IsPersonAccount=1)
+        for key in ("IsEmailBounced", "Name"):
+            values.pop(key, None)
+        contact_id = self._insert_linked(tx, contact_obj, values, origin)
+        self._conn.execute(
+            'UPDATE "Account" SET "PersonContactId" = ? WHERE "Id" = ?', (contact_id, account_id)
+        )
+
+    def _insert_linked(self, tx: _Tx, obj: SObject, values: dict[str, Any], origin: str) -> str:
+        """Insert a record the sandbox derives itself (a person contact): no permission checks."""
+        new = dict(values)
+        for fd in obj.fields.values():
+            if fd.stored and fd.name not in new and fd.default is not None:
+                new[fd.name] = int(fd.default) if fd.type == "boolean" else fd.default
+        new_derived = dict(new)
+        self._derive(obj, new_derived, None)
+        record_id = self._new_id(obj)
+        now = format_datetime(tx.now)
+        new_derived.update(
+            Id=record_id,
+            IsDeleted=0,
+            CreatedDate=now,
+            LastModifiedDate=now,
+            SystemModstamp=now,
+            CreatedById=self.user_id,
+            LastModifiedById=self.user_id,
+            OwnerId=self.user_id,
+        )
+        self._insert(obj, new_derived)
+        self._emit(tx, obj, record_id, "CREATE", _event_values(obj, new_derived), origin=origin)
+        return record_id
+
+    def _insert(self, obj: SObject, new: dict[str, Any]) -> None:
+        cols = [k for k in new if k in obj.fields and obj.fields[k].stored]
+        self._conn.execute(
+            f"INSERT INTO {_q(obj.name)} ({', '.join(_q(c) for c in cols)})"
+            f" VALUES ({', '.join('?' * len(cols))})",
+            [new[c] for c in cols],
+        )
+
+    def update(
+        self,
+        sobject: str,
+        record_id: str,
+        values: dict[str, Any],
+        *,
+        origin: str = "",
+        allow_save: bool = False,
+    ) -> None:
         """Change the given fields of one record (no event if nothing actually changed)."""
-        raise NotImplementedError
+        obj = self._obj(sobject)
+        rid = self._check_id(obj, record_id)
+        with self._write(origin) as tx:
+            self._update(tx, obj, rid, values, origin, allow_save=allow_save)
+
+    def _live_row(self, obj: SObject, rid: str) -> dict[str, Any]:
+        old = self._row(obj, rid)
+        if old is None:
+            raise _err("NOT_FOUND", NOT_FOUND_MESSAGE, status=404)
+        if old["IsDeleted"]:
+            raise _err("ENTITY_IS_DELETED", "entity is deleted", [])
+        return old
+
+    def _update(
+        self,
+        tx: _Tx,
+        obj: SObject,
+        rid: str,
+        values: dict[str, Any],
+        origin: str,
+        *,
+        allow_save: bool = False,
+        trusted: dict[str, Any] | None = None,
+        mirror: bool = True,
+        stamp_event: bool = True,
+    ) -> None:
+        old = self._live_row(obj, rid)
+        if obj.name == "Lead" and old.get("IsConverted") and not trusted:
+            raise _err("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead", [])
+        body = dict(values)
+        given_id = body.pop("Id", None) or body.pop("id", None)
+        if given_id is not None and normalize_id(str(given_id)) != rid:
+            raise _err(
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                f"Unable to create/update fields: Id{READ_ONLY_TAIL}",
+                ["Id"],
+            )
+        new = self._prepare(obj, body, creating=False)
+        new.update(trusted or {})
+        if obj.name == "Account":
+            self._check_account_kind(new, bool(old.get("IsPersonAccount")), creating=False)
+        self._derive(obj, new, old)
+        merged = {**old, **new}
+        self._check_required(obj, merged, bool(old.get("IsPersonAccount")))
+        changed = [k for k, v in new.items() if k in old and old[k] != v]
+        if not changed:
+            return
+        self._check_references(obj, {k: new[k] for k in changed if k not in (trusted or {})})
+        if {"Email"} & set(changed):
+            self._check_duplicates(obj, merged, rid, allow_save)
+        now = format_datetime(tx.now)
+        sets = {k: new[k] for k in changed}
+        sets.update(LastModifiedDate=now, LastModifiedById=self.user_id, SystemModstamp=now)
+        self._conn.execute(
+            f'UPDATE {_q(obj.name)} SET {", ".join(f"{_q(k)} = ?" for k in sets)} WHERE "Id" = ?',
+            [*sets.values(), rid],
+        )
+        event_fields = [k for k in obj.fields if k in changed]
+        ev_values = {k: _out(obj.fields[k], new[k]) for k in event_fields}
+        if stamp_event:
+            ev_values["LastModifiedDate"] = now
+            event_fields.append("LastModifiedDate")
+        nulled = [k for k in event_fields if k in new and new[k] is None]
+        self._emit(tx, obj, rid, "UPDATE", ev_values, event_fields, nulled, origin=origin)
+        if mirror and self.schema.person_accounts:
+            self._mirror_person(tx, obj, old, {k: new[k] for k in changed}, origin)
+
+    def _mirror_person(
+        self, tx: _Tx, obj: SObject, old: dict[str, Any], changes: dict[str, Any], origin: str
+    ) -> None:
+        """Keep a person account and its person contact in step, whichever side was written."""
+        if obj.name == "Account" and old.get("IsPersonAccount") and old.get("PersonContactId"):
+            values = self._person_contact_values(changes)
+            if values:
+                self._update(
+                    tx,
+                    self.schema.objects["Contact"],
+                    old["PersonContactId"],
+                    {},
+                    origin,
+                    trusted=values,
+                    mirror=False,
+                )
+        elif obj.name == "Contact" and old.get("IsPersonAccount") and old.get("AccountId"):
+            reverse = {c: a for a, c in PERSON_FIELD_MAP.items()}
+            values = {}
+            account = self.schema.objects["Account"]
+            for key, value in changes.items():
+                target = reverse.get(key) or (key[:-3] + "__pc" if key.endswith("__c") else None)
+                if target and target in account.fields:
+                    values[target] = value
+            if values:
+                self._update(
+                    tx, account, old["AccountId"], {}, origin, trusted=values, mirror=False
+                )
 
     def delete(self, sobject: str, record_id: str, *, origin: str = "") -> None:
         """Move a record to the Recycle Bin (IsDeleted = true); queryAll still sees it."""
-        raise NotImplementedError
+        obj = self._obj(sobject)
+        rid = self._check_id(obj, record_id)
+        with self._write(origin) as tx:
+            old = self._live_row(obj, rid)
+            if obj.name == "Contact" and old.get("IsPersonAccount") and old.get("AccountId"):
+                # A person contact goes with its account, never alone.
+                self._delete(tx, self.schema.objects["Account"], old["AccountId"], origin, None)
+                return
+            self._delete(tx, obj, rid, origin, None)
+
+    def _delete(self, tx: _Tx, obj: SObject, rid: str, origin: str, cascade_of: str | None) -> None:
+        now = format_datetime(tx.now)
+        self._conn.execute(
+            f'UPDATE {_q(obj.name)} SET "IsDeleted" = 1, "SystemModstamp" = ?,'
+            ' "LastModifiedDate" = ?, "LastModifiedById" = ? WHERE "Id" = ?',
+            (now, now, self.user_id, rid),
+        )
+        self._conn.execute(
+            "INSERT OR REPLACE INTO _deleted_log (id, sobject, deleted_date, cascade_of, in_bin)"
+            " VALUES (?, ?, ?, ?, 1)",
+            (rid, obj.name, now, cascade_of),
+        )
+        self._emit(tx, obj, rid, "DELETE", {}, origin=origin)
+        for child_name, ref in _CASCADES.get(obj.name, ()):
+            child = self.schema.objects[child_name]
+            ids = [
+                r[0]
+                for r in self._conn.execute(
+                    f'SELECT "Id" FROM {_q(child_name)} WHERE {_q(ref)} = ? AND "IsDeleted" = 0',
+                    (rid,),
+                )
+            ]
+            for child_id in ids:
+                self._delete(tx, child, child_id, origin, rid)
 
     def undelete(self, sobject: str, record_id: str, *, origin: str = "") -> None:
         """Restore a record from the Recycle Bin with its Id."""
-        raise NotImplementedError
+        obj = self._obj(sobject)
+        rid = self._check_id(obj, record_id)
+        with self._write(origin) as tx:
+            self._purge(tx.now)
+            row = self._row(obj, rid)
+            if row is None:
+                raise _err("NOT_FOUND", NOT_FOUND_MESSAGE, status=404)
+            if not row["IsDeleted"]:
+                raise _err("UNDELETE_FAILED", "Entity is not in the recycle bin", [])
+            if obj.name == "Contact" and row.get("IsPersonAccount") and row.get("AccountId"):
+                self._undelete(tx, self.schema.objects["Account"], row["AccountId"], origin)
+                return
+            self._undelete(tx, obj, rid, origin)
+
+    def _undelete(self, tx: _Tx, obj: SObject, rid: str, origin: str) -> None:
+        now = format_datetime(tx.now)
+        self._conn.execute(
+            f'UPDATE {_q(obj.name)} SET "IsDeleted" = 0, "SystemModstamp" = ?,'
+            ' "LastModifiedDate" = ?, "LastModifiedById" = ? WHERE "Id" = ?',
+            (now, now, self.user_id, rid),
+        )
+        self._conn.execute("DELETE FROM _deleted_log WHERE id = ?", (rid,))
+        row = self._row(obj, rid) or {}
+        self._emit(tx, obj, rid, "UNDELETE", _event_values(obj, row), origin=origin)
+        children = self._conn.execute(
+            "SELECT id, sobject FROM _deleted_log WHERE cascade_of = ? AND in_bin = 1", (rid,)
+        ).fetchall()
+        for child_id, child_name in children:
+            self._undelete(tx, self.schema.objects[child_name], child_id, origin)
 
     def hard_delete(self, sobject: str, record_id: str) -> None:
         """Empty a record from the Recycle Bin: gone for good, and (as in Salesforce) no event."""
-        raise NotImplementedError
+        obj = self._obj(sobject)
+        rid = self._check_id(obj, record_id)
+        with self._write("") as tx:
+            row = self._row(obj, rid)
+            if row is None:
+                raise _err("NOT_FOUND", NOT_FOUND_MESSAGE, status=404)
+            self._hard_delete(obj, rid, format_datetime(tx.now), bool(row["IsDeleted"]))
+
+    def _hard_delete(self, obj: SObject, rid: str, now: str, was_deleted: bool) -> None:
+        self._conn.execute(f'DELETE FROM {_q(obj.name)} WHERE "Id" = ?', (rid,))
+        if was_deleted:
+            self._conn.execute("UPDATE _deleted_log SET in_bin = 0 WHERE id = ?", (rid,))
+        else:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO _deleted_log"
+                " (id, sobject, deleted_date, cascade_of, in_bin) VALUES (?, ?, ?, NULL, 0)",
+                (rid, obj.name, now),
+            )
+        for child_name, ref in _CASCADES.get(obj.name, ()):
+            ids = [
+                r[0]
+                for r in self._conn.execute(
+                    f'SELECT "Id", "IsDeleted" FROM {_q(child_name)} WHERE {_q(ref)} = ?', (rid,)
+                )
+            ]
+            for child_id in ids:
+                child_row = self._row(self.schema.objects[child_name], child_id)
+                if child_name == "Contact" and child_row and not child_row.get("IsPersonAccount"):
+                    # Salesforce deletes an account's contacts with it; orphaned ones stay put.
+                    pass
+                self._hard_delete(
+                    self.schema.objects[child_name],
+                    child_id,
+                    now,
+                    bool(child_row and child_row["IsDeleted"]),
+                )
+
+    def _purge(self, now: datetime) -> None:
+        """Empty Recycle Bin entries older than 15 days, as Salesforce does on its own."""
+        cutoff = format_datetime(now - timedelta(days=RECYCLE_BIN_DAYS))
+        rows = self._conn.execute(
+            "SELECT id, sobject FROM _deleted_log WHERE in_bin = 1 AND deleted_date < ?", (cutoff,)
+        ).fetchall()
+        for rid, sobject in rows:
+            self._conn.execute(f'DELETE FROM {_q(sobject)} WHERE "Id" = ?', (rid,))
+            self._conn.execute("UPDATE _deleted_log SET in_bin = 0 WHERE id = ?", (rid,))
+
+    def convert_lead(
+        self, lead_id: str, *, account_id: str | None = None, origin: str = ""
+    ) -> dict[str, str]:
+        """Convert a Lead in one transaction: Account (unless given), Contact, then the Lead."""
+        lead_obj = self._obj("Lead")
+        rid = self._check_id(lead_obj, lead_id)
+        with self._write(origin) as tx:
+            lead = self._live_row(lead_obj, rid)
+            if lead["IsConverted"]:
+                raise _err("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead", [])
+            account_obj = self.schema.objects["Account"]
+            if account_id:
+                acc = self._check_id(account_obj, account_id)
+                self._live_row(account_obj, acc)
+            else:
+                acc_values: dict[str, Any] = {"Name": lead["Company"]}
+                for lead_field, acc_field in (
+                    ("Street", "BillingStreet"),
+                    ("City", "BillingCity"),
+                    ("State", "BillingState"),
+                    ("PostalCode", "BillingPostalCode"),
+                    ("Country", "BillingCountry"),
+                    ("StateCode", "BillingStateCode"),
+                    ("CountryCode", "BillingCountryCode"),
+                    ("Phone", "Phone"),
+                    ("Fax", "Fax"),
+                    ("Website", "Website"),
+                    ("Industry", "Industry"),
+                    ("AnnualRevenue", "AnnualRevenue"),
+                    ("NumberOfEmployees", "NumberOfEmployees"),
+                    ("Rating", "Rating"),
+                    ("LeadSource", "AccountSource"),
+                ):
+                    if lead.get(lead_field) is not None and acc_field in account_obj.fields:
+                        acc_values[acc_field] = lead[lead_field]
+                acc = self._create_trusted(tx, account_obj, acc_values, origin)
+            contact_obj = self.schema.objects["Contact"]
+            con_values: dict[str, Any] = {"AccountId": acc}
+            for lead_field, con_field in (
+                ("FirstName", "FirstName"),
+                ("LastName", "LastName"),
+                ("Salutation", "Salutation"),
+                ("Title", "Title"),
+                ("Email", "Email"),
+                ("Phone", "Phone"),
+                ("MobilePhone", "MobilePhone"),
+                ("Fax", "Fax"),
+                ("Street", "MailingStreet"),
+                ("City", "MailingCity"),
+                ("State", "MailingState"),
+                ("PostalCode", "MailingPostalCode"),
+                ("Country", "MailingCountry"),
+                ("StateCode", "MailingStateCode"),
+                ("CountryCode", "MailingCountryCode"),
+                ("Latitude", "MailingLatitude"),
+                ("Longitude", "MailingLongitude"),
+                ("HasOptedOutOfEmail", "HasOptedOutOfEmail"),
+                ("HasOptedOutOfFax", "HasOptedOutOfFax"),
+                ("DoNotCall", "DoNotCall"),
+                ("LeadSource", "LeadSource"),
+                ("Description", "Description"),
+                ("EmailBouncedReason", "EmailBouncedReason"),
+                ("EmailBouncedDate", "EmailBouncedDate"),
+                ("IndividualId", "IndividualId"),
+            ):
+                if lead.get(lead_field) is not None and con_field in contact_obj.fields:
+                    con_values[con_field] = lead[lead_field]
+            for key, value in lead.items():  # same-named custom fields map across
+                if key.endswith("__c") and key in contact_obj.fields and value is not None:
+                    con_values[key] = value
+            contact_id = self._create_trusted(tx, contact_obj, con_values, origin)
+            self._update(
+                tx,
+                lead_obj,
+                rid,
+                {},
+                origin,
+                trusted={
+                    "Status": "Closed - Converted",
+                    "IsConverted": 1,
+                    "ConvertedDate": tx.now.date().isoformat(),
+                    "ConvertedAccountId": acc,
+                    "ConvertedContactId": contact_id,
+                },
+                stamp_event=False,
+            )
+            # The lead's campaign memberships now name the contact too, as in Salesforce.
+            member_obj = self.schema.objects["CampaignMember"]
+            members = self._conn.execute(
+                'SELECT "Id" FROM "CampaignMember" WHERE "LeadId" = ? AND "IsDeleted" = 0'
+                ' AND "ContactId" IS NULL',
+                (rid,),
+            ).fetchall()
+            for (member_id,) in members:
+                self._update(
+                    tx, member_obj, member_id, {}, origin, trusted={"ContactId": contact_id}
+                )
+            return {"accountId": acc, "contactId": contact_id, "leadId": rid}
+
+    def _create_trusted(self, tx: _Tx, obj: SObject, values: dict[str, Any], origin: str) -> str:
+        """Create from values the sandbox itself chose (conversion): stored form, no FLS checks."""
+        writable = {
+            k: _out(obj.fields[k], v)
+            for k, v in values.items()
+            if (obj.fields[k].createable and not k.endswith("Code"))
+        }
+        trusted = {k: v for k, v in values.items() if k not in writable}
+        if self.schema.state_country:
+            # Let the code fields drive the names, so the copy stays valid.
+            for k in list(writable):
+                if k.endswith(("State", "Country")) and k + "Code" in values:
+                    writable.pop(k)
+            for k, v in trusted.items():
+                if k.endswith("Code"):
+                    writable[k] = v
+            trusted = {k: v for k, v in trusted.items() if not k.endswith("Code")}
+        else:
+            trusted = {k: v for k, v in trusted.items() if not k.endswith("Code")}
+        return self._create(tx, obj, writable, origin, allow_save=True, trusted=trusted)
+
+    # ------------------------------------------------------------------ bulk load
+
+    def insert_many(
+        self,
+        sobject: str,
+        rows: Iterable[dict[str, Any]],
+        *,
+        events: bool = False,
+        origin: str = "",
+        chunk_size: int = 10_000,
+    ) -> int:
+        """The seeding fast path: bulk insert with minimal validation; events only when asked.
+
+        Checked: field names, required fields, value types of booleans and datetimes (converted to
+        their stored form), CreatedDate/LastModifiedDate/SystemModstamp may be given to back-date
+        records. Not checked: lengths, emails, picklists, references, duplicates. Without events
+        the whole load is one transaction; with events each chunk commits and is announced on its
+        own (transactions of 200 records, as Salesforce's bulk API batches them).
+        """
+        obj = self._obj(sobject)
+        if obj.name == "Account" and self.schema.person_accounts:
+            return self._insert_many_slow(obj, rows, events, origin)
+        total = 0
+        with self._lock:
+            if events:
+                for chunk in _chunks(rows, chunk_size):
+                    with self.transaction(origin) as tx:
+                        inserted = self._insert_chunk(obj, chunk, tx.now)
+                        for start in range(0, len(inserted), 200):
+                            tx.key = str(uuid.uuid4())
+                            for new in inserted[start : start + 200]:
+                                self._emit(
+                                    tx,
+                                    obj,
+                                    new["Id"],
+                                    "CREATE",
+                                    _event_values(obj, new),
+                                    origin=origin,
+                                )
+                        # Deliver per 200-record transaction, as the bulk API would.
+                        records, tx.records = tx.records, []
+                    self._deliver_grouped(records)
+                    total += len(inserted)
+                return total
+            now = self._now()
+            self._conn.execute("BEGIN")
+            try:
+                for chunk in _chunks(rows, chunk_size):
+                    total += len(self._insert_chunk(obj, chunk, now, keep=False))
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        return total
+
+    def _deliver_grouped(self, records: list[ChangeRecord]) -> None:
+        groups: dict[str, list[ChangeRecord]] = {}
+        for rec in records:
+            groups.setdefault(rec.transaction_key, []).append(rec)
+        for key, group in groups.items():
+            for seq, rec in enumerate(group, 1):
+                rec.sequence_number = seq
+            self._deliver(_Tx(key, group[0].origin, self._now(), group))
+
+    def _insert_many_slow(
+        self, obj: SObject, rows: Iterable[dict[str, Any]], events: bool, origin: str
+    ) -> int:
+        count = 0
+        with self.transaction(origin) as tx:
+            for row in rows:
+                body = {k: v for k, v in row.items() if k not in _SYSTEM}
+                self._create(tx, obj, body, origin, trusted=_backdated(row))
+                count += 1
+            if not events:
+                tx.records.clear()
+        return count
+
+    def _insert_chunk(
+        self, obj: SObject, chunk: list[dict[str, Any]], now: datetime, keep: bool = True
+    ) -> list[dict[str, Any]]:
+        keys: dict[str, None] = {}
+        for row in chunk:
+            keys.update(dict.fromkeys(row))
+        canon: dict[str, FieldDef] = {}
+        for key in keys:
+            fd = obj.field(key)
+            if fd is None:
+                raise _err(
+                    "INVALID_FIELD", f"No such column '{key}' on sobject of type {obj.name}", [key]
+                )
+            if not fd.stored or fd.name in ("Id", "IsDeleted", "Name"):
+                raise _err(
+                    "INVALID_FIELD_FOR_INSERT_UPDATE",
+                    f"Unable to create/update fields: {fd.name}{READ_ONLY_TAIL}",
+                    [fd.name],
+                )
+            canon[key] = fd
+        required = [f.name for f in obj.fields.values() if f.required]
+        stamp = format_datetime(now)
+        defaults: dict[str, Any] = {
+            "IsDeleted": 0,
+            "CreatedDate": stamp,
+            "LastModifiedDate": stamp,
+            "SystemModstamp": stamp,
+            "CreatedById": self.user_id,
+            "LastModifiedById": self.user_id,
+        }
+        if "OwnerId" in obj.fields:
+            defaults["OwnerId"] = self.user_id
+        for fd in obj.fields.values():
+            if fd.stored and fd.default is not None:
+                defaults[fd.name] = int(fd.default) if fd.type == "boolean" else fd.default
+        named = obj.name in _NAMED
+        cols = ["Id", *dict.fromkeys([*(f.name for f in canon.values()), *defaults])]
+        if named:
+            cols.append("Name")
+        # Per-column converters for the kinds that need one; strings go in as given.
+        convs: list[tuple[str, str, Callable[[Any], Any]]] = []
+        for key, fd in canon.items():
+            if fd.type == "boolean":
+                convs.append((key, fd.name, _bool01))
+            elif fd.type == "datetime":
+                convs.append((key, fd.name, _to_sf_datetime))
+            elif fd.type in ID_TYPES:
+                convs.append((key, fd.name, _to_id18))
+        sc = self.schema.state_country and any(
+            k.endswith(("Country", "State", "CountryCode", "StateCode"))
+            for k in (f.name for f in canon.values())
+        )
+        prefix = obj.key_prefix + "SB"
+        counter = self._counters.get(obj.name, 0)
+        out_rows: list[tuple[Any, ...]] = []
+        kept: list[dict[str, Any]] = []
+        for row in chunk:
+            rec = dict(defaults)
+            for key, value in row.items():
+                rec[canon[key].name] = value
+            for key, name, conv in convs:
+                if key in row:
+                    try:
+                        rec[name] = conv(row[key])
+                    except ValueError:
+                        raise _parse_error(canon[key].type, row[key]) from None
+            for name in required:
+                if rec.get(name) is None or rec.get(name) == "":
+                    raise _err(
+                        "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{name}]", [name]
+                    )
+            counter += 1
+            id15 = prefix + _b62_encode(counter, 10)
+            rec["Id"] = id15 + id_suffix(id15)
+            if named:
+                first = rec.get("FirstName")
+                rec["Name"] = f"{first} {rec['LastName']}" if first else rec["LastName"]
+            if sc:
+                self._sync_state_country(obj, rec, None)
+            out_rows.append(tuple(rec.get(c) for c in cols))
+            if keep:
+                kept.append(rec)
+        self._counters[obj.name] = counter
+        self._conn.executemany(
+            f"INSERT INTO {_q(obj.name)} ({', '.join(_q(c) for c in cols)})"
+            f" VALUES ({', '.join('?' * len(cols))})",
+            out_rows,
+        )
+        return kept
+
+    # ------------------------------------------------------------------ reads
 
     def get(
         self,
@@ -104,49 +1361,380 @@ class OrgStore:
         *,
         include_deleted: bool = False,
     ) -> dict[str, Any] | None:
-        raise NotImplementedError
+        """One record by Id (all fields, compound addresses nested, unless `fields` names some)."""
+        got = self.get_many(sobject, [record_id], fields, include_deleted=include_deleted)
+        return got[0]
+
+    def get_many(
+        self,
+        sobject: str,
+        ids: list[str],
+        fields: list[str] | None = None,
+        *,
+        include_deleted: bool = False,
+    ) -> list[dict[str, Any] | None]:
+        """Several records of one object in the order asked (None where there is none)."""
+        obj = self._obj(sobject)
+        norm: list[str | None] = []
+        for given in ids:
+            n = normalize_id(given) if isinstance(given, str) else None
+            if n is None:
+                raise _err("MALFORMED_ID", f"{obj.label} ID: id value of incorrect type: {given}")
+            norm.append(n if n.startswith(obj.key_prefix) else None)
+        wanted = [n for n in norm if n]
+        want_id = fields is None or any(f.lower() == "id" for f in fields)
+        names = [f for f in fields if f.lower() != "id"] if fields else None
+        select = (
+            "".join(", " + f for f in names)
+            if names
+            else ("" if fields else ", " + self._select_all(obj))
+        )
+        found: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            for start in range(0, len(wanted), 500):
+                part = wanted[start : start + 500]
+                id_list = ", ".join(f"'{i}'" for i in part)
+                soql = f"SELECT Id{select} FROM {obj.name} WHERE Id IN ({id_list})"
+                compiled = self._compile(soql, include_deleted)
+                for row in self._conn.execute(compiled.sql, compiled.params):
+                    rec = compiled.build(row)
+                    rid = rec["Id"]
+                    if not want_id:
+                        rec.pop("Id")
+                    found[rid] = rec
+        return [found.get(n) if n else None for n in norm]
+
+    def _select_all(self, obj: SObject) -> str:
+        cached = self._all_fields.get(obj.name)
+        if cached is None:
+            cached = ", ".join(f.name for f in obj.fields.values() if f.name != "Id")
+            self._all_fields[obj.name] = cached
+        return cached
+
+    def find_ids(self, sobject: str, field_name: str, value: Any) -> list[str]:
+        """Ids of live records whose field equals value (text ignores case): upsert's lookup."""
+        obj = self._obj(sobject)
+        fd = obj.field(field_name)
+        if fd is None or not fd.stored:
+            raise _err(
+                "INVALID_FIELD", f"No such column '{field_name}' on sobject of type {obj.name}"
+            )
+        stored = self._convert(obj, fd, value)
+        with self._lock:
+            rows = self._conn.execute(
+                f'SELECT "Id" FROM {_q(obj.name)} WHERE {_q(fd.name)} = ?'
+                f'{" COLLATE NOCASE" if fd.is_text else ""} AND "IsDeleted" = 0 ORDER BY "Id"',
+                (stored,),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def _compile(self, soql: str, include_deleted: bool) -> Any:
+        try:
+            return compile_query(self.schema, soql, self._now(), include_deleted)
+        except SoqlError as exc:
+            raise _err(exc.error_code, exc.message) from None
 
     def query(self, soql: str, *, include_deleted: bool = False) -> QueryResult:
         """Run a SOQL statement. Raises SalesforceError MALFORMED_QUERY / INVALID_FIELD."""
-        raise NotImplementedError
+        compiled = self._compile(soql, include_deleted)
+        with self._lock:
+            if include_deleted:
+                with self._write("") as tx:
+                    self._purge(tx.now)
+            matched = self._conn.execute(compiled.count_sql, compiled.count_params).fetchone()[0]
+        total = compiled.total(matched)
+        if compiled.is_count or total == 0:
+            return QueryResult(total, iter(()), compiled.columns)
+        return QueryResult(total, self._stream(compiled), compiled.columns)
 
-    def insert_many(self, sobject: str, rows: Iterable[dict[str, Any]], *, events: bool = False) -> int:
-        """The seeding fast path: bulk insert with minimal validation; events only when asked."""
-        raise NotImplementedError
+    def _stream(self, compiled: Any) -> Iterator[dict[str, Any]]:
+        """Rows through a private read connection, fetched in chunks, without the store's lock."""
+        conn = sqlite3.connect(self._uri, uri=True, check_same_thread=False)
+        try:
+            # Read-uncommitted takes no table locks in shared-cache mode, so writers keep going
+            # while a long export streams.
+            conn.execute("PRAGMA read_uncommitted = 1")
+            cur = conn.execute(compiled.sql, compiled.params)
+            build = compiled.build
+            while True:
+                chunk = cur.fetchmany(FETCH_CHUNK)
+                if not chunk:
+                    break
+                for row in chunk:
+                    yield build(row)
+        finally:
+            conn.close()
 
-    def convert_lead(
-        self, lead_id: str, *, account_id: str | None = None, origin: str = ""
-    ) -> dict[str, str]:
-        """Convert a Lead in one transaction: Account (unless given) + Contact CREATE, Lead UPDATE."""
-        raise NotImplementedError
+    def count(self, sobject: str, *, include_deleted: bool = False) -> int:
+        obj = self._obj(sobject)
+        where = "" if include_deleted else ' WHERE "IsDeleted" = 0'
+        with self._lock:
+            return int(
+                self._conn.execute(f"SELECT COUNT(*) FROM {_q(obj.name)}{where}").fetchone()[0]
+            )
+
+    def describe(self, sobject: str) -> dict[str, Any]:
+        """Salesforce's DescribeSObjectResult for one object (NOT_FOUND when the org has none)."""
+        return self._obj(sobject).describe()
+
+    def describe_global(self) -> dict[str, Any]:
+        """DescribeGlobal: `{"encoding", "maxBatchSize", "sobjects": [...]}`."""
+        return self.schema.describe_global()
+
+    # ------------------------------------------------------------------ replication
+
+    def _window(self, start: str, end: str) -> tuple[datetime, datetime, datetime]:
+        try:
+            lo = _parse_datetime(start)
+            hi = _parse_datetime(end)
+        except ValueError:
+            raise _err(
+                "INVALID_REPLICATION_DATE", "start and end must be ISO 8601 dateTime values"
+            ) from None
+        now = self._now()
+        # Salesforce works in whole minutes: both ends are rounded down.
+        lo = lo.replace(second=0, microsecond=0)
+        hi = min(hi, now).replace(second=0, microsecond=0)
+        if hi <= lo:
+            raise _err(
+                "INVALID_REPLICATION_DATE", "EndDate must chronologically follow the StartDate"
+            )
+        return lo, hi, now
 
     def updated_ids(self, sobject: str, start: str, end: str) -> dict[str, Any]:
         """getUpdated: `{"ids": [...], "latestDateCovered": ...}` by SystemModstamp."""
-        raise NotImplementedError
+        obj = self._obj(sobject)
+        lo, hi, now = self._window(start, end)
+        if lo < now - timedelta(days=UPDATED_WINDOW_DAYS):
+            raise _err(
+                "INVALID_REPLICATION_DATE",
+                f"startDate cannot be more than {UPDATED_WINDOW_DAYS} days ago",
+            )
+        with self._lock:
+            rows = self._conn.execute(
+                f'SELECT "Id" FROM {_q(obj.name)} WHERE "IsDeleted" = 0 AND "SystemModstamp" >= ?'
+                ' AND "SystemModstamp" < ? ORDER BY "Id" LIMIT ?',
+                (format_datetime(lo), format_datetime(hi), ID_LIMIT + 1),
+            ).fetchall()
+        if len(rows) > ID_LIMIT:
+            raise _err(
+                "EXCEEDED_ID_LIMIT",
+                f"ID limit exceeded: more than {ID_LIMIT} ids in the window; use a smaller range",
+            )
+        return {"ids": [r[0] for r in rows], "latestDateCovered": format_datetime(hi)}
 
     def deleted_records(self, sobject: str, start: str, end: str) -> dict[str, Any]:
-        """getDeleted: `{"deletedRecords": [{"id", "deletedDate"}], "earliestDateAvailable", "latestDateCovered"}`."""
-        raise NotImplementedError
+        """getDeleted: `{"deletedRecords": [{"id", "deletedDate"}], "earliestDateAvailable",
+        "latestDateCovered"}`."""
+        obj = self._obj(sobject)
+        lo, hi, now = self._window(start, end)
+        earliest = (now - timedelta(days=RECYCLE_BIN_DAYS)).replace(second=0, microsecond=0)
+        if lo < earliest:
+            raise _err(
+                "INVALID_REPLICATION_DATE",
+                f"startDate is before the earliest date available ({format_datetime(earliest)})",
+            )
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, deleted_date FROM _deleted_log WHERE sobject = ? AND deleted_date >= ?"
+                " AND deleted_date < ? ORDER BY deleted_date, id LIMIT ?",
+                (obj.name, format_datetime(lo), format_datetime(hi), ID_LIMIT + 1),
+            ).fetchall()
+        if len(rows) > ID_LIMIT:
+            raise _err("EXCEEDED_ID_LIMIT", f"ID limit exceeded: more than {ID_LIMIT} ids")
+        return {
+            "deletedRecords": [{"id": r[0], "deletedDate": r[1]} for r in rows],
+            "earliestDateAvailable": format_datetime(earliest),
+            "latestDateCovered": format_datetime(hi),
+        }
 
-    def transaction(self, origin: str = ""):  # type: ignore[no-untyped-def]
-        """Context manager grouping writes into one transaction (one transactionKey)."""
-        raise NotImplementedError
-
-    def subscribe(self, listener: Listener) -> None:
-        raise NotImplementedError
-
-    def count(self, sobject: str, *, include_deleted: bool = False) -> int:
-        raise NotImplementedError
+    # ------------------------------------------------------------------ whole org
 
     def reset(self) -> None:
         """Drop every record (the org profile stays)."""
-        raise NotImplementedError
+        with self._lock:
+            self._conn.execute("BEGIN")
+            for obj in self.schema.objects.values():
+                self._conn.execute(f"DELETE FROM {_q(obj.name)}")
+            self._conn.execute("DELETE FROM _deleted_log")
+            self._conn.execute("COMMIT")
 
     def snapshot(self, path: str) -> None:
         """Write the whole org to a SQLite file; `OrgStore(..., path=...)` loads it back."""
-        raise NotImplementedError
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        with self._lock:
+            dest = sqlite3.connect(tmp)
+            try:
+                self._conn.backup(dest)
+            finally:
+                dest.close()
+        os.replace(tmp, path)  # readers of the file never see a half-written snapshot
+
+    def save_snapshot(self) -> None:
+        """Write to the configured SNAPSHOT path, when there is one."""
+        if self.path:
+            self.snapshot(self.path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _column_sql(fd: FieldDef) -> str:
+    if fd.name == "Id":
+        return '"Id" TEXT PRIMARY KEY'
+    if fd.type == "boolean":
+        return f"{_q(fd.name)} INTEGER NOT NULL DEFAULT 0"
+    if fd.type == "int":
+        return f"{_q(fd.name)} INTEGER"
+    if fd.type in ("double", "currency", "percent"):
+        return f"{_q(fd.name)} REAL"
+    if fd.is_text:
+        return f"{_q(fd.name)} TEXT COLLATE NOCASE"
+    return f"{_q(fd.name)} TEXT"
+
+
+_INDEXED_REFS = frozenset(
+    {
+        "AccountId",
+        "ParentId",
+        "CampaignId",
+        "ContactId",
+        "LeadId",
+        "ConvertedContactId",
+        "ConvertedAccountId",
+        "PersonContactId",
+    }
+)
+
+
+def _indexes(obj: SObject) -> list[tuple[str, str]]:
+    out = [
+        ("live_modstamp", '"IsDeleted", "SystemModstamp"'),
+        ("modstamp", '"SystemModstamp"'),
+        ("lastmodified", '"LastModifiedDate"'),
+    ]
+    for fd in obj.stored_fields():
+        if (
+            fd.type == "email"
+            or fd.name in _INDEXED_REFS
+            or fd.external_id
+            or fd.unique
+            or (fd.custom and fd.type == "reference")
+        ):
+            out.append((fd.name.lower(), _q(fd.name)))
+    return out
+
+
+def _event_values(obj: SObject, rec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        name: _out(fd, rec[name])
+        for name, fd in obj.fields.items()
+        if name not in ("Id", "IsDeleted", "SystemModstamp")
+        and fd.stored
+        and rec.get(name) is not None
+    }
+
+
+def _out(fd: FieldDef, value: Any) -> Any:
+    if value is None:
+        return None
+    if fd.type == "boolean":
+        return bool(value)
+    return value
+
+
+def _parse_error(kind: str, value: Any) -> SalesforceError:
+    return _err(
+        "JSON_PARSER_ERROR",
+        f"Cannot deserialize instance of {kind} from VALUE_STRING value {value} or request may be "
+        "missing a required field",
+    )
+
+
+def _bad() -> str:
+    raise ValueError("not a date")
+
+
+def _bool01(value: Any) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and value in (0, 1):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", ""):
+        return int(value.lower() in ("true", "1"))
+    raise ValueError(value)
+
+
+def _to_sf_datetime(value: Any) -> Any:
+    if value is None or _is_sf_datetime(value):
+        return value
+    if isinstance(value, datetime):
+        return format_datetime(value if value.tzinfo else value.replace(tzinfo=UTC))
+    return format_datetime(_parse_datetime(str(value)))
+
+
+def _to_id18(value: Any) -> Any:
+    if value is None or value == "":
+        return None
+    norm = normalize_id(value)
+    if norm is None:
+        raise ValueError(value)
+    return norm
+
+
+def _backdated(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: _to_sf_datetime(v)
+        for k, v in row.items()
+        if k in _SYSTEM and k.endswith(("Date", "Modstamp"))
+    }
+
+
+def _chunks(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    chunk: list[dict[str, Any]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _b62_encode(n: int, width: int) -> str:
+    chars = []
+    while n:
+        n, r = divmod(n, 62)
+        chars.append(_B62[r])
+    return "".join(reversed(chars)).rjust(width, "0")
+
+
+def _b62_decode(text: str) -> int:
+    n = 0
+    for ch in text:
+        idx = _B62.find(ch)
+        if idx < 0:
+            return 0
+        n = n * 62 + idx
+    return n
 
 
 def open_store(sandbox: Any) -> OrgStore:
     """Build the org's store from the sandbox config (profile, clock, snapshot path)."""
-    raise NotImplementedError
+    config = sandbox.config
+    return OrgStore(
+        config.get("ORG_PROFILE", "standard"),
+        config.get("CUSTOM_FIELDS") or None,
+        clock=sandbox.clock,
+        user_id=config.get("USER_ID") or DEFAULT_USER_ID,
+        duplicate_rule=config.get("DUPLICATE_RULE"),
+        path=config.get("SNAPSHOT"),
+    )
