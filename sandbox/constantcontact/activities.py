@@ -178,12 +178,12 @@ class Activities:
     def listing(self, state: str | None, limit: int) -> list[Activity]:
         horizon = self.store.now() - RETENTION_MS
         with self.lock:
+            # newest first: activities are stored in the order they were posted
             found = [
                 a
-                for a in self.items.values()
+                for a in reversed(self.items.values())
                 if a.created_at >= horizon and (state is None or a.state == state)
             ]
-        found.sort(key=lambda a: a.created_at, reverse=True)
         return found[:limit]
 
     def state(self) -> dict[str, int]:
