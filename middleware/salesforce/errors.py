@@ -118,7 +118,7 @@ class RequestFailed(SalesforceError):
 # record later may fix. They stay RecordRejected in per-record results (the batch went on) but
 # say so, so the caller can queue the record again rather than show a sync error.
 TRANSIENT_RECORD_CODES = frozenset(
-    {"UNABLE_TO_LOCK_ROW", "ALL_OR_NONE_OPERATION_ROLLED_BACK", "PROCESSING_HALTED"}
+    {"UNABLE_TO_LOCK_ROW", "ALL_OR_NONE_OPERATION_ROLLED_BACK", "PROCESSING_HALTED", "UNPROCESSED"}
 )
 
 
@@ -150,6 +150,9 @@ class RecordRejected(SalesforceError):
 
     def __hash__(self) -> int:
         return hash((self.code, self.message, self.fields))
+
+    def __repr__(self) -> str:
+        return f"RecordRejected({self.code!r}, {self.message!r}, {list(self.fields)!r})"
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-able form for the store's sync-error rows."""
