@@ -42,6 +42,8 @@ class SalesforceSandbox:
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         self.config: dict[str, Any] = {**DEFAULTS, **(config or {})}
+        if self.config["DUPLICATE_RULE"] is True:
+            self.config["DUPLICATE_RULE"] = "alert"  # Salesforce's standard rules only alert
         self.clock: Clock = self.config.get("clock") or Clock()
         self.faults = Faults(sleep=self.config.get("sleep") or __import__("time").sleep)
         # Filled in by their modules at build time (see build.assemble): store, auth (tokens),

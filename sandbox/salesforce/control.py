@@ -16,7 +16,7 @@ from flask import Blueprint, Response, jsonify, request
 from sandbox.salesforce.app import SalesforceSandbox, current_sandbox
 from sandbox.salesforce.oauth import instance_url
 from sandbox.salesforce.rest import (
-    DUPLICATE_EMAIL_FIELDS,
+    EMAIL_FIELDS,
     ID_RE,
     Schema,
     shape_record,
@@ -133,7 +133,7 @@ def list_records(sobject: str) -> Response | tuple[Response, int]:
     soql = f"SELECT {', '.join(_readable_fields(described))} FROM {name}"
     email = request.args.get("email")
     if email is not None:
-        field = DUPLICATE_EMAIL_FIELDS.get(name, "Email")
+        field = EMAIL_FIELDS.get(name, "Email")
         if schema.field(name, field) is None:
             field = "Email"
         if schema.field(name, field) is None:

@@ -530,59 +530,17 @@ def soql_literal(value: Any, field_type: str = "string") -> str:
 def ids_matching(
     sandbox: SalesforceSandbox, sobject: str, field_name: str, value: Any, field_type: str
 ) -> list[str]:
+    """Live records whose field equals value (text ignoring case, as SOQL `=` does)."""
+    if hasattr(sandbox.store, "find_ids"):
+        return list(sandbox.store.find_ids(sobject, field_name, value))
     result = sandbox.store.query(
         f"SELECT Id FROM {sobject} WHERE {field_name} = {soql_literal(value, field_type)}"
     )
     return [row["Id"] for row in result.rows]
 
 
-# ---------------------------------------------------------------------------------------------
-# Duplicate rule (DUPLICATE_RULE: false | "alert" (true) | "block")
-
-DUPLICATE_EMAIL_FIELDS = {"Contact": "Email", "Lead": "Email", "Account": "PersonEmail"}
-
-
-def duplicate_mode(sandbox: SalesforceSandbox) -> str | None:
-    rule = sandbox.config.get("DUPLICATE_RULE")
-    if not rule:
-        return None
-    return "block" if str(rule).lower() == "block" else "alert"
-
-
-class DuplicateRule:
-    """Standard-rule stand-in: same object, same email (case-insensitive) ⇒ DUPLICATES_DETECTED.
-
-    Alert rules let the save through when the caller sends `Sforce-Duplicate-Rule-Header:
-    allowSave=true`; block rules never do. Records earlier in the same request count too, as
-    Salesforce matches within a batch.
-    """
-
-    def __init__(self, sandbox: SalesforceSandbox, allow: bool | None = None) -> None:
-        self.sandbox = sandbox
-        mode = duplicate_mode(sandbox)
-        allowed = allow_save() if allow is None else allow
-        self.active = mode is not None and not (mode == "alert" and allowed)
-        self._seen: dict[str, set[str]] = {}
-
-    def check(self, sobject: str, values: dict[str, Any], record_id: str | None = None) -> None:
-        if not self.active:
-            return
-        email_field = DUPLICATE_EMAIL_FIELDS.get(sobject)
-        if not email_field:
-            return
-        email = next((v for k, v in values.items() if k.lower() == email_field.lower()), None)
-        if not email:
-            return
-        key = str(email).strip().lower()
-        seen = self._seen.setdefault(sobject, set())
-        matches = [
-            i
-            for i in ids_matching(self.sandbox, sobject, email_field, str(email).strip(), "email")
-            if i != record_id
-        ]
-        if matches or key in seen:
-            raise SalesforceError(400, "DUPLICATES_DETECTED", "Use one of these records?", [])
-        seen.add(key)
+# The email field a person record is looked up by (control read-back).
+EMAIL_FIELDS = {"Contact": "Email", "Lead": "Email", "Account": "PersonEmail"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -889,8 +847,9 @@ def create_record(version: str, sobject: str) -> tuple[Response, int]:
         raise SalesforceError(
             400, "INVALID_FIELD_FOR_INSERT_UPDATE", "cannot specify Id in an insert call", ["Id"]
         )
-    DuplicateRule(sandbox).check(name, values)
-    new_id = sandbox.store.create(name, values, origin=call_options_origin(version))
+    new_id = sandbox.store.create(
+        name, values, origin=call_options_origin(version), allow_save=allow_save()
+    )
     return jsonify(id=new_id, success=True, errors=[]), 201
 
 
@@ -939,8 +898,9 @@ def update_record(version: str, sobject: str, record_id: str) -> tuple[str, int]
         raise SalesforceError(400, "INVALID_ID_FIELD", "The Id field should not be specified")
     if sandbox.store.get(name, record_id, ["Id"]) is None:
         raise _missing_record(sandbox, name, record_id)
-    DuplicateRule(sandbox).check(name, values, record_id)
-    sandbox.store.update(name, record_id, values, origin=call_options_origin(version))
+    sandbox.store.update(
+        name, record_id, values, origin=call_options_origin(version), allow_save=allow_save()
+    )
     return "", 204
 
 
@@ -1042,7 +1002,7 @@ def upsert_one(
     value: Any,
     values: dict[str, Any],
     origin: str,
-    duplicates: DuplicateRule,
+    save_anyway: bool,
     *,
     update_only: bool = False,
     version: str = "",
@@ -1082,15 +1042,14 @@ def upsert_one(
     if len(ids) > 1:
         raise _MultipleMatches(ids)
     if ids:
-        duplicates.check(sobject, values, ids[0])
-        sandbox.store.update(sobject, ids[0], values, origin=origin)
+        sandbox.store.update(sobject, ids[0], values, origin=origin, allow_save=save_anyway)
         return UpsertOutcome(ids[0], False)
     if update_only:
         raise SalesforceError(404, "NOT_FOUND", NOT_FOUND_MESSAGE)
     if field_name != "Id":
         values = {**values, field_name: value}
-    duplicates.check(sobject, values)
-    return UpsertOutcome(sandbox.store.create(sobject, values, origin=origin), True)
+    new_id = sandbox.store.create(sobject, values, origin=origin, allow_save=save_anyway)
+    return UpsertOutcome(new_id, True)
 
 
 class _MultipleMatches(Exception):
@@ -1118,7 +1077,7 @@ def upsert_record(
             value,
             _record_body(),
             call_options_origin(version),
-            DuplicateRule(sandbox),
+            allow_save(),
             update_only=update_only,
             version=version,
         )
@@ -1217,7 +1176,7 @@ def collection_create(version: str) -> Response:
     schema = Schema(sandbox)
     records, all_or_none = _collection_payload()
     origin = call_options_origin(version)
-    duplicates = DuplicateRule(sandbox)
+    save_anyway = allow_save()
 
     def work(record: Any) -> dict[str, Any]:
         sobject = _record_type(record, schema)
@@ -1226,8 +1185,7 @@ def collection_create(version: str) -> Response:
             raise SalesforceError(
                 400, "INVALID_FIELD", "cannot specify Id in an insert call", ["Id"]
             )
-        duplicates.check(sobject, values)
-        new_id = sandbox.store.create(sobject, values, origin=origin)
+        new_id = sandbox.store.create(sobject, values, origin=origin, allow_save=save_anyway)
         return {"id": new_id, "success": True, "errors": []}
 
     return jsonify(run_collection(sandbox, records, all_or_none, origin, work, lambda _: None))
@@ -1246,7 +1204,7 @@ def collection_update(version: str) -> Response:
     schema = Schema(sandbox)
     records, all_or_none = _collection_payload()
     origin = call_options_origin(version)
-    duplicates = DuplicateRule(sandbox)
+    save_anyway = allow_save()
 
     def work(record: Any) -> dict[str, Any]:
         sobject = _record_type(record, schema)
@@ -1263,8 +1221,7 @@ def collection_update(version: str) -> Response:
                     400, "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id"
                 )
             raise missing
-        duplicates.check(sobject, values, record_id)
-        sandbox.store.update(sobject, record_id, values, origin=origin)
+        sandbox.store.update(sobject, record_id, values, origin=origin, allow_save=save_anyway)
         return {"id": record_id, "success": True, "errors": []}
 
     return jsonify(run_collection(sandbox, records, all_or_none, origin, work, _record_id))
@@ -1308,7 +1265,7 @@ def collection_upsert(version: str, sobject: str, field_name: str) -> Response:
     ext = external_id_field(schema, name, field_name)
     records, all_or_none = _collection_payload()
     origin = call_options_origin(version)
-    duplicates = DuplicateRule(sandbox)
+    save_anyway = allow_save()
 
     def work(record: Any) -> dict[str, Any]:
         if _record_type(record, schema) != name:
@@ -1323,7 +1280,7 @@ def collection_upsert(version: str, sobject: str, field_name: str) -> Response:
                 400, "MISSING_ARGUMENT", f"{ext['name']} not specified", [ext["name"]]
             )
         try:
-            outcome = upsert_one(sandbox, schema, name, ext, value, values, origin, duplicates)
+            outcome = upsert_one(sandbox, schema, name, ext, value, values, origin, save_anyway)
         except _MultipleMatches as exc:
             raise SalesforceError(
                 300,

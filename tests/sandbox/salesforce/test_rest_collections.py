@@ -9,7 +9,7 @@ import requests
 
 from sandbox.salesforce.app import SalesforceSandbox
 from sandbox.salesforce.store import ChangeRecord
-from tests.sandbox.salesforce.conftest import API
+from tests.sandbox.salesforce.conftest import API, MISSING_CONTACT_ID, REAL_STORE
 
 ROLLED_BACK = {
     "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
@@ -117,7 +117,7 @@ def test_update_and_per_record_failures(
 ) -> None:
     one = sf_sandbox.store.create("Contact", {"LastName": "One"})
     two = sf_sandbox.store.create("Contact", {"LastName": "Two"})
-    missing = "003SB0000000999999"
+    missing = MISSING_CONTACT_ID
     resp = sf_api.patch(
         f"{API}/composite/sobjects",
         json={
@@ -148,7 +148,7 @@ def test_update_all_or_none_keeps_ids_in_rolled_back_results(
         f"{API}/composite/sobjects",
         json={
             "allOrNone": True,
-            "records": [contact(id=one, LastName="Changed"), contact(id="003SB0000000999999")],
+            "records": [contact(id=one, LastName="Changed"), contact(id=MISSING_CONTACT_ID)],
         },
     )
     first, _ = resp.json()
@@ -160,7 +160,7 @@ def test_delete_by_ids(sf_api: requests.Session, sf_sandbox: SalesforceSandbox) 
     one = sf_sandbox.store.create("Contact", {"LastName": "One"})
     lead = sf_sandbox.store.create("Lead", {"LastName": "L", "Company": "Co"})
     resp = sf_api.delete(
-        f"{API}/composite/sobjects", params={"ids": f"{one},{lead},003SB0000000999999"}
+        f"{API}/composite/sobjects", params={"ids": f"{one},{lead},{MISSING_CONTACT_ID}"}
     )
     assert resp.status_code == 200
     r1, r2, r3 = resp.json()
@@ -174,7 +174,7 @@ def test_delete_all_or_none(sf_api: requests.Session, sf_sandbox: SalesforceSand
     one = sf_sandbox.store.create("Contact", {"LastName": "One"})
     resp = sf_api.delete(
         f"{API}/composite/sobjects",
-        params={"ids": f"{one},003SB0000000999999", "allOrNone": "true"},
+        params={"ids": f"{one},{MISSING_CONTACT_ID}", "allOrNone": "true"},
     )
     assert resp.json()[0] == {"id": one, "success": False, "errors": [ROLLED_BACK]}
     assert sf_sandbox.store.count("Contact") == 1
@@ -221,7 +221,7 @@ def test_retrieve_by_ids(sf_api: requests.Session, sf_sandbox: SalesforceSandbox
     one = sf_sandbox.store.create("Contact", {"LastName": "One", "Email": "one@example.org"})
     resp = sf_api.get(
         f"{API}/composite/sobjects/Contact",
-        params={"ids": f"{one},003SB0000000999999", "fields": "Id,Email"},
+        params={"ids": f"{one},{MISSING_CONTACT_ID}", "fields": "Id,Email"},
     )
     assert resp.status_code == 200
     found, missing = resp.json()
@@ -238,6 +238,7 @@ def test_retrieve_by_ids(sf_api: requests.Session, sf_sandbox: SalesforceSandbox
     assert sf_api.get(f"{API}/composite/sobjects/Contact", params={"ids": one}).status_code == 400
 
 
+@pytest.mark.skipif(not REAL_STORE, reason="the duplicate rule lives in the store")
 class TestDuplicates:
     @pytest.fixture
     def sf_config(self) -> dict[str, Any]:

@@ -246,8 +246,8 @@ def test_bad_soql_is_a_400_error_array(sf_api: requests.Session, soql: str, code
 
 
 def long_query(length: int) -> str:
-    ids = ", ".join(f"'003SB{i:013d}'" for i in range(length // 22 + 1))
-    return f"SELECT Id FROM Contact WHERE Id IN ({ids})"
+    emails = ", ".join(f"'p{i:05d}@example.org'" for i in range(length // 21 + 1))
+    return f"SELECT Id FROM Contact WHERE Email IN ({emails})"
 
 
 def test_uri_over_16k_is_414(sf_api: requests.Session) -> None:

@@ -9,7 +9,7 @@ import requests
 
 from sandbox.salesforce.app import SalesforceSandbox
 from sandbox.salesforce.store import ChangeRecord
-from tests.sandbox.salesforce.conftest import API, REAL_STORE
+from tests.sandbox.salesforce.conftest import API, MISSING_CONTACT_ID, REAL_STORE
 
 needs_real_store = pytest.mark.skipif(not REAL_STORE, reason="needs sandbox/salesforce/store.py")
 
@@ -127,17 +127,17 @@ def test_delete_then_get_says_deleted(sf_api: requests.Session) -> None:
 
 
 def test_unknown_record_is_not_found(sf_api: requests.Session) -> None:
-    resp = sf_api.get(f"{API}/sobjects/Contact/003SB0000000999999")
+    resp = sf_api.get(f"{API}/sobjects/Contact/{MISSING_CONTACT_ID}")
     assert resp.status_code == 404
     assert resp.json()[0] == {
         "message": "The requested resource does not exist",
         "errorCode": "NOT_FOUND",
     }
-    assert sf_api.delete(f"{API}/sobjects/Contact/003SB0000000999999").status_code == 404
+    assert sf_api.delete(f"{API}/sobjects/Contact/{MISSING_CONTACT_ID}").status_code == 404
 
 
 def test_wrong_method_is_405_with_salesforce_body(sf_api: requests.Session) -> None:
-    resp = sf_api.put(f"{API}/sobjects/Contact/003SB0000000999999", json={})
+    resp = sf_api.put(f"{API}/sobjects/Contact/{MISSING_CONTACT_ID}", json={})
     assert resp.status_code == 405
     assert resp.json()[0]["errorCode"] == "METHOD_NOT_ALLOWED"
 
@@ -220,6 +220,7 @@ def test_updated_needs_a_window(sf_api: requests.Session) -> None:
     assert resp.status_code == 400
 
 
+@needs_real_store
 class TestDuplicateRule:
     @pytest.fixture
     def sf_config(self) -> dict[str, Any]:
@@ -241,19 +242,6 @@ class TestDuplicateRule:
         )
         assert resp.status_code == 201
 
-    def test_block_rule_ignores_allow_save(
-        self, sf_api: requests.Session, sf_sandbox: SalesforceSandbox
-    ) -> None:
-        sf_sandbox.config["DUPLICATE_RULE"] = "block"
-        assert create(sf_api, "Contact", {"LastName": "A", "Email": "dup@example.org"}).ok
-        resp = create(
-            sf_api,
-            "Contact",
-            {"LastName": "B", "Email": "dup@example.org"},
-            **{"Sforce-Duplicate-Rule-Header": "allowSave=true"},
-        )
-        assert resp.status_code == 400
-
     def test_updating_a_record_keeping_its_own_email_is_fine(
         self, sf_api: requests.Session
     ) -> None:
@@ -264,3 +252,20 @@ class TestDuplicateRule:
             f"{API}/sobjects/Contact/{new_id}", json={"Email": "me@example.org", "LastName": "Z"}
         )
         assert resp.status_code == 204
+
+
+@needs_real_store
+class TestBlockingDuplicateRule:
+    @pytest.fixture
+    def sf_config(self) -> dict[str, Any]:
+        return {"DUPLICATE_RULE": "block"}
+
+    def test_block_rule_ignores_allow_save(self, sf_api: requests.Session) -> None:
+        assert create(sf_api, "Contact", {"LastName": "A", "Email": "dup@example.org"}).ok
+        resp = create(
+            sf_api,
+            "Contact",
+            {"LastName": "B", "Email": "dup@example.org"},
+            **{"Sforce-Duplicate-Rule-Header": "allowSave=true"},
+        )
+        assert resp.status_code == 400

@@ -16,7 +16,7 @@ from simple_salesforce.exceptions import (
 
 from sandbox.common import Clock
 from sandbox.salesforce.app import SalesforceSandbox
-from tests.sandbox.salesforce.conftest import REAL_STORE
+from tests.sandbox.salesforce.conftest import MISSING_CONTACT_ID, REAL_STORE
 
 
 def seed(sandbox: SalesforceSandbox, n: int) -> None:
@@ -121,7 +121,7 @@ def test_errors_map_to_the_library_exceptions(sf_client: Salesforce) -> None:
         sf_client.query("SELEKT Id FROM Contact")
     assert malformed.value.content[0]["errorCode"] == "MALFORMED_QUERY"
     with pytest.raises(SalesforceResourceNotFound):
-        sf_client.Contact.get("003SB0000000999999")
+        sf_client.Contact.get(MISSING_CONTACT_ID)
 
 
 def test_expired_session_raises(sf_client: Salesforce, sf_clock: Clock) -> None:
@@ -130,7 +130,7 @@ def test_expired_session_raises(sf_client: Salesforce, sf_clock: Clock) -> None:
     with pytest.raises(SalesforceExpiredSession):
         sf_client.query("SELECT Id FROM Contact")
     with pytest.raises(SalesforceExpiredSession):
-        sf_client.Contact.get("003SB0000000999999")
+        sf_client.Contact.get(MISSING_CONTACT_ID)
 
 
 def test_daily_limit_is_a_refused_request(
