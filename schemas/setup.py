@@ -684,7 +684,7 @@ def validate_setup(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     Raises ``marshmallow.ValidationError`` with messages keyed by the offending option.
     """
     if not isinstance(data, Mapping):
-        raise ValidationError("A setup is a JSON object.", field_name="_schema")
+        raise ValidationError({"_schema": ["A setup is a JSON object."]})
     setup: dict[str, Any] = SetupSchema().load(dict(data))
     return setup, setup_warnings(setup, data)
 
@@ -714,12 +714,11 @@ def apply_patch(
     different one is a new setup.
     """
     if not isinstance(patch, Mapping):
-        raise ValidationError("A patch is a JSON object.", field_name="_schema")
+        raise ValidationError({"_schema": ["A patch is a JSON object."]})
     for option in IMMUTABLE_OPTIONS:
         if option in patch and patch[option] != current.get(option):
             raise ValidationError(
-                f"{option} cannot change once a setup exists; create a new setup instead.",
-                field_name=option,
+                {option: [f"{option} cannot change once a setup exists; create a new setup."]}
             )
     merged = merge_patch(current, patch)
     # A resolved default must follow object_type again when the patch resets it.
