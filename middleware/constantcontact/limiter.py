@@ -187,9 +187,10 @@ class LocalLimiter(_Common):
 
 # KEYS: window zset, day counter, last-now, blocked-until
 # ARGV: now, per, rate, member, daily_limit, day_ttl_seconds
-# Returns {status, value}: status 1 = granted (value = calls today), 0 = wait (value = seconds),
+# Returns {status, value[, granted_at]}: 1 = granted (value = calls today), 0 = wait (seconds),
 # -1 = daily budget used (value = calls today), -2 = blocked (value = until). Numbers go back as
-# strings because Redis truncates Lua numbers to integers.
+# strings because Redis truncates Lua numbers to integers, formatted to the microsecond because
+# Lua's tostring keeps only 14 digits (a tenth of a millisecond at today's epoch).
 _ACQUIRE_LUA = """
 local now = tonumber(ARGV[1])
 local per = tonumber(ARGV[2])
@@ -204,7 +205,7 @@ if now < last then now = last end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - per)
 if redis.call('ZCARD', KEYS[1]) >= rate then
   local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {0, tostring(tonumber(oldest[2]) + per - now)}
+  return {0, string.format('%.6f', tonumber(oldest[2]) + per - now)}
 end
 local used = tonumber(redis.call('GET', KEYS[2]) or '0')
 if daily_limit > 0 and used >= daily_limit then
@@ -212,10 +213,10 @@ if daily_limit > 0 and used >= daily_limit then
 end
 redis.call('ZADD', KEYS[1], now, ARGV[4])
 redis.call('PEXPIRE', KEYS[1], math.ceil(per * 1000) + 1000)
-redis.call('SET', KEYS[3], tostring(now), 'PX', math.ceil(per * 1000) + 1000)
+redis.call('SET', KEYS[3], string.format('%.6f', now), 'PX', math.ceil(per * 1000) + 1000)
 used = redis.call('INCR', KEYS[2])
 if used == 1 then redis.call('EXPIRE', KEYS[2], tonumber(ARGV[6])) end
-return {1, tostring(used)}
+return {1, tostring(used), string.format('%.6f', now)}
 """
 
 
@@ -264,7 +265,7 @@ class RedisLimiter(_Common):
         while True:
             now = self.clock()
             day = _day(now)
-            status, value = self._script(
+            status, value, *granted_at = self._script(
                 keys=self._keys(day),
                 args=[
                     repr(now),
@@ -279,7 +280,7 @@ class RedisLimiter(_Common):
             if status == 1:
                 self._maybe_warn(day, int(value))
                 if self.on_grant:
-                    self.on_grant(now)
+                    self.on_grant(float(granted_at[0]))
                 return
             if status == -1:
                 raise self._quota_error(now, int(value))
