@@ -9,6 +9,7 @@ daily request allocation (403 REQUEST_LIMIT_EXCEEDED), count the call, and stamp
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -561,6 +562,15 @@ class Cursor:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def release(rows: Iterator[dict[str, Any]]) -> None:
+    """Close a store row generator early so its SQLite connection goes back at once."""
+    close = getattr(rows, "close", None)
+    if close is not None:
+        # ValueError: another request is reading it right now; it ends on its own then.
+        with contextlib.suppress(ValueError):
+            close()
+
+
 class QueryCursors:
     """Open query locators: each keeps the store's lazy iterator, never the whole result."""
 
@@ -571,7 +581,7 @@ class QueryCursors:
 
     def _purge(self, now: datetime) -> None:
         for key in [k for k, c in self._open.items() if now - c.last_used > LOCATOR_IDLE]:
-            del self._open[key]
+            release(self._open.pop(key).rows)
 
     def open(self, cursor: Cursor) -> None:
         limit = int(self.sandbox.config.get("QUERY_CURSOR_LIMIT", 10))
@@ -580,7 +590,7 @@ class QueryCursors:
             # As in Salesforce, a user's oldest cursor is released when the cap is reached.
             while len(self._open) >= limit:
                 oldest = min(self._open.values(), key=lambda c: c.last_used)
-                del self._open[oldest.locator]
+                release(self._open.pop(oldest.locator).rows)
             self._open[cursor.locator] = cursor
 
     def get(self, locator: str) -> Cursor | None:
@@ -591,7 +601,9 @@ class QueryCursors:
 
     def close(self, locator: str) -> None:
         with self._lock:
-            self._open.pop(locator, None)
+            cursor = self._open.pop(locator, None)
+        if cursor is not None:
+            release(cursor.rows)
 
     def count(self) -> int:
         with self._lock:
@@ -600,6 +612,8 @@ class QueryCursors:
 
     def reset(self) -> None:
         with self._lock:
+            for cursor in self._open.values():
+                release(cursor.rows)
             self._open.clear()
 
     @staticmethod
@@ -658,7 +672,9 @@ def _run_query(endpoint: str, version: str) -> Response:
         last_used=sandbox.clock.now(),
     )
     body = _page(cursor, version, Schema(sandbox))
-    if not body["done"]:
+    if body["done"]:
+        release(cursor.rows)
+    else:
         sandbox.cursors.open(cursor)
     return jsonify(body)
 

@@ -354,3 +354,30 @@ class TestDailyLimit:
         assert body["DailyBulkV2QueryJobs"] == {"Max": 10000, "Remaining": 9999}
         assert body["DailyBulkApiBatches"]["Max"] == 15000
         assert "DailyBulkV2QueryFileStorageMB" in body
+
+
+def test_expired_locators_release_the_store_iterator(
+    sf_api: requests.Session,
+    sf_sandbox: SalesforceSandbox,
+    sf_clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    closed: list[bool] = []
+
+    def rows() -> Iterator[dict[str, Any]]:
+        try:
+            for i in range(10_000):
+                yield {"Id": f"003SB{i:013d}"}
+        finally:
+            closed.append(True)
+
+    monkeypatch.setattr(
+        sf_sandbox.store,
+        "query",
+        lambda soql, include_deleted=False: QueryResult(10_000, rows(), ["Id"]),
+    )
+    q(sf_api, "SELECT Id FROM Contact")
+    assert closed == [] and sf_sandbox.cursors.count() == 1
+    sf_clock.advance(16 * 60)
+    assert sf_sandbox.cursors.count() == 0
+    assert closed == [True]
