@@ -342,8 +342,13 @@ class EventHub:
                 return f"{compound}.{part}"
             return field
 
-        changed = [compound_name(f) for f in changed_fields if f not in skip]
-        nulled = [compound_name(f) for f in nulled_fields if f not in skip]
+        # The flat full name and flat address values are derived; their parts name the change.
+        derived = {c for c, _ in _ADDRESSES.get(entity, ())}
+        if person_named:
+            derived.add("Name")
+        hidden = skip | derived
+        changed = [compound_name(f) for f in changed_fields if f not in hidden]
+        nulled = [compound_name(f) for f in nulled_fields if f not in hidden]
         return body, changed, nulled
 
     def _header(

@@ -17,6 +17,7 @@ from typing import Any
 from flask import Flask
 
 from sandbox.salesforce import auth, bulk, events, seed
+from sandbox.salesforce import store as store_module
 from sandbox.salesforce.app import SalesforceSandbox
 from sandbox.salesforce.store import ChangeRecord, QueryResult, SalesforceError
 
@@ -256,10 +257,15 @@ def sf_client(app: Flask, sandbox: SalesforceSandbox, version: str = "64.0") -> 
     return Salesforce(session_id=token, instance_url=INSTANCE_URL, version=version, session=session)
 
 
-def make_app(config: dict[str, Any] | None = None) -> tuple[Flask, SalesforceSandbox, FakeStore]:
-    """A Flask app with the events, bulk and seed blueprints over a FakeStore."""
+def make_app(config: dict[str, Any] | None = None) -> tuple[Flask, SalesforceSandbox, Any]:
+    """A Flask app with the events, bulk and seed blueprints over the org store (the real one
+    when it is there, else FakeStore)."""
     sandbox = SalesforceSandbox(config)
-    store = FakeStore(sandbox.clock, sandbox.config["USER_ID"])
+    store: Any
+    try:
+        store = store_module.open_store(sandbox)
+    except NotImplementedError:  # the real store has not landed in this checkout
+        store = FakeStore(sandbox.clock, sandbox.config["USER_ID"])
     sandbox.store = store
     sandbox.auth = auth.TokenRegistry(sandbox)
     sandbox.events = events.EventHub(sandbox)

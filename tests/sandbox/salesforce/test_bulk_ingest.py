@@ -20,7 +20,15 @@ def no_client_sleep(monkeypatch):
 
 @pytest.fixture
 def org():
-    app, sandbox, store = make_app({"EVENT_DELIVERY": "sync", "BULK_POLL_WAIT": 0})
+    app, sandbox, store = make_app(
+        {
+            "EVENT_DELIVERY": "sync",
+            "BULK_POLL_WAIT": 0,
+            "CUSTOM_FIELDS": {
+                "Contact": [{"name": "Ext__c", "type": "string", "externalId": True}]
+            },
+        }
+    )
     token = sandbox.auth.issue().access_token
     client = app.test_client()
     client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
@@ -135,14 +143,16 @@ def test_simple_salesforce_update_and_delete_tagged_with_call_options(org):
 def test_hard_delete_leaves_no_event_and_bad_ids_fail(org):
     _app, sandbox, store, client = org
     rid = store.create("Contact", {"LastName": "Gone"})
+    vanished = store.create("Contact", {"LastName": "Vanished"})
+    store.hard_delete("Contact", vanished)
     before = len(sandbox.events.replay())
-    data = f"Id\n{rid}\n003SB0000009999AAA\n"
+    data = f"Id\n{rid}\n{vanished}\n"
     job_id = _run_job(client, sandbox, {"object": "Contact", "operation": "hardDelete"}, data)
     assert store.get("Contact", rid, include_deleted=True) is None
     assert len(sandbox.events.replay()) == before
     [failed] = _rows(client.get(f"{BASE}/{job_id}/failedResults").get_data(as_text=True))
-    assert failed["sf__Id"] == "003SB0000009999AAA"
-    assert failed["sf__Error"].startswith("NOT_FOUND:")
+    assert failed["sf__Id"] == vanished
+    assert failed["sf__Error"].split(":")[0] in ("NOT_FOUND", "ENTITY_IS_DELETED")
 
 
 @pytest.mark.parametrize(

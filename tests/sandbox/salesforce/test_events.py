@@ -96,30 +96,25 @@ def test_delete_event_has_no_fields_and_replay_ids_increase(org):
 
 def test_lead_conversion_is_one_transaction_and_lead_update_has_no_last_modified(org):
     _app, sandbox, store = org
-    lead = store.create("Lead", {"LastName": "Ng", "Company": "Acme"})
-    with store.transaction(origin="com/salesforce/api/rest/64.0"):
-        acc = store.create("Account", {"Name": "Acme"})
-        con = store.create("Contact", {"LastName": "Ng", "AccountId": acc})
-        store.update(
-            "Lead",
-            lead,
-            {"IsConverted": True, "ConvertedAccountId": acc, "ConvertedContactId": con},
-        )
+    lead = store.create("Lead", {"LastName": "Ng", "Company": "Acme", "Email": "ng@example.org"})
+    store.convert_lead(lead, origin="com/salesforce/api/rest/64.0")
     events = sandbox.events.replay()[1:]
     headers = [_payload(e)["ChangeEventHeader"] for e in events]
     assert [h["entityName"] for h in headers] == ["Account", "Contact", "Lead"]
     assert len({h["transactionKey"] for h in headers}) == 1
     assert [h["sequenceNumber"] for h in headers] == [1, 2, 3]
+    assert [h["changeType"] for h in headers] == ["CREATE", "CREATE", "UPDATE"]
     lead_payload = _payload(events[-1])
     assert "LastModifiedDate" not in lead_payload
     assert "LastModifiedDate" not in headers[-1]["changedFields"]
     assert lead_payload["IsConverted"] is True
-    # An Account that is not a person account keeps its plain Name.
+    assert lead_payload["ConvertedContactId"] == headers[1]["recordIds"][0]
+    # A business Account keeps its plain Name.
     assert _payload(events[0])["Name"] == "Acme"
 
 
-def test_person_account_emits_account_and_contact_events(org):
-    _app, sandbox, store = org
+def test_person_account_emits_account_and_contact_events():
+    _app, sandbox, store = make_app({"EVENT_DELIVERY": "sync", "ORG_PROFILE": "person_accounts"})
     acc = store.create(
         "Account",
         {
@@ -127,30 +122,57 @@ def test_person_account_emits_account_and_contact_events(org):
             "LastName": "Hopper",
             "PersonEmail": "grace@example.org",
             "PersonMailingCity": "Arlington",
-            "IsPersonAccount": True,
-            "PersonContactId": "003SB0000000999AAA",
-            "Hobby__pc": "Navy",
         },
     )
-    account, contact = sandbox.events.replay()
-    assert account["channel"] == "/data/AccountChangeEvent"
-    assert _payload(account)["Name"]["LastName"] == "Hopper"
-    assert _payload(account)["PersonMailingAddress"]["City"] == "Arlington"
-    assert contact["channel"] == "/data/ContactChangeEvent"
-    cp = _payload(contact)
-    assert cp["ChangeEventHeader"]["recordIds"] == ["003SB0000000999AAA"]
-    assert cp["Email"] == "grace@example.org"
-    assert cp["MailingAddress"]["City"] == "Arlington"
-    assert cp["Hobby__c"] == "Navy"
-    assert cp["Name"]["FirstName"] == "Grace"
+    events = sandbox.events.replay()
+    assert len(events) == 2
+    by_channel = {e["channel"]: _payload(e) for e in events}
+    assert set(by_channel) == {"/data/AccountChangeEvent", "/data/ContactChangeEvent"}
+    account = by_channel["/data/AccountChangeEvent"]
+    assert account["ChangeEventHeader"]["recordIds"] == [acc]
+    assert account["Name"]["LastName"] == "Hopper"
+    assert account["PersonMailingAddress"]["City"] == "Arlington"
+    contact = by_channel["/data/ContactChangeEvent"]
+    assert contact["Email"] == "grace@example.org"
+    assert contact["MailingAddress"]["City"] == "Arlington"
+    assert contact["Name"]["FirstName"] == "Grace"
     # A later change to a person field shows up on both channels as well.
     store.update("Account", acc, {"PersonEmail": "g.hopper@example.org"})
-    *_, acc_upd, con_upd = sandbox.events.replay()
-    assert _payload(acc_upd)["PersonEmail"] == "g.hopper@example.org"
-    assert _payload(con_upd)["ChangeEventHeader"]["changedFields"] == [
-        "Email",
-        "LastModifiedDate",
-    ]
+    later = {e["channel"]: _payload(e) for e in sandbox.events.replay()[len(events) :]}
+    assert later["/data/AccountChangeEvent"]["PersonEmail"] == "g.hopper@example.org"
+    assert "Email" in later["/data/ContactChangeEvent"]["ChangeEventHeader"]["changedFields"]
+
+
+def test_person_account_contact_side_is_derived_when_the_store_sends_only_the_account(org):
+    _app, sandbox, _store = org
+    from sandbox.salesforce.store import ChangeRecord
+
+    change = ChangeRecord(
+        entity="Account",
+        record_id="001SB0000000001AAA",
+        change_type="CREATE",
+        values={
+            "FirstName": "Ada",
+            "LastName": "King",
+            "PersonEmail": "ada@example.org",
+            "IsPersonAccount": True,
+            "PersonContactId": "003SB0000000999AAA",
+            "Hobby__pc": "Math",
+        },
+        changed_fields=[],
+        nulled_fields=[],
+        origin="",
+        transaction_key="k1",
+        sequence_number=1,
+        commit_timestamp=1,
+        commit_user="005SB0000000001AAA",
+    )
+    account, contact = sandbox.events.on_changes([change])
+    assert account["channel"] == "/data/AccountChangeEvent"
+    cp = _payload(contact)
+    assert cp["ChangeEventHeader"]["recordIds"] == ["003SB0000000999AAA"]
+    assert cp["Email"] == "ada@example.org" and cp["Hobby__c"] == "Math"
+    assert cp["ChangeEventHeader"]["transactionKey"] == "k1"
 
 
 def test_merged_route_emits_one_update_with_all_ids(org):
