@@ -80,6 +80,7 @@ REASON_DELETED = "deleted in Salesforce"
 REASON_GONE = "no longer exists in Salesforce"
 REASON_DELETED_IN_CC = "deleted in Constant Contact; opt-out kept on the link"
 REASON_BLANKED = "email blanked in Salesforce"
+REASON_UNMATCHED = "does not match the setup's segmentation"
 
 _OLDEST = ("", "")
 
@@ -188,6 +189,8 @@ def plan_sf_to_cc(
     now: datetime,
     missing_ids: Iterable[str] = (),
     segment_lists: Mapping[str, Sequence[str]] | None = None,
+    unmatched_ids: Iterable[str] = (),
+    full_sync: bool = False,
     reset: bool = False,
 ) -> Plan:
     """Plan what Constant Contact and the store need for a batch of Salesforce records.
@@ -198,7 +201,12 @@ def plan_sf_to_cc(
     those emails and link contact ids (deleted ones included). ``custom_field_ids``: CC custom
     field name → id. ``segment_lists``: when given, the full set of segmentation list ids each
     record should be on besides the main list (lists it leaves are removed); when ``None`` the
-    record's segmentation lists are left as they are. ``reset``: ignore fingerprints.
+    record's segmentation lists are left as they are. ``unmatched_ids``: records that exist but
+    no longer match the setup's segmentation (``filter``), with or without their record in
+    ``records``: deletes, conversions and opt-outs still apply to them, but they are not pushed
+    and a linked one leaves this setup's lists (in a ``full_sync`` with
+    ``remove_unmatched_from_all_lists``: every list CC has it on). ``reset``: ignore fingerprints
+    (a reset Full Sync).
     """
     if not setup.get("sync_to_cc", True):
         return Plan()
@@ -226,6 +234,8 @@ def plan_sf_to_cc(
     for record in records:
         by_id[str(record["Id"])] = record
     gone = sorted(set(missing_ids) - set(by_id))
+    unmatched = set(unmatched_ids) - set(gone)
+    all_lists = bool(full_sync and setup.get("remove_unmatched_from_all_lists", False))
 
     is_lead = setup.get("object_type", "Contact") == "Lead"
     allow_roles = bool(setup.get("sync_role_addresses", False))
@@ -257,10 +267,15 @@ def plan_sf_to_cc(
         if record_opted_out(setup, record):
             _opted_out(setup, sf_id, link, cc_by_id, main_list_id, now, out)
             continue
+        if sf_id in unmatched:
+            _unmatched(sf_id, link, cc_by_id, main_list_id, all_lists, out)
+            continue
         claims.setdefault(email, []).append((_key(record), sf_id))
         claimed_email[sf_id] = email
     for sf_id in gone:
         _deleted(setup, sf_id, link_by_sf.get(sf_id), main_list_id, out, gone=True)
+    for sf_id in sorted(unmatched - set(by_id)):
+        _unmatched(sf_id, link_by_sf.get(sf_id), cc_by_id, main_list_id, all_lists, out)
 
     # --- pass 2: one owner per address ----------------------------------------------------------
     owner_of: dict[str, str] = {}
@@ -268,7 +283,7 @@ def plan_sf_to_cc(
         holder = link_by_email.get(email)
         contenders = list(claimers)
         if holder is not None and claimed_email.get(holder.sf_id) != email:
-            if holder.sf_id in by_id or holder.sf_id in gone:
+            if holder.sf_id in by_id or holder.sf_id in gone or holder.sf_id in unmatched:
                 # It holds the contact while deleted, opted out or moving away: it keeps it.
                 owner_of[email] = holder.sf_id
                 continue
@@ -353,6 +368,30 @@ def _deleted(
             out.links.append(UpdateLink(sf_id, removed_on_delete=True))
     if gone:
         out.links.append(RetireLink(sf_id, REASON_GONE))
+
+
+def _unmatched(
+    sf_id: str,
+    link: Link | None,
+    cc_by_id: Mapping[str, CcContact],
+    main_list_id: str,
+    all_lists: bool,
+    out: _Builder,
+) -> None:
+    """No longer in the segmentation: off this setup's lists (or all), never deleted or
+    unsubscribed; the link stays, so matching again puts it back."""
+    out.skip(sf_id, REASON_UNMATCHED)
+    if link is None:
+        return
+    contact = cc_by_id.get(link.cc_contact_id)
+    lists: tuple[str, ...] = _setup_lists(link, main_list_id)
+    if contact is not None:
+        if all_lists:
+            lists = tuple(dict.fromkeys((*lists, *contact.list_memberships)))
+        lists = tuple(lid for lid in lists if lid in contact.list_memberships)
+    out.remove(link.cc_contact_id, lists)
+    if link.list_ids:
+        out.links.append(UpdateLink(sf_id, list_ids=()))
 
 
 def _converted(

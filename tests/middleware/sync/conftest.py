@@ -104,6 +104,8 @@ def run(
     missing: Iterable[str] = (),
     segment_lists: Mapping[str, list[str]] | None = None,
     custom_field_ids: Mapping[str, str] | None = None,
+    unmatched: Iterable[str] = (),
+    full_sync: bool = False,
     reset: bool = False,
 ) -> Plan:
     return plan_sf_to_cc(
@@ -116,6 +118,8 @@ def run(
         now=NOW,
         missing_ids=list(missing),
         segment_lists=segment_lists,
+        unmatched_ids=list(unmatched),
+        full_sync=full_sync,
         reset=reset,
     )
 

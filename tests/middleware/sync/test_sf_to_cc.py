@@ -447,6 +447,71 @@ CASES = [
             ("skip", "003A", r.REASON_GONE),
         ],
     ),
+    # --- segmentation (filter) ---------------------------------------------------------------
+    case(
+        "no-longer-matching-leaves-setup-lists-never-unsubscribed-or-deleted",
+        unmatched=["003A"],
+        links=[link_for(BASE, REC, list_ids=(MAIN, SEG))],
+        contacts=[cc(list_memberships=(MAIN, SEG, "L-other"))],
+        expected=[
+            ("remove", MAIN, ("C1",)),
+            ("remove", SEG, ("C1",)),
+            ("update_link", "003A", {"list_ids": ()}),
+            ("skip", "003A", r.REASON_UNMATCHED),
+        ],
+    ),
+    case(
+        "no-longer-matching-in-full-sync-with-option-leaves-all-lists",
+        setup=S(remove_unmatched_from_all_lists=True),
+        records=[],
+        unmatched=["003A"],
+        full_sync=True,
+        links=[link_for(BASE, REC)],
+        contacts=[cc(list_memberships=(MAIN, "L-other"))],
+        expected=[
+            ("remove", MAIN, ("C1",)),
+            ("remove", "L-other", ("C1",)),
+            ("update_link", "003A", {"list_ids": ()}),
+            ("skip", "003A", r.REASON_UNMATCHED),
+        ],
+    ),
+    case(
+        "remove-from-all-lists-only-in-a-full-sync",
+        setup=S(remove_unmatched_from_all_lists=True),
+        unmatched=["003A"],
+        links=[link_for(BASE, REC)],
+        contacts=[cc(list_memberships=(MAIN, "L-other"))],
+        expected=[
+            ("remove", MAIN, ("C1",)),
+            ("update_link", "003A", {"list_ids": ()}),
+            ("skip", "003A", r.REASON_UNMATCHED),
+        ],
+    ),
+    case(
+        "not-matching-never-linked-is-not-created",
+        unmatched=["003A"],
+        contacts=[cc("C9")],
+        expected=[("skip", "003A", r.REASON_UNMATCHED)],
+    ),
+    case(
+        "opt-out-of-a-no-longer-matching-record-still-propagates",
+        setup=S(unsubscribe_on_sf_opt_out=True),
+        records=[contact_record(HasOptedOutOfEmail=True)],
+        unmatched=["003A"],
+        links=[link_for(BASE, REC)],
+        contacts=[cc()],
+        expected=[
+            ("remove", MAIN, ("C1",)),
+            ("unsubscribe", "C1"),
+            ("update_link", "003A", {"opted_out": True}),
+        ],
+    ),
+    case(
+        "matching-again-is-added-back",
+        links=[link_for(BASE, REC, list_ids=())],
+        contacts=[cc(list_memberships=())],
+        expected=[("add", MAIN, ("C1",)), ("update_link", "003A", {"list_ids": (MAIN,)})],
+    ),
     # --- lead conversion ----------------------------------------------------------------------
     case(
         "converted-lead-default-stops-syncing",
