@@ -381,3 +381,15 @@ def test_expired_locators_release_the_store_iterator(
     sf_clock.advance(16 * 60)
     assert sf_sandbox.cursors.count() == 0
     assert closed == [True]
+
+
+def test_bulk_routes_pass_the_same_gate(
+    sf_api: requests.Session, sf_session: requests.Session, sf_sandbox: SalesforceSandbox
+) -> None:
+    job = {"operation": "query", "query": "SELECT Id FROM Contact"}
+    resp = sf_api.post(f"{API}/jobs/query", json=job)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["Sforce-Limit-Info"] == "api-usage=1/100000"
+    assert sf_sandbox.usage.calls("bulk") == 1
+    del sf_session.headers["Authorization"]
+    assert sf_session.post(f"{API}/jobs/query", json=job).status_code == 401
