@@ -10,7 +10,11 @@ Modules
 ``fields``    the vocabulary of Constant Contact field names (shared with ``schemas.setup``).
 ``mapping``   Salesforce record → CC values (``map_record``), ``fingerprint``, ``soql_fields``,
               ``import_row`` / ``put_body`` (the two shapes the values are written in).
-``sf_to_cc``  ``plan_sf_to_cc(...) -> Plan``: every DESIGN §5a rule for that direction.
+``sf_to_cc``  every DESIGN §5a rule for that direction::
+
+                  plan_sf_to_cc(setup, records, *, links, cc_contacts, main_list_id,
+                                custom_field_ids, now, missing_ids=(), segment_lists=None,
+                                unmatched_ids=(), full_sync=False, reset=False) -> Plan
 
 Inputs
 ------
@@ -21,10 +25,12 @@ opted_out=False, removed_on_delete=False, list_ids=(), sf_created=None)``
 ``CcContact(contact_id, email, permission_to_send, list_memberships=(), deleted=False, fields={})``
     what CC holds; pass the contacts of the batch's emails (``status=all``, so deleted ones too)
     and of the links' contact ids. ``fields`` = top-level scalars (first_name, birthday_day, ...),
-    needed so a PUT does not null unmapped data.
+    needed so a PUT does not null unmapped data. A linked contact left out is taken as "not
+    looked up" (the store is trusted), never as "gone".
 Salesforce records are dicts as SOQL returns them (``Account: {"Name": ...}`` nested, ``attributes``
 ignored), read with queryAll so deleted ones arrive with ``IsDeleted: true``; ids that no longer
-exist at all are passed separately as ``missing_ids``.
+exist at all are passed separately as ``missing_ids``; records that exist but no longer match
+the setup's filter as ``unmatched_ids``. SELECT ``mapping.soql_fields(setup)``.
 
 Plan vocabulary (``Plan.actions``, in execution order)
 ------------------------------------------------------

@@ -488,11 +488,15 @@ def _push(
             # The person re-subscribed in CC themselves: resume as a subscribed link.
             out.links.append(UpdateLink(sf_id, opted_out=False))
 
-    if link is not None and link.email == email and taken_from is None:
+    # CC may hold another address for our contact (edited in CC): Salesforce wins, by PUT.
+    drifted = linked is not None and not linked.deleted and linked.email != email
+    if link is not None and link.email == email and taken_from is None and not drifted:
         _update_same(sf_id, email, values, fp, link, linked, wanted, custom_field_ids, reset, out)
         return
 
-    in_place = link is not None and not setup.get("new_cc_contact_on_email_change", False)
+    in_place = link is not None and (
+        link.email == email or not setup.get("new_cc_contact_on_email_change", False)
+    )
     if (
         link is not None
         and in_place

@@ -373,6 +373,16 @@ CASES = [
         contacts=[cc(), cc("C2", email="bo@example.com")],
         expected=[("skip", "003A", duplicate_reason("003B"))],
     ),
+    case(
+        "address-edited-in-cc-is-put-back-from-salesforce",
+        setup=S(new_cc_contact_on_email_change=True),
+        links=[link_for(BASE, REC)],
+        contacts=[cc(email="ann.typo@example.com")],
+        expected=[
+            ("put", "C1", "ann@example.com", None, None),
+            ("update_link", "003A", {"fingerprint": "fp", "email": "ann@example.com"}),
+        ],
+    ),
     # --- blank email --------------------------------------------------------------------------
     case(
         "blank-email-default-leaves-cc-untouched",
@@ -511,6 +521,48 @@ CASES = [
         links=[link_for(BASE, REC, list_ids=())],
         contacts=[cc(list_memberships=())],
         expected=[("add", MAIN, ("C1",)), ("update_link", "003A", {"list_ids": (MAIN,)})],
+    ),
+    # --- object types -------------------------------------------------------------------------
+    case(
+        "person-account-identity-is-person-email",
+        setup=S(object_type="Account"),
+        records=[
+            {
+                "Id": "001A",
+                "PersonEmail": "Cy@Example.com",
+                "LastName": "Park",
+                "PersonHasOptedOutOfEmail": False,
+                "IsDeleted": False,
+                "CreatedDate": "2020-01-01T00:00:00.000+0000",
+            }
+        ],
+        expected=[
+            ("import", "cy@example.com", (MAIN,)),
+            ("link", "001A", None, "cy@example.com", (MAIN,), None),
+        ],
+    ),
+    case(
+        "person-account-opt-out-is-person-has-opted-out-of-email",
+        setup=S(object_type="Account"),
+        records=[
+            {
+                "Id": "001A",
+                "PersonEmail": "cy@example.com",
+                "Email": "x@example.com",
+                "PersonHasOptedOutOfEmail": True,
+                "HasOptedOutOfEmail": False,
+            }
+        ],
+        expected=[("skip", "001A", r.REASON_OPTED_OUT_NEVER_SYNCED)],
+    ),
+    case(
+        "lead-setup-imports-unconverted-leads",
+        setup=S(object_type="Lead"),
+        records=[lead_record()],
+        expected=[
+            ("import", "ann@example.com", (MAIN,)),
+            ("link", "00QA", None, "ann@example.com", (MAIN,), None),
+        ],
     ),
     # --- lead conversion ----------------------------------------------------------------------
     case(
