@@ -26,6 +26,7 @@ Semantics, checked against Salesforce's documentation and kept on purpose:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -577,21 +578,30 @@ def format_datetime(when: datetime) -> str:
 
 
 _ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+_B62_LOWER_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _ID_RE = re.compile(r"^[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 
 
+_CASE_BITS = str.maketrans(
+    {**{c: "1" for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}, **{c: "0" for c in _B62_LOWER_DIGITS}}
+)
+
+
 def id_suffix(id15: str) -> str:
-    """Salesforce's case-safe 3-character checksum of a 15-character id."""
-    out = []
-    for chunk in range(3):
-        bits = 0
-        for i, ch in enumerate(id15[chunk * 5 : chunk * 5 + 5]):
-            if "A" <= ch <= "Z":
-                bits |= 1 << i
-        out.append(_ID_CHARS[bits])
-    return "".join(out)
+    """Salesforce's case-safe 3-character checksum of a 15-character id.
+
+    Each 5-character chunk gives 5 bits (bit i set when character i is an upper-case letter),
+    and each 5-bit number picks one character of A-Z0-5.
+    """
+    bits = id15.translate(_CASE_BITS)
+    return (
+        _ID_CHARS[int(bits[4::-1], 2)]
+        + _ID_CHARS[int(bits[9:4:-1], 2)]
+        + _ID_CHARS[int(bits[14:9:-1], 2)]
+    )
 
 
+@functools.lru_cache(maxsize=65536)
 def normalize_id(value: str) -> str | None:
     """An 18-character id from a 15- or 18-character one; None when the text is not a valid id."""
     if not isinstance(value, str) or not _ID_RE.match(value):
@@ -664,32 +674,39 @@ class _Node:
 
     def compile(self) -> Callable[[tuple[Any, ...]], Any]:
         parts: list[tuple[str, Callable[[tuple[Any, ...]], Any]]] = []
-        simple: list[tuple[str, int]] = []
-        all_simple = True
         for key, spec in self.entries:
             if isinstance(spec, _Node):
                 parts.append((key, spec.compile()))
-                all_simple = False
             elif isinstance(spec, tuple) and spec[0] == "col":
                 idx, conv = spec[1], spec[2]
                 if conv is None:
-                    simple.append((key, idx))
                     parts.append((key, _getter(idx)))
                 else:
-                    all_simple = False
                     parts.append((key, _conv_getter(idx, conv)))
             else:  # ("address", [(key, idx, conv)])
-                all_simple = False
                 parts.append((key, _address_getter(spec[1])))
         null_index = self.null_index
 
-        if all_simple and null_index is None and simple:
-            # The common flat select: one zip over a contiguous slice of the row.
-            keys = [k for k, _ in simple]
-            lo = simple[0][1]
-            hi = lo + len(simple)
-            if [i for _, i in simple] == list(range(lo, hi)):
-                return lambda row: dict(zip(keys, row[lo:hi], strict=True))
+        cols = [spec for _k, spec in self.entries if isinstance(spec, tuple) and spec[0] == "col"]
+        if null_index is None and len(cols) == len(self.entries) and cols:
+            # The common flat select: one zip over a contiguous slice of the row, then booleans.
+            keys = [k for k, _ in self.entries]
+            lo = cols[0][1]
+            hi = lo + len(cols)
+            if [spec[1] for spec in cols] == list(range(lo, hi)):
+                fixes = [(k, spec[1], spec[2]) for k, spec in self.entries if spec[2] is not None]
+                if not fixes:
+                    return lambda row: dict(zip(keys, row[lo:hi], strict=True))
+
+                def build_flat(row: tuple[Any, ...]) -> Any:
+                    rec = dict(zip(keys, row[lo:hi], strict=True))
+                    for key, idx, conv in fixes:
+                        value = row[idx]
+                        if value is not None:
+                            rec[key] = conv(value)
+                    return rec
+
+                return build_flat
 
         def build(row: tuple[Any, ...]) -> Any:
             if null_index is not None and row[null_index] is None:
@@ -724,13 +741,8 @@ def _address_getter(
 
 
 def converter(fd: FieldDef) -> Callable[[Any], Any] | None:
-    if fd.type == "boolean":
-        return bool
-    if fd.type in ("double", "currency", "percent"):
-        return float
-    if fd.type == "int":
-        return int
-    return None
+    # SQLite already hands back int and float; only booleans (stored 0/1) need converting.
+    return bool if fd.type == "boolean" else None
 
 
 class Compiler:
