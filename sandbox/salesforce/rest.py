@@ -652,6 +652,18 @@ def _page_body(
     return body
 
 
+def long_text_columns(schema: Schema, sobject: str, columns: list[str]) -> int:
+    """How many selected columns are custom long text areas (more than 255 characters)."""
+    count = 0
+    for column in columns:
+        if "." in column:
+            continue
+        item = schema.field(sobject, column)
+        if item and item.get("custom") and item.get("type") == "textarea":
+            count += int(item.get("length", 0)) > 255
+    return count
+
+
 def _run_query(endpoint: str, version: str) -> Response:
     sandbox = current_sandbox()
     soql = request.args.get("q", "")
@@ -659,6 +671,10 @@ def _run_query(endpoint: str, version: str) -> Response:
         raise SalesforceError(400, "MALFORMED_QUERY", "SOQL statement cannot be empty")
     result = sandbox.store.query(soql, include_deleted=endpoint == "queryAll")
     sobject = getattr(result, "sobject", None) or query_sobject(soql)
+    schema = Schema(sandbox)
+    batch = batch_size()
+    if long_text_columns(schema, sobject, result.columns) >= 2:
+        batch = min(batch, MIN_BATCH)  # Salesforce's cap when 2+ long text areas are selected
     if _AGGREGATE.search(soql.split("FROM", 1)[0] if "FROM" in soql else soql):
         sobject = "AggregateResult"
     cursor = Cursor(
@@ -667,11 +683,11 @@ def _run_query(endpoint: str, version: str) -> Response:
         sobject=sobject,
         rows=iter(result.rows),
         total=result.total_size,
-        batch=batch_size(),
+        batch=batch,
         position=0,
         last_used=sandbox.clock.now(),
     )
-    body = _page(cursor, version, Schema(sandbox))
+    body = _page(cursor, version, schema)
     if body["done"]:
         release(cursor.rows)
     else:
@@ -688,7 +704,6 @@ def _query_more(endpoint: str, version: str, locator_offset: str) -> Response:
     offset = int(offset_text)
     with cursor.lock:
         cursor.last_used = sandbox.clock.now()
-        cursor.batch = batch_size() if "Sforce-Query-Options" in request.headers else cursor.batch
         if cursor.last_page is not None and offset == cursor.last_page[0]:
             # A retried page (the client timed out, say) is served again, not skipped.
             _, records, done = cursor.last_page

@@ -393,3 +393,21 @@ def test_bulk_routes_pass_the_same_gate(
     assert sf_sandbox.usage.calls("bulk") == 1
     del sf_session.headers["Authorization"]
     assert sf_session.post(f"{API}/jobs/query", json=job).status_code == 401
+
+
+class TestLongTextBatchCap:
+    @pytest.fixture
+    def sf_config(self) -> dict[str, Any]:
+        notes = [{"name": f"Notes{i}__c", "type": "textarea", "length": 32000} for i in (1, 2)]
+        return {"CUSTOM_FIELDS": {"Contact": notes}}
+
+    def test_two_long_text_areas_cap_the_batch_at_200(
+        self, sf_api: requests.Session, sf_sandbox: SalesforceSandbox
+    ) -> None:
+        seed_contacts(sf_sandbox, 450)
+        one = q(sf_api, "SELECT Id, Notes1__c FROM Contact").json()
+        two = q(sf_api, "SELECT Id, Notes1__c, Notes2__c FROM Contact").json()
+        assert len(one["records"]) == 450
+        pages = page_through(sf_api, q(sf_api, "SELECT Id, Notes1__c, Notes2__c FROM Contact"))
+        assert len(two["records"]) == 200
+        assert [len(p["records"]) for p in pages] == [200, 200, 50]
