@@ -408,13 +408,16 @@ class Schema:
                 return str(item["name"])
         return None
 
-    def parent_type(self, sobject: str, relationship: str) -> str:
+    def parent_field(self, sobject: str, relationship: str) -> dict[str, Any] | None:
         for item in (self.describe(sobject) or {}).get("fields", []):
             if (item.get("relationshipName") or "").lower() == relationship.lower():
-                targets = item.get("referenceTo") or []
-                if targets:
-                    return str(targets[0])
-        return relationship
+                return item  # type: ignore[no-any-return]
+        return None
+
+    def parent_type(self, sobject: str, relationship: str) -> str:
+        item = self.parent_field(sobject, relationship)
+        targets = (item or {}).get("referenceTo") or []
+        return str(targets[0]) if targets else relationship
 
     def child_type(self, sobject: str, relationship: str) -> str:
         for item in (self.describe(sobject) or {}).get("childRelationships", []):
@@ -445,14 +448,22 @@ def _nest_flat(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def shape_record(
-    row: dict[str, Any], sobject: str, version: str, schema: Schema | None
+    row: dict[str, Any],
+    sobject: str,
+    version: str,
+    schema: Schema | None,
+    known_id: str | None = None,
 ) -> dict[str, Any]:
-    """A record as the REST API prints it: `attributes {type, url}` first, parents nested alike."""
+    """A record as the REST API prints it: `attributes {type, url}` first, parents nested alike.
+
+    `known_id` is a parent's Id taken from the child's reference field when the parent's own
+    Id was not selected, so its url can still be given.
+    """
     row = _nest_flat(row)
     given = row.get("attributes")
     sobject = (given or {}).get("type") or sobject
     attributes: dict[str, Any] = {"type": sobject}
-    record_id = row.get("Id")
+    record_id = row.get("Id") or known_id
     if sobject == "AggregateResult":
         pass
     elif record_id:
@@ -476,8 +487,10 @@ def shape_record(
             and sobject != "AggregateResult"
             and not (schema and schema.field(sobject, key))  # compound (address) values stay bare
         ):
+            reference = schema.parent_field(sobject, key) if schema else None
             parent = schema.parent_type(sobject, key) if schema else key
-            value = shape_record(value, parent, version, schema)
+            parent_id = row.get(reference["name"]) if reference else None
+            value = shape_record(value, parent, version, schema, parent_id)
         out[key] = value
     return out
 

@@ -106,6 +106,11 @@ def test_parent_records_are_nested_with_attributes(
     assert by_name["With"]["Account"]["Name"] == "Acme"
     assert by_name["With"]["Account"]["attributes"]["type"] == "Account"
     assert by_name["Without"]["Account"] is None
+    with_ref = q(sf_api, "SELECT Id, AccountId, Account.Name FROM Contact WHERE LastName = 'With'")
+    assert with_ref.json()["records"][0]["Account"]["attributes"] == {
+        "type": "Account",
+        "url": f"/services/data/v66.0/sobjects/Account/{account}",
+    }
 
 
 def page_through(session: requests.Session, first: Any, **headers: str) -> list[dict[str, Any]]:
