@@ -59,9 +59,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 class Store:
     """The database of one deployment: engine, sessions, cipher."""
 
-    def __init__(self, url: str, encryption_keys: tuple[str, ...] | list[str], **engine_kw: Any):
+    def __init__(
+        self,
+        url: str,
+        encryption_keys: tuple[str, ...] | list[str],
+        *,
+        engine: Engine | None = None,
+        **engine_kw: Any,
+    ) -> None:
         self.url = url
-        self.engine = make_engine(url, **engine_kw)
+        # Sharing an engine lets a second Store use other keys on the same database (rotation).
+        self.engine = engine if engine is not None else make_engine(url, **engine_kw)
         self.cipher = TokenCipher(list(encryption_keys))
         self.sessionmaker = sessionmaker(
             self.engine, expire_on_commit=False, info={CIPHER_KEY: self.cipher}

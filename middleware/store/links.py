@@ -7,6 +7,7 @@ Emails are normalised (trimmed, lower-cased) on the way in, as they are the CC i
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
-from middleware.store.bulk import chunked, dialect_insert
+from middleware.store.bulk import chunked
 from middleware.store.models import Link, utcnow
 
 # Columns a caller may set through upsert_links, besides the key (setup_id, sf_id).
@@ -96,10 +97,10 @@ def upsert_links(session: Session, setup_id: int, rows: Iterable[Mapping[str, An
 
     Each row needs ``sf_id`` and ``sf_object``; other keys (``UPSERT_COLUMNS``) are optional and
     only the keys present are changed on an existing link, so a caller refreshing fingerprints
-    does not wipe list memberships. Rows are grouped by their key set, one executemany per group.
+    does not wipe list memberships. Rows are grouped by their key set (one statement per group
+    and 5,000 rows); a record given twice keeps its last row.
     """
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-    now = utcnow()
+    groups: dict[tuple[str, ...], dict[str, dict[str, Any]]] = defaultdict(dict)
     for row in rows:
         if "sf_id" not in row or "sf_object" not in row:
             raise ValueError("every link row needs sf_id and sf_object")
@@ -111,22 +112,69 @@ def upsert_links(session: Session, setup_id: int, rows: Iterable[Mapping[str, An
             values["email"] = normalise_email(values["email"])
         if "lists" in values:
             values["lists"] = list(values["lists"] or [])
-        values.update(setup_id=setup_id, status="active", created_at=now, updated_at=now)
-        groups[tuple(sorted(row))].append(values)
+        groups[tuple(sorted(row))][values["sf_id"]] = values
     written = 0
-    for keys, values_list in groups.items():
-        stmt = dialect_insert(session, Link)
-        set_ = {col: stmt.excluded[col] for col in keys if col != "sf_id"}
-        set_["updated_at"] = stmt.excluded.updated_at
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["setup_id", "sf_id"], index_where=_ACTIVE, set_=set_
-        )
-        for batch in chunked(values_list, 5000):
-            session.execute(stmt, batch)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    for keys, by_sf_id in groups.items():
+        for batch in chunked(by_sf_id.values(), 5000):
+            _upsert_json(session, setup_id, keys, batch, postgres=postgres)
             written += len(batch)
     # The identity map may hold stale copies of the rows just written.
     session.expire_all()
     return written
+
+
+_INSERT_DEFAULTS: dict[str, Any] = {
+    "subscribed_when_synced": True,
+    "opted_out_propagated": False,
+    "lists": [],
+}
+_PG_TYPES = {
+    "sf_id": "varchar",
+    "sf_object": "varchar",
+    "cc_contact_id": "varchar",
+    "email": "varchar",
+    "fingerprint": "varchar",
+    "subscribed_when_synced": "boolean",
+    "opted_out_propagated": "boolean",
+    "lists": "json",
+}
+
+
+def _upsert_json(
+    session: Session,
+    setup_id: int,
+    keys: tuple[str, ...],
+    batch: list[dict[str, Any]],
+    *,
+    postgres: bool,
+) -> None:
+    # One statement per batch with the rows as one JSON document (PostgreSQL json_to_recordset,
+    # SQLite json_each): an executemany costs a round trip or a parameter conversion per row,
+    # 5-10x slower for 10,000 links. Raw SQL skips the models' Python defaults, so they are
+    # supplied for inserts, while only the keys the caller gave are updated on existing links.
+    columns = list(keys) + [c for c in _INSERT_DEFAULTS if c not in keys]
+    defaults = {c: v for c, v in _INSERT_DEFAULTS.items() if c not in keys}
+    payload = json.dumps([{**defaults, **row} for row in batch])
+    updates = ", ".join(f"{col} = excluded.{col}" for col in keys if col != "sf_id")
+    if postgres:
+        record = ", ".join(f"{col} {_PG_TYPES[col]}" for col in columns)
+        now = "now()"
+        selects = ", ".join(f"u.{col}" for col in columns)
+        source = f"json_to_recordset(CAST(:rows AS json)) AS u({record})"
+    else:
+        now = "strftime('%Y-%m-%d %H:%M:%f', 'now')"  # UTC, the format SQLAlchemy reads
+        selects = ", ".join(f"json_extract(u.value, '$.{col}')" for col in columns)
+        # "WHERE true" keeps SQLite from parsing ON CONFLICT as a join constraint.
+        source = "json_each(:rows) AS u WHERE true"
+    sql = (
+        f"INSERT INTO links (setup_id, status, created_at, updated_at, {', '.join(columns)}) "
+        f"SELECT :setup_id, 'active', {now}, {now}, {selects} FROM {source} "
+        "ON CONFLICT (setup_id, sf_id) WHERE status = 'active' "
+        f"DO UPDATE SET {updates}{', ' if updates else ''}updated_at = excluded.updated_at"
+    )
+    params = {"setup_id": setup_id, "rows": payload}
+    session.connection().execute(text(sql), params)
 
 
 def retire_links(session: Session, setup_id: int, sf_ids: Iterable[str]) -> int:
