@@ -1,0 +1,207 @@
+"""Connections: stored OAuth connections turned into working Salesforce and CC clients.
+
+The vendor clients want a `TokenStore` (load / compare-and-swap save) and a lock that serialises
+refreshes across every worker; here both are backed by the service's database and Redis, so a
+rotated refresh token is durably saved before anyone uses it and never refreshed twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
+from redis import Redis
+
+from middleware.constantcontact import oauth as cc_oauth
+from middleware.constantcontact.client import ConstantContactClient
+from middleware.constantcontact.limiter import RedisLimiter
+from middleware.salesforce import oauth as sf_oauth
+from middleware.salesforce.client import SalesforceClient
+from middleware.settings import Settings
+from middleware.store import connections as repo
+from middleware.store.db import Store
+
+log = logging.getLogger(__name__)
+
+SF_ACCESS_TOKEN_LIFETIME = timedelta(hours=2)  # Salesforce does not say; its default session
+
+
+def _session(ca_bundle: str | None = None) -> requests.Session:
+    session = requests.Session()
+    # REQUESTS_CA_BUNDLE and proxy variables must not override what we configured.
+    session.trust_env = False
+    if ca_bundle:
+        session.verify = ca_bundle
+    return session
+
+
+class SqlSalesforceTokens:
+    """`salesforce.oauth.TokenStore` over one row of the connections table."""
+
+    def __init__(self, store: Store, connection_id: int) -> None:
+        self.store = store
+        self.connection_id = connection_id
+
+    def load(self) -> sf_oauth.StoredTokens | None:
+        with self.store.transaction() as session:
+            row = repo.tokens(session, self.connection_id)
+        if not row.access_token or not row.base_url:
+            return None
+        tokens = sf_oauth.Tokens(
+            access_token=row.access_token,
+            instance_url=row.base_url,
+            refresh_token=row.refresh_token,
+            scope=" ".join(str(s) for s in row.scopes) or None,
+        )
+        return sf_oauth.StoredTokens(tokens, row.version)
+
+    def save(self, tokens: sf_oauth.Tokens, expected_version: int | None) -> bool:
+        try:
+            with self.store.transaction() as session:
+                repo.save_tokens(
+                    session,
+                    self.connection_id,
+                    expected_version=expected_version or 0,
+                    access_token=tokens.access_token,
+                    expires_at=datetime.now(UTC) + SF_ACCESS_TOKEN_LIFETIME,
+                    refresh_token=tokens.refresh_token or repo._KEEP,
+                    base_url=tokens.instance_url or repo._KEEP,
+                )
+        except repo.StaleTokens:
+            return False
+        return True
+
+
+class SqlConstantContactTokens:
+    """`constantcontact.oauth.TokenStore` over one row of the connections table."""
+
+    def __init__(self, store: Store, connection_id: int) -> None:
+        self.store = store
+        self.connection_id = connection_id
+
+    def load(self) -> cc_oauth.StoredTokens | None:
+        with self.store.transaction() as session:
+            row = repo.tokens(session, self.connection_id)
+        if not row.access_token:
+            return None
+        tokens = cc_oauth.Tokens(
+            access_token=row.access_token,
+            refresh_token=row.refresh_token,
+            expires_at=row.expires_at,
+            scope=" ".join(str(s) for s in row.scopes),
+        )
+        return cc_oauth.StoredTokens(tokens, row.version)
+
+    def save(self, tokens: cc_oauth.Tokens, expected_version: int | None) -> bool:
+        try:
+            with self.store.transaction() as session:
+                repo.save_tokens(
+                    session,
+                    self.connection_id,
+                    expected_version=expected_version or 0,
+                    access_token=tokens.access_token,
+                    expires_at=tokens.expires_at,
+                    refresh_token=tokens.refresh_token,
+                    scopes=tokens.scope.split() if tokens.scope else None,
+                )
+        except repo.StaleTokens:
+            return False
+        return True
+
+
+def _refresh_lock(redis: Redis, vendor: str, connection_id: int) -> cc_oauth.RedisRefreshLock:
+    return cc_oauth.RedisRefreshLock(redis, f"ctct:refresh:{vendor}:{connection_id}")
+
+
+def salesforce_oauth(settings: Settings, session: requests.Session | None = None) -> Any:
+    return sf_oauth.SalesforceOAuth(
+        settings.salesforce_login_url,
+        settings.salesforce_client_id,
+        settings.salesforce_client_secret,
+        f"{settings.public_url.rstrip('/')}/oauth/salesforce/callback",
+        session or _session(settings.salesforce_ca_bundle),
+    )
+
+
+def constant_contact_oauth(settings: Settings, session: requests.Session | None = None) -> Any:
+    return cc_oauth.OAuthClient(
+        settings.cc_client_id,
+        settings.cc_client_secret,
+        session or _session(),
+        auth_url=settings.cc_auth_url,
+    )
+
+
+class _HeldLock(AbstractContextManager[Any]):
+    """Adapts the CC refresh lock (a factory) to the Salesforce source's context manager."""
+
+    def __init__(self, factory: cc_oauth.RedisRefreshLock) -> None:
+        self.factory = factory
+        self._cm: Any = None
+
+    def __enter__(self) -> Any:
+        self._cm = self.factory()
+        return self._cm.__enter__()
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._cm.__exit__(*exc)
+
+
+def salesforce_client(
+    settings: Settings,
+    store: Store,
+    redis: Redis,
+    connection_id: int,
+    *,
+    session: requests.Session | None = None,
+) -> SalesforceClient:
+    """A client for a stored Salesforce connection (refreshing, with our call-options tag)."""
+    session = session or _session(settings.salesforce_ca_bundle)
+    tokens = SqlSalesforceTokens(store, connection_id)
+    source = sf_oauth.RefreshingTokenSource(
+        tokens,
+        salesforce_oauth(settings, session),
+        _HeldLock(_refresh_lock(redis, "salesforce", connection_id)),
+    )
+    stored = tokens.load()
+    if stored is None:
+        raise LookupError(f"Salesforce connection {connection_id} has no tokens; connect it first")
+    return SalesforceClient(
+        stored.tokens.instance_url,
+        source,
+        session=session,
+        version=settings.salesforce_api_version,
+        call_client=settings.salesforce_call_client,
+        ca_bundle=settings.salesforce_ca_bundle,
+    )
+
+
+def cc_limiter(settings: Settings, redis: Redis) -> RedisLimiter:
+    """The one budget every worker shares: Constant Contact counts per application."""
+    return RedisLimiter(
+        redis,
+        prefix=f"ctct:cc-limit:{settings.cc_client_id or 'default'}",
+        rate=max(1, int(settings.cc_rate_per_second)),
+        daily_limit=settings.cc_daily_quota,
+    )
+
+
+def constant_contact_client(
+    settings: Settings,
+    store: Store,
+    redis: Redis,
+    connection_id: int,
+    *,
+    session: requests.Session | None = None,
+) -> ConstantContactClient:
+    """A client for a stored Constant Contact connection, on the shared rate limiter."""
+    session = session or _session()
+    source = cc_oauth.RefreshingTokenSource(
+        constant_contact_oauth(settings, session),
+        SqlConstantContactTokens(store, connection_id),
+        _refresh_lock(redis, "constantcontact", connection_id),
+    )
+    return ConstantContactClient(settings.cc_api_url, session, source, cc_limiter(settings, redis))

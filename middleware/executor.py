@@ -1,0 +1,282 @@
+"""Executor: carries out a sync plan against Constant Contact, in as few calls as it allows.
+
+The planner (`middleware.sync`) decides; this module only does. CC actions run in the plan's
+order, batched: every JSON import of the plan is posted first and all its activities are then
+awaited together, the same for list and delete activities, so a plan for 10,000 records costs a
+handful of calls. A record Constant Contact rejects (a 4xx for its PUT, a row error of its
+import) becomes that record's failure; its link changes are then left out, so the next run tries
+again, and the rest of the batch goes on. Outages, throttling beyond the retries and the daily
+quota are not record problems: they propagate to the job (which retries, or pauses the setup).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from middleware.constantcontact.client import ConstantContactClient
+from middleware.constantcontact.errors import ActivityFailed, CCError
+from middleware.sync import (
+    AddToLists,
+    DeleteContact,
+    Import,
+    LinkRecord,
+    Plan,
+    RecordError,
+    RemoveFromLists,
+    RetireLink,
+    Skip,
+    Unsubscribe,
+    UpdateContact,
+    UpdateLink,
+)
+from middleware.sync.mapping import import_row
+
+log = logging.getLogger(__name__)
+
+_ROW_INDEX = re.compile(r"import_data\[(\d+)\]")
+_EMAIL = re.compile(r"[^\s'\"<>(),;:]+@[^\s'\"<>(),;:]+\.[A-Za-z]{2,}")
+
+
+@dataclass
+class Failure:
+    """One record Constant Contact would not take, as a sync error the user can retry."""
+
+    sf_id: str
+    code: str
+    message: str
+    email: str | None = None
+    cc_contact_id: str | None = None
+
+
+@dataclass
+class Outcome:
+    """What executing a plan did: counts for the run report and the records that failed."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    failures: list[Failure] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failed_ids(self) -> set[str]:
+        return {f.sf_id for f in self.failures}
+
+    def report(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.counts)
+        if self.skipped:
+            out["skipped"] = dict(self.skipped)
+        if self.failures:
+            out["errors"] = len(self.failures)
+        return out
+
+
+def _code(exc: CCError) -> str:
+    return exc.error_key or type(exc).__name__
+
+
+def _record_problem(exc: CCError) -> bool:
+    """A 4xx about the record itself (not auth, quota, throttling or an outage)."""
+    return (
+        not exc.retryable
+        and not exc.needs_attention
+        and exc.status is not None
+        and 400 <= exc.status < 500
+        and exc.status not in (401, 403, 429)
+    )
+
+
+def _put_each(
+    cc: ConstantContactClient,
+    actions: Sequence[UpdateContact | Unsubscribe],
+    counter: str,
+    outcome: Outcome,
+) -> None:
+    for action in actions:
+        if action.sf_id in outcome.failed_ids:
+            continue
+        try:
+            cc.update_contact(action.contact_id, dict(action.body))
+        except CCError as exc:
+            if not _record_problem(exc):
+                raise
+            outcome.failures.append(
+                Failure(action.sf_id, _code(exc), exc.message, cc_contact_id=action.contact_id)
+            )
+            continue
+        outcome.counts[counter] += 1
+
+
+def _wait(cc: ConstantContactClient, activities: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ids = [a["activity_id"] for a in activities if a.get("activity_id")]
+    if not ids:
+        return []
+    try:
+        return cc.wait_for_activities(ids)
+    except ActivityFailed as exc:
+        # Keep going with what completed; a failed activity is reported with its errors.
+        return list(getattr(exc, "activities", None) or [])
+
+
+def _attribute_row_errors(
+    activity: Mapping[str, Any], rows: Sequence[Import], outcome: Outcome
+) -> None:
+    """Turn an import's `activity_errors` into failures of the records they name."""
+    by_email = {row.email: row for row in rows}
+    for message in activity.get("activity_errors") or []:
+        text = str(message)
+        row: Import | None = None
+        index = _ROW_INDEX.search(text)
+        if index is not None and int(index.group(1)) < len(rows):
+            row = rows[int(index.group(1))]
+        else:
+            found = _EMAIL.search(text)
+            row = by_email.get(found.group(0).lower()) if found else None
+        if row is None:
+            outcome.warnings.append(f"import {activity.get('activity_id')}: {text}")
+            continue
+        outcome.failures.append(Failure(row.sf_id, "import_row_rejected", text, email=row.email))
+    if activity.get("state") not in (None, "completed"):
+        # The whole import failed: every row of it is a failure unless already attributed.
+        failed = outcome.failed_ids
+        for row in rows:
+            if row.sf_id not in failed:
+                outcome.failures.append(
+                    Failure(
+                        row.sf_id,
+                        f"import_{activity.get('state')}",
+                        "; ".join(map(str, activity.get("activity_errors") or []))
+                        or "the import activity did not complete",
+                        email=row.email,
+                    )
+                )
+
+
+def _imports(cc: ConstantContactClient, plan: Plan, outcome: Outcome) -> None:
+    posted: list[tuple[list[Import], list[dict[str, Any]]]] = []
+    for list_ids, rows in plan.import_batches():
+        rows = [row for row in rows if row.sf_id not in outcome.failed_ids]
+        if not rows:
+            continue
+        activities = cc.import_contacts([import_row(row.values) for row in rows], list(list_ids))
+        posted.append((rows, activities))
+    if not posted:
+        return
+    finished = {a.get("activity_id"): a for a in _wait(cc, [a for _, acts in posted for a in acts])}
+    for rows, activities in posted:
+        if len(activities) == 1:
+            _attribute_row_errors(
+                finished.get(activities[0].get("activity_id"), activities[0]), rows, outcome
+            )
+        else:
+            # The client split the batch further (byte limits); row indexes are then per part,
+            # so only errors naming an email can be attributed.
+            for activity in activities:
+                final = dict(finished.get(activity.get("activity_id"), activity))
+                final["activity_errors"] = [
+                    e for e in final.get("activity_errors") or [] if not _ROW_INDEX.search(str(e))
+                ]
+                _attribute_row_errors(final, rows, outcome)
+        outcome.counts["imported"] += len(rows)
+
+
+def _list_activities(cc: ConstantContactClient, plan: Plan, outcome: Outcome) -> None:
+    started: list[dict[str, Any]] = []
+    for action in plan.list_batches():
+        ids = [cid for cid in action.contact_ids if cid]
+        if not ids:
+            continue
+        if isinstance(action, AddToLists):
+            started += cc.add_list_memberships(ids, [action.list_id])
+            outcome.counts["list_adds"] += len(ids)
+        else:
+            started += cc.remove_list_memberships(ids, [action.list_id])
+            outcome.counts["list_removals"] += len(ids)
+    for activity in _wait(cc, started):
+        for message in activity.get("activity_errors") or []:
+            outcome.warnings.append(f"list activity {activity.get('activity_id')}: {message}")
+
+
+def _deletes(cc: ConstantContactClient, plan: Plan, outcome: Outcome) -> None:
+    started: list[dict[str, Any]] = []
+    for batch in plan.delete_batches():
+        ids = [d.contact_id for d in batch if d.contact_id and d.sf_id not in outcome.failed_ids]
+        if ids:
+            started += cc.delete_contacts(ids)
+            outcome.counts["deleted"] += len(ids)
+    for activity in _wait(cc, started):
+        for message in activity.get("activity_errors") or []:
+            outcome.warnings.append(f"delete activity {activity.get('activity_id')}: {message}")
+
+
+def execute(cc: ConstantContactClient, plan: Plan) -> Outcome:
+    """Run the plan's Constant Contact actions; return counts and per-record failures."""
+    outcome = Outcome()
+    outcome.warnings.extend(plan.warnings)
+    _put_each(cc, plan.of_type(UpdateContact), "updated", outcome)
+    _imports(cc, plan, outcome)
+    _list_activities(cc, plan, outcome)
+    _put_each(cc, plan.of_type(Unsubscribe), "unsubscribed", outcome)
+    _deletes(cc, plan, outcome)
+    for skip in plan.of_type(Skip):
+        outcome.skipped[skip.reason] += 1
+    for error in plan.of_type(RecordError):
+        outcome.failures.append(Failure(error.sf_id, "record_error", error.message))
+    return outcome
+
+
+def link_rows(
+    plan: Plan, failed: Iterable[str], sf_object: str
+) -> tuple[list[dict[str, Any]], list[str], list[tuple[str, str]]]:
+    """The plan's link changes for records that did not fail, as store operations.
+
+    Returns (rows to upsert as active links, sf ids to retire, (sf_id, replaced contact id) pairs
+    whose previous contact must be kept as a retired link).
+    """
+    skip = set(failed)
+    upserts: list[dict[str, Any]] = []
+    retire: list[str] = []
+    replaced: list[tuple[str, str]] = []
+    for change in plan.link_changes:
+        if change.sf_id in skip:
+            continue
+        if isinstance(change, LinkRecord):
+            row: dict[str, Any] = {
+                "sf_id": change.sf_id,
+                "sf_object": sf_object,
+                "cc_contact_id": change.cc_contact_id,
+                "email": change.email,
+                "fingerprint": change.fingerprint,
+                "lists": list(change.list_ids),
+                "subscribed_when_synced": True,
+                "opted_out_propagated": False,
+                "removed_on_delete": False,
+            }
+            if change.sf_created:
+                row["sf_created"] = change.sf_created
+            if change.replaces:
+                replaced.append((change.sf_id, change.replaces))
+            upserts.append(row)
+        elif isinstance(change, UpdateLink):
+            row = {"sf_id": change.sf_id, "sf_object": sf_object}
+            if change.fingerprint is not None:
+                row["fingerprint"] = change.fingerprint
+            if change.email is not None:
+                row["email"] = change.email
+            if change.opted_out is not None:
+                row["opted_out_propagated"] = change.opted_out
+            if change.removed_on_delete is not None:
+                row["removed_on_delete"] = change.removed_on_delete
+            if change.list_ids is not None:
+                row["lists"] = list(change.list_ids)
+            upserts.append(row)
+        elif isinstance(change, RetireLink):
+            retire.append(change.sf_id)
+    return upserts, retire, replaced
+
+
+__all__ = ["DeleteContact", "Failure", "Outcome", "RemoveFromLists", "execute", "link_rows"]

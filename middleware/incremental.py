@@ -1,0 +1,390 @@
+"""Incremental sync, Salesforce → Constant Contact: dirty records re-read, planned, pushed.
+
+`flush(...)` drains a setup's intake (the ids its change events named) in batches: each batch is
+re-read from Salesforce in a few chunked SOQL queries (events are hints, not truth), joined with
+the store's links, planned by the pure rules, executed against Constant Contact in bulk, and
+recorded (links, fingerprints, sync errors, run counts). Only then are the ids acknowledged, so a
+batch interrupted by a crash or an outage is read again by the next attempt.
+
+Constant Contact is read only where a rule needs it: an email change, an opt-out to propagate, a
+delete or conversion that removes from lists, an undelete. Everything else goes through the JSON
+import, which Constant Contact keys by email, so a burst of edits costs no lookups at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from redis import Redis
+
+from middleware import intake
+from middleware.constantcontact.client import ConstantContactClient
+from middleware.constantcontact.errors import NotFound
+from middleware.executor import Outcome, execute, link_rows
+from middleware.salesforce.client import SalesforceClient, soql_string
+from middleware.store import cursors, runs
+from middleware.store import errors as errors_repo
+from middleware.store import links as links_repo
+from middleware.store.db import Store
+from middleware.store.models import Link as LinkRow
+from middleware.sync import CcContact, Link
+from middleware.sync.mapping import custom_field_names, record_email, record_opted_out, soql_fields
+from middleware.sync.sf_to_cc import plan_sf_to_cc
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 10_000
+CATCH_UP_OVERLAP = timedelta(minutes=5)
+CURSOR_MAIN_LIST = "cc_main_list"
+CURSOR_CUSTOM_FIELDS = "cc_custom_fields"
+TOP_LEVEL_FIELDS = (
+    "first_name",
+    "last_name",
+    "job_title",
+    "company_name",
+    "birthday_month",
+    "birthday_day",
+    "anniversary",
+)
+
+
+@dataclass
+class Context:
+    """Everything one setup's sync needs, built once per job."""
+
+    setup_id: int
+    options: Mapping[str, Any]
+    store: Store
+    sf: SalesforceClient
+    cc: ConstantContactClient
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    run_id: int | None = None
+    main_list_id: str = ""
+    custom_field_ids: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sf_object(self) -> str:
+        return str(self.options.get("object_type", "Contact"))
+
+
+# ------------------------------------------------------------------------------- CC targets
+
+
+def _mapped_custom_fields(options: Mapping[str, Any]) -> list[str]:
+    names = [
+        entry["cc_field"]
+        for key in ("field_map", "other_email_fields")
+        for entry in options.get(key) or ()
+        if entry.get("direction", "sf_to_cc") in ("sf_to_cc", "both")
+    ]
+    return sorted(set(custom_field_names(names)))
+
+
+def prepare_targets(ctx: Context) -> None:
+    """The main list's id and the mapped custom fields' ids, created when missing, cached."""
+    main = str(ctx.options.get("main_list") or "")
+    with ctx.store.transaction() as session:
+        cached_list = cursors.get_cursor(session, ctx.setup_id, CURSOR_MAIN_LIST)
+        cached_fields = cursors.get_cursor(session, ctx.setup_id, CURSOR_CUSTOM_FIELDS)
+    name, _, list_id = (cached_list or "").rpartition("|")
+    if name != main or not list_id:
+        list_id = str(ctx.cc.get_or_create_list(main)["list_id"])
+        with ctx.store.transaction() as session:
+            cursors.set_cursor(session, ctx.setup_id, CURSOR_MAIN_LIST, f"{main}|{list_id}")
+    ctx.main_list_id = list_id
+
+    known: dict[str, str] = json.loads(cached_fields) if cached_fields else {}
+    wanted = _mapped_custom_fields(ctx.options)
+    if any(name not in known for name in wanted):
+        known.update(ctx.cc.ensure_custom_fields(wanted))
+        with ctx.store.transaction() as session:
+            cursors.set_cursor(session, ctx.setup_id, CURSOR_CUSTOM_FIELDS, json.dumps(known))
+    ctx.custom_field_ids = known
+
+
+# ------------------------------------------------------------------------------- state
+
+
+def _to_sync_link(row: LinkRow) -> Link:
+    return Link(
+        sf_id=row.sf_id,
+        cc_contact_id=row.cc_contact_id or "",
+        email=row.email or "",
+        fingerprint=row.fingerprint,
+        status="active" if row.status == "active" else "retired",
+        opted_out=bool(row.opted_out_propagated),
+        removed_on_delete=bool(getattr(row, "removed_on_delete", False)),
+        list_ids=tuple(row.lists or ()),
+        sf_created=getattr(row, "sf_created", None),
+    )
+
+
+def cc_contact(data: Mapping[str, Any]) -> CcContact:
+    """Constant Contact's contact resource as the planner sees it."""
+    email = data.get("email_address") or {}
+    return CcContact(
+        contact_id=str(data["contact_id"]),
+        email=str(email.get("address") or "").strip().lower(),
+        permission_to_send=str(email.get("permission_to_send") or "implicit"),
+        list_memberships=tuple(data.get("list_memberships") or ()),
+        deleted=bool(data.get("deleted_at")),
+        fields={k: data[k] for k in TOP_LEVEL_FIELDS if data.get(k) is not None},
+    )
+
+
+def _needs_cc(options: Mapping[str, Any], record: Mapping[str, Any] | None, link: Link) -> bool:
+    """Whether the rules need to see this linked record's contact in Constant Contact."""
+    if record is None or record.get("IsDeleted"):
+        return bool(options.get("remove_on_sf_delete")) and not link.removed_on_delete
+    if record.get("IsConverted"):
+        return bool(options.get("remove_converted_leads"))
+    email = record_email(options, record)
+    if not email:
+        return bool(options.get("delete_cc_on_blank_email"))
+    if record_opted_out(options, record):
+        return bool(options.get("unsubscribe_on_sf_opt_out")) and not link.opted_out
+    return email != link.email or link.removed_on_delete or link.opted_out
+
+
+def _lookups(
+    ctx: Context,
+    records: Mapping[str, Mapping[str, Any]],
+    missing: Iterable[str],
+    links: dict[str, Link],
+) -> tuple[list[CcContact], dict[str, str]]:
+    """Read from CC what the rules need for this batch; also return newly resolved contact ids."""
+    found: dict[str, CcContact] = {}
+    resolved: dict[str, str] = {}
+    for sf_id in sorted({*records, *missing}):
+        link = links.get(sf_id)
+        record = records.get(sf_id)
+        if link is None or not link.active or not _needs_cc(ctx.options, record, link):
+            continue
+        contact_id = link.cc_contact_id
+        try:
+            if contact_id:
+                data: Mapping[str, Any] | None = ctx.cc.get_contact(contact_id)
+            else:
+                data = ctx.cc.find_contact_by_email(link.email) if link.email else None
+        except NotFound:
+            data = None
+        if data is not None:
+            contact = cc_contact(data)
+            found[contact.contact_id] = contact
+            if not contact_id:
+                resolved[sf_id] = contact.contact_id
+        new_email = record_email(ctx.options, record) if record is not None else ""
+        if new_email and new_email != link.email:
+            other = ctx.cc.find_contact_by_email(new_email)
+            if other is not None:
+                contact = cc_contact(other)
+                found[contact.contact_id] = contact
+    return list(found.values()), resolved
+
+
+# ------------------------------------------------------------------------------- one batch
+
+
+@dataclass
+class BatchResult:
+    outcome: Outcome
+    records: int
+
+
+def sync_records(
+    ctx: Context,
+    records: list[dict[str, Any]],
+    missing_ids: Iterable[str] = (),
+    *,
+    reset: bool = False,
+) -> BatchResult:
+    """Plan and push one batch of re-read Salesforce records; record links and errors."""
+    by_id = {str(r["Id"]): r for r in records}
+    missing = sorted(set(missing_ids) - set(by_id))
+    emails = {e for e in (record_email(ctx.options, r) for r in records) if e}
+    with ctx.store.transaction() as session:
+        rows = links_repo.for_sf_ids(session, ctx.setup_id, [*by_id, *missing])
+        by_email = links_repo.for_emails(session, ctx.setup_id, emails, include_retired=False)
+        link_objs = {sf_id: _to_sync_link(row) for sf_id, row in rows.items()}
+        others = [
+            _to_sync_link(row)
+            for found in by_email.values()
+            for row in found
+            if row.sf_id not in link_objs
+        ]
+    contacts, resolved = _lookups(ctx, by_id, missing, link_objs)
+    for sf_id, contact_id in resolved.items():
+        link_objs[sf_id] = _with_contact(link_objs[sf_id], contact_id)
+
+    plan = plan_sf_to_cc(
+        ctx.options,
+        records,
+        links=[*link_objs.values(), *others],
+        cc_contacts=contacts,
+        main_list_id=ctx.main_list_id,
+        custom_field_ids=ctx.custom_field_ids,
+        now=ctx.now(),
+        missing_ids=missing,
+        reset=reset,
+    )
+    outcome = execute(ctx.cc, plan)
+    _record(ctx, plan, outcome, link_objs, resolved, by_id)
+    return BatchResult(outcome=outcome, records=len(by_id) + len(missing))
+
+
+def _with_contact(link: Link, contact_id: str) -> Link:
+    from dataclasses import replace
+
+    return replace(link, cc_contact_id=contact_id)
+
+
+def _record(
+    ctx: Context,
+    plan: Any,
+    outcome: Outcome,
+    before: dict[str, Link],
+    resolved: dict[str, str],
+    records: Mapping[str, Mapping[str, Any]],
+) -> None:
+    failed = outcome.failed_ids
+    upserts, retire, replaced = link_rows(plan, failed, ctx.sf_object)
+    replaced_ids = {sf_id for sf_id, _ in replaced}
+    # An email change keeps the old address as a retired link (it must never look new to the
+    # CC → SF direction), and the record's active link then carries the new address.
+    moved = {
+        row["sf_id"]
+        for row in upserts
+        if "email" in row
+        and row["sf_id"] in before
+        and before[row["sf_id"]].email
+        and before[row["sf_id"]].email != row["email"]
+    } | replaced_ids
+    full_rows: list[dict[str, Any]] = []
+    for row in upserts:
+        if row["sf_id"] in moved and row["sf_id"] in before:
+            old = before[row["sf_id"]]
+            base = {
+                "sf_id": old.sf_id,
+                "sf_object": ctx.sf_object,
+                "cc_contact_id": old.cc_contact_id or None,
+                "email": old.email,
+                "fingerprint": old.fingerprint,
+                "lists": list(old.list_ids),
+                "subscribed_when_synced": True,
+                "opted_out_propagated": old.opted_out,
+            }
+            full_rows.append({**base, **row})
+        else:
+            full_rows.append(row)
+    for sf_id, contact_id in resolved.items():
+        if sf_id not in failed and sf_id not in retire:
+            full_rows.append(
+                {"sf_id": sf_id, "sf_object": ctx.sf_object, "cc_contact_id": contact_id}
+            )
+    failures = [
+        {
+            "direction": "sf_to_cc",
+            "vendor": "constantcontact",
+            "code": f.code,
+            "message": f.message,
+            "sf_id": f.sf_id,
+            "cc_contact_id": f.cc_contact_id,
+            "email": f.email or record_email(ctx.options, records.get(f.sf_id) or {}) or None,
+            "payload": {"sf_object": ctx.sf_object, "sf_id": f.sf_id},
+        }
+        for f in outcome.failures
+    ]
+    succeeded = [sf_id for sf_id in {*records, *before} if sf_id not in failed]
+    with ctx.store.transaction() as session:
+        links_repo.retire_links(session, ctx.setup_id, [*retire, *moved])
+        _upsert(session, ctx.setup_id, full_rows)
+        if failures:
+            errors_repo.record_errors(session, ctx.setup_id, failures, run_id=ctx.run_id)
+        if succeeded:
+            errors_repo.resolve_errors(session, ctx.setup_id, sf_ids=succeeded)
+
+
+def _upsert(session: Any, setup_id: int, rows: list[dict[str, Any]]) -> None:
+    supported = {"sf_id", *links_repo.UPSERT_COLUMNS}
+    links_repo.upsert_links(
+        session, setup_id, [{k: v for k, v in row.items() if k in supported} for row in rows]
+    )
+
+
+# ------------------------------------------------------------------------------- the flush
+
+
+def _expand(ctx: Context, ids: Mapping[str, list[str]]) -> list[str]:
+    """Record ids of the setup's object for a batch; Account changes reach their contacts."""
+    own = list(ids.get(ctx.sf_object, []))
+    accounts = ids.get("Account", []) if ctx.sf_object == "Contact" else []
+    prefix = "SELECT Id FROM Contact WHERE AccountId"
+    for chunk in ctx.sf.id_chunks(prefix, accounts) if accounts else ():
+        quoted = ", ".join(soql_string(i) for i in chunk)
+        own += [r["Id"] for r in ctx.sf.query_iter(f"{prefix} IN ({quoted})")]
+    return list(dict.fromkeys(own))
+
+
+def read_records(ctx: Context, ids: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Re-read records by id (queryAll: deleted ones come back with IsDeleted)."""
+    if not ids:
+        return [], []
+    result = ctx.sf.query_by_ids(ctx.sf_object, soql_fields(ctx.options), ids, include_deleted=True)
+    return list(result.records), list(result.missing)
+
+
+def catch_up(ctx: Context, since: datetime) -> list[dict[str, Any]]:
+    """Records of the setup's object modified since `since` (SystemModstamp, with overlap)."""
+    return list(
+        ctx.sf.modified_since(
+            ctx.sf_object, soql_fields(ctx.options), since, overlap=CATCH_UP_OVERLAP
+        )
+    )
+
+
+@dataclass
+class FlushResult:
+    records: int = 0
+    batches: int = 0
+    outcome: Outcome = field(default_factory=Outcome)
+
+
+def _merge(total: Outcome, part: Outcome) -> None:
+    total.counts.update(part.counts)
+    total.skipped.update(part.skipped)
+    total.failures.extend(part.failures)
+    total.warnings.extend(part.warnings)
+
+
+def flush(ctx: Context, redis: Redis, *, batch_size: int = BATCH_SIZE) -> FlushResult:
+    """Drain the setup's intake; each batch is acknowledged only after it was recorded."""
+    result = FlushResult()
+    prepared = False
+    while True:
+        batch = intake.take(redis, ctx.setup_id, batch_size)
+        catchups = intake.take_catchups(redis, ctx.setup_id)
+        if not len(batch) and not catchups:
+            return result
+        if not prepared:
+            prepare_targets(ctx)
+            prepared = True
+        records, missing = read_records(ctx, _expand(ctx, batch.ids))
+        for entity, stamp in catchups.items():
+            if entity == ctx.sf_object:
+                since = datetime.fromtimestamp(stamp / 1000, UTC)
+                seen = {r["Id"] for r in records}
+                records += [r for r in catch_up(ctx, since) if r["Id"] not in seen]
+        done = sync_records(ctx, records, missing)
+        intake.ack(redis, ctx.setup_id, batch)
+        intake.ack_catchups(redis, ctx.setup_id, catchups)
+        result.records += done.records
+        result.batches += 1
+        _merge(result.outcome, done.outcome)
+        if ctx.run_id is not None:
+            with ctx.store.transaction() as session:
+                runs.progress(session, ctx.run_id, done=result.records)

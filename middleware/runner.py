@@ -1,0 +1,202 @@
+"""Runner: one setup's sync job from start to finish — clients, the run record, pauses, failures.
+
+Jobs call these functions with a setup id; everything a person may need to see ends up on the
+run (counts, API calls spent, the reason it stopped) or on the connection (needs re-consent):
+
+- Constant Contact's daily quota pauses the setup's pushes until 00:00 UTC, says so on the run
+  and on /readyz, and schedules the flush for when the quota resets; nothing is lost (the dirty
+  ids stay in the intake).
+- A revoked connection marks it `needs_reauth` and fails the run with that message; retrying
+  cannot help, so the job itself does not fail.
+- Anything else (outages after the clients' own retries) fails the run and re-raises, so RQ
+  retries the job and, in the end, keeps it in the failed registry.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from middleware import connections, incremental, intake, queue
+from middleware.constantcontact import errors as cc_errors
+from middleware.constantcontact.client import ConstantContactClient
+from middleware.queue import Runtime
+from middleware.salesforce import errors as sf_errors
+from middleware.salesforce.client import SalesforceClient
+from middleware.store import connections as connection_repo
+from middleware.store import runs, setups
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def api_calls(sf: SalesforceClient | None, cc: ConstantContactClient | None) -> dict[str, int]:
+    calls: dict[str, int] = {}
+    if sf is not None:
+        calls["salesforce"] = sf.usage.total
+    if cc is not None:
+        calls["constantcontact"] = cc.calls.total
+    return calls
+
+
+def build_context(
+    runtime: Runtime,
+    setup_id: int,
+    *,
+    sf: SalesforceClient | None = None,
+    cc: ConstantContactClient | None = None,
+) -> incremental.Context | None:
+    """The setup's sync context with clients for its connections; None if the setup is gone."""
+    with runtime.store.transaction() as session:
+        setup = setups.get(session, setup_id)
+        if setup is None:
+            return None
+        options = dict(setup.options or {})
+        sf_conn, cc_conn = setup.salesforce_connection_id, setup.constant_contact_connection_id
+    if sf is None:
+        if sf_conn is None:
+            raise LookupError(f"setup {setup_id} has no Salesforce connection")
+        sf = connections.salesforce_client(runtime.settings, runtime.store, runtime.redis, sf_conn)
+    if cc is None:
+        if cc_conn is None:
+            raise LookupError(f"setup {setup_id} has no Constant Contact connection")
+        cc = connections.constant_contact_client(
+            runtime.settings, runtime.store, runtime.redis, cc_conn
+        )
+    return incremental.Context(
+        setup_id=setup_id, options=options, store=runtime.store, sf=sf, cc=cc
+    )
+
+
+def paused_reason(runtime: Runtime, setup_id: int, now: datetime) -> str | None:
+    with runtime.store.transaction() as session:
+        setup = setups.get(session, setup_id)
+        if setup is None or not setup.is_paused(now):
+            return None
+        until = f" until {setup.paused_until.isoformat()}" if setup.paused_until else ""
+        return f"{setup.pause_reason}{until}"
+
+
+def run_flush(
+    runtime: Runtime,
+    setup_id: int,
+    *,
+    sf: SalesforceClient | None = None,
+    cc: ConstantContactClient | None = None,
+    job_id: str | None = None,
+) -> dict[str, Any]:
+    """Sync the setup's pending Salesforce changes to Constant Contact; return the run summary."""
+    now = _now()
+    if not intake.pending(runtime.redis, setup_id) and not intake.take_catchups(
+        runtime.redis, setup_id
+    ):
+        return {"setup_id": setup_id, "records": 0}
+    reason = paused_reason(runtime, setup_id, now)
+    if reason is not None:
+        log.info("setup %s is paused (%s); its changes wait in the intake", setup_id, reason)
+        return {"setup_id": setup_id, "paused": reason}
+
+    ctx = build_context(runtime, setup_id, sf=sf, cc=cc)
+    if ctx is None:
+        log.warning("setup %s no longer exists; dropping its pending changes", setup_id)
+        runtime.redis.delete(intake.dirty_key(setup_id), intake.catchup_key(setup_id))
+        return {"setup_id": setup_id, "records": 0}
+    if not ctx.options.get("sync_to_cc", True):
+        # One-way CC → SF: Salesforce changes have nowhere to go.
+        runtime.redis.delete(intake.dirty_key(setup_id), intake.catchup_key(setup_id))
+        return {"setup_id": setup_id, "records": 0, "sync_to_cc": False}
+
+    with runtime.store.transaction() as session:
+        run_id = runs.open_run(session, setup_id, "incremental", job_id=job_id, phase="push").id
+    ctx.run_id = run_id
+    try:
+        result = incremental.flush(ctx, runtime.redis)
+    except cc_errors.QuotaExceeded as exc:
+        return _paused_by_quota(runtime, ctx, run_id, exc)
+    except (cc_errors.AuthRevoked, sf_errors.AuthRevoked) as exc:
+        return _needs_reauth(runtime, ctx, run_id, exc)
+    except Exception as exc:
+        with runtime.store.transaction() as session:
+            runs.finish_run(
+                session,
+                run_id,
+                "failed",
+                message=f"{type(exc).__name__}: {exc}",
+                api_calls=api_calls(ctx.sf, ctx.cc),
+            )
+        raise
+    summary = result.outcome.report()
+    message = "; ".join(dict.fromkeys(result.outcome.warnings))[:2000] or None
+    with runtime.store.transaction() as session:
+        runs.finish_run(
+            session,
+            run_id,
+            "succeeded",
+            counts={"records": result.records, **summary},
+            api_calls=api_calls(ctx.sf, ctx.cc),
+            message=message,
+        )
+    log.info(
+        "setup %s: flushed %d records in %d batches (%s)",
+        setup_id,
+        result.records,
+        result.batches,
+        summary,
+    )
+    return {"setup_id": setup_id, "run_id": run_id, "records": result.records, **summary}
+
+
+def _paused_by_quota(
+    runtime: Runtime, ctx: incremental.Context, run_id: int, exc: cc_errors.QuotaExceeded
+) -> dict[str, Any]:
+    reason = "Constant Contact daily API quota exceeded"
+    with runtime.store.transaction() as session:
+        setups.pause(session, ctx.setup_id, reason, until=exc.resume_at)
+        runs.finish_run(
+            session,
+            run_id,
+            "paused",
+            message=f"{reason}; pushes resume at {exc.resume_at.isoformat()}",
+            api_calls=api_calls(ctx.sf, ctx.cc),
+        )
+    delay = max(1.0, (exc.resume_at - _now()).total_seconds() + 5)
+    queue.ensure_scheduled(
+        f"flush-{ctx.setup_id}",
+        "jobs.flush.flush_setup",
+        [ctx.setup_id],
+        delay=delay,
+        queue=queue.WEBHOOKS,
+        connection=runtime.redis,
+    )
+    log.warning("setup %s paused until %s: %s", ctx.setup_id, exc.resume_at, reason)
+    return {"setup_id": ctx.setup_id, "run_id": run_id, "paused": reason}
+
+
+def _needs_reauth(
+    runtime: Runtime, ctx: incremental.Context, run_id: int, exc: Exception
+) -> dict[str, Any]:
+    vendor = "constantcontact" if isinstance(exc, cc_errors.CCError) else "salesforce"
+    with runtime.store.transaction() as session:
+        setup = setups.get(session, ctx.setup_id)
+        conn_id = None
+        if setup is not None:
+            conn_id = (
+                setup.constant_contact_connection_id
+                if vendor == "constantcontact"
+                else setup.salesforce_connection_id
+            )
+        if conn_id is not None:
+            connection_repo.mark_status(session, conn_id, "needs_reauth", str(exc))
+        runs.finish_run(
+            session,
+            run_id,
+            "failed",
+            message=f"{vendor} connection needs to be connected again: {exc}",
+            api_calls=api_calls(ctx.sf, ctx.cc),
+        )
+    log.error("setup %s: %s connection needs re-consent", ctx.setup_id, vendor)
+    return {"setup_id": ctx.setup_id, "run_id": run_id, "failed": f"{vendor} needs_reauth"}

@@ -1,0 +1,92 @@
+"""The intake's dirty sets: atomic add with dedupe, take/ack that never loses a newer change."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from middleware import intake
+from middleware.salesforce.events import ChangeHint
+
+
+def hint(
+    key: str, ids: tuple[str, ...], entity: str = "Contact", kind: str = "UPDATE"
+) -> ChangeHint:
+    return ChangeHint(
+        entity=entity,
+        record_ids=ids,
+        change_type=kind,
+        is_own_echo=False,
+        event_key=key,
+        transaction_key=None,
+        commit_timestamp=datetime(2026, 11, 26, 10, 0, tzinfo=UTC),
+        changed_fields=None,
+    )
+
+
+@pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.integration)])
+def redis(request, fake_redis):
+    return fake_redis if request.param == "fake" else request.getfixturevalue("real_redis")
+
+
+def test_duplicate_events_are_counted_not_recorded_twice(redis) -> None:
+    first = intake.add_hints(redis, 7, [hint("e1", ("003A",)), hint("e2", ("003B", "003C"))])
+    again = intake.add_hints(redis, 7, [hint("e1", ("003A",))])
+    assert (first.fresh, first.duplicates) == (2, 0)
+    assert (again.fresh, again.duplicates) == (0, 1)
+    assert intake.pending(redis, 7) == 3
+
+
+def test_same_record_in_many_events_coalesces(redis) -> None:
+    intake.add_hints(redis, 1, [hint(f"e{i}", ("003A",)) for i in range(50)])
+    batch = intake.take(redis, 1, 100)
+    assert batch.ids == {"Contact": ["003A"]}
+
+
+def test_take_is_bounded_and_ack_forgets_only_what_was_read(redis) -> None:
+    intake.add_hints(redis, 1, [hint(f"e{i}", (f"003{i:03d}",)) for i in range(10)])
+    batch = intake.take(redis, 1, 4)
+    assert len(batch) == 4
+    # One of the taken records changes again while the flush is running.
+    changed = batch.ids["Contact"][0]
+    intake.add_hints(redis, 1, [hint("later", (changed,))])
+    assert intake.ack(redis, 1, batch) == 3
+    assert intake.pending(redis, 1) == 7
+    rest = intake.take(redis, 1, 100)
+    assert changed in rest.ids["Contact"]
+
+
+def test_nothing_is_lost_when_a_flush_dies_before_ack(redis) -> None:
+    intake.add_hints(redis, 1, [hint("e1", ("003A", "003B"))])
+    intake.take(redis, 1, 10)  # the worker is killed here
+    assert sorted(intake.take(redis, 1, 10).ids["Contact"]) == ["003A", "003B"]
+
+
+def test_entities_are_kept_apart_and_setups_isolated(redis) -> None:
+    intake.add_hints(redis, 1, [hint("e1", ("001X",), entity="Account"), hint("e2", ("003A",))])
+    intake.add_hints(redis, 2, [hint("e1", ("003Z",))])  # same event key, other setup
+    assert intake.take(redis, 1, 10).ids == {"Account": ["001X"], "Contact": ["003A"]}
+    assert intake.take(redis, 2, 10).ids == {"Contact": ["003Z"]}
+
+
+def test_overflow_marks_a_catch_up_with_the_earliest_commit(redis) -> None:
+    late = hint("o1", (), kind="GAP_OVERFLOW")
+    early = ChangeHint(
+        **{
+            **late.__dict__,
+            "event_key": "o2",
+            "commit_timestamp": datetime(2026, 11, 26, 9, 0, tzinfo=UTC),
+        }
+    )
+    intake.add_hints(redis, 3, [late, early])
+    taken = intake.take_catchups(redis, 3)
+    assert taken == {"Contact": int(datetime(2026, 11, 26, 9, 0, tzinfo=UTC).timestamp() * 1000)}
+    assert intake.pending(redis, 3) == 0
+    assert intake.ack_catchups(redis, 3, taken) == 1
+    assert intake.take_catchups(redis, 3) == {}
+
+
+def test_mark_dirty_adds_ids_without_events(redis) -> None:
+    assert intake.mark_dirty(redis, 4, "Lead", ["00QA", "00QB"]) == 2
+    assert sorted(intake.take(redis, 4, 10).ids["Lead"]) == ["00QA", "00QB"]
