@@ -164,14 +164,17 @@ def sf_clock() -> Clock:
 @pytest.fixture
 def sf_app(
     sf_config: dict[str, Any], sf_clock: Clock, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
-) -> Flask:
+) -> Iterator[Flask]:
     if not REAL_STORE:
         monkeypatch.setattr(store_module, "open_store", _fallback_store)
     slept: list[float] = []
     config = {"clock": sf_clock, "sleep": slept.append, **sf_config}
     app = create_app(config)
     app.config["TESTING"] = True
-    return app
+    yield app
+    events = app.extensions["sf_sandbox"].events
+    if hasattr(events, "close"):  # stop the event delivery thread, if one was started
+        events.close(timeout=1)
 
 
 @pytest.fixture
