@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://api.cc.email/v3"
 
 PAGE_LIMIT = 500  # GET /contacts maximum
+LISTS_FILTER_MAX = 25  # list ids in one GET /contacts?lists=
 IMPORT_MAX_ROWS = 40_000
 # "< 4 MB" and bytes beyond it are silently dropped, so stay clearly below 4 MiB and 4,000,000.
 IMPORT_MAX_BYTES = 3_900_000
@@ -289,6 +290,9 @@ class ConstantContactClient:
         ``updated_after`` does not see opt-outs: use ``optout_after`` or ``status="unsubscribed"``.
         A ``segment_id`` query still being computed (202) is re-asked after a pause.
         """
+        lists = filters.get("lists")
+        if isinstance(lists, (list, tuple, set)) and len(lists) > LISTS_FILTER_MAX:
+            raise ValueError(f"GET /contacts filters on at most {LISTS_FILTER_MAX} lists at once")
         params: dict[str, Any] | None = {"limit": PAGE_LIMIT, **filters}
         path = "/contacts"
         pending_polls = 0

@@ -348,18 +348,24 @@ class RefreshingTokenSource:
         self.margin = margin
         self.sleep = sleep
         self.refreshes = 0
+        # The last tokens read; an access token stays valid after another worker's refresh, so
+        # the store is read again only near expiry or after a 401, not before every call.
+        self._cached: Tokens | None = None
 
     def _load(self) -> StoredTokens:
         stored = self.store.load()
         if stored is None:
             raise AuthRevoked("this Constant Contact connection has no tokens; connect it first")
+        self._cached = stored.tokens
         return stored
 
     def access_token(self) -> str:
-        stored = self._load()
-        if stored.tokens.expired(self.now(), self.margin) and stored.tokens.refresh_token:
-            return self.refresh(stored.tokens.access_token)
-        return stored.tokens.access_token
+        tokens = self._cached
+        if tokens is None or tokens.expired(self.now(), self.margin):
+            tokens = self._load().tokens
+        if tokens.expired(self.now(), self.margin) and tokens.refresh_token:
+            return self.refresh(tokens.access_token)
+        return tokens.access_token
 
     def refresh(self, rejected_token: str) -> str:
         with self.lock():
@@ -383,6 +389,7 @@ class RefreshingTokenSource:
                 latest = self.store.load()
                 if not self.store.save(fresh, latest.version if latest else None):
                     raise ServerError("could not persist refreshed Constant Contact tokens")
+            self._cached = fresh
             log.info("refreshed Constant Contact tokens (version %d)", stored.version + 1)
             return fresh.access_token
 

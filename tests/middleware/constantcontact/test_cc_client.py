@@ -505,3 +505,10 @@ def test_base_url_with_a_path_joins_next_links():
         client._path_of("https://x.test/v3/contact_custom_fields?cursor=1")
         == "/contact_custom_fields?cursor=1"
     )
+
+
+def test_contacts_filter_on_more_than_25_lists_is_refused_before_sending():
+    session = ScriptedSession([])
+    with pytest.raises(ValueError):
+        list(make_client(session).iter_contacts(lists=[f"L{i}" for i in range(26)]))
+    assert session.sent == []
