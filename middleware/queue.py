@@ -185,7 +185,16 @@ def current_runtime() -> Runtime:
 
 
 def _connection(connection: Redis | None) -> Redis:
-    return connection if connection is not None else current_runtime().redis
+    if connection is not None:
+        return connection
+    runtime = _runtime_var.get()
+    if runtime is not None:
+        return runtime.redis
+    # Inside a job of an rq worker: the worker's own connection, no settings needed.
+    job = get_current_job()
+    if job is not None:
+        return job.connection
+    return current_runtime().redis
 
 
 # --------------------------------------------------------------------------- enqueueing
@@ -440,8 +449,7 @@ def exclusive_per_setup(
     def decorate(func: F) -> F:
         @functools.wraps(func)
         def wrapper(setup_id: int | str, *args: Any, **kwargs: Any) -> Any:
-            runtime_redis = get_current_job()
-            conn = runtime_redis.connection if runtime_redis else current_runtime().redis
+            conn = _connection(None)
             try:
                 with setup_lock(conn, setup_id, ttl):
                     return func(setup_id, *args, **kwargs)
