@@ -184,6 +184,15 @@ def soql_string(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+# Sized for ", " (the wider of the separators callers use) so chunks fit either way.
+_SEPARATOR_BYTES = len(quote_plus(", "))
+
+
+def soql_in(values: Iterable[str]) -> str:
+    """The inside of `IN (...)`: quoted, escaped literals, as `id_chunks` sized them."""
+    return ", ".join(soql_string(v) for v in values)
+
+
 _IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*")
 
 
@@ -415,7 +424,7 @@ class SalesforceClient:
         chunk: list[str] = []
         used = 0
         for record_id in ids:
-            cost = len(quote_plus(soql_string(record_id))) + (len(quote_plus(",")) if chunk else 0)
+            cost = len(quote_plus(soql_string(record_id))) + (_SEPARATOR_BYTES if chunk else 0)
             if chunk and used + cost > budget:
                 yield chunk
                 chunk, used = [], 0
@@ -442,7 +451,7 @@ class SalesforceClient:
         records: list[dict[str, Any]] = []
         found: set[str] = set()
         for chunk in self.id_chunks(prefix, wanted, include_deleted=include_deleted):
-            soql = f"{prefix} IN ({','.join(soql_string(i) for i in chunk)})"
+            soql = f"{prefix} IN ({soql_in(chunk)})"
             for record in self.query_iter(soql, include_deleted=include_deleted):
                 records.append(record)
                 found.add(str(record.get("Id", ""))[:15])
@@ -568,7 +577,11 @@ class SalesforceClient:
                 "allOrNone": all_or_none,
                 "records": [{"attributes": {"type": sobject}, **records[i]} for i in chunk],
             }
-            items = self._call(_restful(path, method, body, self._write_headers))
+            # PATCH (update, upsert by external id) is idempotent and safe to retry; a create
+            # retried after a timeout could duplicate records, so POST is not.
+            items = self._call(
+                _restful(path, method, body, self._write_headers), idempotent=method == "PATCH"
+            )
             if not isinstance(items, list) or len(items) != len(chunk):
                 raise RequestFailed(
                     f"collections answered {len(items) if isinstance(items, list) else 'no'} "

@@ -10,7 +10,12 @@ import pytest
 import requests
 
 from middleware.salesforce import errors
-from middleware.salesforce.client import MAX_REQUEST_BYTES, SalesforceClient, SalesforceSession
+from middleware.salesforce.client import (
+    MAX_REQUEST_BYTES,
+    SalesforceClient,
+    SalesforceSession,
+    soql_in,
+)
 from middleware.salesforce.events import parse_events
 from middleware.salesforce.oauth import StaticTokenSource
 from sandbox.common import Fault
@@ -272,3 +277,28 @@ def test_default_timeout_reaches_the_transport(http: requests.Session) -> None:
     list(client.query_iter("SELECT Id FROM Contact"))
     client.describe("Contact")
     assert seen[-2:] == [7.5, 7.5]
+
+
+def test_id_chunks_fit_callers_that_join_with_comma_space(
+    client: SalesforceClient, sandbox: Any
+) -> None:
+    ids = seed(sandbox, 2000)
+    recorder = Recorder(client.session)
+    prefix = (
+        "SELECT Id, Email, LastName, FirstName, MailingStreet, MailingCity FROM Contact WHERE Id"
+    )
+    suffix = "AND IsDeleted = false ORDER BY Id"
+    got: list[str] = []
+    for chunk in client.id_chunks(prefix, ids, suffix):
+        got += [r["Id"] for r in client.query_iter(f"{prefix} IN ({soql_in(chunk)}) {suffix}")]
+    assert sorted(got) == sorted(ids)
+    assert max(Recorder.size(r) for r in recorder.matching("/query")) <= MAX_REQUEST_BYTES
+
+
+def test_update_many_retries_a_transient_failure(
+    client: SalesforceClient, sandbox: Any, sleeps
+) -> None:
+    ids = seed(sandbox, 1)
+    sandbox.faults.add(Fault(count=1, status=503, path="/services/data", method="PATCH"))
+    [result] = client.update_many("Contact", [{"Id": ids[0], "Title": "Again"}])
+    assert result.success and sleeps.calls == [2.0]
