@@ -250,13 +250,13 @@ def test_list_memberships_delete_and_export(world, cc):
     cc.wait_for_activities([a["activity_id"] for a in removed])
     assert len(list(cc.iter_contacts(lists=[other]))) == 3
 
-    export = cc.export_contacts(list_ids=[main])
+    export = cc.export_contacts(
+        list_ids=[main], fields=["email_address", "first_name", "email_optout_source"]
+    )
     final = cc.wait_for_activity(export["activity_id"])
     rows = list(cc.iter_export_rows(final))
-    emails = sorted(
-        r.get("email_address") or r.get("Email Address") or r.get("email") for r in rows
-    )
-    assert emails == [f"m{i}@example.com" for i in range(5)]
+    assert sorted(r["email_address"] for r in rows) == [f"m{i}@example.com" for i in range(5)]
+    assert set(rows[0]) == {"email_address", "first_name", "email_optout_source"}
 
     deleted = cc.delete_contacts(ids)
     cc.wait_for_activities([a["activity_id"] for a in deleted])
@@ -318,3 +318,14 @@ def test_our_limiter_keeps_the_sandbox_from_ever_throttling_us():
     assert rejected.get("throttled", 0) == 0
     assert clock.now() - START >= timedelta(seconds=2)
     assert a.calls.total + b.calls.total == 10
+
+
+def test_opt_outs_by_the_person_are_found_by_status_scan_and_export(world, cc):
+    for name in ("ann", "bob", "cy"):
+        cc.create_contact({"email_address": {"address": f"{name}@example.com"}})
+    world.control("POST", "/unsubscribe", json={"email": "bob@example.com", "reason": "too many"})
+    out = list(cc.iter_contacts(status="unsubscribed"))
+    assert [c["email_address"]["address"] for c in out] == ["bob@example.com"]
+    assert out[0]["email_address"]["opt_out_source"] == "Contact"
+    export = cc.wait_for_activity(cc.export_contacts(status="unsubscribed")["activity_id"])
+    assert [r["email_address"] for r in cc.iter_export_rows(export)] == ["bob@example.com"]
