@@ -1147,6 +1147,16 @@ def _too_many() -> SalesforceError:
     )
 
 
+def require_version(version: str, minimum: float) -> None:
+    """Resources newer than the requested API version do not exist there (404, as in the org)."""
+    if float(version) < minimum:
+        raise SalesforceError(404, "NOT_FOUND", NOT_FOUND_MESSAGE)
+
+
+COLLECTIONS_SINCE = 42.0
+COLLECTIONS_UPSERT_SINCE = 46.0
+
+
 def _collection_payload() -> tuple[list[Any], bool]:
     body = json_body()
     if not isinstance(body, dict) or not isinstance(body.get("records"), list):
@@ -1216,6 +1226,7 @@ def _values(record: dict[str, Any]) -> dict[str, Any]:
 
 @bp.post("/services/data/v<version>/composite/sobjects")
 def collection_create(version: str) -> Response:
+    require_version(version, COLLECTIONS_SINCE)
     sandbox = current_sandbox()
     schema = Schema(sandbox)
     records, all_or_none = _collection_payload()
@@ -1244,6 +1255,7 @@ def _record_id(record: Any) -> str | None:
 
 @bp.patch("/services/data/v<version>/composite/sobjects")
 def collection_update(version: str) -> Response:
+    require_version(version, COLLECTIONS_SINCE)
     sandbox = current_sandbox()
     schema = Schema(sandbox)
     records, all_or_none = _collection_payload()
@@ -1273,6 +1285,7 @@ def collection_update(version: str) -> Response:
 
 @bp.delete("/services/data/v<version>/composite/sobjects")
 def collection_delete(version: str) -> Response:
+    require_version(version, COLLECTIONS_SINCE)
     sandbox = current_sandbox()
     schema = Schema(sandbox)
     ids = [i.strip() for i in request.args.get("ids", "").split(",") if i.strip()]
@@ -1303,6 +1316,7 @@ def collection_delete(version: str) -> Response:
 
 @bp.patch("/services/data/v<version>/composite/sobjects/<sobject>/<field_name>")
 def collection_upsert(version: str, sobject: str, field_name: str) -> Response:
+    require_version(version, COLLECTIONS_UPSERT_SINCE)
     sandbox = current_sandbox()
     schema = Schema(sandbox)
     name = schema.name(sobject)
@@ -1339,6 +1353,7 @@ def collection_upsert(version: str, sobject: str, field_name: str) -> Response:
 
 @bp.route("/services/data/v<version>/composite/sobjects/<sobject>", methods=["GET", "POST"])
 def collection_retrieve(version: str, sobject: str) -> Response:
+    require_version(version, COLLECTIONS_SINCE)
     sandbox = current_sandbox()
     schema = Schema(sandbox)
     name = schema.name(sobject)

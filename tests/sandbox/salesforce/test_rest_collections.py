@@ -270,3 +270,12 @@ class TestDuplicates:
             **{"Sforce-Duplicate-Rule-Header": "allowSave=true"},
         ).json()
         assert results[0]["success"] is True
+
+
+def test_collections_do_not_exist_in_old_versions(sf_api: requests.Session) -> None:
+    old = API.replace("v66.0", "v41.0")
+    records = {"records": [contact(LastName="Old")]}
+    assert sf_api.post(f"{old}/composite/sobjects", json=records).status_code == 404
+    upsert_45 = API.replace("v66.0", "v45.0") + "/composite/sobjects/Contact/Email"
+    assert sf_api.patch(upsert_45, json=records).status_code == 404
+    assert sf_api.post(API.replace("v66.0", "v42.0") + "/composite/sobjects", json=records).ok
