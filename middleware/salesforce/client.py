@@ -112,6 +112,16 @@ class ApiUsage:
             return None
         return max(self.org_limit - self.org_used, 0)
 
+    def as_dict(self) -> dict[str, Any]:
+        """For metrics and the run record: calls by family plus the org's usage."""
+        return {
+            "calls": dict(self.calls),
+            "total": self.total,
+            "org_used": self.org_used,
+            "org_limit": self.org_limit,
+            "org_remaining": self.org_remaining,
+        }
+
 
 @dataclass(frozen=True)
 class RecordResult:

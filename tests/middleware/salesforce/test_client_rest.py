@@ -196,6 +196,9 @@ def test_limits_and_usage_from_headers(client: SalesforceClient) -> None:
     list(client.query_iter("SELECT Id FROM Contact"))
     assert client.usage.calls == {"limits": 1, "query": 1}
     assert client.usage.org_used >= 2
+    snapshot = client.usage.as_dict()
+    assert snapshot["total"] == 2
+    assert snapshot["org_remaining"] == 100000 - snapshot["org_used"]
 
 
 def test_updated_and_deleted(client: SalesforceClient, sandbox: Any) -> None:
