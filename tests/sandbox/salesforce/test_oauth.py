@@ -5,13 +5,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import threading
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from simple_salesforce import Salesforce
+from werkzeug.serving import make_server
 
 from sandbox.common import Clock
 from sandbox.salesforce.app import SalesforceSandbox
+from sandbox.tls import ensure_certificates
 from tests.sandbox.salesforce.conftest import API, SF_BASE
 
 CLIENT = {"client_id": "sandbox-client-id", "client_secret": "sandbox-client-secret"}
@@ -291,3 +297,47 @@ def test_identity_url_answers_for_the_token(sf_api: requests.Session) -> None:
     resp = sf_api.get(f"{SF_BASE}/id/00DSB0000000001AAA/005SB0000000001AAA")
     assert resp.status_code == 200
     assert resp.json()["organization_id"] == "00DSB0000000001AAA"
+
+
+def test_oauth_then_simple_salesforce_over_real_tls(sf_app: Any, tmp_path: Path) -> None:
+    tls = ensure_certificates(tmp_path / "tls")
+    server = make_server("127.0.0.1", 0, sf_app, threaded=True, ssl_context=tls.ssl_context)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    try:
+        base = f"https://127.0.0.1:{server.port}"
+        http = requests.Session()
+        http.trust_env = False
+        http.verify = str(tls.ca_cert)
+        start = http.get(
+            f"{base}/services/oauth2/authorize",
+            params={
+                "response_type": "code",
+                "client_id": CLIENT["client_id"],
+                "redirect_uri": REDIRECT,
+            },
+            allow_redirects=False,
+            timeout=10,
+        )
+        granted = http.post(
+            f"{base}/services/oauth2/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code_from(start),
+                "redirect_uri": REDIRECT,
+                **CLIENT,
+            },
+            timeout=10,
+        ).json()
+        assert granted["instance_url"] == base
+        sf = Salesforce(
+            instance_url=granted["instance_url"],
+            session_id=granted["access_token"],
+            version="66.0",
+            session=http,
+        )
+        assert sf.query("SELECT Id FROM Contact")["totalSize"] == 0
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        server.server_close()
