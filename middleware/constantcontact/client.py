@@ -6,6 +6,11 @@ limit, 5xx, timeouts) with exponential backoff and jitter, refreshes the token o
 and turns anything else into a typed error from :mod:`errors`. ``calls`` counts every request by
 endpoint family and status so a run can report the API calls it spent.
 
+A POST that timed out is retried like any other call although Constant Contact may have done it:
+the bulk activities are idempotent, a repeated ``POST /contacts`` answers 409 (callers already
+handle that by looking the address up), a repeated list creation is absorbed by
+``get_or_create_list``.
+
 Each public method's docstring names the vendor endpoint and its call cost. The create-or-update
 "sign-up form" endpoint is never used: it re-subscribes people who unsubscribed.
 """
@@ -129,6 +134,14 @@ def _csv(value: Any) -> Any:
     return value
 
 
+def _retry_after(response: requests.Response) -> float:
+    value = response.headers.get("Retry-After", "")
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        return 0.0  # the HTTP-date form is not worth parsing for an undocumented header
+
+
 def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
@@ -181,7 +194,7 @@ class ConstantContactClient:
             path = path[len(self._base_path) :]
         return path + (f"?{parts.query}" if parts.query else "")
 
-    def _backoff(self, attempt: int, error: CCError) -> float:
+    def _backoff(self, attempt: int, error: CCError, retry_after: float = 0.0) -> float:
         policy = self.retry
         base = policy.activities_base if isinstance(error, TooManyActivities) else policy.base
         delay = self.rng.uniform(0, min(policy.cap, base * (2**attempt)))
@@ -189,7 +202,9 @@ class ConstantContactClient:
             delay = max(delay, base)
         elif error.status == 429:
             delay = max(delay, policy.throttled_min)
-        return delay
+        # Constant Contact documents no Retry-After, but if a proxy or a future API sends one,
+        # waiting less than it asks only earns another 429.
+        return max(delay, min(retry_after, policy.cap))
 
     def _request(
         self,
@@ -216,6 +231,7 @@ class ConstantContactClient:
             headers["Content-Type"] = "application/json"
         refreshed = False
         attempt = 0
+        retry_after = 0.0
         token = self.tokens.access_token()
         while True:
             self.limiter.acquire()
@@ -241,6 +257,7 @@ class ConstantContactClient:
                 self.calls.add(family, str(response.status_code))
                 if response.status_code in expect:
                     return response
+                retry_after = _retry_after(response)
                 error = self._error(response, method, path)
                 if isinstance(error, AuthExpired) and not refreshed:
                     refreshed = True
@@ -253,7 +270,7 @@ class ConstantContactClient:
                     raise error
             if not error.retryable or attempt >= self.retry.max_retries:
                 raise error
-            delay = self._backoff(attempt, error)
+            delay = self._backoff(attempt, error, retry_after)
             attempt += 1
             log.warning(
                 "Constant Contact %s %s failed (%s); retry %d in %.1fs",

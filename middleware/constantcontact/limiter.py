@@ -220,6 +220,16 @@ return {1, tostring(used), string.format('%.6f', now)}
 """
 
 
+# Keep the later of two blocks (two workers hitting quota_exceeded at once).
+_BLOCK_LUA = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+end
+return 1
+"""
+
+
 class RedisLimiter(_Common):
     """Sliding-window limiter shared through Redis by every worker of the application.
 
@@ -256,6 +266,7 @@ class RedisLimiter(_Common):
         self.redis = redis
         self.prefix = prefix
         self._script = redis.register_script(_ACQUIRE_LUA)
+        self._block = redis.register_script(_BLOCK_LUA)
 
     def _keys(self, day: str) -> list[str]:
         p = self.prefix
@@ -290,13 +301,8 @@ class RedisLimiter(_Common):
 
     def block_until(self, when: datetime) -> None:
         until = when.timestamp()
-        ttl = max(int(until - self.clock()) + 1, 1)
-        key = self._keys("")[3]
-        # Keep the later of two blocks: a GET+SET race here only ever shortens nothing important,
-        # because every block we set is "until the next midnight UTC".
-        current = float(self.redis.get(key) or 0)
-        if until > current:
-            self.redis.set(key, repr(until), ex=ttl)
+        ttl_ms = max(int((until - self.clock()) * 1000) + 1000, 1000)
+        self._block(keys=[self._keys("")[3]], args=[repr(until), ttl_ms])
 
     def usage(self) -> DailyUsage:
         day = _day(self.clock())

@@ -512,3 +512,12 @@ def test_contacts_filter_on_more_than_25_lists_is_refused_before_sending():
     with pytest.raises(ValueError):
         list(make_client(session).iter_contacts(lists=[f"L{i}" for i in range(26)]))
     assert session.sent == []
+
+
+def test_a_retry_after_header_is_honoured_up_to_the_cap():
+    throttled = response(429, THROTTLED)
+    throttled.headers["Retry-After"] = "7"
+    session = ScriptedSession([throttled, response(200, CONTACT)])
+    sleeps = Sleeps()
+    make_client(session, sleep=sleeps).get_contact("c1")
+    assert sleeps == [7.0]

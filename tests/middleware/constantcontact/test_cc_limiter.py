@@ -197,3 +197,19 @@ def test_redis_refresh_lock_is_exclusive_across_clients(redis_client):
         pass
     with waiter():
         pass
+
+
+@pytest.mark.integration
+def test_redis_block_keeps_the_later_time(redis_client):
+    redis, prefix = redis_client
+    clock = FakeTime()
+    limiter = RedisLimiter(redis, prefix, 4, 1.0, clock=clock, sleep=clock.sleep)
+    later = datetime.fromtimestamp(clock.t + 3600, UTC)
+    limiter.block_until(later)
+    limiter.block_until(datetime.fromtimestamp(clock.t + 60, UTC))
+    clock.t += 120
+    with pytest.raises(e.QuotaExceeded) as info:
+        limiter.acquire()
+    assert info.value.resume_at == later
+    clock.t += 3600
+    limiter.acquire()
