@@ -1330,15 +1330,18 @@ class OrgStore:
         convs: list[tuple[int, Callable[[Any], Any]]] = []
         for i, key in enumerate(keys):
             fd = canon[key]
+            conv: Callable[[Any], Any] | None = None
             if fd.type == "boolean":
-                convs.append((i, _bool01))
+                conv = _bool01
             elif fd.type == "datetime":
-                convs.append((i, _to_sf_datetime))
+                conv = _to_sf_datetime
             elif fd.type in ID_TYPES:
-                convs.append((i, _to_id18))
-            elif fd.name in defaults:
-                default = defaults[fd.name]
-                convs.append((i, functools.partial(_or_default, default)))
+                conv = _to_id18
+            if fd.name in defaults and fd.type != "boolean":
+                # Rows that leave out a column some other row gives still get its default.
+                conv = functools.partial(_or_default, defaults[fd.name], conv)
+            if conv is not None:
+                convs.append((i, conv))
         req_idx = []
         for name in required:
             if name not in names:
@@ -1707,8 +1710,10 @@ def _bad() -> str:
     raise ValueError("not a date")
 
 
-def _or_default(default: Any, value: Any) -> Any:
-    return default if value is None else value
+def _or_default(default: Any, conv: Callable[[Any], Any] | None, value: Any) -> Any:
+    if value is None or value == "":
+        return default
+    return conv(value) if conv is not None else value
 
 
 def _sql_literal(value: Any) -> str:
