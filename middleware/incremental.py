@@ -388,3 +388,60 @@ def flush(ctx: Context, redis: Redis, *, batch_size: int = BATCH_SIZE) -> FlushR
         if ctx.run_id is not None:
             with ctx.store.transaction() as session:
                 runs.progress(session, ctx.run_id, done=result.records)
+
+
+CURSOR_MODSTAMP = "sf_systemmodstamp"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _parse_modstamp(value: Any) -> datetime | None:
+    if not value:
+        return None
+    text = str(value).replace("Z", "+00:00")
+    if len(text) > 5 and text[-5] in "+-" and text[-3] != ":":
+        text = text[:-2] + ":" + text[-2:]  # Salesforce prints +0000
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def catch_up_all(ctx: Context, *, batch_size: int = BATCH_SIZE) -> FlushResult:
+    """Sync every record changed since the setup's SystemModstamp cursor (all, the first time).
+
+    The safety net for lost events (hard deletes emit nothing, callouts are not retried): Sync Now
+    runs it before draining the intake. The cursor moves after each recorded batch, so an
+    interrupted catch-up resumes where it stopped; the overlap window covers commits in flight.
+    """
+    with ctx.store.transaction() as session:
+        raw = cursors.get_cursor(session, ctx.setup_id, CURSOR_MODSTAMP)
+    since = _parse_modstamp(raw) or EPOCH
+    overlap = CATCH_UP_OVERLAP if raw else timedelta(0)
+    prepare_targets(ctx)
+    result = FlushResult()
+    pending: list[dict[str, Any]] = []
+    newest = since
+
+    def record(batch: list[dict[str, Any]]) -> None:
+        done = sync_records(ctx, batch)
+        result.records += done.records
+        result.batches += 1
+        _merge(result.outcome, done.outcome)
+        with ctx.store.transaction() as session:
+            cursors.set_cursor(session, ctx.setup_id, CURSOR_MODSTAMP, newest.isoformat())
+            if ctx.run_id is not None:
+                runs.progress(session, ctx.run_id, done=result.records)
+
+    for row in ctx.sf.modified_since(
+        ctx.sf_object, soql_fields(ctx.options), since, overlap=overlap
+    ):
+        pending.append(row)
+        stamp = _parse_modstamp(row.get("SystemModstamp"))
+        if stamp is not None and stamp > newest:
+            newest = stamp
+        if len(pending) >= batch_size:
+            record(pending)
+            pending = []
+    if pending:
+        record(pending)
+    return result

@@ -15,6 +15,7 @@ run (counts, API calls spent, the reason it stopped) or on the connection (needs
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,31 +91,76 @@ def run_flush(
     job_id: str | None = None,
 ) -> dict[str, Any]:
     """Sync the setup's pending Salesforce changes to Constant Contact; return the run summary."""
-    now = _now()
     if not intake.pending(runtime.redis, setup_id) and not intake.take_catchups(
         runtime.redis, setup_id
     ):
         return {"setup_id": setup_id, "records": 0}
-    reason = paused_reason(runtime, setup_id, now)
+    return _run(
+        runtime,
+        setup_id,
+        "incremental",
+        lambda ctx: incremental.flush(ctx, runtime.redis),
+        sf=sf,
+        cc=cc,
+        job_id=job_id,
+    )
+
+
+def run_sync_now(
+    runtime: Runtime,
+    setup_id: int,
+    *,
+    sf: SalesforceClient | None = None,
+    cc: ConstantContactClient | None = None,
+    job_id: str | None = None,
+) -> dict[str, Any]:
+    """Sync Now: a SystemModstamp catch-up since the last run, then the pending changes."""
+
+    def body(ctx: incremental.Context) -> incremental.FlushResult:
+        total = incremental.catch_up_all(ctx)
+        pending = incremental.flush(ctx, runtime.redis)
+        total.records += pending.records
+        total.batches += pending.batches
+        incremental._merge(total.outcome, pending.outcome)
+        return total
+
+    return _run(runtime, setup_id, "sync_now", body, sf=sf, cc=cc, job_id=job_id)
+
+
+def _drop_intake(runtime: Runtime, setup_id: int) -> None:
+    runtime.redis.delete(intake.dirty_key(setup_id), intake.catchup_key(setup_id))
+
+
+def _run(
+    runtime: Runtime,
+    setup_id: int,
+    kind: str,
+    body: Callable[[incremental.Context], incremental.FlushResult],
+    *,
+    sf: SalesforceClient | None,
+    cc: ConstantContactClient | None,
+    job_id: str | None,
+) -> dict[str, Any]:
+    """Open a run, do `body`, and close the run with what happened (see the module docstring)."""
+    reason = paused_reason(runtime, setup_id, _now())
     if reason is not None:
         log.info("setup %s is paused (%s); its changes wait in the intake", setup_id, reason)
         return {"setup_id": setup_id, "paused": reason}
-
     ctx = build_context(runtime, setup_id, sf=sf, cc=cc)
     if ctx is None:
         log.warning("setup %s no longer exists; dropping its pending changes", setup_id)
-        runtime.redis.delete(intake.dirty_key(setup_id), intake.catchup_key(setup_id))
+        _drop_intake(runtime, setup_id)
         return {"setup_id": setup_id, "records": 0}
     if not ctx.options.get("sync_to_cc", True):
         # One-way CC → SF: Salesforce changes have nowhere to go.
-        runtime.redis.delete(intake.dirty_key(setup_id), intake.catchup_key(setup_id))
+        _drop_intake(runtime, setup_id)
         return {"setup_id": setup_id, "records": 0, "sync_to_cc": False}
 
     with runtime.store.transaction() as session:
-        run_id = runs.open_run(session, setup_id, "incremental", job_id=job_id, phase="push").id
+        run_id = runs.open_run(session, setup_id, kind, job_id=job_id, phase="push").id
     ctx.run_id = run_id
     try:
-        result = incremental.flush(ctx, runtime.redis)
+        result = body(ctx)
     except cc_errors.QuotaExceeded as exc:
         return _paused_by_quota(runtime, ctx, run_id, exc)
     except (cc_errors.AuthRevoked, sf_errors.AuthRevoked) as exc:
@@ -141,8 +187,9 @@ def run_flush(
             message=message,
         )
     log.info(
-        "setup %s: flushed %d records in %d batches (%s)",
+        "setup %s: %s synced %d records in %d batches (%s)",
         setup_id,
+        kind,
         result.records,
         result.batches,
         summary,

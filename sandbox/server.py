@@ -60,7 +60,7 @@ def start(
     cc_config: dict[str, Any] | None = None,
 ) -> RunningSandboxes:
     """Start both sandboxes in background threads (port 0 picks a free port)."""
-    from sandbox.constantcontact import create_app as create_cc
+    from sandbox.constantcontact.app import create_app as create_cc
     from sandbox.salesforce import create_app as create_sf
 
     tls = ensure_certificates(tls_dir)

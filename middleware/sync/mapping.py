@@ -314,7 +314,10 @@ def put_body(
             value: Any = values[key]
             if key in _INT_KEYS:
                 value = int(value) if value.isdigit() else None
-            body[key] = value if value != "" else None
+            # Nothing in the V3 contract is nullable: a blank value is cleared by leaving the
+            # property out, which PUT's full-replace semantics turn into "no value".
+            if value not in ("", None):
+                body[key] = value
         elif current.get(key) is not None:
             body[key] = current[key]
     phones = [

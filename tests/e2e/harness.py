@@ -1,0 +1,196 @@
+"""An in-process world for end-to-end tests: both sandboxes, the service's store and queue, a setup.
+
+Everything speaks real HTTP through in-process transports (no sockets): the Salesforce and
+Constant Contact clients reach the sandboxes' WSGI apps, every Constant Contact exchange is checked
+against the official spec, and Salesforce change events reach the service's webhook through the
+Flask test client, exactly as a Flow HTTP callout would post them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import fakeredis
+import requests
+from cryptography.fernet import Fernet
+from flask import Flask
+
+from middleware import queue, runner
+from middleware.constantcontact.client import ConstantContactClient
+from middleware.constantcontact.limiter import LocalLimiter
+from middleware.constantcontact.oauth import StaticTokenSource as CCStaticTokens
+from middleware.salesforce.client import SalesforceClient
+from middleware.salesforce.oauth import StaticTokenSource as SFStaticTokens
+from middleware.store import connections as connection_repo
+from middleware.store import setups as setup_repo
+from sandbox.adapter import mount
+from sandbox.constantcontact.app import create_app as create_cc_app
+from sandbox.salesforce import create_app as create_sf_app
+from schemas.setup import validate_setup
+from tests.contract.cc_openapi import ValidatingSession
+
+SF_BASE = "https://sf.sandbox.test"
+CC_BASE = "https://api.cc.sandbox.test"
+SF_VERSION = "66.0"
+
+
+def _session(base: str, app: Flask, validating: bool = False) -> requests.Session:
+    session: requests.Session = ValidatingSession() if validating else requests.Session()
+    session.trust_env = False
+    mount(session, base, app)
+    return session
+
+
+class World:
+    """Sandboxes + service for one test. `sf_config`/`cc_config` override sandbox settings."""
+
+    def __init__(
+        self,
+        *,
+        options: dict[str, Any] | None = None,
+        sf_config: dict[str, Any] | None = None,
+        cc_config: dict[str, Any] | None = None,
+        redis: Any = None,
+        database_url: str = "sqlite://",
+    ) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.sf_app = create_sf_app(
+            {"EVENT_DELIVERY": "sync", "EVENT_SINK": self._deliver, **(sf_config or {})}
+        )
+        self.cc_app = create_cc_app(
+            {"RATE_PER_SECOND": 0, "ACTIVITY_STEPS": 1, **(cc_config or {})}
+        )
+        self.sf_session = _session(SF_BASE, self.sf_app)
+        self.cc_session = _session(CC_BASE, self.cc_app, validating=True)
+        self.redis = (
+            redis if redis is not None else fakeredis.FakeRedis(server=fakeredis.FakeServer())
+        )
+        from app import create_app
+
+        self.app = create_app(
+            {
+                "SECRET_KEY": "e2e-secret",
+                "ADMIN_TOKEN": "e2e-admin",
+                "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+                "DATABASE_URL": database_url,
+                "EMBEDDED_WORKER": False,
+                "SALESFORCE_CALL_CLIENT": "ctct-sync",
+                "TESTING": True,
+                "REDIS": self.redis,
+            }
+        )
+        handles = self.app.extensions["middleware"]
+        self.store = handles["store"]
+        self.runtime = handles["runtime"]
+        self.web = self.app.test_client()
+        self.sf_token = self.sf_session.post(f"{SF_BASE}/_sandbox/tokens").json()["access_token"]
+        self.cc_token = self.cc_session.post(f"{CC_BASE}/_sandbox/tokens").json()["access_token"]
+        setup, _warnings = validate_setup(
+            {"name": "e2e", "main_list": "Main List", **(options or {})}
+        )
+        with self.store.transaction() as session:
+            sf_conn = connection_repo.create(
+                session,
+                vendor="salesforce",
+                label="sandbox org",
+                base_url=SF_BASE,
+                access_token=self.sf_token,
+            )
+            cc_conn = connection_repo.create(
+                session, vendor="constantcontact", label="sandbox", access_token=self.cc_token
+            )
+            row = setup_repo.create(
+                session,
+                name="e2e",
+                options=setup,
+                salesforce_connection_id=sf_conn.id,
+                constant_contact_connection_id=cc_conn.id,
+            )
+            self.setup_id = row.id
+            self.webhook_secret = setup_repo.webhook_secret(session, row)
+        self.options = setup
+
+    # --- the clients a job would build ---------------------------------------------------------
+
+    def sf_client(self) -> SalesforceClient:
+        return SalesforceClient(
+            SF_BASE, SFStaticTokens(self.sf_token), session=self.sf_session, version=SF_VERSION
+        )
+
+    def cc_client(self) -> ConstantContactClient:
+        return ConstantContactClient(
+            f"{CC_BASE}/v3",
+            self.cc_session,
+            CCStaticTokens(self.cc_token),
+            LocalLimiter(rate=10_000),
+            sleep=lambda _s: None,
+        )
+
+    def flush(self) -> dict[str, Any]:
+        """Run the flush job body with in-process clients; return its summary and clients."""
+        self.last_sf, self.last_cc = self.sf_client(), self.cc_client()
+        return runner.run_flush(self.runtime, self.setup_id, sf=self.last_sf, cc=self.last_cc)
+
+    # --- Salesforce, as a user in the UI -------------------------------------------------------
+
+    def _deliver(self, envelopes: list[dict[str, Any]]) -> None:
+        self.events.extend(envelopes)
+        if getattr(self, "web", None) is None or not getattr(self, "deliver_to_webhook", True):
+            return
+        response = self.web.post(
+            f"/webhooks/salesforce/{self.setup_id}",
+            json=envelopes,
+            headers={"X-Webhook-Secret": self.webhook_secret},
+        )
+        self.last_webhook = response
+
+    def sf_create(self, sobject: str = "Contact", **values: Any) -> str:
+        r = self.sf_session.post(f"{SF_BASE}/_sandbox/records/{sobject}", json=values)
+        assert r.status_code in (200, 201), r.text
+        return str(r.json()["id"])
+
+    def sf_update(self, record_id: str, sobject: str = "Contact", **values: Any) -> None:
+        r = self.sf_session.patch(f"{SF_BASE}/_sandbox/records/{sobject}/{record_id}", json=values)
+        assert r.status_code in (200, 204), r.text
+
+    def sf_delete(self, record_id: str, sobject: str = "Contact") -> None:
+        r = self.sf_session.delete(f"{SF_BASE}/_sandbox/records/{sobject}/{record_id}")
+        assert r.status_code in (200, 204), r.text
+
+    # --- Constant Contact, read back -----------------------------------------------------------
+
+    def cc_contact(self, email: str) -> dict[str, Any] | None:
+        r = self.cc_session.get(f"{CC_BASE}/_sandbox/contacts", params={"email": email})
+        if r.status_code == 404:
+            return None
+        assert r.status_code == 200, r.text
+        body = r.json()
+        if isinstance(body, dict) and "contacts" in body:
+            return body["contacts"][0] if body["contacts"] else None
+        return body
+
+    def cc_state(self) -> dict[str, Any]:
+        return dict(self.cc_session.get(f"{CC_BASE}/_sandbox/state").json())
+
+    def sf_state(self) -> dict[str, Any]:
+        return dict(self.sf_session.get(f"{SF_BASE}/_sandbox/state").json())
+
+    def close(self) -> None:
+        handles = self.app.extensions["middleware"]
+        if handles.get("worker") is not None:
+            handles["worker"].stop()
+        self.store.dispose()
+
+
+@contextmanager
+def world(**kwargs: Any) -> Iterator[World]:
+    w = World(**kwargs)
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+__all__ = ["World", "queue", "world"]

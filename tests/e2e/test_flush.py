@@ -1,0 +1,78 @@
+"""Salesforce → Constant Contact through the real pipeline: sandbox records, flush, CC contacts."""
+
+from __future__ import annotations
+
+from middleware import intake
+from tests.e2e.harness import world
+
+
+def test_new_contacts_reach_the_main_list_in_one_import() -> None:
+    with world() as w:
+        w.deliver_to_webhook = False
+        ids = [
+            w.sf_create(FirstName=f"Ada{i}", LastName="Lovelace", Email=f"ada{i}@example.org")
+            for i in range(25)
+        ]
+        intake.mark_dirty(w.redis, w.setup_id, "Contact", ids)
+        summary = w.flush()
+        assert summary["records"] == 25
+        contact = w.cc_contact("ada3@example.org")
+        assert contact is not None
+        assert contact["first_name"] == "Ada3"
+        assert intake.pending(w.redis, w.setup_id) == 0
+        assert w.last_cc.calls.total <= 6, w.last_cc.calls.snapshot()
+
+
+def test_sync_now_catches_up_everything_then_only_what_changed() -> None:
+    with world() as w:
+        w.deliver_to_webhook = False
+        for i in range(30):
+            w.sf_create(FirstName="Grace", LastName=f"Hopper{i}", Email=f"grace{i}@example.org")
+        w.sf_create(LastName="NoEmail")
+        w.sf_create(LastName="Role", Email="sales@example.org")
+        first = runner_sync_now(w)
+        assert first["records"] == 32
+        assert first["skipped"] == {"no email": 1, "role address": 1}
+        assert w.cc_contact("grace7@example.org")["last_name"] == "Hopper7"
+        assert w.cc_contact("sales@example.org") is None
+        # Nothing changed: the overlap re-reads recent records but writes nothing.
+        second = runner_sync_now(w)
+        assert second.get("imported", 0) == 0
+        assert second["skipped"].get("unchanged", 0) >= 30
+
+
+def runner_sync_now(w):
+    from middleware import runner
+
+    w.last_sf, w.last_cc = w.sf_client(), w.cc_client()
+    return runner.run_sync_now(w.runtime, w.setup_id, sf=w.last_sf, cc=w.last_cc)
+
+
+def test_opt_out_delete_and_email_change_follow_the_options() -> None:
+    options = {"unsubscribe_on_sf_opt_out": True, "remove_on_sf_delete": True}
+    with world(options=options) as w:
+        w.deliver_to_webhook = False
+        keep = w.sf_create(LastName="Keep", Email="keep@example.org")
+        leave = w.sf_create(LastName="Leave", Email="leave@example.org")
+        gone = w.sf_create(LastName="Gone", Email="gone@example.org")
+        moved = w.sf_create(LastName="Moved", Email="old@example.org")
+        intake.mark_dirty(w.redis, w.setup_id, "Contact", [keep, leave, gone, moved])
+        w.flush()
+        main = w.cc_contact("keep@example.org")["list_memberships"]
+        assert main
+
+        w.sf_update(leave, HasOptedOutOfEmail=True)
+        w.sf_delete(gone)
+        w.sf_update(moved, Email="new@example.org")
+        intake.mark_dirty(w.redis, w.setup_id, "Contact", [leave, gone, moved])
+        summary = w.flush()
+        assert summary.get("unsubscribed") == 1, summary
+
+        left = w.cc_contact("leave@example.org")
+        assert left["email_address"]["permission_to_send"] == "unsubscribed"
+        assert left["list_memberships"] == []
+        removed = w.cc_contact("gone@example.org")
+        assert removed["list_memberships"] == []
+        assert removed["email_address"]["permission_to_send"] != "unsubscribed"
+        assert w.cc_contact("old@example.org") is None
+        assert w.cc_contact("new@example.org")["last_name"] == "Moved"
