@@ -848,6 +848,11 @@ class Store:
                 "INSERT OR IGNORE INTO memberships(list, contact) VALUES (?, ?)",
                 [(lid, rowid) for lid in list_rowids],
             )
+            held = db.execute(
+                "SELECT COUNT(*) FROM memberships WHERE contact = ?", (rowid,)
+            ).fetchone()[0]
+            if held > MAX_LISTS_PER_CONTACT:
+                raise errors.bad_request("A contact can be a member of at most 50 lists.")
         return contact_id, action
 
     def unsubscribe_by_person(self, email: str, reason: str | None = None) -> sqlite3.Row:

@@ -339,3 +339,60 @@ def test_status_and_email_and_date_filters(cc: CC, clock: FrozenClock) -> None:
     assert len(page_emails(cc.get("/v3/contacts", params={"status": "all"}))) == 3
     with cc.invalid():
         assert cc.get("/v3/contacts", params={"status": "bogus"}).status_code == 400
+
+
+def test_list_page_includes_sub_resources_per_contact(cc: CC) -> None:
+    main = cc.make_list()
+    other = cc.make_list("Other")
+    cc.make_contact("a@example.com", list_memberships=[main, other])
+    cc.make_contact("b@example.com")
+    body = cc.get("/v3/contacts", params={"include": "list_memberships,street_addresses"}).json()
+    assert [c["list_memberships"] for c in body["contacts"]] == [[main, other], []]
+    assert [c["street_addresses"] for c in body["contacts"]] == [[], []]
+
+
+def test_missing_token_is_401_object(anon: CC) -> None:
+    with anon.invalid():
+        resp = anon.get("/v3/contacts")
+    assert resp.status_code == 401
+    assert resp.json() == {"error_key": "unauthorized", "error_message": "Unauthorized"}
+
+
+def test_malformed_json_is_400(cc: CC) -> None:
+    with cc.invalid():
+        resp = cc.post(
+            "/v3/contacts", data="{not json", headers={"Content-Type": "application/json"}
+        )
+    assert resp.status_code == 400
+
+
+def test_sign_up_form_keeps_a_contact_on_at_most_50_lists(cc: CC) -> None:
+    lists = [cc.make_list(f"L{i}") for i in range(51)]
+    first = cc.post(
+        "/v3/contacts/sign_up_form",
+        json={"email_address": "busy@example.com", "list_memberships": lists[:50]},
+    )
+    assert first.status_code == 201
+    more = cc.post(
+        "/v3/contacts/sign_up_form",
+        json={"email_address": "busy@example.com", "list_memberships": lists[50:]},
+    )
+    assert more.status_code == 400
+    assert len(cc.read_back("busy@example.com")["list_memberships"]) == 50
+
+
+def test_concurrent_writers_are_serialised(cc: CC) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def create(i: int) -> int:
+        resp = cc.post(
+            "/v3/contacts",
+            json={"email_address": {"address": f"t{i}@example.com"}, "create_source": "Account"},
+        )
+        return int(resp.status_code)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        codes = list(pool.map(create, range(40)))
+    assert codes == [201] * 40
+    count = cc.get("/v3/contacts", params={"include_count": "true", "limit": 1}).json()
+    assert count["contacts_count"] == 40
