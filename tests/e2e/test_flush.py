@@ -76,3 +76,26 @@ def test_opt_out_delete_and_email_change_follow_the_options() -> None:
         assert removed["email_address"]["permission_to_send"] != "unsubscribed"
         assert w.cc_contact("old@example.org") is None
         assert w.cc_contact("new@example.org")["last_name"] == "Moved"
+
+
+def test_changes_flow_from_salesforce_events_through_the_webhook() -> None:
+    with world() as w:
+        a = w.sf_create(FirstName="Katherine", LastName="Johnson", Email="kj@example.org")
+        assert w.last_webhook.status_code == 202, w.last_webhook.json
+        b = w.sf_create(LastName="Vaughan", Email="dv@example.org")
+        w.sf_update(a, Title="Mathematician")
+        summary = w.flush()
+        assert summary["records"] == 2
+        assert w.cc_contact("kj@example.org")["job_title"] == "Mathematician"
+        # Our own write-back to Salesforce would come back as an echo: nothing to do.
+        r = w.sf_session.patch(
+            f"https://sf.sandbox.test/services/data/v66.0/sobjects/Contact/{b}",
+            json={"Title": "Engineer"},
+            headers={
+                "Authorization": f"Bearer {w.sf_token}",
+                "Sforce-Call-Options": "client=ctct-sync",
+            },
+        )
+        assert r.status_code == 204
+        assert w.last_webhook.json["echoes_ignored"] == 1
+        assert w.flush()["records"] == 0
