@@ -15,6 +15,7 @@ import functools
 import importlib
 import json
 import logging
+import pickle
 import threading
 import time
 import uuid
@@ -49,7 +50,23 @@ log = logging.getLogger(__name__)
 # Highest priority first: workers drain `webhooks` before `default` before `full_sync`.
 WEBHOOKS, DEFAULT, FULL_SYNC = "webhooks", "default", "full_sync"
 QUEUE_NAMES = (WEBHOOKS, DEFAULT, FULL_SYNC)
-SERIALIZER = JSONSerializer
+
+
+class JobSerializer(JSONSerializer):
+    """JSON for every job we write; also *reads* the pickled jobs ``rq cron`` enqueues.
+
+    rq 2.12's cron scheduler builds its queues without a serializer option, so its jobs arrive
+    pickled; without this fallback a JSON worker would fail every scheduled Full Sync.
+    """
+
+    @staticmethod
+    def loads(s: bytes, *args: Any, **kwargs: Any) -> Any:
+        if s[:1] == b"\x80":  # pickle protocol 2+ header; JSON text never starts with it
+            return pickle.loads(s)
+        return JSONSerializer.loads(s, *args, **kwargs)
+
+
+SERIALIZER = JobSerializer
 
 # Retry transient failures (vendor 5xx, network) three times, backing off; then the failed
 # registry keeps the job for a year, visible in the admin API and requeueable.
@@ -103,6 +120,21 @@ def redis_from_url(url: str, **kwargs: Any) -> Redis:
     kwargs.setdefault("socket_timeout", 10)
     kwargs.setdefault("health_check_interval", 30)
     return redis_lib.Redis.from_url(url, **kwargs)
+
+
+class TolerantRedis(Redis):
+    """Redis client for the ``rq`` CLI (``--connection-class``): accepts Heroku's self-signed TLS.
+
+    ``rq worker --url rediss://...`` would otherwise refuse the certificate. No socket timeout
+    here: workers block on BLPOP for minutes by design.
+    """
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> Any:
+        if url.startswith("rediss://"):
+            kwargs.setdefault("ssl_cert_reqs", None)
+            kwargs.setdefault("ssl_check_hostname", False)
+        return super().from_url(url, **kwargs)
 
 
 def get_redis(settings: Settings) -> Redis:

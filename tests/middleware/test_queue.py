@@ -209,3 +209,19 @@ def test_rediss_urls_accept_self_signed_certificates() -> None:
     assert kwargs["ssl_check_hostname"] is False
     plain = queue.redis_from_url("redis://localhost:6379/0").connection_pool.connection_kwargs
     assert "ssl_cert_reqs" not in plain
+
+
+def test_pickled_jobs_from_rq_cron_still_run(conn: Redis) -> None:
+    from rq import Queue
+
+    # rq cron (2.12) enqueues with RQ's default pickle serializer; our workers must read them.
+    job = Queue("default", connection=conn).enqueue(record, "from cron")
+    assert run_all(conn)
+    assert CALLS == [["from cron"]]
+    assert Job.fetch(job.id, connection=conn, serializer=queue.SERIALIZER).is_finished
+
+
+def test_rq_cli_connection_class_accepts_self_signed_tls() -> None:
+    client = queue.TolerantRedis.from_url("rediss://:pw@redis.example.com:6380/0")
+    assert client.connection_pool.connection_kwargs["ssl_cert_reqs"] is None
+    assert "socket_timeout" not in client.connection_pool.connection_kwargs

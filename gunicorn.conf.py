@@ -1,0 +1,46 @@
+"""Gunicorn config: Heroku's reference settings (gthread, [::]:$PORT, timeouts under 30 s).
+
+Read by ``bin/web``; environment variables (``GUNICORN_CMD_ARGS``, ``WEB_CONCURRENCY``) still win.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+# Bind on IPv6 and IPv4 so the app also works in IPv6-only environments.
+bind = [f"[::]:{os.environ.get('PORT', '5000')}"]
+
+# Embedded mode (no REDIS_URL) keeps the queue inside one process: a second worker process
+# would have its own, invisible queue. With Redis, Heroku's buildpack sizes WEB_CONCURRENCY.
+workers = int(os.environ.get("WEB_CONCURRENCY", "2")) if os.environ.get("REDIS_URL") else 1
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "5"))
+
+# For gthread this is a heartbeat timeout; requests themselves are short (webhooks enqueue).
+timeout = 20
+# Finish in-flight requests before Heroku's SIGKILL 30 s after SIGTERM.
+graceful_timeout = 20
+# Longer than the router's 90 s idle keep-alive, so the router always closes first.
+keepalive = 95
+
+# Each worker builds its own app after the fork: no database or Redis sockets shared across
+# processes, and the embedded worker thread lives in the process that serves requests.
+preload_app = False
+
+# Heroku's router is the only client; trust its X-Forwarded-* headers.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
+
+accesslog = "-"
+access_log_format = (
+    'at=info method=%(m)s path="%(U)s" status=%(s)s bytes=%(B)s duration_ms=%(M)s '
+    'request_id=%({x-request-id}o)s fwd="%({x-forwarded-for}i)s" user_agent="%(a)s"'
+)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Drop a dead worker's live gauges from the multi-process metrics."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,163 @@
+"""Web health: /livez (process up), /readyz (dependencies and sync health), /metrics.
+
+/livez checks nothing outside the process, so a slow database never triggers a restart storm.
+/readyz answers 503 when something needs a human or blocks syncing: database or Redis down, a
+queue backlog past its limit, a connection that needs re-authorisation or holds an expired token
+it cannot refresh, a paused setup (quota exceeded until 00:00 UTC, cancelled account). Its JSON
+names each check; ``?verbose`` gives the same as plain text for humans (Kubernetes style).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from middleware import metrics
+from middleware.queue import queue_state
+from middleware.store import connections as connection_repo
+from middleware.store import setups as setup_repo
+from middleware.store.models import utcnow
+from middleware.web import get_redis, get_settings, get_store
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("health", __name__)
+
+DEFAULT_MAX_BACKLOG = 10_000
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+CheckResult = tuple[str, str]  # (status, detail)
+
+
+def check_database() -> CheckResult:
+    get_store().ping()
+    return OK, "reachable"
+
+
+def check_redis() -> CheckResult:
+    get_redis().ping()
+    return OK, "embedded" if get_settings().embedded else "reachable"
+
+
+def check_queues() -> CheckResult:
+    state = queue_state(get_redis())
+    limit = int(current_app.config.get("READYZ_MAX_BACKLOG", DEFAULT_MAX_BACKLOG))
+    depths = ", ".join(f"{name} {q['queued']}" for name, q in state["queues"].items())
+    detail = f"waiting: {depths}; failed: {state['failed']}; workers: {len(state['workers'])}"
+    if state["backlog"] > limit:
+        return FAIL, f"backlog {state['backlog']} over {limit}; {detail}"
+    embedded = get_settings().embedded_worker
+    if not state["workers"] and not embedded:
+        return WARN, f"no RQ worker is running; {detail}"
+    return OK, detail
+
+
+def check_connections(now: datetime) -> CheckResult:
+    problems, notes = [], []
+    with get_store().session() as session:
+        for conn in connection_repo.all_connections(session):
+            label = f" ({conn.label})" if conn.label else ""
+            name = f"{conn.vendor} connection {conn.id}{label}"
+            if conn.status != "active":
+                why = f": {conn.last_error}" if conn.last_error else ""
+                problems.append(f"{name} is {conn.status}{why}")
+            elif conn.expires_at is not None and conn.expires_at <= now:
+                if conn.refresh_token_encrypted is None:
+                    problems.append(f"{name}: access token expired and no refresh token; reconnect")
+                else:
+                    notes.append(f"{name}: access token expired, refreshed on next use")
+            elif conn.access_token_encrypted is None:
+                problems.append(f"{name} has no access token; connect it")
+    if problems:
+        return FAIL, "; ".join(problems)
+    return OK, "; ".join(notes) or "all connections usable"
+
+
+def check_setups(now: datetime) -> CheckResult:
+    with get_store().session() as session:
+        paused = setup_repo.paused(session, now)
+        reasons = [
+            f"setup {s.id} ({s.name}) paused: {s.pause_reason}"
+            + (f" until {s.paused_until.isoformat()}" if s.paused_until else " until resumed")
+            for s in paused
+        ]
+    if reasons:
+        return FAIL, "; ".join(reasons)
+    return OK, "no setup paused"
+
+
+def _checks(now: datetime) -> dict[str, Callable[[], CheckResult]]:
+    return {
+        "database": check_database,
+        "redis": check_redis,
+        "queues": check_queues,
+        "connections": lambda: check_connections(now),
+        "setups": lambda: check_setups(now),
+    }
+
+
+def run_checks(now: datetime | None = None) -> dict[str, dict[str, Any]]:
+    """Run every readiness check; a check that raises is a failure naming the error."""
+    at = now or utcnow()
+    results: dict[str, dict[str, Any]] = {}
+    failed_deps: set[str] = set()
+    for name, check in _checks(at).items():
+        if name == "queues" and "redis" in failed_deps:
+            results[name] = {"status": FAIL, "detail": "skipped: Redis is unreachable"}
+            continue
+        if name in ("connections", "setups") and "database" in failed_deps:
+            results[name] = {"status": FAIL, "detail": "skipped: database is unreachable"}
+            continue
+        started = time.perf_counter()
+        try:
+            status, detail = check()
+        except Exception as exc:  # a readiness probe reports failures, it must not raise
+            log.warning("readiness check %s failed: %s", name, exc)
+            status, detail = FAIL, f"{type(exc).__name__}: {exc}"
+            failed_deps.add(name)
+        results[name] = {
+            "status": status,
+            "detail": detail,
+            "ms": round((time.perf_counter() - started) * 1000, 1),
+        }
+    return results
+
+
+@bp.get("/livez")
+def livez() -> Response:
+    """Liveness: the process answers. No dependency is checked."""
+    return jsonify(status=OK)
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """Readiness: 200 when every check passes (warnings allowed), else 503 naming the failures."""
+    results = run_checks()
+    failed = [name for name, r in results.items() if r["status"] == FAIL]
+    code = 503 if failed else 200
+    if "verbose" in request.args:
+        lines = [
+            f"[{'-' if r['status'] == FAIL else '+'}]{name} {r['status']}: {r['detail']}"
+            for name, r in results.items()
+        ]
+        verdict = f"readyz check failed: {', '.join(failed)}" if failed else "readyz check passed"
+        text = "\n".join([*lines, verdict]) + "\n"
+        return Response(text, mimetype="text/plain"), code
+    body = {"status": FAIL if failed else OK, "failed": failed, "checks": results}
+    return jsonify(body), code
+
+
+@bp.get("/metrics")
+def metrics_view() -> Response:
+    """Prometheus exposition: web counters plus Redis-backed job counters and queue depths."""
+    try:
+        connection = get_redis()
+    except KeyError:
+        connection = None
+    body, content_type = metrics.render(connection)
+    return Response(body, content_type=content_type)

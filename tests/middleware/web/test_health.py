@@ -1,0 +1,167 @@
+"""Tests for /livez, /readyz and /metrics."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from redis import Redis
+
+from middleware import metrics, queue
+from middleware.store import connections, setups
+from middleware.web import get_store
+
+
+def _build(config: dict[str, Any]) -> Flask:
+    from app import create_app
+
+    return create_app(config)
+
+
+def test_livez_needs_nothing(config: dict[str, Any]) -> None:
+    config["REDIS"] = Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.2)
+    client = _build(config).test_client()
+    response = client.get("/livez")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok"}
+
+
+def test_readyz_ok(client: FlaskClient) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.json
+    body = response.json
+    assert body["status"] == "ok" and body["failed"] == []
+    assert set(body["checks"]) == {"database", "redis", "queues", "connections", "setups"}
+
+
+def test_readyz_names_redis_when_it_is_down(config: dict[str, Any]) -> None:
+    config["REDIS"] = Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.2)
+    response = _build(config).test_client().get("/readyz")
+    assert response.status_code == 503
+    body = response.json
+    assert body["failed"] == ["redis", "queues"]
+    assert "ConnectionError" in body["checks"]["redis"]["detail"]
+    assert body["checks"]["database"]["status"] == "ok"
+
+
+def test_readyz_fails_on_an_expired_token_that_cannot_be_refreshed(
+    app: Flask, client: FlaskClient
+) -> None:
+    past = datetime.now(UTC) - timedelta(minutes=5)
+    with app.app_context(), get_store().transaction() as session:
+        connections.create(
+            session, vendor="constantcontact", label="Acme CC", access_token="a", expires_at=past
+        )
+        connections.create(
+            session,
+            vendor="salesforce",
+            label="Acme org",
+            access_token="a",
+            refresh_token="r",
+            expires_at=past,
+        )
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    detail = response.json["checks"]["connections"]["detail"]
+    assert "constantcontact connection 1 (Acme CC)" in detail and "expired" in detail
+    # A token that refreshes on its next use is normal life, not a failure.
+    assert "salesforce connection 2" not in detail
+
+
+def test_readyz_fails_on_a_connection_needing_reauthorisation(
+    app: Flask, client: FlaskClient
+) -> None:
+    with app.app_context(), get_store().transaction() as session:
+        conn = connections.create(session, vendor="salesforce", access_token="a")
+        connections.mark_status(session, conn.id, "needs_reauth", "invalid_grant: expired")
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert "needs_reauth: invalid_grant" in response.json["checks"]["connections"]["detail"]
+
+
+def test_readyz_fails_while_a_setup_is_paused(app: Flask, client: FlaskClient) -> None:
+    until = setups.next_utc_midnight(datetime.now(UTC))
+    with app.app_context(), get_store().transaction() as session:
+        setup = setups.create(session, name="Newsletter", options={})
+        setups.pause(session, setup.id, "quota_exceeded", until)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json["failed"] == ["setups"]
+    detail = response.json["checks"]["setups"]["detail"]
+    assert "Newsletter" in detail and "quota_exceeded" in detail and until.isoformat() in detail
+
+    verbose = client.get("/readyz?verbose")
+    assert verbose.status_code == 503
+    assert verbose.mimetype == "text/plain"
+    assert "[-]setups fail" in verbose.text
+    assert "[+]database ok" in verbose.text
+    assert verbose.text.rstrip().endswith("readyz check failed: setups")
+
+
+def test_readyz_fails_when_the_backlog_is_too_long(
+    config: dict[str, Any], fake_redis: Redis
+) -> None:
+    config["READYZ_MAX_BACKLOG"] = 2
+    for n in range(3):
+        queue.enqueue("tests.middleware.test_queue.record", n, connection=fake_redis)
+    response = _build(config).test_client().get("/readyz")
+    assert response.status_code == 503
+    assert "backlog 3 over 2" in response.json["checks"]["queues"]["detail"]
+
+
+def test_readyz_warns_without_workers_but_stays_ready(config: dict[str, Any]) -> None:
+    config["REDIS_URL"] = "redis://unused.example"  # not embedded: an rq worker is expected
+    response = _build(config).test_client().get("/readyz")
+    assert response.status_code == 200
+    assert response.json["checks"]["queues"]["status"] == "warn"
+
+
+@pytest.fixture
+def counted(fake_redis: Redis) -> Redis:
+    metrics.job_run("flush", "succeeded", connection=fake_redis)
+    metrics.job_run("flush", "failed", connection=fake_redis)
+    metrics.records_synced("sf_to_cc", "created", 40, connection=fake_redis)
+    metrics.vendor_api_call("constantcontact", 429, connection=fake_redis)
+    queue.enqueue("tests.middleware.test_queue.record", 1, queue="webhooks", connection=fake_redis)
+    return fake_redis
+
+
+def test_metrics_exposes_core_counters_and_queue_depth(client: FlaskClient, counted: Redis) -> None:
+    before = _sample(
+        client, "ctct_webhook_events_total", 'outcome="rejected",reason="bad_signature"'
+    )
+    metrics.webhook_event("salesforce", "rejected", "bad_signature")
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    text = response.text
+    assert 'ctct_jobs_total{job="flush",status="failed"} 1.0' in text
+    assert 'ctct_records_synced_total{action="created",direction="sf_to_cc"} 40.0' in text
+    assert 'ctct_vendor_api_calls_total{status="429",vendor="constantcontact"} 1.0' in text
+    assert 'ctct_queue_depth{queue="webhooks"} 1.0' in text
+    after = _sample(
+        client, "ctct_webhook_events_total", 'outcome="rejected",reason="bad_signature"'
+    )
+    assert after == before + 1
+
+
+def _sample(client: FlaskClient, name: str, labels: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(name + "{") and labels in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_survive_redis_being_down(config: dict[str, Any]) -> None:
+    config["REDIS"] = Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.2)
+    response = _build(config).test_client().get("/metrics")
+    assert response.status_code == 200
+    assert "Redis metrics unavailable" in response.text
+
+
+def test_counting_never_raises_when_redis_is_down() -> None:
+    down = Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.2)
+    metrics.records_synced("cc_to_sf", "updated", connection=down)
