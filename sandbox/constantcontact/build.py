@@ -16,7 +16,8 @@ def assemble(app: Flask, sandbox: ConstantContactSandbox) -> None:
     sandbox.gate = gate.Gate(sandbox)
     sandbox.activities = activities.Activities(sandbox)
 
-    install_faults(app, sandbox.faults, errors.fault_response)  # faults first, like a flaky edge
+    gate.install_counter(app)
+    install_faults(app, sandbox.faults, errors.fault_response)  # before auth, like a flaky edge
     gate.install(app)
 
     ctl = control_blueprint(sandbox.clock, sandbox.faults, sandbox.reset, name="cc_control")

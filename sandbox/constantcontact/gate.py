@@ -79,18 +79,27 @@ def family_of(path: str) -> str:
     return parts[2] if len(parts) > 2 and parts[2] else "v3"
 
 
+def install_counter(app: Flask) -> None:
+    """Count every vendor call, registered before fault injection so faulted calls count too."""
+
+    @app.before_request
+    def _count() -> None:
+        path = request.path
+        gate: Gate = current_sandbox().gate
+        if path.startswith("/oauth2/"):
+            gate.count(f"oauth2_{path.rsplit('/', 1)[-1]}")
+        elif path.startswith("/v3/"):
+            gate.count(family_of(path))
+
+
 def install(app: Flask) -> None:
     @app.before_request
     def _gate() -> Response | None:
         path = request.path
         sandbox = current_sandbox()
         gate: Gate = sandbox.gate
-        if path.startswith("/oauth2/"):
-            gate.count(f"oauth2_{path.rsplit('/', 1)[-1]}")
+        if not path.startswith("/v3/"):
             return None
-        if not path.startswith("/v3/") and path != "/v3":
-            return None
-        gate.count(family_of(path))
         header = request.headers.get("Authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else ""
         found = sandbox.auth.check(token) if token else None

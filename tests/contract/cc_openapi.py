@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,7 +64,10 @@ from openapi_core import Config, OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 from openapi_core.templating.paths.exceptions import PathNotFound, PathsNotFound
 
-SPEC_PATH = Path("/work/shared/reference/constantcontact/v3-openapi3.json")
+# The official spec lives beside the project's reference notes; CC_OPENAPI_SPEC points elsewhere.
+SPEC_PATH = Path(
+    os.environ.get("CC_OPENAPI_SPEC", "/work/shared/reference/constantcontact/v3-openapi3.json")
+)
 GATEWAY_STATUSES = frozenset({401, 403, 429, 500, 503})
 OBJECT_ERROR_STATUSES = frozenset({401, 429})
 CSV_PARAMS = ("include", "status", "sms_status")

@@ -116,6 +116,7 @@ def test_faults_answer_with_cc_shaped_bodies(
     resp = cc.get("/v3/contacts")
     assert (resp.status_code, resp.json()) == (status, body)
     assert cc.get("/v3/contacts").status_code == 200  # consumed
+    assert cc.get("/_sandbox/state").json()["calls"]["by_family"]["contacts"] == 2
 
 
 def test_slow_fault_uses_the_injected_sleep(clock: FrozenClock) -> None:
