@@ -127,3 +127,12 @@ def test_patches_do_not_touch_the_raw_spec() -> None:
     before = json.dumps(raw, sort_keys=True)
     patch_spec(raw)
     assert json.dumps(raw, sort_keys=True) == before
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("created_at", "yesterday"), ("contact_id", "not-a-uuid")]
+)
+def test_formats_are_checked(field: str, value: str) -> None:
+    req = prepared("GET", f"/v3/contacts/{CONTACT_ID}")
+    with pytest.raises(AssertionError, match=field):
+        validate(req, response(200, contact(**{field: value})))
