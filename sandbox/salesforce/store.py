@@ -170,6 +170,17 @@ _EMAIL_RE = re.compile(
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _NAMED = ("Contact", "Lead")  # objects whose Name is FirstName + LastName
 _SYSTEM = ("CreatedDate", "CreatedById", "LastModifiedDate", "LastModifiedById", "SystemModstamp")
+# Read-only fields a seed may still set, to back-date records or load converted leads.
+_SEEDABLE = frozenset(
+    {
+        *_SYSTEM,
+        "IsConverted",
+        "ConvertedDate",
+        "ConvertedAccountId",
+        "ConvertedContactId",
+        "LastActivityDate",
+    }
+)
 _CASCADES = {
     # parent object -> (child object, reference field) deleted and undeleted with it
     "Account": (("Contact", "AccountId"),),
@@ -1289,7 +1300,7 @@ class OrgStore:
                 raise _err(
                     "INVALID_FIELD", f"No such column '{key}' on sobject of type {obj.name}", [key]
                 )
-            if not fd.stored or fd.name in ("Id", "IsDeleted", "Name"):
+            if not fd.stored or not (fd.createable or fd.name in _SEEDABLE):
                 raise _err(
                     "INVALID_FIELD_FOR_INSERT_UPDATE",
                     f"Unable to create/update fields: {fd.name}{READ_ONLY_TAIL}",
@@ -1326,6 +1337,16 @@ class OrgStore:
                             keys.append(part)
                             names.append(part)
                             canon[part] = obj.fields[part]
+        derived = []
+        if obj.name == "CampaignMember" and "Status" in names:
+            derived.append("HasResponded")
+        bounce = {"EmailBouncedReason", "EmailBouncedDate"}
+        if "IsEmailBounced" in obj.fields and bounce & set(names):
+            derived.append("IsEmailBounced")
+        for name in derived:
+            keys.append(name)
+            names.append(name)
+            canon[name] = obj.fields[name]
         consts = {k: v for k, v in defaults.items() if k not in names}
         convs: list[tuple[int, Callable[[Any], Any]]] = []
         for i, key in enumerate(keys):
@@ -1382,10 +1403,17 @@ class OrgStore:
                 out = (rid, *vals, full)
             else:
                 out = (rid, *vals)
-            if sc or keep:
+            if sc or keep or derived:
                 rec = dict(zip(all_names, out, strict=True))
+                if "HasResponded" in derived:
+                    rec["HasResponded"] = int(rec.get("Status") == "Responded")
+                if "IsEmailBounced" in derived:
+                    rec["IsEmailBounced"] = int(
+                        bool(rec.get("EmailBouncedReason") or rec.get("EmailBouncedDate"))
+                    )
                 if sc:
                     self._sync_state_country(obj, rec, None)
+                if sc or derived:
                     out = tuple(rec[n] for n in all_names)
                 if keep:
                     kept.append({**consts, **rec})

@@ -886,3 +886,35 @@ def test_open_store_reads_the_sandbox_config(tmp_path: Any) -> None:
         "OwnerId": "005SB0000000002AAA",
         "Score__c": 4.0,
     }
+
+
+def test_insert_many_other_objects_and_derived_fields(store: OrgStore) -> None:
+    assert store.insert_many("Account", [{"Name": "Acme"}, {"Name": "Globex"}]) == 2
+    store.insert_many("Campaign", [{"Name": "Fall", "IsActive": True}])
+    campaign = next(store.query("SELECT Id FROM Campaign").rows)["Id"]
+    store.insert_many(
+        "Contact", [{"LastName": "A", "EmailBouncedReason": "550"}, {"LastName": "B"}]
+    )
+    a, b = (r["Id"] for r in store.query("SELECT Id FROM Contact ORDER BY LastName").rows)
+    store.insert_many(
+        "CampaignMember",
+        [
+            {"CampaignId": campaign, "ContactId": a, "Status": "Responded"},
+            {"CampaignId": campaign, "ContactId": b},
+        ],
+    )
+    assert list(
+        store.query("SELECT LastName, IsEmailBounced FROM Contact ORDER BY LastName").rows
+    ) == [
+        {"LastName": "A", "IsEmailBounced": True},
+        {"LastName": "B", "IsEmailBounced": False},
+    ]
+    assert next(store.query("SELECT NumberOfContacts, NumberOfResponses FROM Campaign").rows) == {
+        "NumberOfContacts": 2,
+        "NumberOfResponses": 1,
+    }
+    store.insert_many(
+        "Lead",
+        [{"LastName": "L", "Company": "C", "IsConverted": True, "ConvertedDate": "2026-01-02"}],
+    )
+    assert store.query("SELECT COUNT() FROM Lead WHERE IsConverted = true").total_size == 1
