@@ -64,9 +64,14 @@ from openapi_core import Config, OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 from openapi_core.templating.paths.exceptions import PathNotFound, PathsNotFound
 
-# The official spec lives beside the project's reference notes; CC_OPENAPI_SPEC points elsewhere.
+# The official spec lives in the shared reference folder beside the repository (CI lays it out
+# the same way next to its fresh clone); CC_OPENAPI_SPEC points elsewhere.
+_SHARED_SPEC = Path("reference") / "constantcontact" / "v3-openapi3.json"
 SPEC_PATH = Path(
-    os.environ.get("CC_OPENAPI_SPEC", "/work/shared/reference/constantcontact/v3-openapi3.json")
+    os.environ.get(
+        "CC_OPENAPI_SPEC",
+        str(Path(__file__).resolve().parents[2].parent / "shared" / _SHARED_SPEC),
+    )
 )
 GATEWAY_STATUSES = frozenset({401, 403, 429, 500, 503})
 OBJECT_ERROR_STATUSES = frozenset({401, 429})
