@@ -41,6 +41,8 @@ from rq.registry import (
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
+from middleware.logging import request_id_var
+
 if TYPE_CHECKING:
     from middleware.settings import Settings
     from middleware.store.db import Store
@@ -202,10 +204,13 @@ def current_runtime() -> Runtime:
     global _process_runtime
     with _process_runtime_lock:
         if _process_runtime is None:
+            from middleware.logging import configure_logging
             from middleware.settings import Settings
             from middleware.store.db import Store
 
             settings = Settings.from_env()
+            # An rq worker only configures RQ's own logger; our job logs need a handler too.
+            configure_logging(settings.log_level)
             job = get_current_job()
             connection = job.connection if job is not None else get_redis(settings)
             _process_runtime = Runtime(
@@ -279,6 +284,10 @@ def enqueue(
     """
     job_kwargs = dict(kwargs or {})
     _check_json(args, job_kwargs)
+    # Carry the request id of the webhook or admin call into the job, for one grep end to end.
+    request_id = request_id_var.get()
+    if request_id != "-":
+        meta = {"request_id": request_id, **(meta or {})}
     q = get_queue(_connection(connection), queue)
     options: dict[str, Any] = {
         "args": args,
@@ -545,6 +554,14 @@ class EmbeddedWorker(SimpleWorker):
 
     # SIGALRM only works in the main thread; a timer thread enforces job timeouts instead.
     death_penalty_class = TimerDeathPenalty
+
+    def perform_job(self, job: Job, queue: Queue) -> bool:
+        # Log lines of the job carry the id of the request that caused it (or the job id).
+        token = request_id_var.set(str(job.meta.get("request_id") or job.id))
+        try:
+            return bool(super().perform_job(job, queue))
+        finally:
+            request_id_var.reset(token)
 
     def _install_signal_handlers(self) -> None:
         # Signal handlers can only be installed from the main thread; the web server owns them.

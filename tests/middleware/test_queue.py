@@ -225,3 +225,22 @@ def test_rq_cli_connection_class_accepts_self_signed_tls() -> None:
     client = queue.TolerantRedis.from_url("rediss://:pw@redis.example.com:6380/0")
     assert client.connection_pool.connection_kwargs["ssl_cert_reqs"] is None
     assert "socket_timeout" not in client.connection_pool.connection_kwargs
+
+
+def current_request_id() -> str:
+    from middleware.logging import request_id_var
+
+    return request_id_var.get()
+
+
+def test_request_id_follows_the_job(conn: Redis) -> None:
+    from middleware.logging import request_id_var
+
+    token = request_id_var.set("req-42")
+    try:
+        job = queue.enqueue(current_request_id, connection=conn)
+    finally:
+        request_id_var.reset(token)
+    assert job.meta["request_id"] == "req-42"
+    run_all(conn)
+    assert job.return_value() == "req-42"
