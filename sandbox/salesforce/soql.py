@@ -11,10 +11,12 @@ Semantics, checked against Salesforce's documentation and kept on purpose:
 - Keywords, object and field names are case-insensitive; results use canonical API names.
 - String comparisons (=, !=, IN, LIKE, ORDER BY) ignore case, as Salesforce's collation does;
   SQLite's NOCASE folds ASCII only, so non-ASCII letters compare exactly.
-- Nulls: `x = null` / `x != null` test for null. `x != 'a'` and `x NOT IN ('a')` also match
-  records whose x is null (Salesforce treats null as a value that differs from 'a'); `<`, `>`,
-  `LIKE` never match null. `NOT (...)` is two-valued: it matches exactly the records its operand
-  does not match, nulls included.
+- Nulls: `x = null` / `x != null` test for null (on a checkbox they mean false / true, as
+  Salesforce documents). `x != 'a'` also matches records whose x is null; `x NOT IN ('a')` does
+  not (a reported SOQL gotcha; Salesforce's reference is silent), nor does a NOT IN semi-join.
+  `<`, `>`, `LIKE` never match null. `NOT (...)` is two-valued: it matches exactly the records
+  its operand does not match, nulls included. A filter on a parent field treats a missing parent
+  as nulls (`Account.Name = null` matches contacts without an account), as documented.
 - `AND` and `OR` cannot be mixed at one level without parentheses (MALFORMED_QUERY), as in SOQL.
 - Date constants (TODAY, LAST_N_DAYS:n, THIS_MONTH, ...) are ranges in the org's time zone, which
   for the sandbox is UTC; weeks start on Sunday. Dates compare with date literals only and
@@ -913,10 +915,8 @@ class Compiler:
                 pieces.append(f"{col} IS NULL")
             sql = "(" + " OR ".join(pieces) + ")" if pieces else "0"
             if node.negate:
-                # NOT IN is two-valued like NOT: nulls match unless null was listed.
-                if has_null:
-                    return f"({col} IS NOT NULL AND NOT {sql})", False, col
-                return f"({col} IS NULL OR NOT {sql})", True, col
+                # Unlike != and NOT (...), NOT IN never matches a null field.
+                return f"({col} IS NOT NULL AND NOT {sql})", False, col
             return sql, has_null, col
 
         op = node.op
@@ -950,6 +950,8 @@ class Compiler:
         if lit.kind == "dateconst":
             return self._date_range(fd, lit, op, col, params)
         value = self._value(fd, lit)
+        if value is None and fd.type == "boolean":
+            value = 0  # Salesforce reads `Checkbox = null` as `= false`, and `!= null` as `= true`
         if value is None:
             if op == "=":
                 return f"{col} IS NULL", True, col
@@ -1007,7 +1009,7 @@ class Compiler:
             f"{inner_scope.joins_sql(None)} WHERE {' AND '.join(where)}"
         )
         if node.negate:
-            return f"({col} IS NULL OR {col} NOT IN ({sql}))", True, col
+            return f"({col} IS NOT NULL AND {col} NOT IN ({sql}))", False, col
         return f"{col} IN ({sql})", False, col
 
     def _date_range(

@@ -88,10 +88,15 @@ ALL = ["Jones", "Lee", "O'Neil", "Per%cent", "Smith", "Under_score"]
         # booleans
         ("HasOptedOutOfEmail = true", ["Jones"]),
         ("HasOptedOutOfEmail = false", ["Lee", "O'Neil", "Per%cent", "Smith", "Under_score"]),
+        ("HasOptedOutOfEmail = null", ["Lee", "O'Neil", "Per%cent", "Smith", "Under_score"]),
+        ("HasOptedOutOfEmail != null", ["Jones"]),
+        ("Account.Name = null", ["Lee", "Per%cent", "Under_score"]),
+        ("AccountId NOT IN (SELECT Id FROM Account WHERE Name = 'Acme')", ["Jones"]),
         # IN / NOT IN, with and without null
         ("Title IN ('ceo', 'CFO')", ["Jones", "Smith"]),
         ("Title IN ('CEO', null)", ["O'Neil", "Smith", "Under_score"]),
-        ("Title NOT IN ('CEO', 'CFO')", ["Lee", "O'Neil", "Per%cent", "Under_score"]),
+        # NOT IN leaves nulls out, unlike != and NOT (...)
+        ("Title NOT IN ('CEO', 'CFO')", ["Lee", "Per%cent"]),
         ("Title NOT IN ('CEO', null)", ["Jones", "Lee", "Per%cent"]),
         # LIKE: case-insensitive, % and _ wildcards, \% and \_ literal
         ("LastName LIKE 's%'", ["Smith"]),
