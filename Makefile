@@ -27,7 +27,7 @@ unit: install
 	$(BIN)/pytest -m "not integration"
 
 demo: install
-	$(BIN)/python -m sandbox.demo
+	$(BIN)/python demo.py
 
 bench: install
 	$(BIN)/python bench/sandbox_throughput.py

@@ -1,0 +1,345 @@
+"""`make demo`: both sandboxes, the service and its worker on embedded defaults, and a real sync.
+
+Nothing here is faked: the service is the same Flask app gunicorn runs, on SQLite and the
+in-process queue (no Redis, no PostgreSQL); the Salesforce sandbox speaks HTTPS with its own CA,
+the Constant Contact sandbox enforces 4 requests/s; connections are made through the vendors'
+OAuth flows; changes are real Salesforce writes whose change events the sandbox posts to the
+service's webhook, the way a Flow HTTP callout would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import shutil
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+from cryptography.fernet import Fernet
+from werkzeug.serving import make_server
+
+from sandbox import server as sandbox_server
+
+WORKDIR = Path("instance") / "demo"
+MAIN_LIST = "Demo Main List"
+
+
+def _free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise RuntimeError("no free port")
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def step(title: str) -> None:
+    say()
+    say(f"== {title}")
+
+
+class Demo:
+    def __init__(self, contacts: int, burst: int) -> None:
+        self.contacts = contacts
+        self.burst = burst
+
+    # --- start everything ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if WORKDIR.exists():
+            shutil.rmtree(WORKDIR)
+        WORKDIR.mkdir(parents=True)
+        step("Starting the Salesforce and Constant Contact sandboxes")
+        self.sandboxes = sandbox_server.start(
+            sf_port=_free_port(8701),
+            cc_port=_free_port(8702),
+            tls_dir=Path("instance") / "sandbox-tls",
+            cc_config={"RATE_PER_SECOND": 4, "ACTIVITY_STEPS": 1},
+        )
+        self.sf_url, self.cc_url = self.sandboxes.sf_url, self.sandboxes.cc_url
+        say(f"Salesforce sandbox        {self.sf_url}  (CA {self.sandboxes.tls.ca_cert})")
+        say(f"Constant Contact sandbox  {self.cc_url}  (4 requests/s, like the real API)")
+
+        step("Starting the service (SQLite + in-process queue and worker: no Redis, no PostgreSQL)")
+        port = _free_port(5000)
+        self.base = f"http://127.0.0.1:{port}"
+        self.admin_token = secrets.token_urlsafe(24)
+        from app import create_app
+
+        self.app = create_app(
+            {
+                "SECRET_KEY": secrets.token_urlsafe(32),
+                "ADMIN_TOKEN": self.admin_token,
+                "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+                "DATABASE_URL": f"sqlite:///{(WORKDIR / 'demo.sqlite3').resolve()}",
+                "EMBEDDED_WORKER": True,
+                "PUBLIC_URL": self.base,
+                "SALESFORCE_LOGIN_URL": self.sf_url,
+                "SALESFORCE_CLIENT_ID": "sandbox-client-id",
+                "SALESFORCE_CLIENT_SECRET": "sandbox-client-secret",
+                "SALESFORCE_CA_BUNDLE": str(self.sandboxes.tls.ca_cert),
+                "CC_API_URL": f"{self.cc_url}/v3",
+                "CC_AUTH_URL": f"{self.cc_url}/oauth2/default/v1",
+                "CC_CLIENT_ID": "sandbox-client-id",
+                "CC_CLIENT_SECRET": "sandbox-client-secret",
+                "FLUSH_DELAY_SECONDS": 0.5,
+                "LOG_LEVEL": "WARNING",
+            }
+        )
+        self.http = make_server("127.0.0.1", port, self.app, threaded=True)
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+        say(f"Service                   {self.base}  (admin token printed at the end)")
+
+        self.admin = requests.Session()
+        self.admin.trust_env = False
+        self.admin.headers["Authorization"] = f"Bearer {self.admin_token}"
+        self.sf = requests.Session()
+        self.sf.trust_env = False
+        self.sf.verify = str(self.sandboxes.tls.ca_cert)
+        self.cc = requests.Session()
+        self.cc.trust_env = False
+
+    def stop(self) -> None:
+        self.http.shutdown()
+        worker = self.app.extensions["middleware"].get("worker")
+        if worker is not None:
+            worker.stop()
+        self.sandboxes.stop()
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        r = self.admin.request(method, f"{self.base}/admin/api{path}", timeout=60, **kwargs)
+        if r.status_code >= 400:
+            raise SystemExit(f"admin API {method} {path} answered {r.status_code}: {r.text[:800]}")
+        return r.json() if r.content else None
+
+    def sf_call(self, method: str, path: str, **kwargs: Any) -> Any:
+        r = self.sf.request(method, f"{self.sf_url}{path}", timeout=600, **kwargs)
+        if r.status_code >= 400:
+            raise SystemExit(f"Salesforce sandbox {method} {path}: {r.status_code} {r.text[:500]}")
+        return r.json() if r.content else None
+
+    def cc_contact(self, email: str) -> dict[str, Any] | None:
+        r = self.cc.get(f"{self.cc_url}/_sandbox/contacts", params={"email": email}, timeout=30)
+        return r.json() if r.status_code == 200 else None
+
+    def wait_idle(self, setup_id: int, timeout: float = 300.0) -> None:
+        """Until no change is pending and no run is running."""
+        deadline = time.monotonic() + timeout
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            status = self.api("GET", f"/setups/{setup_id}/status")
+            busy = status.get("pending", 0) or any(
+                r.get("status") in ("queued", "running") for r in status.get("recent_runs", [])
+            )
+            if busy:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > 1.5:
+                return
+            time.sleep(0.25)
+        raise SystemExit("the sync did not settle in time; see the runs with the admin API")
+
+    # --- the story -------------------------------------------------------------------------------
+
+    def connect(self) -> tuple[int, int]:
+        step("Connecting both accounts through their OAuth flows")
+        ids = []
+        for vendor, label in (("salesforce", "Sandbox org"), ("constantcontact", "Sandbox CC")):
+            start = self.api("POST", "/connections/start", json={"vendor": vendor, "label": label})
+            session = self.sf if vendor == "salesforce" else self.cc
+            # The sandboxes auto-approve and redirect to our callback, which stores the tokens.
+            r = session.get(start["authorize_url"], timeout=30, allow_redirects=True)
+            if r.status_code >= 400:
+                raise SystemExit(f"OAuth callback for {vendor} failed: {r.status_code} {r.text}")
+            connections = self.api("GET", "/connections")
+            items = connections.get("connections", connections)
+            conn = max((c for c in items if c["vendor"] == vendor), key=lambda c: c["id"])
+            say(f"{vendor:16} connection {conn['id']}: {conn['status']} ({conn['label']})")
+            ids.append(conn["id"])
+        return ids[0], ids[1]
+
+    def create_setup(self, sf_conn: int, cc_conn: int) -> dict[str, Any]:
+        step("Creating a setup (Contacts → Constant Contact main list)")
+        body = {
+            "name": "Demo setup",
+            "object_type": "Contact",
+            "main_list": MAIN_LIST,
+            "salesforce_connection": sf_conn,
+            "constant_contact_connection": cc_conn,
+            "unsubscribe_on_sf_opt_out": True,
+            "remove_on_sf_delete": True,
+        }
+        setup = self.api("POST", "/setups", json=body)
+        setup = setup.get("setup", setup)
+        say(f"setup {setup['id']}: {setup['name']!r}, webhook {setup['webhook']['url']}")
+        secret = setup["webhook"].get("secret")
+        self.sf_call(
+            "POST",
+            "/_sandbox/events/delivery",
+            json={"url": setup["webhook"]["url"], "headers": {"X-Webhook-Secret": secret}},
+        )
+        say("the Salesforce sandbox now posts its change events to that webhook")
+        return dict(setup)
+
+    def initial_sync(self, setup_id: int) -> None:
+        step(f"Seeding {self.contacts:,} Salesforce contacts, then Sync Now")
+        seeded = self.sf_call("POST", "/_sandbox/seed", json={"contacts": self.contacts})
+        say(f"seeded: {json.dumps(seeded)}")
+        started = time.monotonic()
+        self.api("POST", f"/setups/{setup_id}/sync")
+        self.wait_idle(setup_id)
+        say(f"Sync Now finished in {time.monotonic() - started:.1f}s")
+        self.print_last_run(setup_id)
+
+    def changes(self, setup_id: int) -> None:
+        step("Changing records in Salesforce; the change events drive the sync")
+        rec = "/_sandbox/records/Contact"
+        ada = self.sf_call(
+            "POST",
+            rec,
+            json={
+                "FirstName": "Ada",
+                "LastName": "Lovelace",
+                "Email": "ada@example.org",
+                "Title": "Analyst",
+            },
+        )
+        grace = self.sf_call(
+            "POST",
+            rec,
+            json={"FirstName": "Grace", "LastName": "Hopper", "Email": "grace@example.org"},
+        )
+        alan = self.sf_call(
+            "POST",
+            rec,
+            json={"FirstName": "Alan", "LastName": "Turing", "Email": "alan@example.org"},
+        )
+        edsger = self.sf_call(
+            "POST",
+            rec,
+            json={"FirstName": "Edsger", "LastName": "Dijkstra", "Email": "edsger@old.example.org"},
+        )
+        self.wait_idle(setup_id)
+        say("created 4 contacts (Ada, Grace, Alan, Edsger)")
+        self.sf_call("PATCH", f"{rec}/{ada['id']}", json={"Title": "Countess of Computing"})
+        self.sf_call("PATCH", f"{rec}/{grace['id']}", json={"HasOptedOutOfEmail": True})
+        self.sf_call("DELETE", f"{rec}/{alan['id']}")
+        self.sf_call("PATCH", f"{rec}/{edsger['id']}", json={"Email": "edsger@new.example.org"})
+        say("edited Ada's title, opted Grace out, deleted Alan, changed Edsger's email")
+        self.wait_idle(setup_id)
+        for email, what in (
+            ("ada@example.org", "title edited"),
+            ("grace@example.org", "opted out in Salesforce"),
+            ("alan@example.org", "deleted in Salesforce"),
+            ("edsger@old.example.org", "old address"),
+            ("edsger@new.example.org", "new address"),
+        ):
+            self.show_contact(email, what)
+
+        step(f"A burst: {self.burst} contacts edited at once")
+        page = self.sf_call("GET", rec, params={"limit": self.burst})
+        started = time.monotonic()
+        for i, record in enumerate(page.get("records", [])[: self.burst]):
+            self.sf_call("PATCH", f"{rec}/{record['Id']}", json={"Title": f"Burst title {i}"})
+        self.wait_idle(setup_id)
+        say(f"burst settled {time.monotonic() - started:.1f}s after the first edit")
+        self.print_last_run(setup_id)
+
+    # --- reporting -------------------------------------------------------------------------------
+
+    def show_contact(self, email: str, what: str) -> None:
+        contact = self.cc_contact(email)
+        if contact is None:
+            say(f"  {email:28} ({what}): not in Constant Contact")
+            return
+        consent = contact["email_address"]["permission_to_send"]
+        lists = contact.get("list_names") or contact.get("list_memberships") or []
+        title = contact.get("job_title", "")
+        say(f"  {email:28} ({what}): {consent}, lists {lists}, title {title!r}")
+
+    def print_last_run(self, setup_id: int) -> None:
+        runs = self.api("GET", f"/setups/{setup_id}/runs", params={"limit": 1})
+        items = runs.get("runs", runs)
+        if items:
+            run = items[0]
+            say(
+                f"last run #{run['id']} {run['kind']} {run['status']}: "
+                f"counts {json.dumps(run.get('counts'))}, "
+                f"API calls {json.dumps(run.get('api_calls'))}"
+            )
+
+    def summary(self, setup_id: int) -> None:
+        step("What happened")
+        runs = self.api("GET", f"/setups/{setup_id}/runs", params={"limit": 50})
+        items = list(reversed(runs.get("runs", runs)))
+        say(f"{'run':>5} {'kind':12} {'status':10} {'records':>8}  API calls")
+        for run in items:
+            counts = run.get("counts") or {}
+            say(
+                f"{run['id']:>5} {run['kind']:12} {run['status']:10} "
+                f"{counts.get('records', 0):>8}  {json.dumps(run.get('api_calls'))}"
+            )
+        cc_state = self.cc.get(f"{self.cc_url}/_sandbox/state", timeout=30).json()
+        sf_state = self.sf_call("GET", "/_sandbox/state")
+        say(f"Constant Contact holds {json.dumps(cc_state.get('records'))}")
+        say(f"Constant Contact API calls: {json.dumps(cc_state.get('calls', {}).get('by_family'))}")
+        say(f"Salesforce API calls: {json.dumps(sf_state.get('api_calls'))}")
+        errors = self.api("GET", f"/setups/{setup_id}/errors")
+        say(f"open sync errors: {len(errors.get('errors', errors))}")
+
+        step("Where to look")
+        say(
+            f"admin API      curl -H 'Authorization: Bearer {self.admin_token}' "
+            f"{self.base}/admin/api/setups/{setup_id}/runs"
+        )
+        say(f"OpenAPI        {self.base}/admin/api/openapi.json")
+        say(f"health         {self.base}/livez  {self.base}/readyz?verbose")
+        say(f"metrics        {self.base}/metrics")
+        say(f"sandboxes      {self.sf_url}/_sandbox/state  {self.cc_url}/_sandbox/state")
+        say(f"database       {WORKDIR / 'demo.sqlite3'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--contacts", type=int, default=3000, help="Salesforce contacts to seed")
+    parser.add_argument("--burst", type=int, default=300, help="contacts edited in the burst")
+    parser.add_argument("--keep-running", action="store_true", help="serve until Ctrl-C")
+    args = parser.parse_args(argv)
+
+    demo = Demo(args.contacts, args.burst)
+    demo.start()
+    try:
+        sf_conn, cc_conn = demo.connect()
+        setup = demo.create_setup(sf_conn, cc_conn)
+        demo.initial_sync(setup["id"])
+        demo.changes(setup["id"])
+        demo.summary(setup["id"])
+        if args.keep_running:
+            say("\nServing until Ctrl-C.")
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.stop()
+    say("\nDemo finished.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
