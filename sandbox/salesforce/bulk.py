@@ -135,6 +135,49 @@ def check_bulk_soql(soql: str, schema: Any = None) -> None:
                 )
 
 
+def _bool_cell(value: Any) -> str:
+    return "" if value is None else ("true" if value else "false")
+
+
+def _datetime_cell(value: Any) -> Any:
+    if isinstance(value, str) and value.endswith("+0000"):
+        return value[:-5] + "Z"
+    return value
+
+
+_PLAIN_TYPES = frozenset(
+    {
+        "id",
+        "reference",
+        "string",
+        "textarea",
+        "email",
+        "phone",
+        "url",
+        "picklist",
+        "multipicklist",
+        "combobox",
+        "date",
+        "int",
+        "double",
+        "currency",
+        "percent",
+        "encryptedstring",
+    }
+)
+
+
+def _cell_converter(kind: str | None) -> Callable[[Any], Any] | None:
+    """How one column's values become CSV cells; None when the csv writer's own str() is right."""
+    if kind == "boolean":
+        return _bool_cell
+    if kind == "datetime":
+        return _datetime_cell
+    if kind in _PLAIN_TYPES:
+        return None
+    return bulk_cell  # unknown type: decide per value
+
+
 def _object_of(soql: str) -> str:
     m = re.search(r"\bFROM\s+(\w+)", _strip_literals(soql), re.IGNORECASE)
     return m.group(1) if m else ""
@@ -401,16 +444,44 @@ class BulkJobs:
 
     def _spool_query(self, job: Job, result: Any) -> None:
         assert job.spool is not None
-        getters = [column_getter(c) for c in job.spool.header]
+        columns = list(job.spool.header)
+        convert = [_cell_converter(self._column_type(job.object, c)) for c in columns]
+        # Only the columns that need it get a Python call per cell; text, numbers and nulls go
+        # to the csv writer as they are (it writes None as an empty field).
+        special = [(i, f) for i, f in enumerate(convert) if f is not None]
+        nested = [(i, column_getter(c)) for i, c in enumerate(columns) if "." in c]
 
-        def rows() -> Iterator[list[str]]:
+        def rows() -> Iterator[list[Any]]:
             for row in result.rows:
-                yield [bulk_cell(get(row)) for get in getters]
+                values = [row.get(c) for c in columns]
+                for i, get in nested:
+                    values[i] = get(row)
+                for i, fmt in special:
+                    values[i] = fmt(values[i])
+                yield values
 
         job.spool.write_rows(rows(), should_stop=job.abort.is_set)
         if job.abort.is_set():
             return
         self._finish(job, "JobComplete")
+
+    def _column_type(self, sobject: str, path: str) -> str | None:
+        """The describe type of a select-list path, or None when the schema cannot tell."""
+        schema = getattr(self.sandbox.store, "schema", None)
+        obj = schema.sobject(sobject) if schema is not None else None
+        if obj is None:
+            return None
+        assert schema is not None
+        *relations, name = path.split(".")
+        for rel in relations:
+            fd = obj.relationship(rel)
+            if fd is None or not fd.reference_to:
+                return None
+            obj = schema.sobject(fd.reference_to[0])
+            if obj is None:
+                return None
+        fd = obj.field(name)
+        return str(fd.type) if fd is not None else None
 
     def _locator(self, job: Job, row: int) -> str:
         mac = hmac.new(job.locator_key, str(row).encode(), hashlib.sha256).digest()[:6]

@@ -232,6 +232,7 @@ class EventHub:
         self._sender: threading.Thread | None = None
         self._closed = False
         self._person_contacts: dict[str, str] = {}
+        self._formula_cache: dict[str, frozenset[str]] = {}
         self.target = self._configured_target()
 
     # -- configuration -------------------------------------------------------------------------
@@ -286,13 +287,21 @@ class EventHub:
         return self._replay
 
     def _formula_fields(self, entity: str) -> frozenset[str]:
-        finder = getattr(self.sandbox.store, "formula_fields", None)
-        if finder is None:
-            return frozenset()
-        try:
-            return frozenset(finder(entity))
-        except Exception:  # an unknown entity has no formula fields worth hiding
-            return frozenset()
+        """Fields computed at read time (formulas): Salesforce leaves them out of change events."""
+        cached = self._formula_cache.get(entity)
+        if cached is not None:
+            return cached
+        found: frozenset[str] = frozenset()
+        schema = getattr(self.sandbox.store, "schema", None)
+        obj = schema.sobject(entity) if schema is not None else None
+        if obj is not None:
+            found = frozenset(
+                fd.name
+                for fd in obj.fields.values()
+                if getattr(fd, "calculated", False) and getattr(fd, "expr", None)
+            )
+        self._formula_cache[entity] = found
+        return found
 
     def render_payload(
         self,
