@@ -246,6 +246,7 @@ class OrgStore:
         self._listeners: list[Listener] = []
         self._tx: _Tx | None = None
         self._savepoint_seq = 0
+        self._streams = 0  # query streams that have started and not finished
         self._uri = f"file:sf-org-{uuid.uuid4().hex}?mode=memory&cache=shared"
         self._conn = sqlite3.connect(
             self._uri, uri=True, check_same_thread=False, isolation_level=None
@@ -1052,9 +1053,6 @@ class OrgStore:
             ]
             for child_id in ids:
                 child_row = self._row(self.schema.objects[child_name], child_id)
-                if child_name == "Contact" and child_row and not child_row.get("IsPersonAccount"):
-                    # Salesforce deletes an account's contacts with it; orphaned ones stay put.
-                    pass
                 self._hard_delete(
                     self.schema.objects[child_name],
                     child_id,
@@ -1253,10 +1251,15 @@ class OrgStore:
     def _drop_indexes_if_empty(self, obj: SObject) -> None:
         # Building an index once over a sorted load is several times faster than keeping it up
         # to date row by row; only worth it (and only safe to skip) when the table starts empty.
+        if self._streams:
+            return  # an open query stream holds the schema; dropping an index would fail
         if self._conn.execute(f"SELECT 1 FROM {_q(obj.name)} LIMIT 1").fetchone() is not None:
             return
-        for name, _cols in _indexes(obj):
-            self._conn.execute(f"DROP INDEX IF EXISTS {_q(obj.name + '_' + name)}")
+        try:
+            for name, _cols in _indexes(obj):
+                self._conn.execute(f"DROP INDEX IF EXISTS {_q(obj.name + '_' + name)}")
+        except sqlite3.OperationalError:
+            log.info("kept %s indexes during the load: the schema is in use", obj.name)
 
     def _create_indexes(self, obj: SObject) -> None:
         for name, cols_sql in _indexes(obj):
@@ -1525,6 +1528,9 @@ class OrgStore:
 
     def _stream(self, compiled: Any) -> Iterator[dict[str, Any]]:
         """Rows through a private read connection, fetched in chunks, without the store's lock."""
+        with self._lock:
+            # Counted under the lock so a bulk load knows no reader can be using the schema.
+            self._streams += 1
         conn = sqlite3.connect(self._uri, uri=True, check_same_thread=False)
         try:
             # Read-uncommitted takes no table locks in shared-cache mode, so writers keep going
@@ -1540,6 +1546,8 @@ class OrgStore:
                     yield build(row)
         finally:
             conn.close()
+            with self._lock:
+                self._streams -= 1
 
     def count(self, sobject: str, *, include_deleted: bool = False) -> int:
         obj = self._obj(sobject)

@@ -131,3 +131,16 @@ def test_threads_writing_and_reading_together() -> None:
     assert len(ids) == len(set(ids)) == workers * per_worker + workers * (per_worker // 5)
     transactions = workers * per_worker * 2 + workers * (per_worker // 5)
     assert len(seen) == transactions
+
+
+def test_bulk_load_into_an_empty_table_while_a_stream_is_open() -> None:
+    store = seeded()
+    result = store.query("SELECT Id FROM Contact")
+    next(result.rows)
+    assert (
+        store.insert_many("Lead", ({"LastName": f"L{i}", "Company": "C"} for i in range(100)))
+        == 100
+    )
+    assert sum(1 for _ in result.rows) == ROWS - 1
+    hits = store.query("SELECT Id FROM Lead WHERE LastName = 'L7'")
+    assert hits.total_size == 1
