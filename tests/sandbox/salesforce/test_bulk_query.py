@@ -221,3 +221,28 @@ def test_in_process_session_mounts_only_the_instance():
     assert session.get_adapter(f"{INSTANCE_URL}/services/data/").__class__.__name__ == (
         "WSGIAdapter"
     )
+
+
+def test_full_sandbox_app_wiring_with_seed_and_an_expired_session():
+    from simple_salesforce import Salesforce
+    from simple_salesforce.exceptions import SalesforceExpiredSession
+
+    from sandbox.salesforce import create_app
+    from sandbox.salesforce.app import current_sandbox
+    from sandbox.salesforce.seed import seed_org
+
+    app = create_app({"BULK_POLL_WAIT": 0, "EVENT_DELIVERY": "sync"})
+    with app.app_context():
+        sandbox = current_sandbox()
+    seed_org(sandbox, contacts=25)
+    token = sandbox.auth.issue().access_token
+    session = in_process_session(INSTANCE_URL, app)
+    sf = Salesforce(session_id=token, instance_url=INSTANCE_URL, version="64.0", session=session)
+    pages = list(sf.bulk2.Contact.query("SELECT Id, Email FROM Contact", max_records=10))
+    assert sum(len(list(csv.DictReader(io.StringIO(p)))) for p in pages) == 25
+    [res] = sf.bulk2.Contact.insert(records=[{"LastName": "Wired"}])
+    assert res["numberRecordsProcessed"] == 1 and sandbox.store.count("Contact") == 26
+    # Bulk calls never refresh a session: after the token expires they get the REST 401 body.
+    sandbox.clock.advance(sandbox.config["ACCESS_TOKEN_TTL"] + 1)
+    with pytest.raises(SalesforceExpiredSession):
+        list(sf.bulk2.Contact.query("SELECT Id FROM Contact"))
