@@ -27,6 +27,8 @@ UPSERT_COLUMNS = (
     "subscribed_when_synced",
     "opted_out_propagated",
     "lists",
+    "removed_on_delete",
+    "sf_created",
 )
 _ACTIVE = text("status = 'active'")
 
@@ -128,6 +130,7 @@ _INSERT_DEFAULTS: dict[str, Any] = {
     "subscribed_when_synced": True,
     "opted_out_propagated": False,
     "lists": [],
+    "removed_on_delete": False,
 }
 _PG_TYPES = {
     "sf_id": "varchar",
@@ -138,6 +141,8 @@ _PG_TYPES = {
     "subscribed_when_synced": "boolean",
     "opted_out_propagated": "boolean",
     "lists": "json",
+    "removed_on_delete": "boolean",
+    "sf_created": "varchar",
 }
 
 

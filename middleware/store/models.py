@@ -187,6 +187,13 @@ class Link(TimestampMixin, Base):
     opted_out_propagated: Mapped[bool] = mapped_column(Boolean, default=False)
     # CC list ids this setup added the contact to (so removals touch only our own lists).
     lists: Mapped[list[Any]] = mapped_column(default=list)
+    # Off this setup's lists because the record was deleted in Salesforce (remove_on_sf_delete),
+    # so an undelete puts it back.
+    removed_on_delete: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
+    # The record's CreatedDate: the oldest record of a setup owns a shared email (§5a).
+    sf_created: Mapped[str | None] = mapped_column(String(40))
 
     def __repr__(self) -> str:
         return f"<Link {self.id} {self.sf_id}⇄{self.cc_contact_id} {self.status}>"
