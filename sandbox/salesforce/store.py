@@ -1702,6 +1702,7 @@ _INDEXED_REFS = frozenset(
 def _indexes(obj: SObject) -> list[tuple[str, str]]:
     out = [
         ("live_modstamp", '"IsDeleted", "SystemModstamp"'),
+        ("modstamp", '"SystemModstamp"'),  # queryAll and getUpdated windows over both kinds
         ("lastmodified", '"LastModifiedDate"'),
     ]
     for fd in obj.stored_fields():
