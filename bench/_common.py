@@ -1,0 +1,390 @@
+"""Benchmark helpers: figures, tables, a claimed Redis db, a prepared store, service processes.
+
+Shared by `bench/burst.py`, `bench/webhook_intake.py` and `bench/latency.py`. Nothing here is a
+timed test: the scripts print what they measured, once, on a noisy shared machine.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from cryptography.fernet import Fernet
+from redis import Redis
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+REDIS_BASE = "redis://127.0.0.1:6379"
+# The tests claim Redis dbs 1..15 through keys in db 0; benchmarks use the same claims so a
+# benchmark never flushes a database a concurrent test run is using.
+_REDIS_DBS = range(1, 16)
+_CLAIM = "ctct-test:db-claim:{}"
+
+
+# ------------------------------------------------------------------------------- figures
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The p-th percentile (0..100), nearest-rank; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def print_table(title: str, rows: Sequence[tuple[str, Any]], note: str = "") -> None:
+    """A two-column table of figures: what, value."""
+    width = max([len(name) for name, _ in rows] + [10])
+    print(f"\n{title}")
+    print("-" * (width + 24))
+    for name, value in rows:
+        shown = f"{value:,.3f}" if isinstance(value, float) else str(value)
+        print(f"{name:<{width}}  {shown}")
+    if note:
+        print(note)
+
+
+# ------------------------------------------------------------------------------- Redis
+
+
+@contextmanager
+def claimed_redis(preferred: int | None = None) -> Iterator[str]:
+    """A Redis URL on a db claimed exclusively (as the tests do), flushed before and after."""
+    claims = Redis.from_url(REDIS_BASE, db=0, socket_connect_timeout=2)
+    token = uuid.uuid4().hex
+    dbs = list(_REDIS_DBS)
+    random.shuffle(dbs)
+    if preferred is not None:
+        dbs = [preferred, *[n for n in dbs if n != preferred]]
+    claimed = next((n for n in dbs if claims.set(_CLAIM.format(n), token, nx=True, ex=900)), None)
+    if claimed is None:
+        raise RuntimeError("every Redis db 1..15 is claimed by tests or other benchmarks")
+    url = f"{REDIS_BASE}/{claimed}"
+    client = Redis.from_url(url)
+    client.flushdb()
+    stop = threading.Event()
+
+    def keep_claim() -> None:  # a full-size run may outlive the claim's expiry
+        while not stop.wait(60):
+            claims.expire(_CLAIM.format(claimed), 900)
+
+    keeper = threading.Thread(target=keep_claim, daemon=True)
+    keeper.start()
+    try:
+        yield url
+    finally:
+        stop.set()
+        client.flushdb()
+        client.close()
+        if claims.get(_CLAIM.format(claimed)) == token.encode():
+            claims.delete(_CLAIM.format(claimed))
+        claims.close()
+
+
+# ------------------------------------------------------------------------------- store and setup
+
+
+@dataclass
+class Prepared:
+    """A store with one setup whose connections point at the sandboxes."""
+
+    database_url: str
+    keys: str
+    setup_id: int
+    webhook_secret: str
+    store: Any
+
+
+def prepare_store(
+    database_url: str,
+    *,
+    sf_base: str,
+    sf_token: str,
+    cc_token: str,
+    options: dict[str, Any] | None = None,
+    keys: str | None = None,
+) -> Prepared:
+    """Migrate `database_url` and create two connections and one setup (like the admin API)."""
+    from middleware.store import connections as connection_repo
+    from middleware.store import setups as setup_repo
+    from middleware.store.db import Store
+    from schemas.setup import validate_setup
+
+    keys = keys or Fernet.generate_key().decode()
+    store = Store(database_url, (keys,))
+    store.upgrade()
+    setup, _warnings = validate_setup(
+        {"name": "bench", "main_list": "Main List", **(options or {})}
+    )
+    with store.transaction() as session:
+        sf_conn = connection_repo.create(
+            session, vendor="salesforce", label="sandbox org", base_url=sf_base,
+            access_token=sf_token,
+        )  # fmt: skip
+        cc_conn = connection_repo.create(
+            session, vendor="constantcontact", label="sandbox", access_token=cc_token
+        )
+        row = setup_repo.create(
+            session,
+            name="bench",
+            options=setup,
+            salesforce_connection_id=sf_conn.id,
+            constant_contact_connection_id=cc_conn.id,
+        )
+        setup_id, secret = row.id, setup_repo.webhook_secret(session, row) or ""
+    return Prepared(database_url, keys, setup_id, secret, store)
+
+
+def service_env(prepared: Prepared, **extra: str) -> dict[str, str]:
+    """Environment for a service process (gunicorn, rq worker) on the prepared store."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_", "CC_"))}
+    env.update(
+        SECRET_KEY="bench-secret",
+        ADMIN_TOKEN="bench-admin",
+        TOKEN_ENCRYPTION_KEY=prepared.keys,
+        DATABASE_URL=prepared.database_url,
+        LOG_LEVEL="WARNING",
+        PYTHONPATH=str(ROOT),
+        PATH=f"{VENV_BIN}:{env.get('PATH', '')}",
+    )
+    env.update(extra)
+    return env
+
+
+# ------------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Process:
+    """A child process we started; `stop()` ends exactly it (and its own process group)."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen.poll() is not None:
+            return
+        pgid = os.getpgid(self.popen.pid)
+        os.killpg(pgid, signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(pgid, signal.SIGKILL)
+            self.popen.wait(5)
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def spawn(name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> Process:
+    """Start `argv` in its own session (so it and its children can be stopped together)."""
+    log_path = log_dir / f"{name}.log"
+    handle = open(log_path, "wb")  # noqa: SIM115 - the child owns it until it exits
+    popen = subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    return Process(name, popen, log_path)
+
+
+def gunicorn(
+    name: str,
+    app: str,
+    port: int,
+    env: dict[str, str],
+    log_dir: Path,
+    *,
+    workers: int,
+    threads: int,
+    worker_class: str = "gthread",
+) -> Process:
+    """gunicorn on 127.0.0.1:`port` with the repository's config, worker settings overridden."""
+    argv = [
+        str(VENV_BIN / "gunicorn"),
+        "--config",
+        str(ROOT / "gunicorn.conf.py"),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--worker-class",
+        worker_class,
+        "--access-logfile",
+        "/dev/null",  # one log line per request would cost more than the view
+        app,
+    ]
+    return spawn(name, argv, env, log_dir)
+
+
+def rq_worker(name: str, redis_url: str, env: dict[str, str], log_dir: Path) -> Process:
+    """An `rq worker --with-scheduler` as the Procfile runs it (SimpleWorker: no fork per job)."""
+    argv = [
+        str(VENV_BIN / "rq"),
+        "worker",
+        "--with-scheduler",
+        "--worker-class",
+        "rq.worker.SimpleWorker",
+        "--connection-class",
+        "middleware.queue.TolerantRedis",
+        "--serializer",
+        "middleware.queue.JobSerializer",
+        "--url",
+        redis_url,
+        "--logging_level",
+        "WARNING",
+        "webhooks",
+        "default",
+        "full_sync",
+    ]
+    return spawn(name, argv, env, log_dir)
+
+
+def wait_http(url: str, process: Process | None = None, timeout: float = 30.0) -> None:
+    """Wait until `url` answers (any status below 500)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.popen.poll() is not None:
+            raise RuntimeError(f"{process.name} exited:\n{process.tail()}")
+        try:
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
+
+
+@contextmanager
+def workdir(prefix: str) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix=prefix) as raw:
+        yield Path(raw)
+
+
+# ------------------------------------------------------------------------------- observing HTTP
+
+
+@dataclass
+class Hit:
+    at: float  # time.monotonic() when the request reached the app
+    method: str
+    path: str
+    query: str
+    body: bytes | None
+    status: int = 0
+    done: float = 0.0
+
+
+@dataclass
+class WsgiRecorder:
+    """Wraps a sandbox's WSGI app and records each request (time, path, chosen bodies)."""
+
+    app: Any
+    keep_body: Callable[[str, str], bool] = lambda _m, _p: False
+    hits: list[Hit] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
+        body = None
+        if self.keep_body(method, path):
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+        hit = Hit(time.monotonic(), method, path, environ.get("QUERY_STRING", ""), body)
+
+        def recording_start(status: str, headers: Any, *args: Any) -> Any:
+            hit.status = int(status.split()[0])
+            return start_response(status, headers, *args)
+
+        result = self.app(environ, recording_start)
+        hit.done = time.monotonic()
+        with self.lock:
+            self.hits.append(hit)
+        return result
+
+    def snapshot(self) -> list[Hit]:
+        with self.lock:
+            return list(self.hits)
+
+
+def install_recorder(flask_app: Any, keep_body: Callable[[str, str], bool]) -> WsgiRecorder:
+    recorder = WsgiRecorder(flask_app.wsgi_app, keep_body)
+    flask_app.wsgi_app = recorder
+    return recorder
+
+
+# ------------------------------------------------------------------------------- sandboxes
+
+
+def sf_calls(sf_app: Any) -> dict[str, Any]:
+    """The Salesforce sandbox's API call counters (what `/_sandbox/state` shows)."""
+    return dict(sf_app.extensions["sf_sandbox"].usage.snapshot())
+
+
+def cc_calls(cc_app: Any) -> dict[str, Any]:
+    """The Constant Contact sandbox's call counters (what `/_sandbox/state` shows)."""
+    return dict(cc_app.extensions["cc_sandbox"].gate.state())
+
+
+def diff_counts(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    keys = set(after) | set(before)
+    return {
+        k: after.get(k, 0) - before.get(k, 0)
+        for k in sorted(keys)
+        if after.get(k, 0) != before.get(k, 0)
+    }  # noqa: E501
+
+
+def cc_contacts_by_email(cc_app: Any) -> dict[str, dict[str, Any]]:
+    """Every contact in the Constant Contact sandbox's store, read directly: email → stored data."""
+    store = cc_app.extensions["cc_sandbox"].store
+    with store.read() as db:
+        rows = db.execute("SELECT email, permission, deleted_at, data FROM contacts").fetchall()
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        data = json.loads(row["data"])
+        data["_permission"] = row["permission"]
+        data["_deleted"] = row["deleted_at"] is not None
+        out[str(row["email"])] = data
+    return out
+
+
+def quiet_logs() -> None:
+    """Keep the figures readable: only warnings from our loggers and the sandboxes' servers."""
+    import logging
+
+    for name in ("middleware", "jobs", "app", "sandbox", "werkzeug"):
+        logging.getLogger(name).setLevel(logging.WARNING)
