@@ -30,8 +30,18 @@ Details of the contract as implemented:
   transaction stands (the REST layer relies on this for allOrNone=false collections). An exception
   escaping the `with` block rolls back the whole transaction, and no events are sent.
 - `query()` returns `QueryResult.rows` as a lazy generator reading through its own SQLite
-  connection (shared cache, read-uncommitted), so it never holds the store's lock between rows.
-  Call `.close()` on it (or exhaust it) to release that connection early.
+  connection (shared cache, read-uncommitted), so it never holds the store's lock between rows;
+  a stream sees writes committed (or in progress) after it started. Call `.close()` on it (or
+  exhaust it) to release that connection early. SOQL semantics are listed in soql.py.
+- `get()` with `fields=None` returns every field in describe order, compound addresses nested
+  (`{"street", "city", ..., "stateCode", "countryCode"}` or None); `fields` may name parent paths
+  (`Account.Name`). Malformed ids raise MALFORMED_ID; an id of another object reads as None.
+- Deletes cascade as in Salesforce: an Account takes its Contacts (and a person account its
+  person contact), a Contact/Lead/Campaign its CampaignMembers; undelete restores them. Deleting
+  a person contact deletes its account. Recycle Bin entries are purged after 15 sandbox days.
+- Lead conversion also points the lead's CampaignMembers at the new contact (UPDATE events in the
+  same transaction). Duplicate rule (Contact and Lead, Email ignoring case, live records of the
+  same object) is checked on create and on an Email change.
 
 Added beyond the original contract:
 - `OrgStore(profiles="standard", custom_fields=None, *, clock=None, user_id=..., duplicate_rule=
@@ -42,7 +52,7 @@ Added beyond the original contract:
 - `get_many(sobject, ids, fields=None, include_deleted=False) -> list[dict | None]`.
 - `find_ids(sobject, field, value) -> list[str]` (upsert by external id; case-insensitive text).
 - `sobject_for_id(record_id) -> str | None` (by key prefix).
-- `insert_many(sobject, rows, *, events=False, origin="")`.
+- `insert_many(sobject, rows, *, events=False, origin="", chunk_size=10000) -> int`.
 - `save_snapshot()`: write to the configured SNAPSHOT path (no-op without one).
 - `normalize_id(text) -> str | None` (module function): 15/18-char id → 18-char, None if malformed.
 """
