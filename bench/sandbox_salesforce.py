@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 SOQL = (
     "SELECT Id, FirstName, LastName, Email, HasOptedOutOfEmail, Title, Phone, MailingStreet, "
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     before = rss_mb()
     with tempfile.TemporaryDirectory() as tmp, PeakRss() as export_rss:
         started = time.perf_counter()
-        pages = sf.bulk2.Contact.download(SOQL, path=tmp, max_records=args.page, wait=0.2)
+        bulk2: Any = sf.bulk2  # typed as a union of handlers by simple-salesforce
+        pages = bulk2.Contact.download(SOQL, path=tmp, max_records=args.page, wait=0.2)
         elapsed = time.perf_counter() - started
         rows = 0
         for page in pages:
