@@ -99,3 +99,32 @@ def test_changes_flow_from_salesforce_events_through_the_webhook() -> None:
         assert r.status_code == 204
         assert w.last_webhook.json["echoes_ignored"] == 1
         assert w.flush()["records"] == 0
+
+
+def test_undelete_puts_a_removed_contact_back_on_the_list() -> None:
+    with world(options={"remove_on_sf_delete": True}) as w:
+        w.deliver_to_webhook = False
+        rid = w.sf_create(LastName="Phoenix", Email="phoenix@example.org")
+        intake.mark_dirty(w.redis, w.setup_id, "Contact", [rid])
+        w.flush()
+        main = list(w.cc_contact("phoenix@example.org")["list_memberships"])
+        w.sf_delete(rid)
+        intake.mark_dirty(w.redis, w.setup_id, "Contact", [rid])
+        w.flush()
+        assert w.cc_contact("phoenix@example.org")["list_memberships"] == []
+        r = w.sf_session.post(f"https://sf.sandbox.test/_sandbox/records/Contact/{rid}/undelete")
+        assert r.status_code in (200, 201), r.text
+        intake.mark_dirty(w.redis, w.setup_id, "Contact", [rid])
+        w.flush()
+        assert w.cc_contact("phoenix@example.org")["list_memberships"] == main
+
+
+def test_two_records_with_one_email_make_one_contact_owned_by_the_oldest() -> None:
+    with world() as w:
+        w.deliver_to_webhook = False
+        older = w.sf_create(LastName="Older", Email="Shared@Example.org")
+        newer = w.sf_create(LastName="Newer", Email="shared@EXAMPLE.org")
+        intake.mark_dirty(w.redis, w.setup_id, "Contact", [older, newer])
+        summary = w.flush()
+        assert w.cc_contact("shared@example.org")["last_name"] == "Older"
+        assert summary["skipped"] == {f"duplicate of {older}": 1}
