@@ -788,7 +788,7 @@ class OrgStore:
     def _check_account_kind(self, new: dict[str, Any], person: bool, creating: bool) -> None:
         if not self.schema.person_accounts:
             return
-        if person and creating and new.get("Name") is not None:
+        if person and "Name" in new:  # a person account's Name is FirstName + LastName
             raise _err(
                 "INVALID_FIELD_FOR_INSERT_UPDATE",
                 f"Unable to create/update fields: Name{READ_ONLY_TAIL}",

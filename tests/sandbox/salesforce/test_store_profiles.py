@@ -121,10 +121,13 @@ def test_business_and_person_account_fields_do_not_mix(person_org: Any) -> None:
     assert (err.error_code, err.fields) == ("INVALID_FIELD_FOR_INSERT_UPDATE", ["PersonEmail"])
     err = error_of(store.create, "Account", {"Name": "Both", "LastName": "Person"})
     assert err.error_code == "INVALID_FIELD_FOR_INSERT_UPDATE"
+    person = store.create("Account", {"LastName": "Person"})
+    err = error_of(store.update, "Account", person, {"Name": "Renamed"})
+    assert (err.error_code, err.fields) == ("INVALID_FIELD_FOR_INSERT_UPDATE", ["Name"])
     err = error_of(store.create, "Account", {"PersonEmail": "x@y.org"})
     assert err.error_code == "REQUIRED_FIELD_MISSING" and err.fields == ["LastName"]
     rows = store.query("SELECT Name FROM Contact WHERE IsPersonAccount = true").total_size
-    assert rows == 0
+    assert rows == 1
 
 
 def test_person_accounts_through_insert_many(person_org: Any) -> None:
