@@ -424,15 +424,15 @@ class OrgStore:
     def _convert(self, obj: SObject, fd: FieldDef, value: Any) -> Any:
         """A wire value as stored in SQLite, or the error Salesforce gives for it."""
         kind = fd.type
-        if value is None or (value == "" and kind != "boolean"):
+        if kind == "boolean" and (value is None or value == ""):
+            return 0  # a checkbox is never null: clearing it unchecks it
+        if value is None or value == "":
             return None
         if kind == "boolean":
             if isinstance(value, bool):
                 return int(value)
             if isinstance(value, str) and value.lower() in ("true", "false"):
                 return int(value.lower() == "true")
-            if value == "":
-                return 0
             raise _parse_error("boolean", value)
         if kind in ID_TYPES:
             norm = normalize_id(value) if isinstance(value, str) else None

@@ -373,6 +373,12 @@ def test_system_fields_come_from_clock_and_user(store: OrgStore, clock: FixedClo
     assert got["MailingAddress"] is None
 
 
+def test_clearing_a_checkbox_unchecks_it(store: OrgStore) -> None:
+    contact = store.create("Contact", {"LastName": "S", "HasOptedOutOfEmail": True})
+    store.update("Contact", contact, {"HasOptedOutOfEmail": None})
+    assert store.get("Contact", contact, ["HasOptedOutOfEmail"]) == {"HasOptedOutOfEmail": False}
+
+
 def test_new_email_clears_the_bounce(store: OrgStore) -> None:
     contact = store.create(
         "Contact",
