@@ -16,8 +16,8 @@ import requests
 from redis import Redis
 
 from middleware.constantcontact import oauth as cc_oauth
+from middleware.constantcontact import wiring as cc_wiring
 from middleware.constantcontact.client import ConstantContactClient
-from middleware.constantcontact.limiter import RedisLimiter
 from middleware.salesforce import oauth as sf_oauth
 from middleware.salesforce.client import SalesforceClient
 from middleware.settings import Settings
@@ -36,6 +36,11 @@ def _session(ca_bundle: str | None = None) -> requests.Session:
     if ca_bundle:
         session.verify = ca_bundle
     return session
+
+
+def _present(**values: Any) -> dict[str, Any]:
+    """Only the values we have: `save_tokens` keeps what it is not given."""
+    return {k: v for k, v in values.items() if v}
 
 
 class SqlSalesforceTokens:
@@ -67,8 +72,7 @@ class SqlSalesforceTokens:
                     expected_version=expected_version or 0,
                     access_token=tokens.access_token,
                     expires_at=datetime.now(UTC) + SF_ACCESS_TOKEN_LIFETIME,
-                    refresh_token=tokens.refresh_token or repo._KEEP,
-                    base_url=tokens.instance_url or repo._KEEP,
+                    **_present(refresh_token=tokens.refresh_token, base_url=tokens.instance_url),
                 )
         except repo.StaleTokens:
             return False
@@ -113,7 +117,7 @@ class SqlConstantContactTokens:
 
 
 def _refresh_lock(redis: Redis, vendor: str, connection_id: int) -> cc_oauth.RedisRefreshLock:
-    return cc_oauth.RedisRefreshLock(redis, f"ctct:refresh:{vendor}:{connection_id}")
+    return cc_oauth.RedisRefreshLock(redis, f"ctct:refresh-lock:{vendor}:{connection_id}")
 
 
 def salesforce_oauth(settings: Settings, session: requests.Session | None = None) -> Any:
@@ -127,12 +131,7 @@ def salesforce_oauth(settings: Settings, session: requests.Session | None = None
 
 
 def constant_contact_oauth(settings: Settings, session: requests.Session | None = None) -> Any:
-    return cc_oauth.OAuthClient(
-        settings.cc_client_id,
-        settings.cc_client_secret,
-        session or _session(),
-        auth_url=settings.cc_auth_url,
-    )
+    return cc_wiring.oauth_client(settings, session or _session())
 
 
 class _HeldLock(AbstractContextManager[Any]):
@@ -179,16 +178,6 @@ def salesforce_client(
     )
 
 
-def cc_limiter(settings: Settings, redis: Redis) -> RedisLimiter:
-    """The one budget every worker shares: Constant Contact counts per application."""
-    return RedisLimiter(
-        redis,
-        prefix=f"ctct:cc-limit:{settings.cc_client_id or 'default'}",
-        rate=max(1, int(settings.cc_rate_per_second)),
-        daily_limit=settings.cc_daily_quota,
-    )
-
-
 def constant_contact_client(
     settings: Settings,
     store: Store,
@@ -197,11 +186,11 @@ def constant_contact_client(
     *,
     session: requests.Session | None = None,
 ) -> ConstantContactClient:
-    """A client for a stored Constant Contact connection, on the shared rate limiter."""
-    session = session or _session()
-    source = cc_oauth.RefreshingTokenSource(
-        constant_contact_oauth(settings, session),
+    """A client for a stored Constant Contact connection, on the application's shared limits."""
+    return cc_wiring.build_client(
+        settings,
+        session or _session(),
         SqlConstantContactTokens(store, connection_id),
-        _refresh_lock(redis, "constantcontact", connection_id),
+        str(connection_id),
+        redis,
     )
-    return ConstantContactClient(settings.cc_api_url, session, source, cc_limiter(settings, redis))
