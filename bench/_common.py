@@ -365,7 +365,7 @@ def diff_counts(after: dict[str, int], before: dict[str, int]) -> dict[str, int]
         k: after.get(k, 0) - before.get(k, 0)
         for k in sorted(keys)
         if after.get(k, 0) != before.get(k, 0)
-    }  # noqa: E501
+    }
 
 
 def cc_contacts_by_email(cc_app: Any) -> dict[str, dict[str, Any]]:
