@@ -293,8 +293,32 @@ class SObject:
     def stored_fields(self) -> list[FieldDef]:
         return [f for f in self.fields.values() if f.stored]
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, record_types: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """DescribeSObjectResult; `record_types` are this object's RecordType rows, if any."""
         base = f"/services/data/vXX.X/sobjects/{self.name}"
+        infos = [
+            {
+                "active": bool(rt["IsActive"]),
+                "available": bool(rt["IsActive"]),
+                "defaultRecordTypeMapping": i == 0,
+                "developerName": rt["DeveloperName"],
+                "master": False,
+                "name": rt["Name"],
+                "recordTypeId": rt["Id"],
+                "urls": {"layout": f"{base}/describe/layouts/{rt['Id']}"},
+            }
+            for i, rt in enumerate(record_types or [])
+        ]
+        master = {
+            "active": True,
+            "available": True,
+            "defaultRecordTypeMapping": not infos,
+            "developerName": "Master",
+            "master": True,
+            "name": "Master",
+            "recordTypeId": "012000000000000AAA",
+            "urls": {"layout": f"{base}/describe/layouts/012000000000000AAA"},
+        }
         return {
             "actionOverrides": [],
             "activateable": False,
@@ -324,18 +348,7 @@ class SObject:
             "mergeable": self.name in ("Contact", "Lead", "Account"),
             "name": self.name,
             "queryable": True,
-            "recordTypeInfos": [
-                {
-                    "active": True,
-                    "available": True,
-                    "defaultRecordTypeMapping": True,
-                    "developerName": "Master",
-                    "master": True,
-                    "name": "Master",
-                    "recordTypeId": "012000000000000AAA",
-                    "urls": {"layout": f"{base}/describe/layouts/012000000000000AAA"},
-                }
-            ],
+            "recordTypeInfos": [*infos, master],
             "replicateable": True,
             "retrieveable": True,
             "searchable": True,
@@ -956,11 +969,29 @@ def parse_profiles(value: str | Iterable[str] | None) -> frozenset[str]:
     return frozenset(names | {"standard"})
 
 
+def _record_type() -> SObject:
+    o = SObject("RecordType", "Record Type", "Record Types", "012")
+    _id(o)
+    o.add(_s("Name", 80, required=True, nillable=False))
+    o.add(_s("DeveloperName", 80, required=True, nillable=False))
+    o.add(_s("NamespacePrefix", 15))
+    o.add(_s("Description", 255))
+    o.add(_pick("SobjectType", (), length=40, required=True, nillable=False))
+    o.add(_bool("IsActive", default=True))
+    _system(o, owner=False)
+    return o
+
+
 def build_schema(
     profiles: str | Iterable[str] | None = "standard",
     custom_fields: dict[str, list[dict[str, Any]]] | None = None,
+    record_types: dict[str, list[str]] | None = None,
 ) -> OrgSchema:
-    """The org's objects for the given profiles and custom fields."""
+    """The org's objects for the given profiles, custom fields and record types.
+
+    `record_types` (config RECORD_TYPES, e.g. `{"Campaign": ["Webinar", "Event"]}`) names the
+    objects that have record types: only those get a `RecordTypeId` field, as in a real org.
+    """
     prof = parse_profiles(profiles)
     sc = "state_country" in prof
     person = "person_accounts" in prof
@@ -970,11 +1001,22 @@ def build_schema(
         _account(sc, person),
         _campaign(),
         _campaign_member(),
+        _record_type(),
     ]
     if "npsp" in prof:
         _npsp_contact_fields(objects[0])
         objects.append(_affiliation())
     by_name = {o.name: o for o in objects}
+    for sobject in record_types or {}:
+        target = by_name.get(sobject)
+        if target is None or sobject == "RecordType":
+            raise ValueError(f"RECORD_TYPES names unknown sObject {sobject!r}")
+        fd = _ref("RecordTypeId", "RecordType", "RecordType")
+        fd.label = "Record Type ID"
+        target.add(fd)
+    by_name["RecordType"].fields["SobjectType"].picklist = tuple(
+        o.name for o in objects if o.name != "RecordType"
+    )
     for sobject, specs in (custom_fields or {}).items():
         target = by_name.get(sobject)
         if target is None:

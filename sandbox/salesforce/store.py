@@ -45,7 +45,9 @@ Details of the contract as implemented:
 
 Added beyond the original contract:
 - `OrgStore(profiles="standard", custom_fields=None, *, clock=None, user_id=..., duplicate_rule=
-  None|"alert"|"block", path=None)`; `path` loads a snapshot file when it exists.
+  None|"alert"|"block", path=None, record_types=None)`; `path` loads a snapshot file when it
+  exists; `record_types` (config RECORD_TYPES, `{"Campaign": ["Webinar", "Event"]}`) gives those
+  objects a RecordTypeId (defaulting to the first type) and rows in RecordType (kept by reset).
 - `create(..., allow_save=False)` / `update(..., allow_save=False)`: with an "alert" duplicate
   rule, allow_save=True (the Sforce-Duplicate-Rule-Header) saves anyway; "block" always refuses.
 - `describe(sobject)`, `describe_global()`, `schema` (a `schema.OrgSchema`).
@@ -244,8 +246,9 @@ class OrgStore:
         duplicate_rule: Any = None,
         path: str | None = None,
         schema: OrgSchema | None = None,
+        record_types: dict[str, list[str]] | None = None,
     ) -> None:
-        self.schema: OrgSchema = schema or build_schema(profiles, custom_fields)
+        self.schema: OrgSchema = schema or build_schema(profiles, custom_fields, record_types)
         self.clock = clock
         self.user_id = user_id
         if duplicate_rule is True:
@@ -274,6 +277,28 @@ class OrgStore:
         for obj in self.schema.objects.values():
             row = self._conn.execute(f'SELECT MAX("Id") FROM {_q(obj.name)}').fetchone()
             self._counters[obj.name] = _b62_decode(row[0][5:15]) if row and row[0] else 0
+        self._record_types = record_types or {}
+        self._ensure_record_types()
+
+    def _ensure_record_types(self) -> None:
+        """Configured record types are org setup, not data: made quietly, kept across resets."""
+        rt = self.schema.objects["RecordType"]
+        with self.transaction("setup") as tx:
+            for sobject, names in self._record_types.items():
+                for name in names:
+                    exists = self._conn.execute(
+                        'SELECT 1 FROM "RecordType" WHERE "SobjectType" = ? AND "Name" = ?',
+                        (sobject, name),
+                    ).fetchone()
+                    if exists is None:
+                        developer = re.sub(r"\W+", "_", name).strip("_") or "Type"
+                        self._create(
+                            tx,
+                            rt,
+                            {"Name": name, "DeveloperName": developer, "SobjectType": sobject},
+                            "",
+                        )
+            tx.records.clear()
 
     # ------------------------------------------------------------------ schema and storage
 
@@ -549,6 +574,19 @@ class OrgStore:
             target = next((t for t in held if value.startswith(t.key_prefix)), None)
             if target is None:
                 continue
+            if target.name == "RecordType":
+                row = self._conn.execute(
+                    'SELECT 1 FROM "RecordType" WHERE "Id" = ? AND "SobjectType" = ?'
+                    ' AND "IsActive" = 1 AND "IsDeleted" = 0',
+                    (value, "CampaignMember" if name == "CampaignMemberRecordTypeId" else obj.name),
+                ).fetchone()
+                if row is None:
+                    raise _err(
+                        "INVALID_CROSS_REFERENCE_KEY",
+                        f"{fd.label}: this ID value isn't valid for the user: {value}",
+                        [fd.name],
+                    )
+                continue
             row = self._conn.execute(
                 f'SELECT "IsDeleted" FROM {_q(target.name)} WHERE "Id" = ?', (value,)
             ).fetchone()
@@ -757,6 +795,10 @@ class OrgStore:
         for fd in obj.fields.values():
             if fd.stored and fd.name not in new and fd.default is not None:
                 new[fd.name] = int(fd.default) if fd.type == "boolean" else fd.default
+        if "RecordTypeId" in obj.fields and new.get("RecordTypeId") is None:
+            active = [r for r in self._record_types_of(obj) if r["IsActive"]]
+            if active:  # the user's default record type, as Salesforce assigns it
+                new["RecordTypeId"] = active[0]["Id"]
         self._derive(obj, new, None)
         self._check_required(obj, new, person)
         if obj.name == "CampaignMember":
@@ -1569,7 +1611,19 @@ class OrgStore:
 
     def describe(self, sobject: str) -> dict[str, Any]:
         """Salesforce's DescribeSObjectResult for one object (NOT_FOUND when the org has none)."""
-        return self._obj(sobject).describe()
+        obj = self._obj(sobject)
+        return obj.describe(self._record_types_of(obj) if "RecordTypeId" in obj.fields else None)
+
+    def _record_types_of(self, obj: SObject) -> list[dict[str, Any]]:
+        with self._lock:
+            cur = self._conn.execute(
+                'SELECT "Id", "Name", "DeveloperName", "IsActive" FROM "RecordType"'
+                ' WHERE "SobjectType" = ? AND "IsDeleted" = 0 ORDER BY "Id"',
+                (obj.name,),
+            )
+            return [
+                dict(zip(("Id", "Name", "DeveloperName", "IsActive"), r, strict=True)) for r in cur
+            ]
 
     def describe_global(self) -> dict[str, Any]:
         """DescribeGlobal: `{"encoding", "maxBatchSize", "sobjects": [...]}`."""
@@ -1649,7 +1703,8 @@ class OrgStore:
         with self._lock:
             self._conn.execute("BEGIN")
             for obj in self.schema.objects.values():
-                self._conn.execute(f"DELETE FROM {_q(obj.name)}")
+                if obj.name != "RecordType":
+                    self._conn.execute(f"DELETE FROM {_q(obj.name)}")
             self._conn.execute("DELETE FROM _deleted_log")
             self._conn.execute("COMMIT")
 
@@ -1876,4 +1931,5 @@ def open_store(sandbox: Any) -> OrgStore:
         user_id=config.get("USER_ID") or DEFAULT_USER_ID,
         duplicate_rule=config.get("DUPLICATE_RULE"),
         path=config.get("SNAPSHOT"),
+        record_types=config.get("RECORD_TYPES") or None,
     )

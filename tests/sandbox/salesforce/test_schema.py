@@ -316,6 +316,7 @@ def test_describe_global() -> None:
         "Account",
         "Campaign",
         "CampaignMember",
+        "RecordType",
         "npe5__Affiliation__c",
     ]
     affiliation = described["sobjects"][-1]

@@ -520,3 +520,28 @@ def test_campaign_members_read_from_their_person() -> None:
     assert err.error_code == "INVALID_FIELD_FOR_INSERT_UPDATE"
     store.delete("Contact", contact)
     assert store.count("CampaignMember") == 1
+
+
+# ----------------------------------------------------------------------------- record types
+
+
+def test_record_types() -> None:
+    store = make("standard", record_types={"Campaign": ["Webinar", "Trade Event"]})
+    assert "RecordTypeId" not in store.schema.objects["Contact"].fields  # only where configured
+    campaign = store.create("Campaign", {"Name": "Fall"})
+    row = next(store.query("SELECT RecordType.Name, RecordType.DeveloperName FROM Campaign").rows)
+    assert row == {"RecordType": {"Name": "Webinar", "DeveloperName": "Webinar"}}
+    trade = next(store.query("SELECT Id FROM RecordType WHERE Name = 'Trade Event'").rows)["Id"]
+    store.update("Campaign", campaign, {"RecordTypeId": trade})
+    infos = store.describe("Campaign")["recordTypeInfos"]
+    assert [(i["name"], i["master"], i["defaultRecordTypeMapping"]) for i in infos] == [
+        ("Webinar", False, True),
+        ("Trade Event", False, False),
+        ("Master", True, False),
+    ]
+    err = error_of(store.update, "Campaign", campaign, {"RecordTypeId": "012SB00000000ZZ"})
+    assert (err.error_code, err.fields) == ("INVALID_CROSS_REFERENCE_KEY", ["RecordTypeId"])
+    store.reset()
+    assert store.count("RecordType") == 2 and store.count("Campaign") == 0
+    with pytest.raises(ValueError, match="RECORD_TYPES"):
+        make("standard", record_types={"Widget": ["A"]})
