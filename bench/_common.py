@@ -388,3 +388,48 @@ def quiet_logs() -> None:
 
     for name in ("middleware", "jobs", "app", "sandbox", "werkzeug"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def connection_ids(prepared: Prepared) -> tuple[int, int]:
+    """The (Salesforce, Constant Contact) connection ids of the prepared setup."""
+    from middleware.store import setups as setup_repo
+
+    with prepared.store.transaction() as session:
+        setup = setup_repo.get(session, prepared.setup_id)
+        assert setup is not None
+        sf, cc = setup.salesforce_connection_id, setup.constant_contact_connection_id
+    return int(sf or 0), int(cc or 0)
+
+
+def sync_now_over_sockets(running: Any, prepared: Prepared) -> dict[str, Any]:
+    """Sync Now from this process with the service's own clients, so every record gets linked."""
+    from middleware import runner
+    from middleware.connections import constant_contact_client, salesforce_client
+    from middleware.queue import Runtime, embedded_redis
+    from middleware.settings import Settings
+
+    settings = Settings.for_tests(
+        token_encryption_keys=(prepared.keys,),
+        database_url=prepared.database_url,
+        salesforce_ca_bundle=str(running.tls.ca_cert),
+        cc_api_url=f"{running.cc_url}/v3",
+    )
+    runtime = Runtime(settings=settings, store=prepared.store, redis=embedded_redis())
+    sf_conn, cc_conn = connection_ids(prepared)
+    return runner.run_sync_now(
+        runtime,
+        prepared.setup_id,
+        sf=salesforce_client(settings, prepared.store, runtime.redis, sf_conn),
+        cc=constant_contact_client(settings, prepared.store, runtime.redis, cc_conn),
+    )
+
+
+def sandbox_tokens(running: Any) -> tuple[str, str]:
+    """Access tokens for both running sandboxes (their control API, no OAuth dance)."""
+    http = requests.Session()
+    http.trust_env = False
+    http.verify = str(running.tls.ca_cert)
+    sf = http.post(f"{running.sf_url}/_sandbox/tokens").json()["access_token"]
+    cc = http.post(f"{running.cc_url}/_sandbox/tokens").json()["access_token"]
+    http.close()
+    return str(sf), str(cc)

@@ -197,12 +197,6 @@ def run_inprocess(records: int, batch: int, activity_steps: int) -> Figures:
 
 
 def run_sockets(records: int, batch: int, activity_steps: int, timeout: float) -> Figures:
-    import requests
-
-    from middleware import runner
-    from middleware.connections import constant_contact_client, salesforce_client
-    from middleware.queue import Runtime, embedded_redis
-    from middleware.settings import Settings
     from middleware.store.models import Run
     from sandbox import server
 
@@ -216,11 +210,7 @@ def run_sockets(records: int, batch: int, activity_steps: int, timeout: float) -
         )
         service: c.Process | None = None
         try:
-            http = requests.Session()
-            http.trust_env = False
-            http.verify = str(running.tls.ca_cert)
-            sf_token = http.post(f"{running.sf_url}/_sandbox/tokens").json()["access_token"]
-            cc_token = http.post(f"{running.cc_url}/_sandbox/tokens").json()["access_token"]
+            sf_token, cc_token = c.sandbox_tokens(running)
             prepared = c.prepare_store(
                 f"sqlite:///{tmp / 'bench.sqlite3'}",
                 sf_base=running.sf_url,
@@ -229,20 +219,7 @@ def run_sockets(records: int, batch: int, activity_steps: int, timeout: float) -
             )
             c.quiet_logs()
             ids = seed(running.sf_app, records)
-            settings = Settings.for_tests(
-                token_encryption_keys=(prepared.keys,),
-                database_url=prepared.database_url,
-                salesforce_ca_bundle=str(running.tls.ca_cert),
-                cc_api_url=f"{running.cc_url}/v3",
-            )
-            runtime = Runtime(settings=settings, store=prepared.store, redis=embedded_redis())
-            sf_conn, cc_conn = _connection_ids(prepared)
-            runner.run_sync_now(
-                runtime,
-                prepared.setup_id,
-                sf=salesforce_client(settings, prepared.store, runtime.redis, sf_conn),
-                cc=constant_contact_client(settings, prepared.store, runtime.redis, cc_conn),
-            )
+            c.sync_now_over_sockets(running, prepared)
             linked = linked_emails(prepared.store, prepared.setup_id)
 
             port = c.free_port()
@@ -259,6 +236,7 @@ def run_sockets(records: int, batch: int, activity_steps: int, timeout: float) -
                 {"X-Webhook-Secret": prepared.webhook_secret},
                 batch,
             )
+            cc_hits = c.install_recorder(running.cc_app, lambda _m, _p: False)
             before = _max_run_id(prepared.store)
             sf0, cc0 = c.sf_calls(running.sf_app), c.cc_calls(running.cc_app)
             started = time.monotonic()
@@ -289,7 +267,10 @@ def run_sockets(records: int, batch: int, activity_steps: int, timeout: float) -
                 cc_calls=c.diff_counts(cc1["by_family"], cc0["by_family"]),
                 runs=len(done),
                 mismatches=mismatches,
-                extra={"runs (status: api_calls)": list(zip(run_states, run_calls, strict=True))},
+                extra={
+                    "runs (status: api_calls)": list(zip(run_states, run_calls, strict=True)),
+                    "CC imports posted / activity polls": _imports_and_polls(cc_hits.snapshot()),
+                },
             )
         finally:
             if service is not None:
@@ -298,15 +279,10 @@ def run_sockets(records: int, batch: int, activity_steps: int, timeout: float) -
             running.stop()
 
 
-def _connection_ids(prepared: c.Prepared) -> tuple[int, int]:
-    from middleware.store import setups as setup_repo
-
-    with prepared.store.transaction() as session:
-        setup = setup_repo.get(session, prepared.setup_id)
-        assert setup is not None
-        return int(setup.salesforce_connection_id or 0), int(
-            setup.constant_contact_connection_id or 0
-        )
+def _imports_and_polls(hits: list[c.Hit]) -> str:
+    imports = sum(1 for h in hits if h.method == "POST" and h.path.startswith("/v3/activities/"))
+    polls = sum(1 for h in hits if h.method == "GET" and h.path.startswith("/v3/activities/"))
+    return f"{imports} / {polls}"
 
 
 def _max_run_id(store: Any) -> int:
