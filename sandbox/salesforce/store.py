@@ -23,9 +23,11 @@ Details of the contract as implemented:
   UPDATE values hold the changed fields (derived ones too: `Name` when FirstName changed, the
   state/country partner field) plus `LastModifiedDate`, except the Lead UPDATE of a conversion,
   which, as in Salesforce, carries no LastModifiedDate.
-- Listeners run after COMMIT, in commit order, on the writing thread while the store's lock is
-  still held (so they may call the store, but should be quick). A listener's exception is logged
-  and does not undo the write.
+- Listeners run after COMMIT, in commit order, one transaction at a time, outside the store's
+  lock (so they may read or write the store, or post to a server that does). Normally on the
+  writing thread before its call returns; when another thread is busy delivering, that thread
+  delivers this transaction too, right after its own. A listener's exception is logged and does
+  not undo the write.
 - A write that fails inside `transaction()` is rolled back to its own savepoint; the rest of the
   transaction stands (the REST layer relies on this for allOrNone=false collections). An exception
   escaping the `with` block rolls back the whole transaction, and no events are sent.
@@ -61,6 +63,7 @@ Added beyond the original contract:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import logging
@@ -260,6 +263,8 @@ class OrgStore:
         self._tx: _Tx | None = None
         self._savepoint_seq = 0
         self._streams = 0  # query streams that have started and not finished
+        self._outbox: collections.deque[_Tx] = collections.deque()
+        self._delivering = threading.Lock()  # not re-entrant on purpose: see _drain
         self._uri = f"file:sf-org-{uuid.uuid4().hex}?mode=memory&cache=shared"
         self._conn = sqlite3.connect(
             self._uri, uri=True, check_same_thread=False, isolation_level=None
@@ -382,7 +387,37 @@ class OrgStore:
                 raise
             self._tx = None
             self._conn.execute("COMMIT")
-            self._deliver(tx)
+            self._commit_records([tx])
+        self._drain()
+
+    def _commit_records(self, txs: list[_Tx]) -> None:
+        """Queue committed transactions for the listeners, in commit order (lock held)."""
+        stamp = int(self._now().timestamp() * 1000)
+        for tx in txs:
+            if tx.records:
+                for rec in tx.records:
+                    rec.commit_timestamp = stamp
+                self._outbox.append(tx)
+
+    def _drain(self) -> None:
+        """Hand queued transactions to the listeners, outside the store's lock.
+
+        One thread delivers at a time, in commit order; a thread that commits while another is
+        delivering leaves its transaction to that one rather than waiting for it (a listener that
+        posts to a server which writes back to this org must not deadlock).
+        """
+        while self._outbox:
+            if not self._delivering.acquire(blocking=False):
+                return
+            try:
+                while True:
+                    with self._lock:
+                        if not self._outbox:
+                            break
+                        tx = self._outbox.popleft()
+                    self._deliver(tx)
+            finally:
+                self._delivering.release()
 
     @contextlib.contextmanager
     def _write(self, origin: str) -> Iterator[_Tx]:
@@ -429,11 +464,6 @@ class OrgStore:
         )
 
     def _deliver(self, tx: _Tx) -> None:
-        if not tx.records:
-            return
-        stamp = int(self._now().timestamp() * 1000)
-        for rec in tx.records:
-            rec.commit_timestamp = stamp
         for listener in list(self._listeners):
             try:
                 listener(list(tx.records))
@@ -824,7 +854,9 @@ class OrgStore:
         self._insert(obj, new)
         self._emit(tx, obj, record_id, "CREATE", _event_values(obj, new), origin=origin)
         if person:
-            self._create_person_contact(tx, obj, record_id, new, origin)
+            created = tx.records[-1]
+            contact_id = self._create_person_contact(tx, obj, record_id, new, origin)
+            created.values["PersonContactId"] = contact_id
         return record_id
 
     def _check_account_kind(self, new: dict[str, Any], person: bool, creating: bool) -> None:
@@ -858,7 +890,7 @@ class OrgStore:
 
     def _create_person_contact(
         self, tx: _Tx, account_obj: SObject, account_id: str, account: dict[str, Any], origin: str
-    ) -> None:
+    ) -> str:
         contact_obj = self.schema.objects["Contact"]
         values = self._person_contact_values(account)
         values.update(AccountId=account_id, IsPersonAccount=1)
@@ -868,6 +900,7 @@ class OrgStore:
         self._conn.execute(
             'UPDATE "Account" SET "PersonContactId" = ? WHERE "Id" = ?', (contact_id, account_id)
         )
+        return contact_id
 
     def _insert_linked(self, tx: _Tx, obj: SObject, values: dict[str, Any], origin: str) -> str:
         """Insert a record the sandbox derives itself (a person contact): no permission checks."""
@@ -1265,27 +1298,22 @@ class OrgStore:
         if obj.name == "Account" and self.schema.person_accounts:
             return self._insert_many_slow(obj, rows, events, origin)
         total = 0
+        if events:
+            for chunk in _chunks(rows, chunk_size):
+                with self.transaction(origin) as tx:
+                    inserted = self._insert_chunk(obj, chunk, tx.now)
+                    # Announced as 200-record transactions, the way the bulk API commits.
+                    groups = []
+                    for start in range(0, len(inserted), 200):
+                        group = _Tx(str(uuid.uuid4()), origin, tx.now)
+                        for new in inserted[start : start + 200]:
+                            values = _event_values(obj, new)
+                            self._emit(group, obj, new["Id"], "CREATE", values, origin=origin)
+                        groups.append(group)
+                    self._commit_records(groups)
+                total += len(inserted)
+            return total
         with self._lock:
-            if events:
-                for chunk in _chunks(rows, chunk_size):
-                    with self.transaction(origin) as tx:
-                        inserted = self._insert_chunk(obj, chunk, tx.now)
-                        for start in range(0, len(inserted), 200):
-                            tx.key = str(uuid.uuid4())
-                            for new in inserted[start : start + 200]:
-                                self._emit(
-                                    tx,
-                                    obj,
-                                    new["Id"],
-                                    "CREATE",
-                                    _event_values(obj, new),
-                                    origin=origin,
-                                )
-                        # Deliver per 200-record transaction, as the bulk API would.
-                        records, tx.records = tx.records, []
-                    self._deliver_grouped(records)
-                    total += len(inserted)
-                return total
             now = self._now()
             self._conn.execute("BEGIN")
             try:
@@ -1319,15 +1347,6 @@ class OrgStore:
                 f"CREATE INDEX IF NOT EXISTS {_q(obj.name + '_' + name)}"
                 f" ON {_q(obj.name)} ({cols_sql})"
             )
-
-    def _deliver_grouped(self, records: list[ChangeRecord]) -> None:
-        groups: dict[str, list[ChangeRecord]] = {}
-        for rec in records:
-            groups.setdefault(rec.transaction_key, []).append(rec)
-        for key, group in groups.items():
-            for seq, rec in enumerate(group, 1):
-                rec.sequence_number = seq
-            self._deliver(_Tx(key, group[0].origin, self._now(), group))
 
     def _insert_many_slow(
         self, obj: SObject, rows: Iterable[dict[str, Any]], events: bool, origin: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -924,3 +925,40 @@ def test_insert_many_other_objects_and_derived_fields(store: OrgStore) -> None:
         [{"LastName": "L", "Company": "C", "IsConverted": True, "ConvertedDate": "2026-01-02"}],
     )
     assert store.query("SELECT COUNT() FROM Lead WHERE IsConverted = true").total_size == 1
+
+
+def test_listeners_run_outside_the_lock(store: OrgStore) -> None:
+    # A listener that posts to a server which writes back to this org (on another thread) must
+    # not deadlock, as a Flow callout into the middleware's embedded worker would.
+    finished: list[str] = []
+
+    def calls_back(batch: list[ChangeRecord]) -> None:
+        if batch[0].values.get("LastName") != "First":
+            return
+        worker = threading.Thread(
+            target=lambda: finished.append(store.create("Contact", {"LastName": "Echo"}))
+        )
+        worker.start()
+        worker.join(timeout=10)
+
+    store.subscribe(calls_back)
+    store.create("Contact", {"LastName": "First"})
+    assert len(finished) == 1
+    assert store.count("Contact") == 2
+
+
+def test_writes_from_a_listener_are_announced_after_the_current_transaction(
+    store: OrgStore,
+) -> None:
+    order: list[tuple[str, str]] = []
+
+    def first(batch: list[ChangeRecord]) -> None:
+        name = batch[0].values.get("LastName", "")
+        order.append(("first", name))
+        if name == "A":
+            store.create("Contact", {"LastName": "B"})
+
+    store.subscribe(first)
+    store.subscribe(lambda batch: order.append(("second", batch[0].values.get("LastName", ""))))
+    store.create("Contact", {"LastName": "A"})
+    assert order == [("first", "A"), ("second", "A"), ("first", "B"), ("second", "B")]

@@ -58,6 +58,8 @@ def test_person_account_creates_its_contact(person_org: Any) -> None:
         ("Account", "CREATE"),
         ("Contact", "CREATE"),
     ]
+    assert batch[0].values["PersonContactId"] == batch[1].record_id
+    assert batch[0].values["IsPersonAccount"] is True
     assert len({r.transaction_key for r in batch}) == 1
     acc = store.get("Account", account)
     assert acc is not None
