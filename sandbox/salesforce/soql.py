@@ -819,6 +819,8 @@ class Compiler:
                         f"field '{fd.name}' can not be sorted in a query call",
                     )
                 col = scope.column_sql(fd, alias)
+                if fd.is_text:
+                    col += " COLLATE NOCASE"  # computed columns carry no collation of their own
                 nulls = item.nulls or ("LAST" if item.descending else "FIRST")
                 items.append(f"{col} {'DESC' if item.descending else 'ASC'} NULLS {nulls}")
             order_sql = " ORDER BY " + ", ".join(items)

@@ -454,3 +454,15 @@ def test_id_suffix(id15: str, suffix: str) -> None:
 @pytest.mark.parametrize("bad", ["", "003", "003SB000000000!", "001A0000006Vm9rAAA", "0" * 17, 42])
 def test_normalize_id_rejects(bad: Any) -> None:
     assert soql.normalize_id(bad) is None
+
+
+def test_computed_text_fields_sort_and_compare_ignoring_case() -> None:
+    store = OrgStore("standard", clock=FixedClock(NOW))
+    campaign = store.create("Campaign", {"Name": "Fall"})
+    for name in ("bob", "Alice", "carl"):
+        contact = store.create("Contact", {"LastName": name, "Email": f"{name}@X.org"})
+        store.create("CampaignMember", {"CampaignId": campaign, "ContactId": contact})
+    ordered = store.query("SELECT LastName FROM CampaignMember ORDER BY LastName DESC").rows
+    assert [r["LastName"] for r in ordered] == ["carl", "bob", "Alice"]
+    hits = store.query("SELECT LastName FROM CampaignMember WHERE Email = 'ALICE@x.org'").rows
+    assert [r["LastName"] for r in hits] == ["Alice"]
