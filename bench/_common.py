@@ -249,14 +249,20 @@ def gunicorn(
     return spawn(name, argv, env, log_dir)
 
 
-def rq_worker(name: str, redis_url: str, env: dict[str, str], log_dir: Path) -> Process:
-    """An `rq worker --with-scheduler` as the Procfile runs it (SimpleWorker: no fork per job)."""
+def rq_worker(
+    name: str,
+    redis_url: str,
+    env: dict[str, str],
+    log_dir: Path,
+    worker_class: str = "rq.worker.HerokuWorker",
+) -> Process:
+    """An `rq worker --with-scheduler` as the Procfile runs it (HerokuWorker forks per job)."""
     argv = [
         str(VENV_BIN / "rq"),
         "worker",
         "--with-scheduler",
         "--worker-class",
-        "rq.worker.SimpleWorker",
+        worker_class,
         "--connection-class",
         "middleware.queue.TolerantRedis",
         "--serializer",

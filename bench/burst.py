@@ -210,6 +210,7 @@ def run_sockets(records: int, batch: int, activity_steps: int, timeout: float) -
         )
         service: c.Process | None = None
         try:
+            c.quiet_logs()
             sf_token, cc_token = c.sandbox_tokens(running)
             prepared = c.prepare_store(
                 f"sqlite:///{tmp / 'bench.sqlite3'}",
