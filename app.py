@@ -36,7 +36,12 @@ BLUEPRINT_MODULES = (
     "middleware.web.oauth",
 )
 # CLI groups by "module:attribute", registered when importable.
-CLI_GROUPS = ("sandbox.cli:sandbox_cli",)
+CLI_GROUPS = (
+    "sandbox.cli:sandbox_cli",
+    "middleware.cli:setups_cli",
+    "middleware.cli:connections_cli",
+    "middleware.cli:sync_cli",
+)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
 

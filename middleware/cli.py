@@ -1,0 +1,780 @@
+"""Operator CLI: ``flask --app app setups|connections|sync ...`` and ``sandbox connect``.
+
+Commands do what the admin API does, through the same functions (``middleware.web.admin``), so
+validation, messages and side effects are identical. Output is a table for people and ``--json``
+for scripts; every failure exits non-zero with one clear message (and the offending fields).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import click
+import requests
+from flask import current_app
+from flask.cli import AppGroup
+from marshmallow import Schema
+from redis import Redis
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from middleware import queue
+from middleware.settings import Settings
+from middleware.store import runs as run_repo
+from middleware.store import setups as setup_repo
+from middleware.store.db import Store
+from middleware.store.models import Run, utcnow
+from middleware.web import admin, handles
+from middleware.web import oauth as oauth_flow
+from sandbox.cli import DEFAULT_CC_URL, DEFAULT_SF_URL, sandbox_cli
+from sandbox.tls import DEFAULT_DIR
+from schemas import admin as s
+
+SANDBOX_CLIENT_ID = "sandbox-client-id"
+SANDBOX_CLIENT_SECRET = "sandbox-client-secret"
+WAIT_POLL_SECONDS = 0.5
+
+setups_cli = AppGroup("setups", help="Create, change, pause and inspect setups.")
+connections_cli = AppGroup(
+    "connections", help="Stored Salesforce and Constant Contact connections."
+)
+sync_cli = AppGroup("sync", help="Run syncs and look at runs and sync errors.")
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+def _settings() -> Settings:
+    return handles()["settings"]  # type: ignore[no-any-return]
+
+
+def _store() -> Store:
+    return handles()["store"]  # type: ignore[no-any-return]
+
+
+def _redis() -> Redis:
+    return handles()["redis"]  # type: ignore[no-any-return]
+
+
+@contextmanager
+def _transaction() -> Iterator[Session]:
+    """A store transaction whose API errors become one clear CLI error."""
+    try:
+        with _store().transaction() as session:
+            yield session
+    except admin.ApiError as exc:
+        raise _cli_error(exc) from None
+
+
+def _cli_error(exc: admin.ApiError) -> click.ClickException:
+    lines = [exc.detail or exc.title]
+    for field, messages in (exc.errors or {}).items():
+        for message in messages:
+            lines.append(f"  {field}: {message}")
+    return click.ClickException("\n".join(lines))
+
+
+def _out(
+    schema: type[Schema], data: Any, as_json: bool, human: Callable[[dict[str, Any]], None]
+) -> None:
+    dumped = schema().dump(data)
+    if as_json:
+        click.echo(json.dumps(dumped, indent=2, sort_keys=True))
+    else:
+        human(dumped)
+
+
+def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
+    """A plain-text table; ``columns`` are ``(key, header)`` pairs."""
+    cells = [[_cell(row.get(key)) for key, _ in columns] for row in rows]
+    headers = [header for _, header in columns]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in cells:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, list):
+        return ", ".join(_cell(v) for v in value) or "-"
+    text = str(value)
+    if len(text) >= 19 and text[4] == "-" and "T" in text:  # ISO timestamps: to the second
+        return text[:19].replace("T", " ")
+    return text
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise click.ClickException(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise click.ClickException(f"{path} must hold a JSON object")
+    return data
+
+
+def _echo_warnings(warnings: Sequence[str]) -> None:
+    for warning in warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+
+
+# --------------------------------------------------------------------------- setups
+
+
+def _setup_line(view: dict[str, Any]) -> dict[str, Any]:
+    options = view.get("options") or {}
+    return {
+        "id": view["id"],
+        "name": view["name"],
+        "object": options.get("object_type"),
+        "main_list": options.get("main_list"),
+        "sf": view.get("salesforce_connection"),
+        "cc": view.get("constant_contact_connection"),
+        "state": f"paused ({view['pause_reason']})" if view.get("paused") else "active",
+    }
+
+
+_SETUP_COLUMNS = [
+    ("id", "ID"),
+    ("name", "NAME"),
+    ("object", "OBJECT"),
+    ("main_list", "MAIN LIST"),
+    ("sf", "SF CONN"),
+    ("cc", "CC CONN"),
+    ("state", "STATE"),
+]
+
+
+def _print_setup(view: dict[str, Any]) -> None:
+    line = _setup_line(view)
+    click.echo(table([line], _SETUP_COLUMNS))
+    click.echo(f"\nwebhook: {view['webhook']['url']} (auth: {view['webhook']['auth']})")
+    if view.get("webhook_secret"):
+        click.echo(f"webhook secret: {view['webhook_secret']}")
+        click.secho(
+            "This secret is shown once; store it in Salesforce now (rotate with `setups secret`).",
+            fg="yellow",
+        )
+    _echo_warnings(view.get("warnings") or [])
+
+
+@setups_cli.command("list")
+@json_option
+def setups_list(as_json: bool) -> None:
+    """List setups."""
+    settings = _settings()
+    with _transaction() as session:
+        items = [admin.setup_view(settings, r) for r in setup_repo.all_setups(session)]
+
+    def human(data: dict[str, Any]) -> None:
+        if not data["items"]:
+            click.echo("no setups yet: create one with `flask --app app setups create --file ...`")
+            return
+        click.echo(table([_setup_line(v) for v in data["items"]], _SETUP_COLUMNS))
+
+    _out(s.SetupListSchema, {"items": items}, as_json, human)
+
+
+@setups_cli.command("show")
+@click.argument("setup_id", type=int)
+@json_option
+def setups_show(setup_id: int, as_json: bool) -> None:
+    """Show a setup, its options and its status."""
+    with _transaction() as session:
+        view = admin.setup_view(_settings(), admin.get_setup(session, setup_id))
+        status = admin.setup_status(session, _redis(), setup_id)
+    if as_json:
+        _out(s.SetupViewSchema, view, True, lambda _d: None)
+        return
+    _print_setup(s.SetupViewSchema().dump(view))
+    _print_status(s.SetupStatusSchema().dump(status))
+    click.echo("\noptions:")
+    click.echo(json.dumps(view["options"], indent=2, sort_keys=True))
+
+
+def _print_status(status: dict[str, Any]) -> None:
+    click.echo(f"pending changes: {status['pending']}")
+    errors = status["open_errors"]
+    click.echo(
+        f"open errors: {status['open_errors_total']}" + (f" ({_cell(errors)})" if errors else "")
+    )
+    click.echo(f"links: {_cell(status['links'])}")
+    connections = status["connections"]
+    click.echo(f"connections: {_cell(connections)}")
+    if status["last_runs"]:
+        last = status["last_runs"][0]
+        click.echo(
+            f"last run: #{last['id']} {last['kind']} {last['status']} {_cell(last['created_at'])}"
+        )
+
+
+@setups_cli.command("create")
+@click.option("--file", "path", required=True, type=click.Path(dir_okay=False), help="Setup JSON.")
+@click.option("--sf-connection", type=int, help="Salesforce connection id (overrides the file).")
+@click.option("--cc-connection", type=int, help="Constant Contact connection id (overrides).")
+@json_option
+def setups_create(
+    path: str, sf_connection: int | None, cc_connection: int | None, as_json: bool
+) -> None:
+    """Create a setup from a JSON file; prints its webhook URL and secret (shown once)."""
+    data = _read_json(path)
+    if sf_connection is not None:
+        data["salesforce_connection"] = sf_connection
+    if cc_connection is not None:
+        data["constant_contact_connection"] = cc_connection
+    with _transaction() as session:
+        view = admin.create_setup(_settings(), session, data)
+    _out(s.SetupSecretViewSchema, view, as_json, _print_setup)
+
+
+@setups_cli.command("update")
+@click.argument("setup_id", type=int)
+@click.option("--file", "path", required=True, type=click.Path(dir_okay=False), help="Merge patch.")
+@json_option
+def setups_update(setup_id: int, path: str, as_json: bool) -> None:
+    """Change a setup with a JSON merge patch (null resets an option to its default)."""
+    patch = _read_json(path)
+    with _transaction() as session:
+        view = admin.update_setup(_settings(), session, setup_id, patch)
+    admin.forget_setup(setup_id)
+    _out(s.SetupViewSchema, view, as_json, _print_setup)
+
+
+@setups_cli.command("delete")
+@click.argument("setup_id", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def setups_delete(setup_id: int, yes: bool) -> None:
+    """Delete a setup (its links, runs and errors); nothing changes in either vendor."""
+    with _transaction() as session:
+        name = admin.get_setup(session, setup_id).name
+    if not yes:
+        click.confirm(f"Delete setup {setup_id} ({name}) and its sync history?", abort=True)
+    with _transaction() as session:
+        admin.delete_setup(session, _redis(), setup_id)
+    admin.forget_setup(setup_id)
+    click.echo(f"deleted setup {setup_id} ({name})")
+
+
+@setups_cli.command("pause")
+@click.argument("setup_id", type=int)
+@click.option("--reason", default="paused by an admin", show_default=True)
+@json_option
+def setups_pause(setup_id: int, reason: str, as_json: bool) -> None:
+    """Pause a setup; changes keep collecting and sync after `resume`."""
+    with _transaction() as session:
+        admin.get_setup(session, setup_id)
+        setup_repo.pause(session, setup_id, reason)
+        view = admin.setup_view(_settings(), admin.get_setup(session, setup_id))
+    admin.forget_setup(setup_id)
+    _out(
+        s.SetupViewSchema, view, as_json, lambda v: click.echo(f"setup {setup_id} paused: {reason}")
+    )
+
+
+@setups_cli.command("resume")
+@click.argument("setup_id", type=int)
+@json_option
+def setups_resume(setup_id: int, as_json: bool) -> None:
+    """Resume a paused setup and flush what waited."""
+    from middleware import intake
+
+    redis = _redis()
+    with _transaction() as session:
+        admin.get_setup(session, setup_id)
+        setup_repo.resume(session, setup_id)
+        view = admin.setup_view(_settings(), admin.get_setup(session, setup_id))
+    admin.forget_setup(setup_id)
+    pending = intake.pending(redis, setup_id)
+    if pending:
+        queue.ensure_scheduled(
+            f"flush-{setup_id}", admin.FLUSH_JOB, [setup_id], queue=queue.WEBHOOKS, connection=redis
+        )
+    _out(
+        s.SetupViewSchema,
+        view,
+        as_json,
+        lambda v: click.echo(f"setup {setup_id} resumed ({pending} pending changes to sync)"),
+    )
+
+
+@setups_cli.command("secret")
+@click.argument("setup_id", type=int)
+@json_option
+def setups_secret(setup_id: int, as_json: bool) -> None:
+    """Rotate a setup's webhook secret and print the new one (the old one stops working)."""
+    with _transaction() as session:
+        view = admin.rotate_secret(_settings(), session, setup_id)
+    admin.forget_setup(setup_id)
+    if as_json:
+        _out(s.SetupSecretViewSchema, view, True, lambda _d: None)
+        return
+    click.echo(view["webhook_secret"])
+    click.secho(
+        "The old secret no longer works: update it in Salesforce now.", fg="yellow", err=True
+    )
+
+
+# --------------------------------------------------------------------------- connections
+
+_CONNECTION_COLUMNS = [
+    ("id", "ID"),
+    ("vendor", "VENDOR"),
+    ("label", "LABEL"),
+    ("account_id", "ACCOUNT"),
+    ("status", "STATUS"),
+    ("expires_at", "TOKEN EXPIRES"),
+    ("used_by", "SETUPS"),
+    ("last_error", "LAST ERROR"),
+]
+
+
+@connections_cli.command("list")
+@json_option
+def connections_list(as_json: bool) -> None:
+    """List connections (never their tokens)."""
+    with _transaction() as session:
+        items = admin.list_connections(session)
+
+    def human(data: dict[str, Any]) -> None:
+        if not data["items"]:
+            click.echo("no connections yet: connect with POST /admin/api/connections/start")
+            return
+        click.echo(table(data["items"], _CONNECTION_COLUMNS))
+
+    _out(s.ConnectionListSchema, {"items": items}, as_json, human)
+
+
+@connections_cli.command("check")
+@click.argument("connection_id", type=int)
+@json_option
+def connections_check(connection_id: int, as_json: bool) -> None:
+    """Verify a connection with one cheap vendor call; exits 1 if the vendor refuses it."""
+    with _transaction() as session:
+        vendor = admin.get_connection(session, connection_id).vendor
+    result = admin.check_connection(
+        _settings(), _store(), _redis(), connection_id, session=admin.vendor_session(vendor)
+    )
+
+    def human(data: dict[str, Any]) -> None:
+        click.echo(f"connection {connection_id} ({vendor}): {'ok' if data['ok'] else 'FAILED'}")
+        click.echo(data["detail"])
+
+    _out(s.ConnectionCheckSchema, result, as_json, human)
+    if not result["ok"]:
+        raise click.exceptions.Exit(1)
+
+
+# --------------------------------------------------------------------------- sync
+
+_RUN_COLUMNS = [
+    ("id", "RUN"),
+    ("kind", "KIND"),
+    ("status", "STATUS"),
+    ("created_at", "STARTED"),
+    ("duration_seconds", "SECONDS"),
+    ("counts", "COUNTS"),
+    ("api_calls", "API CALLS"),
+    ("message", "MESSAGE"),
+]
+
+
+def _print_run(run: dict[str, Any]) -> None:
+    click.echo(table([run], _RUN_COLUMNS))
+
+
+@sync_cli.command("now")
+@click.argument("setup_id", type=int)
+@click.option("--wait", is_flag=True, help="Follow the run until it finishes.")
+@click.option("--timeout", default=3600.0, show_default=True, help="Seconds to wait at most.")
+@json_option
+def sync_now(setup_id: int, wait: bool, timeout: float, as_json: bool) -> None:
+    """Sync Now: pending Salesforce changes plus a SystemModstamp catch-up."""
+    since = utcnow()
+    redis = _redis()
+    with _transaction() as session:
+        started = admin.start_sync_now(session, setup_id, redis)
+    if not wait:
+        if as_json:
+            click.echo(json.dumps(s.JobStartedSchema().dump(started), indent=2, sort_keys=True))
+        else:
+            click.echo(f"Sync Now queued as job {started['job_id']}")
+            click.echo(f"follow it with: flask --app app sync runs {setup_id}")
+        return
+    if not as_json:
+        click.echo(f"Sync Now queued as job {started['job_id']}; waiting for it to finish")
+    config = current_app.config
+    run = wait_for_run(
+        _store(),
+        redis,
+        setup_id,
+        started["job_id"],
+        since,
+        timeout=timeout,
+        sleep=config.get("CLI_SLEEP", time.sleep),
+        monotonic=config.get("CLI_MONOTONIC", time.monotonic),
+        show_progress=not as_json,
+    )
+    if as_json:
+        click.echo(json.dumps(s.RunSchema().dump(run), indent=2, sort_keys=True))
+    else:
+        _print_run(s.RunSchema().dump(run))
+    if run["status"] != "succeeded":
+        raise click.ClickException(
+            f"run {run['id']} ended {run['status']}: {run.get('message') or 'no message'}"
+        )
+
+
+def _run_for(session: Session, setup_id: int, job_id: str, since: datetime) -> Run | None:
+    found = session.scalar(select(Run).where(Run.job_id == job_id).order_by(Run.id.desc()).limit(1))
+    if found is not None:
+        return found
+    # A busy setup makes the job reschedule itself under a new id: take its run instead.
+    return session.scalar(
+        select(Run)
+        .where(Run.setup_id == setup_id, Run.kind == "sync_now", Run.created_at >= since)
+        .order_by(Run.id.desc())
+        .limit(1)
+    )
+
+
+def _job_state(redis: Redis, job_id: str) -> tuple[JobStatus | None, Any]:
+    try:
+        job = Job.fetch(job_id, connection=redis, serializer=queue.SERIALIZER)
+    except NoSuchJobError:
+        return None, None
+    status = job.get_status(refresh=False)
+    if status == JobStatus.FINISHED:
+        return status, job.return_value()
+    if status == JobStatus.FAILED:
+        _type, message = admin._exc_summary(job)
+        return status, message
+    return status, None
+
+
+def wait_for_run(
+    store: Store,
+    redis: Redis,
+    setup_id: int,
+    job_id: str,
+    since: datetime,
+    *,
+    timeout: float = 3600.0,
+    sleep: Callable[[float], None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Poll until the Sync Now run of ``job_id`` finishes; a progress bar when its size is known."""
+    deadline = monotonic() + timeout
+    bar: Any = None
+    shown = 0
+    try:
+        while True:
+            with store.transaction() as session:
+                row = _run_for(session, setup_id, job_id, since)
+                run = admin.run_view(row) if row is not None else None
+            job_status, outcome = _job_state(redis, job_id)
+            if run is not None:
+                total = run["progress"]["total"]
+                if show_progress and total and bar is None:
+                    bar = click.progressbar(length=total, label=f"run {run['id']}", file=None)
+                    bar.__enter__()
+                if bar is not None:
+                    done = min(run["progress"]["done"], total or 0)
+                    bar.update(done - shown)
+                    shown = done
+                if run["status"] in run_repo.FINISHED:
+                    return run
+            elif job_status == JobStatus.FAILED:
+                raise click.ClickException(f"Sync Now job {job_id} failed: {outcome}")
+            elif job_status == JobStatus.FINISHED and isinstance(outcome, dict):
+                return _runless(setup_id, job_id, outcome, since)
+            elif job_status is None:
+                raise click.ClickException(f"job {job_id} disappeared from the queue")
+            if monotonic() >= deadline:
+                raise click.ClickException(
+                    f"still running after {timeout:.0f}s; follow it with "
+                    f"`flask --app app sync runs {setup_id}`"
+                )
+            sleep(WAIT_POLL_SECONDS)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+
+
+def _runless(
+    setup_id: int, job_id: str, outcome: dict[str, Any], since: datetime
+) -> dict[str, Any]:
+    # The job ended without opening a run: nothing to do, paused, or one-way CC → SF.
+    if outcome.get("paused"):
+        status, message = "paused", f"setup is paused: {outcome['paused']}"
+    else:
+        status, message = "succeeded", "nothing to sync"
+    now = utcnow()
+    return {
+        "id": None,
+        "setup_id": setup_id,
+        "kind": "sync_now",
+        "status": status,
+        "job_id": job_id,
+        "created_at": since,
+        "started_at": since,
+        "finished_at": now,
+        "duration_seconds": (now - since).total_seconds(),
+        "counts": {k: v for k, v in outcome.items() if isinstance(v, int) and k != "setup_id"},
+        "api_calls": {},
+        "message": message,
+        "progress": {"done": 0, "total": None, "percent": None},
+    }
+
+
+@sync_cli.command("runs")
+@click.argument("setup_id", type=int)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 200))
+@json_option
+def sync_runs(setup_id: int, limit: int, as_json: bool) -> None:
+    """A setup's runs, newest first."""
+    with _transaction() as session:
+        admin.get_setup(session, setup_id)
+        items = [admin.run_view(r) for r in run_repo.recent_runs(session, setup_id, limit)]
+
+    def human(data: dict[str, Any]) -> None:
+        if not data["items"]:
+            click.echo(f"setup {setup_id} has no runs yet")
+            return
+        click.echo(table(data["items"], _RUN_COLUMNS))
+
+    _out(s.RunListSchema, {"items": items}, as_json, human)
+
+
+_ERROR_COLUMNS = [
+    ("id", "ID"),
+    ("code", "CODE"),
+    ("direction", "DIRECTION"),
+    ("sf_id", "SF ID"),
+    ("email", "EMAIL"),
+    ("status", "STATUS"),
+    ("attempts", "TRIES"),
+    ("message", "MESSAGE"),
+]
+
+
+@sync_cli.command("errors")
+@click.argument("setup_id", type=int)
+@click.option(
+    "--status",
+    type=click.Choice(list(s.ERROR_STATUS_FILTERS)),
+    default="open",
+    show_default=True,
+)
+@click.option("--code", default=None, help="Only this error code.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, s.MAX_PAGE))
+@click.option("--retry", is_flag=True, help="Retry every unresolved error shown (by --code).")
+@json_option
+def sync_errors(
+    setup_id: int, status: str, code: str | None, limit: int, retry: bool, as_json: bool
+) -> None:
+    """A setup's sync errors; --retry syncs their records again."""
+    redis = _redis()
+    with _transaction() as session:
+        if retry:
+            selection: dict[str, Any] = {"all": True}
+            if code:
+                selection["code"] = code
+            result = admin.retry_errors(session, redis, setup_id, selection)
+        listed = admin.list_errors(session, setup_id, status=status, code=code, limit=limit)
+    if retry:
+        if as_json:
+            click.echo(json.dumps(s.RetryResultSchema().dump(result), indent=2, sort_keys=True))
+            return
+        click.echo(
+            f"retrying {result['retrying']} errors: {result['marked_dirty']} records queued"
+            + (f" (flush job {result['flush_job_id']})" if result["flush_job_id"] else "")
+            + (
+                f", {result['awaiting_poll']} wait for the next Constant Contact poll"
+                if result["awaiting_poll"]
+                else ""
+            )
+        )
+        return
+
+    def human(data: dict[str, Any]) -> None:
+        if not data["items"]:
+            click.echo(f"no {status if status != 'all' else ''} errors".replace("  ", " "))
+            return
+        click.echo(table(data["items"], _ERROR_COLUMNS))
+        if data["total"] > len(data["items"]):
+            click.echo(f"... {data['total'] - len(data['items'])} more (use --limit)")
+
+    _out(s.ErrorListSchema, listed, as_json, human)
+
+
+# --------------------------------------------------------------------------- sandbox connect
+
+
+def sandbox_settings(
+    settings: Settings, sf_url: str, cc_url: str, ca_bundle: str | None
+) -> Settings:
+    """The app's settings pointed at the local sandboxes and their connected app."""
+    return settings.replace(
+        salesforce_login_url=sf_url.rstrip("/"),
+        salesforce_client_id=SANDBOX_CLIENT_ID,
+        salesforce_client_secret=SANDBOX_CLIENT_SECRET,
+        salesforce_ca_bundle=ca_bundle,
+        cc_auth_url=f"{cc_url.rstrip('/')}/oauth2/default/v1",
+        cc_api_url=f"{cc_url.rstrip('/')}/v3",
+        cc_client_id=SANDBOX_CLIENT_ID,
+        cc_client_secret=SANDBOX_CLIENT_SECRET,
+    )
+
+
+def _loopback_redirect(settings: Settings, vendor: str) -> str:
+    # The sandboxes redirect only to loopback URIs with a port; the code is read from the
+    # redirect itself, so nothing has to listen there.
+    parts = urlsplit(settings.public_url)
+    if parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1") and parts.port:
+        return oauth_flow.callback_uri(settings, vendor)
+    return f"http://127.0.0.1:5000/oauth/{vendor}/callback"
+
+
+def connect_sandbox(
+    settings: Settings,
+    store: Store,
+    redis: Redis,
+    vendor: str,
+    label: str,
+    http: requests.Session,
+) -> dict[str, Any]:
+    """One real OAuth flow against a running sandbox; returns the stored connection's view."""
+    name = oauth_flow.VENDOR_NAMES[vendor]
+    flow = oauth_flow.begin_flow(
+        settings, redis, vendor, label, redirect_uri=_loopback_redirect(settings, vendor)
+    )
+    try:
+        answer = http.get(flow.authorize_url, allow_redirects=False, timeout=30)
+    except requests.RequestException as exc:
+        raise click.ClickException(
+            f"cannot reach the {name} sandbox ({type(exc).__name__}); is "
+            "`flask --app app sandbox serve` running, and is --ca-bundle its CA?"
+        ) from None
+    location = answer.headers.get("Location", "")
+    query = parse_qs(urlsplit(location).query)
+    if answer.status_code != 302 or "code" not in query:
+        reason = (query.get("error_description") or query.get("error") or [answer.text[:200]])[0]
+        raise click.ClickException(f"the {name} sandbox did not approve: {reason}")
+    try:
+        return oauth_flow.complete_flow(
+            settings,
+            store,
+            redis,
+            vendor,
+            code=query["code"][0],
+            state=(query.get("state") or [""])[0],
+            session=http,
+        )
+    except oauth_flow.FlowError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _env_hints(current: Settings, wanted: Settings) -> list[str]:
+    names = {
+        "salesforce_login_url": "SALESFORCE_LOGIN_URL",
+        "salesforce_client_id": "SALESFORCE_CLIENT_ID",
+        "salesforce_client_secret": "SALESFORCE_CLIENT_SECRET",
+        "salesforce_ca_bundle": "SALESFORCE_CA_BUNDLE",
+        "cc_api_url": "CC_API_URL",
+        "cc_auth_url": "CC_AUTH_URL",
+        "cc_client_id": "CC_CLIENT_ID",
+        "cc_client_secret": "CC_CLIENT_SECRET",
+    }
+    return [
+        f"{env}={getattr(wanted, attr) or ''}"
+        for attr, env in names.items()
+        if getattr(current, attr) != getattr(wanted, attr)
+    ]
+
+
+@sandbox_cli.command("connect")
+@click.option("--sf-url", default=DEFAULT_SF_URL, show_default=True)
+@click.option("--cc-url", default=DEFAULT_CC_URL, show_default=True)
+@click.option(
+    "--ca-bundle",
+    default=None,
+    help=f"CA of the Salesforce sandbox's certificate [default: {DEFAULT_DIR / 'ca.pem'}].",
+)
+@click.option("--sf-label", default="Salesforce sandbox", show_default=True)
+@click.option("--cc-label", default="Constant Contact sandbox", show_default=True)
+@json_option
+def sandbox_connect(
+    sf_url: str,
+    cc_url: str,
+    ca_bundle: str | None,
+    sf_label: str,
+    cc_label: str,
+    as_json: bool,
+) -> None:
+    """Connect to running sandboxes through their real OAuth flows; prints the connection ids."""
+    from flask.cli import ScriptInfo
+
+    ctx = click.get_current_context()
+    app = ctx.ensure_object(ScriptInfo).load_app()
+    with app.app_context():
+        current = _settings()
+        bundle = ca_bundle or str(DEFAULT_DIR / "ca.pem")
+        if sf_url.startswith("https://") and not Path(bundle).is_file():
+            raise click.ClickException(
+                f"no CA bundle at {bundle}; pass --ca-bundle (the sandbox prints its path)"
+            )
+        settings = sandbox_settings(current, sf_url, cc_url, bundle)
+        http = requests.Session()
+        http.trust_env = False
+        http.verify = bundle
+        made = {
+            vendor: connect_sandbox(settings, _store(), _redis(), vendor, label, http)
+            for vendor, label in (("salesforce", sf_label), ("constantcontact", cc_label))
+        }
+        hints = _env_hints(current, settings)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {v: s.ConnectionSchema().dump(c) for v, c in made.items()}, indent=2, sort_keys=True
+            )
+        )
+    else:
+        for vendor, conn in made.items():
+            account = f" ({conn['account_id']})" if conn.get("account_id") else ""
+            click.echo(f"{oauth_flow.VENDOR_NAMES[vendor]} connection: {conn['id']}{account}")
+        click.echo(
+            "create a setup with: flask --app app setups create --file setup.json "
+            f"--sf-connection {made['salesforce']['id']} "
+            f"--cc-connection {made['constantcontact']['id']}"
+        )
+    if hints:
+        click.secho(
+            "The web and worker processes use these connections only with these settings:\n  "
+            + "\n  ".join(hints),
+            fg="yellow",
+            err=True,
+        )

@@ -1,0 +1,437 @@
+"""Tests for the operator CLI through click's runner: setups, connections, sync, sandbox connect."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import Result
+from flask import Flask
+from rq.job import Job, JobStatus
+
+from app import create_app
+from middleware import intake, queue
+from middleware.store import connections as connection_repo
+from middleware.store import errors as error_repo
+from middleware.store import runs as run_repo
+from middleware.store import setups as setup_repo
+from middleware.store.models import utcnow
+
+SETUP = {"name": "Contacts", "main_list": "Newsletter"}
+
+
+def cli(app: Flask, *args: str, input: str | None = None) -> Result:
+    return app.test_cli_runner().invoke(args=list(args), input=input)
+
+
+def store_of(app: Flask) -> Any:
+    return app.extensions["middleware"]["store"]
+
+
+def redis_of(app: Flask) -> Any:
+    return app.extensions["middleware"]["redis"]
+
+
+@pytest.fixture
+def connections(app: Flask) -> dict[str, int]:
+    ids = {}
+    with store_of(app).transaction() as session:
+        for vendor in ("salesforce", "constantcontact"):
+            ids[vendor] = connection_repo.create(
+                session,
+                vendor=vendor,
+                label=f"{vendor} main",
+                access_token="cli-access-token",
+                refresh_token="cli-refresh-token",
+                expires_at=utcnow() + timedelta(hours=1),
+            ).id
+    return ids
+
+
+def write(tmp_path: Path, name: str, data: Any) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(data) if not isinstance(data, str) else data)
+    return str(path)
+
+
+def create(app: Flask, tmp_path: Path, connections: dict[str, int], **extra: Any) -> dict[str, Any]:
+    result = cli(
+        app,
+        "setups",
+        "create",
+        "--file",
+        write(tmp_path, "setup.json", {**SETUP, **extra}),
+        "--sf-connection",
+        str(connections["salesforce"]),
+        "--cc-connection",
+        str(connections["constantcontact"]),
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------- setups
+
+
+def test_create_prints_the_webhook_url_and_the_secret_once(
+    app: Flask, tmp_path: Path, connections: dict[str, int]
+) -> None:
+    result = cli(
+        app,
+        "setups",
+        "create",
+        "--file",
+        write(tmp_path, "s.json", SETUP),
+        "--sf-connection",
+        str(connections["salesforce"]),
+        "--cc-connection",
+        str(connections["constantcontact"]),
+    )
+    assert result.exit_code == 0, result.output
+    with store_of(app).transaction() as session:
+        row = setup_repo.all_setups(session)[0]
+        secret = setup_repo.webhook_secret(session, row)
+        assert row.salesforce_connection_id == connections["salesforce"]
+    assert secret in result.stdout
+    assert f"/webhooks/salesforce/{row.id}" in result.stdout
+    assert "shown once" in result.stdout
+
+    shown = cli(app, "setups", "show", str(row.id))
+    assert shown.exit_code == 0
+    assert secret not in shown.output
+    assert "Newsletter" in shown.output
+    assert "pending changes: 0" in shown.output
+    listed = cli(app, "setups", "list")
+    assert "Contacts" in listed.output and secret not in listed.output
+    as_json = json.loads(cli(app, "setups", "list", "--json").stdout)
+    assert [s["id"] for s in as_json["items"]] == [row.id]
+
+
+def test_create_names_invalid_fields_and_exits_non_zero(app: Flask, tmp_path: Path) -> None:
+    bad = {**SETUP, "field_map": [{"sf_field": "Title", "cc_field": "nope"}]}
+    result = cli(app, "setups", "create", "--file", write(tmp_path, "bad.json", bad))
+    assert result.exit_code == 1
+    assert "field_map[0].cc_field" in result.output
+    missing = cli(app, "setups", "create", "--file", str(tmp_path / "absent.json"))
+    assert missing.exit_code == 1
+    assert "cannot read" in missing.output
+    broken = cli(app, "setups", "create", "--file", write(tmp_path, "x.json", "{nope"))
+    assert broken.exit_code == 1
+    assert "not valid JSON" in broken.output
+    wrong_vendor = cli(
+        app, "setups", "create", "--file", write(tmp_path, "s.json", SETUP), "--sf-connection", "9"
+    )
+    assert wrong_vendor.exit_code == 1
+    assert "salesforce_connection" in wrong_vendor.output
+
+
+def test_update_pause_resume_secret_and_delete(
+    app: Flask, tmp_path: Path, connections: dict[str, int]
+) -> None:
+    created = create(app, tmp_path, connections)
+    setup_id = str(created["id"])
+    updated = cli(
+        app,
+        "setups",
+        "update",
+        setup_id,
+        "--file",
+        write(tmp_path, "patch.json", {"main_list": "Members"}),
+        "--json",
+    )
+    assert updated.exit_code == 0, updated.output
+    assert json.loads(updated.stdout)["options"]["main_list"] == "Members"
+    refused = cli(
+        app,
+        "setups",
+        "update",
+        setup_id,
+        "--file",
+        write(tmp_path, "p.json", {"object_type": "Lead"}),
+    )
+    assert refused.exit_code == 1
+    assert "object_type" in refused.output
+
+    assert cli(app, "setups", "pause", setup_id, "--reason", "audit").exit_code == 0
+    with store_of(app).transaction() as session:
+        assert setup_repo.get(session, created["id"]).pause_reason == "audit"
+    intake.mark_dirty(redis_of(app), created["id"], "Contact", ["003A"])
+    resumed = cli(app, "setups", "resume", setup_id)
+    assert "1 pending" in resumed.output
+    assert queue.pending_job_id(f"flush-{setup_id}", connection=redis_of(app)) is not None
+
+    rotated = cli(app, "setups", "secret", setup_id)
+    assert rotated.exit_code == 0
+    new_secret = rotated.stdout.strip()
+    assert new_secret != created["webhook_secret"]
+    with store_of(app).transaction() as session:
+        row = setup_repo.get(session, created["id"])
+        assert setup_repo.webhook_secret(session, row) == new_secret
+
+    assert cli(app, "setups", "delete", setup_id, input="n\n").exit_code == 1
+    assert cli(app, "setups", "delete", setup_id, "--yes").exit_code == 0
+    gone = cli(app, "setups", "show", setup_id)
+    assert gone.exit_code == 1
+    assert "does not exist" in gone.output
+
+
+# --------------------------------------------------------------------------- connections
+
+
+def test_connections_list_never_shows_tokens(app: Flask, connections: dict[str, int]) -> None:
+    table = cli(app, "connections", "list")
+    assert table.exit_code == 0
+    assert "salesforce main" in table.output
+    assert "cli-access-token" not in table.output
+    data = json.loads(cli(app, "connections", "list", "--json").stdout)
+    assert {c["vendor"] for c in data["items"]} == {"salesforce", "constantcontact"}
+    assert "cli-access-token" not in json.dumps(data)
+    assert cli(app, "connections", "check", "99").exit_code == 1
+
+
+# --------------------------------------------------------------------------- sync
+
+
+class FakeRun:
+    """Stands in for the worker while the CLI waits: opens the run, advances it, finishes it."""
+
+    def __init__(self, app: Flask, setup_id: int, steps: list[dict[str, Any]]) -> None:
+        self.app = app
+        self.setup_id = setup_id
+        self.steps = steps
+        self.run_id: int | None = None
+        self.sleeps = 0
+
+    def job_id(self) -> str:
+        queued = queue.get_queue(redis_of(self.app), queue.DEFAULT).job_ids
+        return queued[0]  # type: ignore[no-any-return]
+
+    def __call__(self, _seconds: float) -> None:
+        self.sleeps += 1
+        if not self.steps:
+            return
+        step = self.steps.pop(0)
+        with store_of(self.app).transaction() as session:
+            if self.run_id is None:
+                run = run_repo.open_run(
+                    session, self.setup_id, "sync_now", job_id=self.job_id(), total=step["total"]
+                )
+                self.run_id = run.id
+            elif "finish" in step:
+                run_repo.finish_run(
+                    session, self.run_id, step["finish"], counts={"updated": 4}, message="done"
+                )
+            else:
+                run_repo.progress(session, self.run_id, done=step["done"])
+
+
+def test_sync_now_enqueues_and_returns(
+    app: Flask, tmp_path: Path, connections: dict[str, int]
+) -> None:
+    setup_id = create(app, tmp_path, connections)["id"]
+    result = cli(app, "sync", "now", str(setup_id), "--json")
+    assert result.exit_code == 0, result.output
+    job_id = json.loads(result.stdout)["job_id"]
+    job = Job.fetch(job_id, connection=redis_of(app), serializer=queue.SERIALIZER)
+    assert job.func_name == "jobs.sync.sync_now"
+    assert job.args == [setup_id]
+
+
+@pytest.mark.parametrize(("outcome", "exit_code"), [("succeeded", 0), ("failed", 1)])
+def test_sync_now_wait_follows_the_run_with_a_progress_bar(
+    app: Flask, tmp_path: Path, connections: dict[str, int], outcome: str, exit_code: int
+) -> None:
+    setup_id = create(app, tmp_path, connections)["id"]
+    fake = FakeRun(app, setup_id, [{"total": 4}, {"done": 2}, {"done": 4}, {"finish": outcome}])
+    app.config["CLI_SLEEP"] = fake
+    result = cli(app, "sync", "now", str(setup_id), "--wait")
+    assert result.exit_code == exit_code, result.output
+    # Not a terminal: click shows the bar's label once instead of redrawing it.
+    assert f"run {fake.run_id}\n" in result.output
+    assert "updated=4" in result.output
+    assert fake.sleeps == 4
+    if outcome == "failed":
+        assert "ended failed" in result.output
+
+
+def test_sync_now_wait_reports_a_failed_job(
+    app: Flask, tmp_path: Path, connections: dict[str, int]
+) -> None:
+    setup_id = create(app, tmp_path, connections)["id"]
+
+    def fail_the_job(_seconds: float) -> None:
+        job_id = queue.get_queue(redis_of(app), queue.DEFAULT).job_ids[0]
+        Job.fetch(job_id, connection=redis_of(app), serializer=queue.SERIALIZER).set_status(
+            JobStatus.FAILED
+        )
+
+    app.config["CLI_SLEEP"] = fail_the_job
+    result = cli(app, "sync", "now", str(setup_id), "--wait")
+    assert result.exit_code == 1
+    assert "failed" in result.output
+
+
+def test_sync_now_wait_gives_up_after_the_timeout(
+    app: Flask, tmp_path: Path, connections: dict[str, int]
+) -> None:
+    setup_id = create(app, tmp_path, connections)["id"]
+    clock = iter(float(n) for n in range(0, 10_000, 10))
+    app.config["CLI_SLEEP"] = lambda _s: None
+    app.config["CLI_MONOTONIC"] = lambda: next(clock)
+    result = cli(app, "sync", "now", str(setup_id), "--wait", "--timeout", "30")
+    assert result.exit_code == 1
+    assert "still running after 30s" in result.output
+
+
+def test_sync_now_refuses_an_unconnected_setup(app: Flask, tmp_path: Path) -> None:
+    created = cli(app, "setups", "create", "--file", write(tmp_path, "s.json", SETUP), "--json")
+    setup_id = json.loads(created.stdout)["id"]
+    result = cli(app, "sync", "now", str(setup_id))
+    assert result.exit_code == 1
+    assert "not connected" in result.output
+
+
+def test_sync_runs_and_errors(app: Flask, tmp_path: Path, connections: dict[str, int]) -> None:
+    setup_id = create(app, tmp_path, connections)["id"]
+    assert "no runs yet" in cli(app, "sync", "runs", str(setup_id)).output
+    with store_of(app).transaction() as session:
+        run = run_repo.open_run(session, setup_id, "incremental")
+        run_repo.finish_run(session, run.id, "succeeded", counts={"created": 3})
+        error_repo.record_errors(
+            session,
+            setup_id,
+            [
+                {"direction": "sf_to_cc", "code": "invalid_email", "sf_id": "003A"},
+                {"direction": "sf_to_cc", "code": "conflict", "sf_id": "003B"},
+            ],
+            run_id=run.id,
+        )
+    runs = cli(app, "sync", "runs", str(setup_id))
+    assert "succeeded" in runs.output and "created=3" in runs.output
+    assert json.loads(cli(app, "sync", "runs", str(setup_id), "--json").stdout)["items"][0][
+        "counts"
+    ] == {"created": 3}
+
+    errors = cli(app, "sync", "errors", str(setup_id))
+    assert "invalid_email" in errors.output and "conflict" in errors.output
+    only = json.loads(
+        cli(app, "sync", "errors", str(setup_id), "--code", "conflict", "--json").stdout
+    )
+    assert only["total"] == 1
+
+    retried = cli(app, "sync", "errors", str(setup_id), "--retry", "--code", "invalid_email")
+    assert retried.exit_code == 0, retried.output
+    assert "retrying 1 errors: 1 records queued" in retried.output
+    assert intake.pending(redis_of(app), setup_id) == 1
+    assert cli(app, "sync", "errors", "999").exit_code == 1
+
+
+# --------------------------------------------------------------------------- sandbox connect
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Both sandboxes on real sockets (shared by the module: stopping a server takes ~0.5 s)."""
+    from sandbox import server
+
+    sandboxes = server.start(
+        sf_port=0,
+        cc_port=0,
+        tls_dir=tmp_path_factory.mktemp("tls"),
+        cc_config={"RATE_PER_SECOND": 0, "DAILY_QUOTA": 0},
+    )
+    yield sandboxes
+    sandboxes.stop()
+    events = sandboxes.sf.events
+    if hasattr(events, "close"):
+        events.close(timeout=1)
+
+
+@pytest.fixture
+def sandbox_app(config: dict[str, Any], running: Any) -> Iterator[Flask]:
+    """An app configured for the running sandboxes, as `sandbox connect` tells the user to."""
+    config.update(
+        SALESFORCE_LOGIN_URL=running.sf_url,
+        SALESFORCE_CLIENT_ID="sandbox-client-id",
+        SALESFORCE_CLIENT_SECRET="sandbox-client-secret",
+        SALESFORCE_CA_BUNDLE=str(running.tls.ca_cert),
+        CC_API_URL=f"{running.cc_url}/v3",
+        CC_AUTH_URL=f"{running.cc_url}/oauth2/default/v1",
+        CC_CLIENT_ID="sandbox-client-id",
+        CC_CLIENT_SECRET="sandbox-client-secret",
+    )
+    application = create_app(config)
+    yield application
+    store_of(application).dispose()
+
+
+def test_sandbox_connect_creates_working_connections(sandbox_app: Flask, running: Any) -> None:
+    result = cli(
+        sandbox_app,
+        "sandbox",
+        "connect",
+        "--sf-url",
+        running.sf_url,
+        "--cc-url",
+        running.cc_url,
+        "--ca-bundle",
+        str(running.tls.ca_cert),
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    made = json.loads(result.stdout)
+    assert made["salesforce"]["base_url"] == running.sf_url  # https instance_url
+    assert made["salesforce"]["account_id"].startswith("00D")
+    assert made["constantcontact"]["base_url"] == f"{running.cc_url}/v3"
+    assert "settings" not in result.stderr  # the app already points at these sandboxes
+    with store_of(sandbox_app).transaction() as session:
+        for conn in made.values():
+            assert connection_repo.tokens(session, conn["id"]).refresh_token
+    for conn in made.values():
+        checked = cli(sandbox_app, "connections", "check", str(conn["id"]))
+        assert checked.exit_code == 0, checked.output
+        assert ": ok" in checked.output
+
+
+def test_sandbox_connect_prints_ids_and_the_settings_workers_need(app: Flask, running: Any) -> None:
+    result = cli(
+        app,
+        "sandbox",
+        "connect",
+        "--sf-url",
+        running.sf_url,
+        "--cc-url",
+        running.cc_url,
+        "--ca-bundle",
+        str(running.tls.ca_cert),
+    )
+    assert result.exit_code == 0, result.output
+    assert "Salesforce connection: 1 (00D" in result.stdout  # a fresh app: ids start at 1
+    assert "Constant Contact connection: 2" in result.stdout
+    assert "--sf-connection 1 --cc-connection 2" in result.stdout
+    assert f"SALESFORCE_LOGIN_URL={running.sf_url}" in result.stderr
+    assert f"CC_API_URL={running.cc_url}/v3" in result.stderr
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_sandbox_connect_explains_an_unreachable_sandbox(app: Flask, tmp_path: Path) -> None:
+    port = _closed_port()
+    result = cli(
+        app, "sandbox", "connect", "--sf-url", f"http://127.0.0.1:{port}", "--cc-url", "http://x"
+    )
+    assert result.exit_code == 1
+    assert "cannot reach the Salesforce sandbox" in result.output
+    no_ca = cli(app, "sandbox", "connect", "--ca-bundle", str(tmp_path / "missing.pem"))
+    assert no_ca.exit_code == 1
+    assert "no CA bundle" in no_ca.output
