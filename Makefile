@@ -21,7 +21,7 @@ typecheck: install
 	$(BIN)/mypy
 
 test: install lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -q
 
 unit: install
 	$(BIN)/pytest -m "not integration"

@@ -34,6 +34,7 @@ from middleware.store.db import Store
 from middleware.store.models import Link as LinkRow
 from middleware.sync import CcContact, Link
 from middleware.sync.mapping import custom_field_names, record_email, record_opted_out, soql_fields
+from middleware.sync.segments import filter_fields, unmatched
 from middleware.sync.sf_to_cc import plan_sf_to_cc
 
 log = logging.getLogger(__name__)
@@ -137,8 +138,12 @@ def cc_contact(data: Mapping[str, Any]) -> CcContact:
     )
 
 
-def _needs_cc(options: Mapping[str, Any], record: Mapping[str, Any] | None, link: Link) -> bool:
+def _needs_cc(
+    options: Mapping[str, Any], record: Mapping[str, Any] | None, link: Link, outside: bool
+) -> bool:
     """Whether the rules need to see this linked record's contact in Constant Contact."""
+    if outside and record is not None and not record.get("IsDeleted"):
+        return not link.cc_contact_id  # it leaves this setup's lists: its contact id is needed
     if record is None or record.get("IsDeleted"):
         return bool(options.get("remove_on_sf_delete")) and not link.removed_on_delete
     if record.get("IsConverted"):
@@ -156,6 +161,7 @@ def _lookups(
     records: Mapping[str, Mapping[str, Any]],
     missing: Iterable[str],
     links: dict[str, Link],
+    outside: set[str],
 ) -> tuple[list[CcContact], dict[str, str]]:
     """Read from CC what the rules need for this batch; also return newly resolved contact ids."""
     found: dict[str, CcContact] = {}
@@ -163,7 +169,11 @@ def _lookups(
     for sf_id in sorted({*records, *missing}):
         link = links.get(sf_id)
         record = records.get(sf_id)
-        if link is None or not link.active or not _needs_cc(ctx.options, record, link):
+        if (
+            link is None
+            or not link.active
+            or not _needs_cc(ctx.options, record, link, sf_id in outside)
+        ):
             continue
         contact_id = link.cc_contact_id
         try:
@@ -217,7 +227,8 @@ def sync_records(
             for row in found
             if row.sf_id not in link_objs
         ]
-    contacts, resolved = _lookups(ctx, by_id, missing, link_objs)
+    outside = set(unmatched(ctx.options, records))
+    contacts, resolved = _lookups(ctx, by_id, missing, link_objs, outside)
     for sf_id, contact_id in resolved.items():
         link_objs[sf_id] = _with_contact(link_objs[sf_id], contact_id)
 
@@ -230,6 +241,7 @@ def sync_records(
         custom_field_ids=ctx.custom_field_ids,
         now=ctx.now(),
         missing_ids=missing,
+        unmatched_ids=outside,
         reset=reset,
     )
     outcome = execute(ctx.cc, plan)
@@ -330,11 +342,18 @@ def _expand(ctx: Context, ids: Mapping[str, list[str]]) -> list[str]:
     return list(dict.fromkeys(own))
 
 
+def select_fields(options: Mapping[str, Any]) -> list[str]:
+    """What a batch re-reads: the mapped fields and the fields the setup's filter looks at."""
+    return list(dict.fromkeys([*soql_fields(options), *filter_fields(options)]))
+
+
 def read_records(ctx: Context, ids: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
     """Re-read records by id (queryAll: deleted ones come back with IsDeleted)."""
     if not ids:
         return [], []
-    result = ctx.sf.query_by_ids(ctx.sf_object, soql_fields(ctx.options), ids, include_deleted=True)
+    result = ctx.sf.query_by_ids(
+        ctx.sf_object, select_fields(ctx.options), ids, include_deleted=True
+    )
     return list(result.records), list(result.missing)
 
 
@@ -342,7 +361,7 @@ def catch_up(ctx: Context, since: datetime) -> list[dict[str, Any]]:
     """Records of the setup's object modified since `since` (SystemModstamp, with overlap)."""
     return list(
         ctx.sf.modified_since(
-            ctx.sf_object, soql_fields(ctx.options), since, overlap=CATCH_UP_OVERLAP
+            ctx.sf_object, select_fields(ctx.options), since, overlap=CATCH_UP_OVERLAP
         )
     )
 
@@ -433,7 +452,7 @@ def catch_up_all(ctx: Context, *, batch_size: int = BATCH_SIZE) -> FlushResult:
                 runs.progress(session, ctx.run_id, done=result.records)
 
     for row in ctx.sf.modified_since(
-        ctx.sf_object, soql_fields(ctx.options), since, overlap=overlap
+        ctx.sf_object, select_fields(ctx.options), since, overlap=overlap
     ):
         pending.append(row)
         stamp = _parse_modstamp(row.get("SystemModstamp"))

@@ -128,3 +128,26 @@ def test_two_records_with_one_email_make_one_contact_owned_by_the_oldest() -> No
         summary = w.flush()
         assert w.cc_contact("shared@example.org")["last_name"] == "Older"
         assert summary["skipped"] == {f"duplicate of {older}": 1}
+
+
+def test_the_filter_decides_who_syncs_and_who_leaves_the_list() -> None:
+    options = {
+        "filter": {
+            "match": "all",
+            "conditions": [{"field": "LeadSource", "op": "equals", "value": "Web"}],
+        }
+    }
+    with world(options=options) as w:
+        w.deliver_to_webhook = False
+        web = w.sf_create(LastName="Web", Email="web@example.org", LeadSource="Web")
+        phone = w.sf_create(LastName="Phone", Email="phone@example.org", LeadSource="Phone")
+        intake.mark_dirty(w.redis, w.setup_id, "Contact", [web, phone])
+        w.flush()
+        assert w.cc_contact("web@example.org")["list_memberships"]
+        assert w.cc_contact("phone@example.org") is None
+        w.sf_update(web, LeadSource="Phone")
+        intake.mark_dirty(w.redis, w.setup_id, "Contact", [web])
+        w.flush()
+        left = w.cc_contact("web@example.org")
+        assert left["list_memberships"] == []  # leaves this setup's list, never deleted
+        assert left["email_address"]["permission_to_send"] != "unsubscribed"
