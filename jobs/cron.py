@@ -1,0 +1,16 @@
+"""Clock schedule for ``rq cron`` (Procfile ``clock: rq cron jobs/cron.py``; exactly one process).
+
+One job a minute does the scheduling that depends on each setup's options (Full Sync times in
+the setup's time zone, the missed-run guard, stranded intakes): see
+``middleware.fullsync.clock``. Keeping the per-setup logic in a job, not here, means a changed
+schedule applies at the next minute without restarting the clock.
+"""
+
+from __future__ import annotations
+
+from rq import cron
+
+from jobs.full_sync import clock_tick
+from middleware.queue import DEFAULT
+
+cron.register(clock_tick, DEFAULT, interval=60, job_timeout=120, result_ttl=600)

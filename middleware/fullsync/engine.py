@@ -1,0 +1,1026 @@
+"""Full Sync engine: both sides read in full, compared with the store, only differences written.
+
+Phases of one run (each checkpointed, see :mod:`checkpoint`):
+
+1. ``prepare``    the main list and custom fields (``incremental.prepare_targets``);
+2. ``read_cc``    one contact export (3 calls whatever the size) spooled to disk by email;
+3. ``read_links`` the setup's active links, streamed from the store into the spool;
+4. ``read_sf``    one Bulk 2.0 ``queryAll`` (deleted records included), page by page by locator;
+5. ``sync``       records in Id order, a page at a time. A record whose fingerprint, email, lists
+                  and Constant Contact state all agree costs nothing; a record without a link
+                  whose address Constant Contact already holds with the same values and lists is
+                  *married* (linked, nothing written). The rest go to the pure planner
+                  (``plan_sf_to_cc(..., full_sync=True)``), and its plans are accumulated across
+                  pages until an import is full (40,000 rows), then executed together
+                  (``executor.execute``) and recorded; then the checkpoint moves;
+6. ``duplicates`` addresses several records share, planned together so the oldest owns it;
+7. ``reconcile``  links no record came back for: re-read by id with queryAll, and the ones that
+                  are gone are planned as deletes (their link retired; with
+                  ``remove_on_sf_delete`` off this setup's lists);
+8. ``optouts``    Constant Contact → Salesforce: every record of the setup's object whose address
+                  Constant Contact holds as unsubscribed gets the opt-out field set (sObject
+                  Collections, or Bulk 2.0 ingest beyond 2,000 rows), unless
+                  ``sync_unsubscribes_to_sf`` is false. Never the reverse.
+
+Drift on the Constant Contact side is found by comparing the export with the mapped values (the
+export carries the names, title, company and custom fields; phones and the address are not in
+it, so their drift is repaired when the record changes or by a reset). A contact missing from
+the export while linked was deleted in Constant Contact, and the record wins (revived by PUT).
+
+Memory holds one page of records plus the pending plan (≤ 40,000 imports); the spool is on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from middleware import incremental
+from middleware.executor import Outcome, execute, link_rows
+from middleware.fullsync import checkpoint as checkpoints
+from middleware.fullsync.budget import Budget, BudgetExhausted
+from middleware.fullsync.checkpoint import Checkpoint
+from middleware.fullsync.partitions import Partition
+from middleware.fullsync.spool import CcRow, LinkRow, Spool
+from middleware.salesforce.client import soql_string
+from middleware.store import errors as errors_repo
+from middleware.store import links as links_repo
+from middleware.store.models import Link as LinkModel
+from middleware.store.models import Run, SyncError
+from middleware.store.runs import merge_counts
+from middleware.sync import CcContact, Link, Plan
+from middleware.sync.emails import is_role_address, is_valid_email, normalise_email
+from middleware.sync.fields import CC_SCALAR_FIELDS, CUSTOM_PREFIX
+from middleware.sync.mapping import (
+    fingerprint,
+    import_row_size,
+    map_record,
+    mapping_plan,
+    object_fields,
+    soql_fields,
+)
+from middleware.sync.sf_to_cc import plan_sf_to_cc
+from middleware.sync.types import (
+    IMPORT_MAX_BYTES,
+    IMPORT_MAX_ROWS,
+    AddToLists,
+    DeleteContact,
+    Import,
+    LinkRecord,
+    RemoveFromLists,
+    Unsubscribe,
+    UpdateContact,
+    UpdateLink,
+)
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 10_000
+BULK_PAGE = 50_000
+COLLECTIONS_MAX_ROWS = 2_000  # beyond this, opt-outs go to Salesforce through Bulk 2.0 ingest
+# Constant Contact values the export carries and a Full Sync can compare with Salesforce's.
+COMPARABLE = ("first_name", "last_name", "job_title", "company_name")
+_INT_FIELDS = ("birthday_month", "birthday_day")
+
+# A segmentation hook (filter, campaign / list-view / checkbox lists, a later issue): for a record,
+# whether it matches the setup's segmentation and, if known, the segmentation lists it belongs on.
+Segmenter = Callable[[Mapping[str, Any]], tuple[bool, tuple[str, ...] | None]]
+
+
+def _match_all(_record: Mapping[str, Any]) -> tuple[bool, tuple[str, ...] | None]:
+    return True, None
+
+
+@dataclass
+class Progress:
+    """What a run has done so far, for the run record and the CLI's progress bar."""
+
+    phase: str = "prepare"
+    read_cc: int = 0
+    read_sf: int = 0
+    compared: int = 0
+    written: int = 0
+    total: int | None = None
+    started: float = field(default_factory=time.monotonic)
+    sync_started: float | None = None
+
+    def percent(self) -> float | None:
+        if not self.total:
+            return None
+        return min(100.0, 100.0 * self.compared / self.total)
+
+    def eta_seconds(self, now: float | None = None) -> float | None:
+        if not self.total or not self.sync_started or not self.compared:
+            return None
+        elapsed = (now if now is not None else time.monotonic()) - self.sync_started
+        return max(0.0, elapsed / self.compared * (self.total - self.compared))
+
+    def message(self) -> str:
+        if self.phase in ("prepare", "read_cc", "read_links", "read_sf"):
+            return (
+                f"{self.phase}: read {self.read_cc:,} Constant Contact contacts, "
+                f"{self.read_sf:,} Salesforce records"
+            )
+        pct = self.percent()
+        eta = self.eta_seconds()
+        text = f"{self.phase}: compared {self.compared:,}"
+        if self.total:
+            text += f" of {self.total:,}"
+        if pct is not None:
+            text += f" ({pct:.0f}%)"
+        text += f", written {self.written:,}"
+        if eta is not None and self.phase == "sync":
+            text += f", about {_duration(eta)} left"
+        return text
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@dataclass
+class Result:
+    """What a run (or a partition of it) did."""
+
+    outcome: Outcome = field(default_factory=Outcome)
+    compared: int = 0
+    written: int = 0
+    married: int = 0
+    unchanged: int = 0
+    optouts_to_sf: int = 0
+    gone: int = 0
+
+    def counts(self) -> dict[str, Any]:
+        report = self.outcome.report()
+        report.update(
+            records=self.compared,
+            unchanged=self.unchanged,
+            married=self.married,
+            opt_outs_to_salesforce=self.optouts_to_sf,
+            gone_from_salesforce=self.gone,
+        )
+        return {k: v for k, v in report.items() if v}
+
+
+@dataclass
+class _Pending:
+    """Plans of several pages waiting to be executed together (imports fill up across pages)."""
+
+    actions: list[Any] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    before: dict[str, Link] = field(default_factory=dict)
+    records: dict[str, str] = field(default_factory=dict)  # sf_id -> email, for error rows
+    link_only: list[dict[str, Any]] = field(default_factory=list)
+    import_rows: int = 0
+    import_bytes: int = 0
+    other_actions: int = 0
+    last_sf_id: str = ""
+
+    def add(self, plan: Plan) -> None:
+        self.actions.extend(plan.actions)
+        for warning in plan.warnings:
+            if warning not in self.warnings:
+                self.warnings.append(warning)
+        for action in plan.actions:
+            if isinstance(action, Import):
+                self.import_rows += 1
+                self.import_bytes += import_row_size(action.values)
+            elif isinstance(action, UpdateContact | Unsubscribe | DeleteContact):
+                self.other_actions += 1
+            elif isinstance(action, AddToLists | RemoveFromLists):
+                self.other_actions += len(action.contact_ids)
+
+    @property
+    def empty(self) -> bool:
+        return not self.actions and not self.link_only
+
+    def plan(self) -> Plan:
+        return Plan(actions=list(self.actions), warnings=list(self.warnings))
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() == "true"
+    return bool(value)
+
+
+def estimate_cc_calls(plan: Plan) -> int:
+    """Calls executing ``plan`` costs: each activity is posted once and polled at least once."""
+    imports = sum(
+        max(1, math.ceil(sum(import_row_size(r.values) for r in rows) / IMPORT_MAX_BYTES))
+        for _, rows in plan.import_batches()
+    )
+    lists = sum(1 for _ in plan.list_batches())
+    deletes = sum(1 for _ in plan.delete_batches())
+    puts = len(plan.of_type(UpdateContact)) + len(plan.of_type(Unsubscribe))
+    return 2 * (imports + lists + deletes) + puts
+
+
+class FullSync:
+    """One Full Sync run of one setup (or one partition of it). Call :meth:`run`."""
+
+    def __init__(
+        self,
+        ctx: incremental.Context,
+        checkpoint: Checkpoint,
+        *,
+        budget: Budget | None = None,
+        partition: Partition | None = None,
+        segmenter: Segmenter | None = None,
+        page_size: int = PAGE_SIZE,
+        bulk_page: int = BULK_PAGE,
+        flush_rows: int = IMPORT_MAX_ROWS,
+        spool_dir: str | None = None,
+        heartbeat: Callable[[], None] | None = None,
+        reconcile: bool = True,
+    ) -> None:
+        self.ctx = ctx
+        self.cp = checkpoint
+        self.reset = checkpoint.reset
+        self.budget = budget or Budget()
+        self.partition = partition or Partition()
+        self.segmenter = segmenter or _match_all
+        self.page_size = page_size
+        self.bulk_page = bulk_page
+        self.flush_rows = flush_rows
+        self.spool_dir = spool_dir
+        self.heartbeat = heartbeat or (lambda: None)
+        self.do_reconcile = reconcile
+        self.options = ctx.options
+        self.spec = object_fields(ctx.options)
+        self.compiled = mapping_plan(ctx.options)
+        self.allow_roles = bool(ctx.options.get("sync_role_addresses", False))
+        self.progress = Progress(phase=checkpoint.phase)
+        self.result = Result()
+        self._cc_start = ctx.cc.calls.total
+        self._sf_start = ctx.sf.usage.total
+        self._last_progress = 0.0
+        self.columns: list[str] = []
+        self.export_fields: tuple[str, ...] = ()
+        self._open_error_ids: set[str] | None = None
+        # What earlier attempts of this run did (a resumed run adds to it).
+        self.base_counts: dict[str, Any] = dict(checkpoint.counts or {})
+        self.base_calls: dict[str, int] = dict(checkpoint.api_calls or {})
+        # Partition runs report through their checkpoint; the job aggregates them on the run.
+        self.report_hook: Callable[[], None] | None = None
+
+    # ------------------------------------------------------------------------------ the run
+
+    def run(self) -> Result:
+        """Do every phase; the checkpoint is saved as the run goes (see module docstring)."""
+        with Spool(self.spool_dir) as spool:
+            self._phase("prepare")
+            incremental.prepare_targets(self.ctx)
+            self._check_budget(cc_next=3 + 2, sf_next=3)
+            self._phase("read_cc")
+            self._read_cc(spool)
+            self._phase("read_links")
+            self._read_links(spool)
+            self._phase("read_sf")
+            self._read_sf(spool)
+            spool.index_emails()
+            if self.cp.inflight:
+                spool.add_inflight((sf_id, fp) for sf_id, fp in self.cp.inflight)
+            self.progress.total = spool.count("sf")
+            self.cp.total = self.progress.total
+            self._phase("sync")
+            if self.cp.last_sf_id:
+                self.progress.compared = spool.count_through(self.cp.last_sf_id)
+            self.progress.sync_started = time.monotonic()
+            self._sync(spool)
+            self._phase("duplicates")
+            self._duplicates(spool)
+            if self.do_reconcile:
+                self._phase("reconcile")
+                self._reconcile(spool)
+            self._phase("optouts")
+            self._optouts(spool)
+            self._phase("done")
+        return self.result
+
+    # ------------------------------------------------------------------------------ reading
+
+    def _read_cc(self, spool: Spool) -> None:
+        custom = [k for k, *_ in self.compiled if k.startswith(CUSTOM_PREFIX)]
+        self.export_fields = tuple(
+            dict.fromkeys(
+                (
+                    "contact_id",
+                    "email_address",
+                    "permission_to_send",
+                    "list_memberships",
+                    *CC_SCALAR_FIELDS,
+                    *custom,
+                )
+            )
+        )
+        activity = self.ctx.cc.export_contacts(fields=list(self.export_fields))
+        done = self.ctx.cc.wait_for_activity(str(activity["activity_id"]), timeout=3600.0)
+        keep = [f for f in self.export_fields if f in CC_SCALAR_FIELDS or f in custom]
+
+        def rows() -> Iterable[tuple[str, str, str, str, dict[str, str]]]:
+            for row in self.ctx.cc.iter_export_rows(done):
+                email = normalise_email(row.get("email_address"))
+                if not email or not row.get("contact_id"):
+                    continue
+                self.progress.read_cc += 1
+                if self.progress.read_cc % 50_000 == 0:
+                    self._report()
+                yield (
+                    email,
+                    str(row["contact_id"]),
+                    str(row.get("permission_to_send") or "implicit"),
+                    str(row.get("list_memberships") or ""),
+                    {k: row.get(k) or "" for k in keep},
+                )
+
+        spool.add_cc(rows())
+
+    def _read_links(self, spool: Spool) -> None:
+        stmt = select(
+            LinkModel.sf_id,
+            LinkModel.cc_contact_id,
+            LinkModel.email,
+            LinkModel.fingerprint,
+            LinkModel.opted_out_propagated,
+            LinkModel.lists,
+        ).where(LinkModel.setup_id == self.ctx.setup_id, LinkModel.status == "active")
+        part = self.partition
+        if part.low:
+            stmt = stmt.where(LinkModel.sf_id >= part.low)
+        if part.high:
+            stmt = stmt.where(LinkModel.sf_id < part.high)
+        with self.ctx.store.engine.connect() as conn:
+            result = conn.execution_options(yield_per=10_000).execute(stmt)
+            spool.add_links(
+                LinkRow(
+                    sf_id,
+                    contact_id or "",
+                    email or "",
+                    None if self.reset else fp,
+                    bool(opted_out),
+                    tuple(lists or ()),
+                )
+                for sf_id, contact_id, email, fp, opted_out, lists in result
+            )
+
+    def soql(self) -> str:
+        self.columns = soql_fields(self.options)
+        where = self.partition.soql_where()
+        return f"SELECT {', '.join(self.columns)} FROM {self.ctx.sf_object}" + (
+            f" WHERE {where}" if where else ""
+        )
+
+    def _read_sf(self, spool: Spool) -> None:
+        soql = self.soql()
+        email_at = self.columns.index(self.spec.email)
+        part = self.partition
+
+        def rows() -> Iterable[tuple[str, str, list[Any]]]:
+            for row in self.ctx.sf.bulk_query(soql, include_deleted=True, page_size=self.bulk_page):
+                sf_id = str(row.get("Id") or "")
+                if not sf_id or not part.contains(sf_id):
+                    continue
+                values = [row.get(c) for c in self.columns]
+                self.progress.read_sf += 1
+                if self.progress.read_sf % 50_000 == 0:
+                    self._report()
+                    self.heartbeat()
+                yield sf_id, normalise_email(values[email_at]), values
+
+        spool.add_sf(self.columns, rows())
+
+    # ------------------------------------------------------------------------------ records
+
+    def record(self, values: Sequence[Any]) -> dict[str, Any]:
+        """A Bulk CSV row as SOQL JSON would give it: relationships nested, booleans typed."""
+        out: dict[str, Any] = {}
+        for name, value in zip(self.columns, values, strict=True):
+            if name in self._bool_fields:
+                value = _flag(value)
+            if "." in name:
+                head, _, rest = name.partition(".")
+                node = out.setdefault(head, {})
+                if isinstance(node, dict):
+                    node[rest] = value
+            else:
+                out[name] = value
+        return out
+
+    @property
+    def _bool_fields(self) -> frozenset[str]:
+        cached = getattr(self, "_bools", None)
+        if cached is None:
+            names = {"IsDeleted", "IsConverted", "IsPersonAccount", self.spec.opted_out}
+            names.update(e["field"] for e in self.options.get("checkbox_lists") or ())
+            cached = frozenset(names)
+            self._bools = cached
+        return cached
+
+    def _claims(self, record: Mapping[str, Any], email: str | None) -> bool:
+        """Whether the record would claim its address in the planner (the ordinary case)."""
+        if not email or record.get("IsDeleted") or record.get("IsConverted"):
+            return False
+        if _flag(record.get(self.spec.opted_out)):
+            return False
+        if not is_valid_email(email):
+            return False
+        return self.allow_roles or not is_role_address(email)
+
+    def _cc_agrees(self, values: Mapping[str, str], cc: CcRow) -> bool:
+        for key, value in values.items():
+            if key in cc.fields and (cc.fields.get(key) or "") != value:
+                return False
+        return True
+
+    def _all_comparable(self, values: Mapping[str, str], cc: CcRow) -> bool:
+        return all(key == "email" or key in cc.fields for key in values)
+
+    # ------------------------------------------------------------------------------ sync
+
+    def _sync(self, spool: Spool) -> None:
+        pending = _Pending(last_sf_id=self.cp.last_sf_id)
+        for page in spool.sf_pages(after=self.cp.last_sf_id, page=self.page_size):
+            self._page(spool, page, pending, force_slow=False)
+            pending.last_sf_id = page[-1][0]
+            if pending.import_rows >= self.flush_rows or pending.other_actions >= 5_000:
+                self._flush(pending)
+                pending = _Pending(last_sf_id=self.cp.last_sf_id)
+            self._report()
+            self.heartbeat()
+        self._flush(pending)
+
+    def _duplicates(self, spool: Spool) -> None:
+        pending = _Pending(last_sf_id=self.cp.last_sf_id)
+        for group in spool.duplicate_groups(page=self.page_size):
+            self._page(spool, group, pending, force_slow=True)
+            if pending.import_rows >= self.flush_rows:
+                self._flush(pending)
+                pending = _Pending(last_sf_id=self.cp.last_sf_id)
+            self._report()
+        self._flush(pending)
+
+    def _page(
+        self,
+        spool: Spool,
+        page: list[tuple[str, str | None, list[Any]]],
+        pending: _Pending,
+        *,
+        force_slow: bool,
+    ) -> None:
+        ids = [sf_id for sf_id, _, _ in page]
+        links = spool.links_for(ids)
+        emails = sorted({e for _, e, _ in page if e})
+        cc_by_email = spool.cc_by_email(emails)
+        cc_by_id = spool.cc_by_id([lk.cc_contact_id for lk in links.values() if lk.cc_contact_id])
+        inflight = spool.inflight_for(ids) if self.cp.inflight else {}
+        main = self.ctx.main_list_id
+        slow: list[dict[str, Any]] = []
+        slow_links: dict[str, Link] = {}
+        contacts: dict[str, CcContact] = {}
+        unmatched: list[str] = []
+        segment_lists: dict[str, Sequence[str]] = {}
+        segmented = False
+        marry_candidates: list[tuple[str, str, str, CcRow, str | None]] = []
+
+        for sf_id, email, values in page:
+            record = self.record(values)
+            self.result.compared += 1
+            self.progress.compared += 1
+            link = links.get(sf_id)
+            matches, lists = self.segmenter(record)
+            if lists is not None:
+                segmented = True
+                segment_lists[sf_id] = lists
+            claims = self._claims(record, email) and matches
+            mapped = map_record(self.options, record, self.compiled) if claims else None
+            fp = fingerprint(mapped) if mapped is not None else None
+            cc = None
+            if link is not None and link.cc_contact_id:
+                cc = cc_by_id.get(link.cc_contact_id)
+            elif link is not None and link.email:
+                cc = cc_by_email.get(link.email)
+            at_address = cc_by_email.get(email) if email else None
+            wanted = (main, *(lists or ()))
+            if not matches:
+                unmatched.append(sf_id)
+            if (
+                not force_slow
+                and claims
+                and mapped is not None
+                and link is not None
+                and link.email == email
+                and not link.opted_out
+                and cc is not None
+                and cc.email == email
+                and not cc.unsubscribed
+                and (fp == link.fingerprint or (self.reset and self._all_comparable(mapped, cc)))
+                and all(lid in cc.lists for lid in (*link.lists, *wanted))
+                and (lists is None or set(link.lists) <= set(wanted))
+                and self._cc_agrees(mapped, cc)
+            ):
+                self.result.unchanged += 1
+                if not link.cc_contact_id or fp != link.fingerprint:
+                    pending.link_only.append(
+                        {
+                            "sf_id": sf_id,
+                            "sf_object": self.ctx.sf_object,
+                            "cc_contact_id": cc.contact_id,
+                            "fingerprint": fp,
+                        }
+                    )
+                continue
+            if (
+                not force_slow
+                and claims
+                and mapped is not None
+                and fp is not None
+                and link is None
+                and at_address is not None
+                and not at_address.unsubscribed
+                and all(lid in at_address.lists for lid in wanted)
+                and self._cc_agrees(mapped, at_address)
+                and (self._all_comparable(mapped, at_address) or inflight.get(sf_id) == fp)
+            ):
+                assert email is not None
+                marry_candidates.append((sf_id, email, fp, at_address, record.get("CreatedDate")))
+                continue
+            # The planner decides. Tell it what the export showed.
+            slow.append(record)
+            if link is not None:
+                sync_link = _sync_link(link)
+                drifted = (
+                    mapped is not None
+                    and cc is not None
+                    and not cc.unsubscribed
+                    and not self._cc_agrees(mapped, cc)
+                )
+                missing = link.cc_contact_id and cc is None
+                orphan = not link.cc_contact_id and at_address is None
+                if drifted or orphan or self.reset:
+                    # Constant Contact differs from what was last written (or lost it): rewrite.
+                    sync_link = replace(sync_link, fingerprint=None)
+                if cc is not None and not link.cc_contact_id:
+                    sync_link = replace(sync_link, cc_contact_id=cc.contact_id)
+                if missing:
+                    # Linked, but not in the export: deleted in Constant Contact.
+                    contacts[link.cc_contact_id] = CcContact(
+                        link.cc_contact_id, link.email, deleted=True
+                    )
+                slow_links[sf_id] = sync_link
+            if cc is not None:
+                contacts[cc.contact_id] = _cc_contact(cc)
+            if at_address is not None:
+                contacts.setdefault(at_address.contact_id, _cc_contact(at_address))
+
+        # Marriages: only when no other record's link holds the address.
+        if marry_candidates:
+            held = {lk.email for lk in spool.links_by_email([m[1] for m in marry_candidates])}
+            for sf_id, email, fp, cc_row, _created in marry_candidates:
+                if email in held:
+                    slow.append(self.record(next(v for i, _, v in page if i == sf_id)))
+                    contacts.setdefault(cc_row.contact_id, _cc_contact(cc_row))
+                    continue
+                self.result.married += 1
+                pending.link_only.append(
+                    {
+                        "sf_id": sf_id,
+                        "sf_object": self.ctx.sf_object,
+                        "cc_contact_id": cc_row.contact_id,
+                        "email": email,
+                        "fingerprint": fp,
+                        "lists": [lid for lid in (self.ctx.main_list_id,)],
+                        "subscribed_when_synced": True,
+                        "opted_out_propagated": False,
+                    }
+                )
+        if not slow and not unmatched:
+            return
+        slow_ids = {str(r["Id"]) for r in slow}
+        slow_emails = sorted(
+            {e for sid, e, _ in page if e and sid in slow_ids}
+            | {lk.email for lk in slow_links.values() if lk.email}
+        )
+        others = [
+            _sync_link(row)
+            for row in spool.links_by_email(slow_emails)
+            if row.sf_id not in slow_links and row.sf_id not in ids
+        ]
+        for row in others:
+            held_cc = (
+                cc_by_id.get(row.cc_contact_id)
+                or spool.cc_by_id([row.cc_contact_id]).get(row.cc_contact_id)
+                if row.cc_contact_id
+                else None
+            )
+            if held_cc is not None:
+                contacts.setdefault(held_cc.contact_id, _cc_contact(held_cc))
+        for cc_row in spool.cc_by_email(slow_emails).values():
+            contacts.setdefault(cc_row.contact_id, _cc_contact(cc_row))
+        plan = plan_sf_to_cc(
+            self.options,
+            slow,
+            links=[*slow_links.values(), *others],
+            cc_contacts=list(contacts.values()),
+            main_list_id=self.ctx.main_list_id,
+            custom_field_ids=self.ctx.custom_field_ids,
+            now=self.ctx.now(),
+            segment_lists=segment_lists if segmented else None,
+            unmatched_ids=unmatched,
+            full_sync=True,
+            reset=self.reset,
+        )
+        pending.add(plan)
+        pending.before.update(slow_links)
+        for record in slow:
+            pending.records[str(record["Id"])] = str(record.get(self.spec.email) or "")
+
+    # ------------------------------------------------------------------------------ writing
+
+    def _flush(self, pending: _Pending) -> None:
+        """Execute the pending plans, record them, move the checkpoint past their pages."""
+        if pending.empty:
+            if pending.last_sf_id != self.cp.last_sf_id:
+                self.cp.last_sf_id = pending.last_sf_id
+                self._save()
+            return
+        plan = pending.plan()
+        self._check_budget(cc_next=estimate_cc_calls(plan))
+        # Before anything is posted: what this flush imports, so a run killed before recording
+        # it recognises these contacts in the next export instead of importing them again.
+        imported = _import_ids(plan)
+        self.cp.inflight = [
+            [change.sf_id, change.fingerprint]
+            for change in plan.link_changes
+            if isinstance(change, LinkRecord | UpdateLink)
+            and change.fingerprint
+            and change.sf_id in imported
+        ]
+        self._save()
+        outcome = execute(self.ctx.cc, plan) if plan.actions else Outcome()
+        self._record(plan, outcome, pending)
+        _merge(self.result.outcome, outcome)
+        written = sum(
+            outcome.counts.get(k, 0) for k in ("imported", "updated", "unsubscribed", "deleted")
+        )
+        self.result.written += written
+        self.progress.written += written
+        self.cp.last_sf_id = pending.last_sf_id
+        self.cp.inflight = []
+        self._save()
+        self._report(force=True)
+
+    def _record(self, plan: Plan, outcome: Outcome, pending: _Pending) -> None:
+        failed = outcome.failed_ids
+        upserts, retire, replaced = link_rows(plan, failed, self.ctx.sf_object)
+        before = pending.before
+        replaced_ids = {sf_id for sf_id, _ in replaced}
+        # An email change keeps the old address as a retired link (never a "new subscriber").
+        moved = {
+            row["sf_id"]
+            for row in upserts
+            if "email" in row
+            and row["sf_id"] in before
+            and before[row["sf_id"]].email
+            and before[row["sf_id"]].email != row["email"]
+        } | replaced_ids
+        rows: list[dict[str, Any]] = []
+        for row in upserts:
+            old = before.get(row["sf_id"])
+            if row["sf_id"] in moved and old is not None:
+                base = {
+                    "sf_id": old.sf_id,
+                    "sf_object": self.ctx.sf_object,
+                    "cc_contact_id": old.cc_contact_id or None,
+                    "email": old.email,
+                    "fingerprint": old.fingerprint,
+                    "lists": list(old.list_ids),
+                    "subscribed_when_synced": True,
+                    "opted_out_propagated": old.opted_out,
+                }
+                row = {**base, **row}
+            rows.append(row)
+        for sf_id, link in before.items():
+            # Contact ids the export resolved for links that lacked one.
+            if sf_id not in failed and sf_id not in retire and link.cc_contact_id:
+                rows.append(
+                    {
+                        "sf_id": sf_id,
+                        "sf_object": self.ctx.sf_object,
+                        "cc_contact_id": link.cc_contact_id,
+                    }
+                )
+        rows = [*pending.link_only, *rows]
+        failures = [
+            {
+                "direction": "sf_to_cc",
+                "vendor": "constantcontact",
+                "code": f.code,
+                "message": f.message,
+                "sf_id": f.sf_id,
+                "cc_contact_id": f.cc_contact_id,
+                "email": f.email or pending.records.get(f.sf_id) or None,
+                "payload": {"sf_object": self.ctx.sf_object, "sf_id": f.sf_id, "full_sync": True},
+            }
+            for f in outcome.failures
+        ]
+        supported = {"sf_id", *links_repo.UPSERT_COLUMNS}
+        with self.ctx.store.transaction() as session:
+            links_repo.retire_links(session, self.ctx.setup_id, [*retire, *moved])
+            # Rows are grouped by their keys by upsert_links; order inside a group is kept.
+            links_repo.upsert_links(
+                session,
+                self.ctx.setup_id,
+                [{k: v for k, v in row.items() if k in supported} for row in rows],
+            )
+            if failures:
+                errors_repo.record_errors(
+                    session, self.ctx.setup_id, failures, run_id=self.ctx.run_id
+                )
+            fixed = self._open_errors(session) & ({*pending.records, *before} - failed)
+            if fixed:
+                errors_repo.resolve_errors(session, self.ctx.setup_id, sf_ids=sorted(fixed))
+                self._open_error_ids = (self._open_error_ids or set()) - fixed
+
+    def _open_errors(self, session: Any) -> set[str]:
+        """Records of the setup with an open sync error (read once; usually few)."""
+        if self._open_error_ids is None:
+            self._open_error_ids = {
+                sf_id
+                for sf_id in session.scalars(
+                    select(SyncError.sf_id).where(
+                        SyncError.setup_id == self.ctx.setup_id,
+                        SyncError.status.in_(("open", "retrying")),
+                        SyncError.sf_id.is_not(None),
+                    )
+                )
+                if sf_id
+            }
+        return self._open_error_ids
+
+    # ------------------------------------------------------------------------------ reconcile
+
+    def _reconcile(self, spool: Spool) -> None:
+        """Links no record came back for: gone from Salesforce, or missed by the read."""
+        fields = soql_fields(self.options)
+        pending = _Pending(last_sf_id=self.cp.last_sf_id)
+        for ids in spool.unseen_links(self.partition.low, self.partition.high):
+            self._check_budget(sf_next=max(1, len(ids) // 400))
+            found = self.ctx.sf.query_by_ids(self.ctx.sf_object, fields, ids, include_deleted=True)
+            links = {sf_id: _sync_link(row) for sf_id, row in spool.links_for(ids).items()}
+            self.result.gone += len(found.missing)
+            plan = plan_sf_to_cc(
+                self.options,
+                found.records,
+                links=list(links.values()),
+                cc_contacts=[],
+                main_list_id=self.ctx.main_list_id,
+                custom_field_ids=self.ctx.custom_field_ids,
+                now=self.ctx.now(),
+                missing_ids=found.missing,
+                full_sync=True,
+                reset=self.reset,
+            )
+            pending.add(plan)
+            pending.before.update(links)
+            for sf_id in ids:
+                pending.records[sf_id] = ""
+        self._flush(pending)
+
+    # ------------------------------------------------------------------------------ CC → SF
+
+    def _optouts(self, spool: Spool) -> None:
+        """Unsubscribed in Constant Contact ⇒ the opt-out on every matching record (§5a)."""
+        if not self.options.get("sync_unsubscribes_to_sf", True):
+            return
+        opted_at = self.columns.index(self.spec.opted_out)
+        deleted_at = self.columns.index("IsDeleted") if "IsDeleted" in self.columns else None
+        rows = [row for batch in spool.unsubscribed_matches(opted_at, deleted_at) for row in batch]
+        if not rows:
+            return
+        field_name = self.spec.opted_out
+        updates = [{"Id": sf_id, field_name: True} for sf_id, _ in rows]
+        failures: list[dict[str, Any]] = []
+        done = 0
+        if len(updates) > COLLECTIONS_MAX_ROWS:
+            self._check_budget(sf_next=6)
+            result = self.ctx.sf.bulk_ingest(self.ctx.sf_object, "update", updates)
+            outcomes = [(r.index, r.success, r.error) for r in result.results]
+        else:
+            self._check_budget(sf_next=math.ceil(len(updates) / 200))
+            outcomes = [
+                (r.index, r.success, r.error)
+                for r in self.ctx.sf.update_many(self.ctx.sf_object, updates)
+            ]
+        for index, success, error in outcomes:
+            sf_id, email = rows[index]
+            if success:
+                done += 1
+                continue
+            failures.append(
+                {
+                    "direction": "cc_to_sf",
+                    "vendor": "salesforce",
+                    "code": getattr(error, "code", None) or "opt_out_rejected",
+                    "message": str(getattr(error, "message", None) or error or "rejected"),
+                    "sf_id": sf_id,
+                    "email": email,
+                    "payload": {"sf_object": self.ctx.sf_object, "field": field_name},
+                }
+            )
+        self.result.optouts_to_sf += done
+        self.result.outcome.counts["opt_outs_to_salesforce"] += 0  # key kept for the report
+        if failures:
+            with self.ctx.store.transaction() as session:
+                errors_repo.record_errors(
+                    session, self.ctx.setup_id, failures, run_id=self.ctx.run_id
+                )
+            self.result.outcome.warnings.append(
+                f"{len(failures)} opt-out(s) could not be written to Salesforce"
+            )
+        log.info(
+            "setup %s: %d opt-out(s) from Constant Contact written to Salesforce, %d rejected",
+            self.ctx.setup_id,
+            done,
+            len(failures),
+        )
+
+    # ------------------------------------------------------------------------------ plumbing
+
+    def cc_spent(self) -> int:
+        return self.ctx.cc.calls.total - self._cc_start
+
+    def sf_spent(self) -> int:
+        return self.ctx.sf.usage.total - self._sf_start
+
+    def _check_budget(self, *, cc_next: int = 0, sf_next: int = 0) -> None:
+        if self.budget.sf_daily is None and self.ctx.sf.usage.org_limit:
+            self.budget.sf_daily = self.ctx.sf.usage.org_limit
+            self.budget.sf_used_today = max((self.ctx.sf.usage.org_used or 0) - self.sf_spent(), 0)
+        self.budget.check(
+            self.ctx.now(),
+            cc_spent=self.cc_spent(),
+            cc_next=cc_next,
+            sf_spent=self.sf_spent(),
+            sf_next=sf_next,
+        )
+
+    def _phase(self, phase: str) -> None:
+        self.progress.phase = phase
+        if phase in checkpoints.PHASES:
+            self.cp.phase = phase
+        self._report(force=True)
+
+    def api_calls(self) -> dict[str, int]:
+        return {"salesforce": self.sf_spent(), "constantcontact": self.cc_spent()}
+
+    def total_counts(self) -> dict[str, Any]:
+        return merge_counts(self.base_counts, self.result.counts())
+
+    def total_calls(self) -> dict[str, int]:
+        return _add(self.base_calls, self.api_calls())
+
+    def snapshot(self) -> Checkpoint:
+        """The checkpoint as it stands, counts and calls of every attempt included."""
+        self.cp.done = self.progress.compared
+        self.cp.total = self.progress.total
+        self.cp.counts = self.total_counts()
+        self.cp.api_calls = self.total_calls()
+        return self.cp
+
+    def _save(self) -> None:
+        checkpoints.save(self.ctx.store, self.ctx.setup_id, self.snapshot())
+        self.cp.counts, self.cp.api_calls = self.base_counts, self.base_calls
+
+    def _report(self, *, force: bool = False) -> None:
+        """Progress on the run record, at most every second (phases and flushes always)."""
+        now = time.monotonic()
+        if not force and now - self._last_progress < 1.0:
+            return
+        self._last_progress = now
+        if self.report_hook is not None:
+            self.report_hook()
+            return
+        if self.ctx.run_id is None:
+            return
+        with self.ctx.store.transaction() as session:
+            run = session.get(Run, self.ctx.run_id)
+            if run is None:
+                return
+            run.phase = self.progress.phase
+            run.progress_done = self.progress.compared
+            if self.progress.total is not None:
+                run.progress_total = self.progress.total
+            run.message = self.progress.message()
+            run.counts = {**self.total_counts(), **_progress_counts(self.progress)}
+            run.api_calls = self.total_calls()
+
+
+def _progress_counts(progress: Progress) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "read_constantcontact": progress.read_cc,
+        "read_salesforce": progress.read_sf,
+        "compared": progress.compared,
+        "written": progress.written,
+    }
+    pct = progress.percent()
+    if pct is not None:
+        out["percent"] = round(pct, 1)
+    eta = progress.eta_seconds()
+    if eta is not None and progress.phase == "sync":
+        out["eta_seconds"] = round(eta)
+    return out
+
+
+def _add(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    out = dict(a)
+    for key, value in b.items():
+        out[key] = out.get(key, 0) + value
+    return out
+
+
+def _import_ids(plan: Plan) -> set[str]:
+    return {a.sf_id for a in plan.of_type(Import)}
+
+
+def _merge(total: Outcome, part: Outcome) -> None:
+    total.counts.update(part.counts)
+    total.skipped.update(part.skipped)
+    total.failures.extend(part.failures)
+    for warning in part.warnings:
+        if warning not in total.warnings:
+            total.warnings.append(warning)
+
+
+def _sync_link(row: LinkRow) -> Link:
+    return Link(
+        sf_id=row.sf_id,
+        cc_contact_id=row.cc_contact_id,
+        email=row.email,
+        fingerprint=row.fingerprint,
+        opted_out=row.opted_out,
+        list_ids=row.lists,
+    )
+
+
+def _cc_contact(row: CcRow) -> CcContact:
+    fields: dict[str, Any] = {}
+    for key in CC_SCALAR_FIELDS:
+        value = row.fields.get(key)
+        if not value:
+            continue
+        if key in _INT_FIELDS:
+            if not str(value).isdigit():
+                continue
+            fields[key] = int(value)
+        else:
+            fields[key] = value
+    return CcContact(
+        contact_id=row.contact_id,
+        email=row.email,
+        permission_to_send=row.permission,
+        list_memberships=row.lists,
+        fields=fields,
+    )
+
+
+def counts_view(run: Run) -> dict[str, Any]:
+    """A run's progress as the CLI and admin API show it (percent and seconds left included)."""
+    counts = dict(run.counts or {})
+    return {
+        "phase": run.phase,
+        "done": run.progress_done,
+        "total": run.progress_total,
+        "percent": counts.get("percent"),
+        "eta_seconds": counts.get("eta_seconds"),
+        "message": run.message,
+        "counts": counts,
+        "api_calls": dict(run.api_calls or {}),
+    }
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+__all__ = [
+    "BudgetExhausted",
+    "FullSync",
+    "Progress",
+    "Result",
+    "Segmenter",
+    "counts_view",
+    "estimate_cc_calls",
+    "soql_string",
+]

@@ -1,0 +1,326 @@
+"""Full Sync spool: both sides and the store's links on local disk, joined by email and Id.
+
+One temporary SQLite file per run holds the Constant Contact export (one row per address), the
+setup's active links, and the Salesforce records of the Bulk 2.0 query, so the run can join a
+million records on email and Id while holding only a page in memory. SQLite is the standard
+library's, written without a journal (the file is scratch: a run that dies rebuilds it from the
+vendors and its checkpoint).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE cc (
+    email TEXT PRIMARY KEY,
+    contact_id TEXT NOT NULL,
+    permission TEXT NOT NULL,
+    lists TEXT NOT NULL,           -- ';'-separated list ids, as the export writes them
+    fields TEXT NOT NULL           -- JSON of the exported values (first_name, cf:...)
+) WITHOUT ROWID;
+CREATE TABLE links (
+    sf_id TEXT PRIMARY KEY,
+    cc_contact_id TEXT,
+    email TEXT,
+    fingerprint TEXT,
+    opted_out INTEGER NOT NULL,
+    lists TEXT NOT NULL            -- JSON array
+) WITHOUT ROWID;
+CREATE TABLE sf (
+    id TEXT PRIMARY KEY,
+    email TEXT,
+    data TEXT NOT NULL             -- JSON array of the row's values, in column order
+) WITHOUT ROWID;
+CREATE TABLE inflight (
+    sf_id TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class CcRow:
+    """One exported Constant Contact contact."""
+
+    contact_id: str
+    email: str
+    permission: str
+    lists: tuple[str, ...]
+    fields: dict[str, str]
+
+    @property
+    def unsubscribed(self) -> bool:
+        return self.permission == "unsubscribed"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRow:
+    """One active link of the setup, as the store held it when the run began."""
+
+    sf_id: str
+    cc_contact_id: str
+    email: str
+    fingerprint: str | None
+    opted_out: bool
+    lists: tuple[str, ...]
+
+
+class Spool:
+    """The run's scratch database. Use as a context manager; the file is removed on close."""
+
+    def __init__(self, directory: str | None = None) -> None:
+        handle, self.path = tempfile.mkstemp(prefix="fullsync-", suffix=".sqlite", dir=directory)
+        os.close(handle)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        for pragma in (
+            "journal_mode=OFF",
+            "synchronous=OFF",
+            "temp_store=FILE",
+            "cache_size=-16000",  # 16 MB of page cache, whatever the row count
+        ):
+            self.db.execute(f"PRAGMA {pragma}")
+        self.db.executescript(_SCHEMA)
+        self.sf_columns: list[str] = []
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def _many(self, sql: str, rows: Iterable[Sequence[Any]], batch: int = 20_000) -> int:
+        count = 0
+        chunk: list[Sequence[Any]] = []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= batch:
+                self._write(sql, chunk)
+                count += len(chunk)
+                chunk = []
+        if chunk:
+            self._write(sql, chunk)
+            count += len(chunk)
+        return count
+
+    def _write(self, sql: str, chunk: list[Sequence[Any]]) -> None:
+        self.db.execute("BEGIN")
+        self.db.executemany(sql, chunk)
+        self.db.execute("COMMIT")
+
+    def add_cc(self, rows: Iterable[tuple[str, str, str, str, dict[str, str]]]) -> int:
+        """(email, contact_id, permission, lists, fields); a repeated address keeps its first."""
+        return self._many(
+            "INSERT OR IGNORE INTO cc VALUES (?, ?, ?, ?, ?)",
+            ((e, c, p, lst, json.dumps(f, separators=(",", ":"))) for e, c, p, lst, f in rows),
+        )
+
+    def add_links(self, rows: Iterable[LinkRow]) -> int:
+        return self._many(
+            "INSERT OR REPLACE INTO links VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                (
+                    r.sf_id,
+                    r.cc_contact_id,
+                    r.email,
+                    r.fingerprint,
+                    int(r.opted_out),
+                    json.dumps(r.lists),
+                )
+                for r in rows
+            ),
+        )
+
+    def add_sf(self, columns: list[str], rows: Iterable[tuple[str, str, list[Any]]]) -> int:
+        """(Id, normalised email, values in ``columns`` order); a repeated Id keeps its last."""
+        self.sf_columns = columns
+        self.db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('sf_columns', ?)", (json.dumps(columns),)
+        )
+        return self._many(
+            "INSERT OR REPLACE INTO sf VALUES (?, ?, ?)",
+            ((i, e, json.dumps(v, separators=(",", ":"))) for i, e, v in rows),
+        )
+
+    def add_inflight(self, rows: Iterable[tuple[str, str]]) -> int:
+        return self._many("INSERT OR REPLACE INTO inflight VALUES (?, ?)", rows)
+
+    def index_emails(self) -> None:
+        """Indexes built once after loading (much faster than maintained row by row)."""
+        self.db.execute("CREATE INDEX IF NOT EXISTS sf_email ON sf(email)")
+        self.db.execute("CREATE INDEX IF NOT EXISTS links_email ON links(email)")
+        self.db.execute("CREATE INDEX IF NOT EXISTS cc_contact ON cc(contact_id)")
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def count(self, table: str) -> int:
+        if table not in ("cc", "links", "sf", "inflight"):
+            raise ValueError(table)
+        return int(self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+    def count_through(self, last_id: str) -> int:
+        """Salesforce rows with an Id up to ``last_id`` (what a resumed run already did)."""
+        return int(
+            self.db.execute("SELECT count(*) FROM sf WHERE id <= ?", (last_id,)).fetchone()[0]
+        )
+
+    def sf_pages(
+        self, after: str = "", page: int = 10_000, *, exclude_duplicates: bool = True
+    ) -> Iterator[list[tuple[str, str | None, list[Any]]]]:
+        """Salesforce rows by Id after ``after``, a page at a time: (Id, email, values).
+
+        With ``exclude_duplicates``, rows whose email another row of the spool shares are left
+        for :meth:`duplicate_groups`, so every address's claimers are planned together.
+        """
+        last = after
+        dup = (
+            " AND (email IS NULL OR email NOT IN (SELECT email FROM dup))"
+            if exclude_duplicates
+            else ""
+        )
+        self._ensure_dup()
+        while True:
+            rows = self.db.execute(
+                f"SELECT id, email, data FROM sf WHERE id > ?{dup} ORDER BY id LIMIT ?",
+                (last, page),
+            ).fetchall()
+            if not rows:
+                return
+            yield [(i, e, json.loads(d)) for i, e, d in rows]
+            last = rows[-1][0]
+
+    def _ensure_dup(self) -> None:
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS dup AS "
+            "SELECT email FROM sf WHERE email IS NOT NULL AND email != '' "
+            "GROUP BY email HAVING count(*) > 1"
+        )
+        self.db.execute("CREATE UNIQUE INDEX IF NOT EXISTS dup_email ON dup(email)")
+
+    def duplicate_groups(
+        self, page: int = 10_000
+    ) -> Iterator[list[tuple[str, str | None, list[Any]]]]:
+        """Rows whose email several rows share, whole groups per page, by email."""
+        self._ensure_dup()
+        batch: list[tuple[str, str | None, list[Any]]] = []
+        current = None
+        for i, e, d in self.db.execute(
+            "SELECT id, email, data FROM sf WHERE email IN (SELECT email FROM dup) "
+            "ORDER BY email, id"
+        ):
+            if len(batch) >= page and e != current:
+                yield batch
+                batch = []
+            batch.append((i, e, json.loads(d)))
+            current = e
+        if batch:
+            yield batch
+
+    def duplicate_count(self) -> int:
+        self._ensure_dup()
+        return int(
+            self.db.execute(
+                "SELECT count(*) FROM sf WHERE email IN (SELECT email FROM dup)"
+            ).fetchone()[0]
+        )
+
+    def links_for(self, sf_ids: Sequence[str]) -> dict[str, LinkRow]:
+        return {row.sf_id: row for row in self._links("sf_id", sf_ids)}
+
+    def links_by_email(self, emails: Sequence[str]) -> list[LinkRow]:
+        return list(self._links("email", emails))
+
+    def _links(self, column: str, keys: Sequence[str]) -> Iterator[LinkRow]:
+        for start in range(0, len(keys), 900):
+            chunk = list(keys[start : start + 900])
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(f"SELECT * FROM links WHERE {column} IN ({marks})", chunk):
+                yield LinkRow(row[0], row[1] or "", row[2] or "", row[3], bool(row[4]),
+                              tuple(json.loads(row[5])))  # fmt: skip
+
+    def cc_by_email(self, emails: Sequence[str]) -> dict[str, CcRow]:
+        return {row.email: row for row in self._cc("email", emails)}
+
+    def cc_by_id(self, contact_ids: Sequence[str]) -> dict[str, CcRow]:
+        return {row.contact_id: row for row in self._cc("contact_id", contact_ids)}
+
+    def _cc(self, column: str, keys: Sequence[str]) -> Iterator[CcRow]:
+        for start in range(0, len(keys), 900):
+            chunk = list(keys[start : start + 900])
+            marks = ",".join("?" * len(chunk))
+            for e, c, p, lst, f in self.db.execute(
+                f"SELECT email, contact_id, permission, lists, fields FROM cc "
+                f"WHERE {column} IN ({marks})",
+                chunk,
+            ):
+                yield CcRow(c, e, p, tuple(x for x in lst.split(";") if x), json.loads(f))
+
+    def inflight_for(self, sf_ids: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for start in range(0, len(sf_ids), 900):
+            chunk = list(sf_ids[start : start + 900])
+            marks = ",".join("?" * len(chunk))
+            out.update(
+                self.db.execute(
+                    f"SELECT sf_id, fingerprint FROM inflight WHERE sf_id IN ({marks})", chunk
+                ).fetchall()
+            )
+        return out
+
+    def unseen_links(self, low: str = "", high: str | None = None) -> Iterator[list[str]]:
+        """Ids of links no Salesforce row of the spool has (within an Id range), in pages."""
+        sql = "SELECT sf_id FROM links WHERE sf_id NOT IN (SELECT id FROM sf) AND sf_id > ?"
+        params: list[Any] = [low]
+        if high is not None:
+            sql += " AND sf_id <= ?"
+            params.append(high)
+        batch: list[str] = []
+        for (sf_id,) in self.db.execute(sql + " ORDER BY sf_id", params):
+            batch.append(sf_id)
+            if len(batch) >= 2000:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def unsubscribed_matches(
+        self, opted_out_column: int, deleted_column: int | None
+    ) -> Iterator[list[tuple[str, str]]]:
+        """(Id, email) of Salesforce rows not opted out whose address CC holds unsubscribed."""
+        batch: list[tuple[str, str]] = []
+        for sf_id, email, data in self.db.execute(
+            "SELECT sf.id, sf.email, sf.data FROM sf JOIN cc ON cc.email = sf.email "
+            "WHERE cc.permission = 'unsubscribed' ORDER BY sf.id"
+        ):
+            values = json.loads(data)
+            if _truthy(values[opted_out_column]):
+                continue
+            if deleted_column is not None and _truthy(values[deleted_column]):
+                continue
+            batch.append((sf_id, email))
+            if len(batch) >= 2000:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.lower() == "true"
+    return bool(value)
