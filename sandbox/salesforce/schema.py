@@ -596,13 +596,14 @@ def _contact(sc: bool, person: bool) -> SObject:
     return o
 
 
-def _lead(sc: bool) -> SObject:
+def _lead(sc: bool, person: bool) -> SObject:
     o = SObject("Lead", "Lead", "Leads", "00Q")
     _id(o)
     o.add(_ro(_ref("MasterRecordId", "Lead", "MasterRecord")))
     _name_fields(o)
     o.add(_s("Title", 128))
-    o.add(_s("Company", 255, required=True, nillable=False))
+    # A person-account org converts company-less leads into person accounts.
+    o.add(_s("Company", 255, required=not person, nillable=person))
     _address(o, "Address", "", sc)
     o.add(FieldDef("Phone", "phone", 40))
     o.add(FieldDef("MobilePhone", "phone", 40))
@@ -997,7 +998,7 @@ def build_schema(
     person = "person_accounts" in prof
     objects = [
         _contact(sc, person),
-        _lead(sc),
+        _lead(sc, person),
         _account(sc, person),
         _campaign(),
         _campaign_member(),

@@ -1165,34 +1165,8 @@ class OrgStore:
             lead = self._live_row(lead_obj, rid)
             if lead["IsConverted"]:
                 raise _err("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead", [])
-            account_obj = self.schema.objects["Account"]
-            if account_id:
-                acc = self._check_id(account_obj, account_id)
-                self._live_row(account_obj, acc)
-            else:
-                acc_values: dict[str, Any] = {"Name": lead["Company"]}
-                for lead_field, acc_field in (
-                    ("Street", "BillingStreet"),
-                    ("City", "BillingCity"),
-                    ("State", "BillingState"),
-                    ("PostalCode", "BillingPostalCode"),
-                    ("Country", "BillingCountry"),
-                    ("StateCode", "BillingStateCode"),
-                    ("CountryCode", "BillingCountryCode"),
-                    ("Phone", "Phone"),
-                    ("Fax", "Fax"),
-                    ("Website", "Website"),
-                    ("Industry", "Industry"),
-                    ("AnnualRevenue", "AnnualRevenue"),
-                    ("NumberOfEmployees", "NumberOfEmployees"),
-                    ("Rating", "Rating"),
-                    ("LeadSource", "AccountSource"),
-                ):
-                    if lead.get(lead_field) is not None and acc_field in account_obj.fields:
-                        acc_values[acc_field] = lead[lead_field]
-                acc = self._create_trusted(tx, account_obj, acc_values, origin)
             contact_obj = self.schema.objects["Contact"]
-            con_values: dict[str, Any] = {"AccountId": acc}
+            con_values: dict[str, Any] = {}
             for lead_field, con_field in (
                 ("FirstName", "FirstName"),
                 ("LastName", "LastName"),
@@ -1225,7 +1199,50 @@ class OrgStore:
             for key, value in lead.items():  # same-named custom fields map across
                 if key.endswith("__c") and key in contact_obj.fields and value is not None:
                     con_values[key] = value
-            contact_id = self._create_trusted(tx, contact_obj, con_values, origin)
+            account_obj = self.schema.objects["Account"]
+            if account_id:
+                acc = self._check_id(account_obj, account_id)
+                self._live_row(account_obj, acc)
+                contact_id = self._create_trusted(
+                    tx, contact_obj, {**con_values, "AccountId": acc}, origin
+                )
+            elif lead["Company"] is None and self.schema.person_accounts:
+                # Without a company, a person-account org converts the lead into a person account.
+                reverse = {c: a for a, c in PERSON_FIELD_MAP.items()}
+                person_values = {
+                    reverse.get(k, k[:-3] + "__pc" if k.endswith("__c") else k): v
+                    for k, v in con_values.items()
+                }
+                person_values = {k: v for k, v in person_values.items() if k in account_obj.fields}
+                if lead.get("Phone") is not None:
+                    person_values["Phone"] = lead["Phone"]
+                acc = self._create_trusted(tx, account_obj, person_values, origin)
+                contact_id = self._row(account_obj, acc)["PersonContactId"]  # type: ignore[index]
+            else:
+                acc_values: dict[str, Any] = {"Name": lead["Company"]}
+                for lead_field, acc_field in (
+                    ("Street", "BillingStreet"),
+                    ("City", "BillingCity"),
+                    ("State", "BillingState"),
+                    ("PostalCode", "BillingPostalCode"),
+                    ("Country", "BillingCountry"),
+                    ("StateCode", "BillingStateCode"),
+                    ("CountryCode", "BillingCountryCode"),
+                    ("Phone", "Phone"),
+                    ("Fax", "Fax"),
+                    ("Website", "Website"),
+                    ("Industry", "Industry"),
+                    ("AnnualRevenue", "AnnualRevenue"),
+                    ("NumberOfEmployees", "NumberOfEmployees"),
+                    ("Rating", "Rating"),
+                    ("LeadSource", "AccountSource"),
+                ):
+                    if lead.get(lead_field) is not None and acc_field in account_obj.fields:
+                        acc_values[acc_field] = lead[lead_field]
+                acc = self._create_trusted(tx, account_obj, acc_values, origin)
+                contact_id = self._create_trusted(
+                    tx, contact_obj, {**con_values, "AccountId": acc}, origin
+                )
             self._update(
                 tx,
                 lead_obj,

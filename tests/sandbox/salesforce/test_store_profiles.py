@@ -547,3 +547,36 @@ def test_record_types() -> None:
     assert store.count("RecordType") == 2 and store.count("Campaign") == 0
     with pytest.raises(ValueError, match="RECORD_TYPES"):
         make("standard", record_types={"Widget": ["A"]})
+
+
+def test_person_org_converts_a_company_less_lead_into_a_person_account(person_org: Any) -> None:
+    store, seen = person_org
+    lead = store.create(
+        "Lead",
+        {"LastName": "Lee", "FirstName": "Cat", "Email": "cat@x.org", "HasOptedOutOfEmail": True},
+    )
+    seen.clear()
+    result = store.convert_lead(lead)
+    assert [(r.entity, r.change_type) for r in seen[0]] == [
+        ("Account", "CREATE"),
+        ("Contact", "CREATE"),
+        ("Lead", "UPDATE"),
+    ]
+    account = store.get("Account", result["accountId"])
+    assert account is not None
+    assert (account["IsPersonAccount"], account["Name"], account["PersonEmail"]) == (
+        True,
+        "Cat Lee",
+        "cat@x.org",
+    )
+    assert account["PersonContactId"] == result["contactId"]
+    assert store.get("Contact", result["contactId"], ["HasOptedOutOfEmail", "IsPersonAccount"]) == {
+        "HasOptedOutOfEmail": True,
+        "IsPersonAccount": True,
+    }
+    business = store.create("Lead", {"LastName": "B", "Company": "Acme"})
+    converted = store.convert_lead(business)
+    assert store.get("Account", converted["accountId"], ["IsPersonAccount", "Name"]) == {
+        "IsPersonAccount": False,
+        "Name": "Acme",
+    }
