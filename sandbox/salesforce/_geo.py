@@ -1,13 +1,20 @@
 """The State & Country/Territory picklist data: ISO 3166 countries and the states Salesforce ships.
 
-Integration values are Salesforce's defaults (the full ISO name); codes are ISO 3166-1 alpha-2
-for countries and ISO 3166-2 subdivision suffixes for states. Only a handful of countries come
-with states out of the box; setting a state on any other country is a FIELD_INTEGRITY_EXCEPTION.
+Integration values are Salesforce's defaults (the ISO short name); codes are ISO 3166-1 alpha-2
+for countries and ISO 3166-2 subdivision suffixes for states. Every ISO country comes from
+pycountry (loaded on first use), with Salesforce's own spelling where it differs; only a handful
+of countries come with states out of the box, and a state on any other country is a
+FIELD_INTEGRITY_EXCEPTION.
 """
 
 from __future__ import annotations
 
-COUNTRIES: dict[str, str] = {
+import functools
+
+import pycountry
+
+# Salesforce's spelling of the common countries; it wins where pycountry's differs (Taiwan).
+SALESFORCE_COUNTRIES: dict[str, str] = {
     "AD": "Andorra",
     "AE": "United Arab Emirates",
     "AF": "Afghanistan",
@@ -300,7 +307,19 @@ def _by_name(table: dict[str, str]) -> dict[str, str]:
     return {name.casefold(): code for code, name in table.items()}
 
 
-COUNTRY_BY_NAME: dict[str, str] = _by_name(COUNTRIES)
+@functools.cache
+def countries() -> dict[str, str]:
+    """ISO code → integration value for every country the picklist offers."""
+    table = {c.alpha_2: c.name for c in pycountry.countries}
+    table.update(SALESFORCE_COUNTRIES)
+    return dict(sorted(table.items()))
+
+
+@functools.cache
+def _country_by_name() -> dict[str, str]:
+    return _by_name(countries())
+
+
 STATE_BY_NAME: dict[str, dict[str, str]] = {c: _by_name(s) for c, s in STATES.items()}
 
 
@@ -309,7 +328,7 @@ def country_code_for_name(name: str) -> str | None:
 
     Like Salesforce, the text field matches names only: "US" in MailingCountry is not a country.
     """
-    return COUNTRY_BY_NAME.get(name.strip().casefold())
+    return _country_by_name().get(name.strip().casefold())
 
 
 def state_code_for_name(country: str, name: str) -> str | None:

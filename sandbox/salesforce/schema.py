@@ -525,7 +525,7 @@ def _address(obj: SObject, compound: str, prefix: str, state_country: bool) -> N
         if suffix == "Country" and state_country:
             for csuffix, ckey in CODE_PARTS:
                 cname = prefix + csuffix
-                values = _geo.COUNTRIES if csuffix == "CountryCode" else _all_state_codes()
+                values = _geo.countries() if csuffix == "CountryCode" else _all_state_codes()
                 cf = _pick(cname, values, restricted=True)
                 cf.compound = compound
                 obj.add(cf)

@@ -650,7 +650,7 @@ class OrgStore:
             country = None
             if c_code in new and new[c_code] is not None:
                 code = new[c_code]
-                if code not in _geo.COUNTRIES:
+                if code not in _geo.countries():
                     raise _err("FIELD_INTEGRITY_EXCEPTION", COUNTRY_MESSAGE, [c_code])
                 country = code
                 if (
@@ -668,7 +668,7 @@ class OrgStore:
             else:
                 country = merged[c_code]
             new[c_code] = country
-            new[c_text] = _geo.COUNTRIES[country] if country else None
+            new[c_text] = _geo.countries()[country] if country else None
 
             state = None
             state_given = s_code in new or s_text in new

@@ -171,6 +171,8 @@ def sc_org() -> OrgStore:
         # on create the code wins over a disagreeing name
         ({"MailingCountryCode": "DE", "MailingCountry": "France"}, ("Germany", "DE", None, None)),
         ({"MailingCountry": "Germany"}, ("Germany", "DE", None, None)),
+        ({"MailingCountryCode": "AW"}, ("Aruba", "AW", None, None)),  # every ISO country
+        ({"MailingCountry": "taiwan"}, ("Taiwan", "TW", None, None)),
         ({}, (None, None, None, None)),
     ],
 )
