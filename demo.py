@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import secrets
 import shutil
 import socket
@@ -94,10 +95,11 @@ class Demo:
                 "CC_AUTH_URL": f"{self.cc_url}/oauth2/default/v1",
                 "CC_CLIENT_ID": "sandbox-client-id",
                 "CC_CLIENT_SECRET": "sandbox-client-secret",
-                "FLUSH_DELAY_SECONDS": 0.5,
+                "FLUSH_DELAY_SECONDS": 1.0,
                 "LOG_LEVEL": "WARNING",
             }
         )
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log in the story
         self.http = make_server("127.0.0.1", port, self.app, threaded=True)
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
         say(f"Service                   {self.base}  (admin token printed at the end)")
@@ -142,9 +144,7 @@ class Demo:
         quiet_since: float | None = None
         while time.monotonic() < deadline:
             status = self.api("GET", f"/setups/{setup_id}/status")
-            busy = status.get("pending", 0) or any(
-                r.get("status") in ("queued", "running") for r in status.get("recent_runs", [])
-            )
+            busy = status["pending"] or status["active_run"] is not None
             if busy:
                 quiet_since = None
             elif quiet_since is None:
@@ -166,8 +166,7 @@ class Demo:
             r = session.get(start["authorize_url"], timeout=30, allow_redirects=True)
             if r.status_code >= 400:
                 raise SystemExit(f"OAuth callback for {vendor} failed: {r.status_code} {r.text}")
-            connections = self.api("GET", "/connections")
-            items = connections.get("connections", connections)
+            items = self.api("GET", "/connections")["items"]
             conn = max((c for c in items if c["vendor"] == vendor), key=lambda c: c["id"])
             say(f"{vendor:16} connection {conn['id']}: {conn['status']} ({conn['label']})")
             ids.append(conn["id"])
@@ -185,9 +184,8 @@ class Demo:
             "remove_on_sf_delete": True,
         }
         setup = self.api("POST", "/setups", json=body)
-        setup = setup.get("setup", setup)
         say(f"setup {setup['id']}: {setup['name']!r}, webhook {setup['webhook']['url']}")
-        secret = setup["webhook"].get("secret")
+        secret = setup["webhook_secret"]
         self.sf_call(
             "POST",
             "/_sandbox/events/delivery",
@@ -273,8 +271,7 @@ class Demo:
         say(f"  {email:28} ({what}): {consent}, lists {lists}, title {title!r}")
 
     def print_last_run(self, setup_id: int) -> None:
-        runs = self.api("GET", f"/setups/{setup_id}/runs", params={"limit": 1})
-        items = runs.get("runs", runs)
+        items = self.api("GET", f"/setups/{setup_id}/runs", params={"limit": 1})["items"]
         if items:
             run = items[0]
             say(
@@ -285,8 +282,7 @@ class Demo:
 
     def summary(self, setup_id: int) -> None:
         step("What happened")
-        runs = self.api("GET", f"/setups/{setup_id}/runs", params={"limit": 50})
-        items = list(reversed(runs.get("runs", runs)))
+        items = list(reversed(self.api("GET", f"/setups/{setup_id}/runs")["items"]))
         say(f"{'run':>5} {'kind':12} {'status':10} {'records':>8}  API calls")
         for run in items:
             counts = run.get("counts") or {}
@@ -299,8 +295,8 @@ class Demo:
         say(f"Constant Contact holds {json.dumps(cc_state.get('records'))}")
         say(f"Constant Contact API calls: {json.dumps(cc_state.get('calls', {}).get('by_family'))}")
         say(f"Salesforce API calls: {json.dumps(sf_state.get('api_calls'))}")
-        errors = self.api("GET", f"/setups/{setup_id}/errors")
-        say(f"open sync errors: {len(errors.get('errors', errors))}")
+        errors = self.api("GET", f"/setups/{setup_id}/errors")["items"]
+        say(f"open sync errors: {len(errors)}")
 
         step("Where to look")
         say(
