@@ -416,19 +416,49 @@ def sync_now(setup_id: int, wait: bool, timeout: float, as_json: bool) -> None:
     redis = _redis()
     with _transaction() as session:
         started = admin.start_sync_now(session, setup_id, redis)
+    _follow(started, setup_id, wait, timeout, as_json, "sync_now", since)
+
+
+@sync_cli.command("full")
+@click.argument("setup_id", type=int)
+@click.option("--reset", is_flag=True, help="Ignore fingerprints and cursors; re-match by email.")
+@click.option("--partitions", default=1, show_default=True, type=click.IntRange(1, 32))
+@click.option("--wait", is_flag=True, help="Follow the run until it finishes.")
+@click.option("--timeout", default=6 * 3600.0, show_default=True, help="Seconds to wait at most.")
+@json_option
+def sync_full(
+    setup_id: int, reset: bool, partitions: int, wait: bool, timeout: float, as_json: bool
+) -> None:
+    """Full Sync: make both sides true again (the nightly repair, on demand)."""
+    since = utcnow()
+    with _transaction() as session:
+        started = admin.start_full_sync(session, setup_id, reset, _redis(), partitions=partitions)
+    _follow(started, setup_id, wait, timeout, as_json, "full", since)
+
+
+def _follow(
+    started: dict[str, Any],
+    setup_id: int,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+    kind: str,
+    since: datetime,
+) -> None:
+    what = "Sync Now" if kind == "sync_now" else "Full Sync"
     if not wait:
         if as_json:
             click.echo(json.dumps(s.JobStartedSchema().dump(started), indent=2, sort_keys=True))
         else:
-            click.echo(f"Sync Now queued as job {started['job_id']}")
+            click.echo(f"{what} queued as job {started['job_id']}")
             click.echo(f"follow it with: flask --app app sync runs {setup_id}")
         return
     if not as_json:
-        click.echo(f"Sync Now queued as job {started['job_id']}; waiting for it to finish")
+        click.echo(f"{what} queued as job {started['job_id']}; waiting for it to finish")
     config = current_app.config
     run = wait_for_run(
         _store(),
-        redis,
+        _redis(),
         setup_id,
         started["job_id"],
         since,
@@ -436,6 +466,7 @@ def sync_now(setup_id: int, wait: bool, timeout: float, as_json: bool) -> None:
         sleep=config.get("CLI_SLEEP", time.sleep),
         monotonic=config.get("CLI_MONOTONIC", time.monotonic),
         show_progress=not as_json,
+        kind=kind,
     )
     if as_json:
         click.echo(json.dumps(s.RunSchema().dump(run), indent=2, sort_keys=True))
@@ -447,14 +478,16 @@ def sync_now(setup_id: int, wait: bool, timeout: float, as_json: bool) -> None:
         )
 
 
-def _run_for(session: Session, setup_id: int, job_id: str, since: datetime) -> Run | None:
+def _run_for(
+    session: Session, setup_id: int, job_id: str, since: datetime, kind: str
+) -> Run | None:
     found = session.scalar(select(Run).where(Run.job_id == job_id).order_by(Run.id.desc()).limit(1))
     if found is not None:
         return found
     # A busy setup makes the job reschedule itself under a new id: take its run instead.
     return session.scalar(
         select(Run)
-        .where(Run.setup_id == setup_id, Run.kind == "sync_now", Run.created_at >= since)
+        .where(Run.setup_id == setup_id, Run.kind == kind, Run.created_at >= since)
         .order_by(Run.id.desc())
         .limit(1)
     )
@@ -485,15 +518,16 @@ def wait_for_run(
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
     show_progress: bool = True,
+    kind: str = "sync_now",
 ) -> dict[str, Any]:
-    """Poll until the Sync Now run of ``job_id`` finishes; a progress bar when its size is known."""
+    """Poll until the run of ``job_id`` finishes; a progress bar when its size is known."""
     deadline = monotonic() + timeout
     bar: Any = None
     shown = 0
     try:
         while True:
             with store.transaction() as session:
-                row = _run_for(session, setup_id, job_id, since)
+                row = _run_for(session, setup_id, job_id, since, kind)
                 run = admin.run_view(row) if row is not None else None
             job_status, outcome = _job_state(redis, job_id)
             if run is not None:
@@ -508,9 +542,9 @@ def wait_for_run(
                 if run["status"] in run_repo.FINISHED:
                     return run
             elif job_status == JobStatus.FAILED:
-                raise click.ClickException(f"Sync Now job {job_id} failed: {outcome}")
+                raise click.ClickException(f"job {job_id} failed: {outcome}")
             elif job_status == JobStatus.FINISHED and isinstance(outcome, dict):
-                return _runless(setup_id, job_id, outcome, since)
+                return _runless(setup_id, job_id, outcome, since, kind)
             elif job_status is None:
                 raise click.ClickException(f"job {job_id} disappeared from the queue")
             if monotonic() >= deadline:
@@ -525,7 +559,7 @@ def wait_for_run(
 
 
 def _runless(
-    setup_id: int, job_id: str, outcome: dict[str, Any], since: datetime
+    setup_id: int, job_id: str, outcome: dict[str, Any], since: datetime, kind: str
 ) -> dict[str, Any]:
     # The job ended without opening a run: nothing to do, paused, or one-way CC → SF.
     if outcome.get("paused"):
@@ -536,7 +570,7 @@ def _runless(
     return {
         "id": None,
         "setup_id": setup_id,
-        "kind": "sync_now",
+        "kind": kind,
         "status": status,
         "job_id": job_id,
         "created_at": since,

@@ -270,6 +270,11 @@ class FullSyncRequestSchema(_Request):
         load_default=False,
         metadata=_d("Ignore fingerprints and cursors and re-match both sides by email."),
     )
+    partitions = fields.Integer(
+        load_default=1,
+        validate=validate.Range(1, 32),
+        metadata=_d("Split the run into this many Id ranges synced by parallel jobs."),
+    )
 
 
 # --------------------------------------------------------------------------- sync errors

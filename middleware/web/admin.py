@@ -622,8 +622,14 @@ def full_sync_available() -> bool:
 
 
 def start_full_sync(
-    session: Session, setup_id: int, reset: bool, redis: Redis | None = None
+    session: Session,
+    setup_id: int,
+    reset: bool = False,
+    redis: Redis | None = None,
+    *,
+    partitions: int = 1,
 ) -> dict[str, Any]:
+    """Enqueue a Full Sync (optionally a reset, optionally split into Id ranges)."""
     row = get_setup(session, setup_id)
     if not full_sync_available():
         raise ApiError(
@@ -633,17 +639,28 @@ def start_full_sync(
             "recent changes.",
         )
     _refuse_unready(row)
-    job_id = f"full-sync-{setup_id}-{uuid.uuid4().hex[:12]}"
-    args: list[Any] = [setup_id]
+    running = run_repo.active_run(session, setup_id, "full")
+    if running is not None:
+        raise ApiError(
+            409,
+            "Conflict",
+            f"A Full Sync of setup {setup_id} is already {running.status} (run {running.id}).",
+        )
+    kwargs: dict[str, Any] = {}
+    if reset:
+        kwargs["reset"] = True
+    if partitions > 1:
+        kwargs["partitions"] = partitions
     job = queue.enqueue(
         FULL_SYNC_JOB,
-        *args,
-        kwargs={"reset": True} if reset else None,
+        setup_id,
+        kwargs=kwargs or None,
         queue=queue.FULL_SYNC,
-        job_id=job_id,
+        job_id=f"full-sync-{setup_id}-{uuid.uuid4().hex[:12]}",
         description=f"Full Sync of setup {setup_id}{' (reset)' if reset else ''}",
         connection=redis,
     )
+    log.info("setup %s: Full Sync enqueued as %s (reset=%s)", setup_id, job.id, reset)
     return {"setup_id": setup_id, "job_id": job.id, "queue": queue.FULL_SYNC}
 
 
@@ -1096,10 +1113,12 @@ def sync_now_view(setup_id: int) -> Response:
     responses={202: s.JobStartedSchema, 409: _PROBLEM, 422: _PROBLEM, 501: _PROBLEM, **_E404},
 )
 def full_sync_view(setup_id: int) -> Response:
-    """Answers 501 until the Full Sync job ships."""
+    """Repairs drift on both sides; 409 while one runs (501 where the job is not installed)."""
     data = load(s.FullSyncRequestSchema, json_body(required=False))
     with get_store().transaction() as session:
-        result = start_full_sync(session, setup_id, data["reset"], get_redis())
+        result = start_full_sync(
+            session, setup_id, data["reset"], get_redis(), partitions=data["partitions"]
+        )
     return _started(result)
 
 

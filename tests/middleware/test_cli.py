@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from click.testing import Result
 from flask import Flask
+from rq import SimpleWorker
 from rq.job import Job, JobStatus
 
 from app import create_app
@@ -435,3 +436,81 @@ def test_sandbox_connect_explains_an_unreachable_sandbox(app: Flask, tmp_path: P
     no_ca = cli(app, "sandbox", "connect", "--ca-bundle", str(tmp_path / "missing.pem"))
     assert no_ca.exit_code == 1
     assert "no CA bundle" in no_ca.output
+
+
+def test_sync_full_enqueues_a_reset_full_sync_and_waits(
+    app: Flask, tmp_path: Path, connections: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from middleware.web import admin
+
+    monkeypatch.setattr(admin, "full_sync_available", lambda: True)
+    setup_id = create(app, tmp_path, connections)["id"]
+    queued = cli(app, "sync", "full", str(setup_id), "--reset", "--partitions", "2", "--json")
+    assert queued.exit_code == 0, queued.output
+    job = Job.fetch(
+        json.loads(queued.stdout)["job_id"], connection=redis_of(app), serializer=queue.SERIALIZER
+    )
+    assert job.func_name == "jobs.full_sync.full_sync"
+    assert job.kwargs == {"reset": True, "partitions": 2}
+    # A second one while the first is queued... is refused once its run exists.
+    with store_of(app).transaction() as session:
+        run_repo.open_run(session, setup_id, "full", job_id=job.id)
+    refused = cli(app, "sync", "full", str(setup_id))
+    assert refused.exit_code == 1
+    assert "already running" in refused.output
+    monkeypatch.setattr(admin, "full_sync_available", lambda: False)
+    unavailable = cli(app, "sync", "full", str(setup_id))
+    assert unavailable.exit_code == 1
+    assert "not available" in unavailable.output
+
+
+def test_waiting_on_a_job_that_ends_without_a_run(app: Flask) -> None:
+    from middleware.cli import wait_for_run
+
+    redis = redis_of(app)
+    # A job whose result says the setup was paused, as runner answers without opening a run.
+    job = queue.enqueue(
+        "builtins.dict", kwargs={"setup_id": 1, "paused": "quota exceeded"}, connection=redis
+    )
+    SimpleWorker(
+        [queue.get_queue(redis, queue.DEFAULT)], connection=redis, serializer=queue.SERIALIZER
+    ).work(burst=True)
+    run = wait_for_run(
+        store_of(app), redis, 1, job.id, utcnow(), sleep=lambda _s: None, show_progress=False
+    )
+    assert run["status"] == "paused"
+    assert "quota exceeded" in run["message"]
+
+
+def test_sandbox_connect_then_sync_now_wait_runs_the_real_job(
+    sandbox_app: Flask, running: Any, tmp_path: Path
+) -> None:
+    connected = cli(
+        sandbox_app,
+        "sandbox",
+        "connect",
+        "--sf-url",
+        running.sf_url,
+        "--cc-url",
+        running.cc_url,
+        "--ca-bundle",
+        str(running.tls.ca_cert),
+        "--json",
+    )
+    made = json.loads(connected.stdout)
+    ids = {"salesforce": made["salesforce"]["id"], "constantcontact": made["constantcontact"]["id"]}
+    setup_id = create(sandbox_app, tmp_path, ids)["id"]
+    redis = redis_of(sandbox_app)
+    worker = SimpleWorker(
+        list(queue.get_queues(redis).values()), connection=redis, serializer=queue.SERIALIZER
+    )
+    runtime = sandbox_app.extensions["middleware"]["runtime"]
+
+    def work(_seconds: float) -> None:
+        with queue.use_runtime(runtime):
+            worker.work(burst=True)
+
+    sandbox_app.config["CLI_SLEEP"] = work
+    result = cli(sandbox_app, "sync", "now", str(setup_id), "--wait", "--timeout", "60")
+    assert result.exit_code == 0, result.output
+    assert "sync_now  succeeded" in result.output

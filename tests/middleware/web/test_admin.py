@@ -431,6 +431,22 @@ def test_full_sync_is_501_until_its_job_exists(
     assert job.kwargs == {"reset": True}
     assert job.origin == queue.FULL_SYNC
     assert api.post(f"/setups/{setup_id}/full-sync", {"rest": True}).status_code == 422
+    assert api.post(f"/setups/{setup_id}/full-sync", {"partitions": 99}).status_code == 422
+
+
+def test_full_sync_splits_and_refuses_a_second_one(
+    api: Api, connected: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup_id = new_setup(api, **connected)["id"]
+    monkeypatch.setattr(admin, "full_sync_available", lambda: True)
+    started = api.post(f"/setups/{setup_id}/full-sync", {"partitions": 4})
+    job = Job.fetch(started.json["job_id"], connection=api.redis, serializer=queue.SERIALIZER)
+    assert job.kwargs == {"partitions": 4}
+    with api.store.transaction() as session:
+        run_id = run_repo.open_run(session, setup_id, "full", job_id=job.id).id
+    again = api.post(f"/setups/{setup_id}/full-sync")
+    assert again.status_code == 409
+    assert f"run {run_id}" in again.json["detail"]
 
 
 # --------------------------------------------------------------------------- runs
