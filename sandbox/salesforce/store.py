@@ -67,6 +67,7 @@ import collections
 import contextlib
 import functools
 import logging
+import operator
 import os
 import re
 import sqlite3
@@ -1472,9 +1473,13 @@ class OrgStore:
         out_rows: list[tuple[Any, ...]] = []
         kept: list[dict[str, Any]] = []
         all_names = ["Id", *names, *(["Name"] if named else [])]
+        pick = operator.itemgetter(*keys) if len(keys) > 1 else None
         for row, rid in zip(chunk, ids, strict=True):
-            get = row.get
-            vals = [get(k) for k in keys]
+            try:  # the usual seed: every row has every key, one C call picks them all
+                vals = list(pick(row)) if pick is not None else [row.get(keys[0])]
+            except KeyError:
+                get = row.get
+                vals = [get(k) for k in keys]
             for i, conv in convs:
                 try:
                     vals[i] = conv(vals[i])
