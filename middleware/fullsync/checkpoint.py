@@ -23,8 +23,8 @@ from middleware.store.db import Store
 PREFIX = "fullsync:"
 WHOLE = "all"
 
-PHASES = ("prepare", "read_cc", "read_links", "read_sf", "sync", "duplicates", "reconcile",
-          "optouts", "done")  # fmt: skip
+PHASES = ("prepare", "read_cc", "read_links", "read_sf", "sync", "duplicates", "resolve",
+          "reconcile", "optouts", "done")  # fmt: skip
 
 
 @dataclass

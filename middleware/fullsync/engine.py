@@ -64,8 +64,8 @@ from middleware.sync.mapping import (
     map_record,
     mapping_plan,
     object_fields,
-    soql_fields,
 )
+from middleware.sync.segments import matches_filter
 from middleware.sync.sf_to_cc import plan_sf_to_cc
 from middleware.sync.types import (
     IMPORT_MAX_BYTES,
@@ -94,8 +94,13 @@ _INT_FIELDS = ("birthday_month", "birthday_day")
 Segmenter = Callable[[Mapping[str, Any]], tuple[bool, tuple[str, ...] | None]]
 
 
-def _match_all(_record: Mapping[str, Any]) -> tuple[bool, tuple[str, ...] | None]:
-    return True, None
+def filter_segmenter(options: Mapping[str, Any]) -> Segmenter:
+    """The setup's ``filter`` (seed Step 4); deleted records are left to the delete rules."""
+
+    def segment(record: Mapping[str, Any]) -> tuple[bool, tuple[str, ...] | None]:
+        return bool(record.get("IsDeleted")) or matches_filter(options, record), None
+
+    return segment
 
 
 @dataclass
@@ -250,7 +255,7 @@ class FullSync:
         self.reset = checkpoint.reset
         self.budget = budget or Budget()
         self.partition = partition or Partition()
-        self.segmenter = segmenter or _match_all
+        self.segmenter = segmenter or filter_segmenter(ctx.options)
         self.page_size = page_size
         self.bulk_page = bulk_page
         self.flush_rows = flush_rows
@@ -274,12 +279,14 @@ class FullSync:
         self.base_calls: dict[str, int] = dict(checkpoint.api_calls or {})
         # Partition runs report through their checkpoint; the job aggregates them on the run.
         self.report_hook: Callable[[], None] | None = None
+        self._spool: Spool | None = None
 
     # ------------------------------------------------------------------------------ the run
 
     def run(self) -> Result:
         """Do every phase; the checkpoint is saved as the run goes (see module docstring)."""
         with Spool(self.spool_dir) as spool:
+            self._spool = spool
             self._phase("prepare")
             incremental.prepare_targets(self.ctx)
             self._check_budget(cc_next=3 + 2, sf_next=3)
@@ -301,6 +308,9 @@ class FullSync:
             self._sync(spool)
             self._phase("duplicates")
             self._duplicates(spool)
+            if spool.count("imported"):
+                self._phase("resolve")
+                self._resolve(spool)
             if self.do_reconcile:
                 self._phase("reconcile")
                 self._reconcile(spool)
@@ -376,7 +386,7 @@ class FullSync:
             )
 
     def soql(self) -> str:
-        self.columns = soql_fields(self.options)
+        self.columns = incremental.select_fields(self.options)
         where = self.partition.soql_where()
         return f"SELECT {', '.join(self.columns)} FROM {self.ctx.sf_object}" + (
             f" WHERE {where}" if where else ""
@@ -670,6 +680,15 @@ class FullSync:
         self._save()
         outcome = execute(self.ctx.cc, plan) if plan.actions else Outcome()
         self._record(plan, outcome, pending)
+        if self._spool is not None:
+            failed = outcome.failed_ids
+            self._spool.add_imported(
+                (change.email, change.sf_id)
+                for change in plan.link_changes
+                if isinstance(change, LinkRecord)
+                and change.cc_contact_id is None
+                and change.sf_id not in failed
+            )
         _merge(self.result.outcome, outcome)
         written = sum(
             outcome.counts.get(k, 0) for k in ("imported", "updated", "unsubscribed", "deleted")
@@ -769,11 +788,39 @@ class FullSync:
             }
         return self._open_error_ids
 
+    def _resolve(self, spool: Spool) -> None:
+        """Contact ids of the contacts this run created, from one more export of the main list.
+
+        An import answers with counts, not ids; without them every later run would have to look
+        contacts up by email one call at a time. One export (3 calls) tells them all.
+        """
+        self._check_budget(cc_next=3)
+        activity = self.ctx.cc.export_contacts(
+            list_ids=[self.ctx.main_list_id], fields=["contact_id", "email_address"]
+        )
+        done = self.ctx.cc.wait_for_activity(str(activity["activity_id"]), timeout=3600.0)
+        spool.add_resolved(
+            (email, str(row["contact_id"]))
+            for row in self.ctx.cc.iter_export_rows(done)
+            if (email := normalise_email(row.get("email_address"))) and row.get("contact_id")
+        )
+        for batch in spool.resolved_pages():
+            with self.ctx.store.transaction() as session:
+                links_repo.upsert_links(
+                    session,
+                    self.ctx.setup_id,
+                    [
+                        {"sf_id": sf_id, "sf_object": self.ctx.sf_object, "cc_contact_id": cid}
+                        for sf_id, cid in batch
+                    ],
+                )
+            self.heartbeat()
+
     # ------------------------------------------------------------------------------ reconcile
 
     def _reconcile(self, spool: Spool) -> None:
         """Links no record came back for: gone from Salesforce, or missed by the read."""
-        fields = soql_fields(self.options)
+        fields = incremental.select_fields(self.options)
         pending = _Pending(last_sf_id=self.cp.last_sf_id)
         for ids in spool.unseen_links(self.partition.low, self.partition.high):
             self._check_budget(sf_next=max(1, len(ids) // 400))

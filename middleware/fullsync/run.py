@@ -94,6 +94,7 @@ def run_full_sync(
     cc: ConstantContactClient | None = None,
     job_id: str | None = None,
     segmenter: Segmenter | None = None,
+    budget: Budget | None = None,
     **engine_kw: Any,
 ) -> dict[str, Any]:
     """A whole Full Sync of the setup (or, with ``partitions > 1``, its coordinator)."""
@@ -112,7 +113,7 @@ def run_full_sync(
             engine = FullSync(
                 ctx,
                 cp,
-                budget=budget_for(runtime, ctx.cc),
+                budget=budget or budget_for(runtime, ctx.cc),
                 heartbeat=heartbeat,
                 segmenter=segmenter,
                 **engine_kw,

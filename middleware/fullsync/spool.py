@@ -43,6 +43,11 @@ CREATE TABLE inflight (
     sf_id TEXT PRIMARY KEY,
     fingerprint TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE imported (
+    email TEXT PRIMARY KEY,        -- new contacts this run imported; their ids come later
+    sf_id TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE resolved (email TEXT PRIMARY KEY, contact_id TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 """
 
@@ -160,6 +165,27 @@ class Spool:
     def add_inflight(self, rows: Iterable[tuple[str, str]]) -> int:
         return self._many("INSERT OR REPLACE INTO inflight VALUES (?, ?)", rows)
 
+    def add_imported(self, rows: Iterable[tuple[str, str]]) -> int:
+        """(email, sf_id) of contacts created by an import, whose ids the export will tell."""
+        return self._many("INSERT OR REPLACE INTO imported VALUES (?, ?)", rows)
+
+    def add_resolved(self, rows: Iterable[tuple[str, str]]) -> int:
+        return self._many("INSERT OR IGNORE INTO resolved VALUES (?, ?)", rows)
+
+    def resolved_pages(self, page: int = 10_000) -> Iterator[list[tuple[str, str]]]:
+        """(sf_id, contact_id) for imported contacts the second export found."""
+        batch: list[tuple[str, str]] = []
+        for row in self.db.execute(
+            "SELECT imported.sf_id, resolved.contact_id FROM imported "
+            "JOIN resolved ON resolved.email = imported.email"
+        ):
+            batch.append(row)
+            if len(batch) >= page:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
     def index_emails(self) -> None:
         """Indexes built once after loading (much faster than maintained row by row)."""
         self.db.execute("CREATE INDEX IF NOT EXISTS sf_email ON sf(email)")
@@ -169,7 +195,7 @@ class Spool:
     # -- reading ---------------------------------------------------------------------------------
 
     def count(self, table: str) -> int:
-        if table not in ("cc", "links", "sf", "inflight"):
+        if table not in ("cc", "links", "sf", "inflight", "imported", "resolved"):
             raise ValueError(table)
         return int(self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+from middleware.fullsync import checkpoint as checkpoints
 from middleware.fullsync import run as fs_run
 from middleware.store import links as links_repo
 from middleware.store import runs
@@ -85,3 +87,169 @@ def test_second_full_sync_writes_nothing() -> None:
         calls = w.last_cc.calls.by_family()
         assert calls.get("activities", 0) <= 2  # the export and its poll
         assert w.last_cc.calls.total <= 5, w.last_cc.calls.snapshot()
+
+
+def test_drift_on_both_sides_is_repaired_and_only_it_is_written() -> None:
+    options = {"remove_on_sf_delete": True}
+    with world(options=options) as w:
+        w.deliver_to_webhook = False
+        ids = [
+            w.sf_create(FirstName="Lin", LastName=f"Chen{i}", Email=f"lin{i}@example.org")
+            for i in range(30)
+        ]
+        full_sync(w)
+        client = w.cc_client()
+        # Salesforce edits (no event reached us), a delete, a CC-side edit, a CC unsubscribe,
+        # and a contact deleted in Constant Contact.
+        w.sf_update(ids[0], LastName="Edited")
+        w.sf_delete(ids[1])
+        edited = w.cc_contact("lin2@example.org")
+        client.update_contact(
+            edited["contact_id"],
+            {
+                "email_address": {"address": "lin2@example.org"},
+                "first_name": "Changed",
+                "last_name": "Chen2",
+                "update_source": "Account",
+            },
+        )
+        w.cc_session.post(f"{CC_BASE}/_sandbox/unsubscribe", json={"email": "lin3@example.org"})
+        client.delete_contact(w.cc_contact("lin4@example.org")["contact_id"])
+
+        summary = full_sync(w)
+
+        assert summary["unchanged"] == 25
+        assert summary["imported"] == 2  # the Salesforce edit and the CC-side edit
+        assert summary["updated"] == 1  # the contact deleted in CC, revived by PUT
+        assert summary["list_removals"] == 1  # the deleted record leaves the main list
+        assert summary["opt_outs_to_salesforce"] == 1
+        assert w.cc_contact("lin0@example.org")["last_name"] == "Edited"
+        assert w.cc_contact("lin2@example.org")["first_name"] == "Lin"
+        assert "Main List" not in w.cc_contact("lin1@example.org")["list_names"]
+        revived = w.cc_contact("lin4@example.org")
+        assert revived.get("deleted_at") is None and "Main List" in revived["list_names"]
+        out = w.sf_session.get(f"{SF_BASE}/_sandbox/records/Contact/{ids[3]}").json()
+        assert out["HasOptedOutOfEmail"] is True
+        # The unsubscribed contact is never re-subscribed.
+        three = w.cc_contact("lin3@example.org")
+        assert three["email_address"]["permission_to_send"] == "unsubscribed"
+
+        again = full_sync(w)
+        assert again.get("imported", 0) == 0 and again.get("updated", 0) == 0
+        assert again.get("opt_outs_to_salesforce", 0) == 0
+
+
+def test_reset_rewrites_what_cannot_be_compared_and_keeps_links() -> None:
+    with world() as w:
+        w.deliver_to_webhook = False
+        for i in range(5):
+            w.sf_create(LastName=f"R{i}", Email=f"r{i}@example.org", Phone="555-0100")
+        full_sync(w)
+        summary = full_sync(w, reset=True)
+        # Phones are not in the export: a reset cannot prove them equal, so it writes them.
+        assert summary["imported"] == 5
+        with w.store.transaction() as session:
+            assert links_repo.counts(session, w.setup_id) == {"active": 5}
+
+
+def test_filter_leavers_leave_this_setups_lists_only() -> None:
+    options = {"filter": {"conditions": [{"field": "Title", "op": "equals", "value": "VIP"}]}}
+    with world(options=options) as w:
+        w.deliver_to_webhook = False
+        vip = w.sf_create(LastName="V", Email="v@example.org", Title="VIP")
+        w.sf_create(LastName="N", Email="n@example.org", Title="Other")
+        first = full_sync(w)
+        assert first["imported"] == 1
+        assert first["skipped"]["does not match the setup's segmentation"] == 1
+        w.sf_update(vip, Title="Former")
+        second = full_sync(w)
+        assert second["list_removals"] == 1
+        contact = w.cc_contact("v@example.org")
+        assert "Main List" not in contact["list_names"]
+        assert contact["email_address"]["permission_to_send"] != "unsubscribed"
+
+
+class Killed(BaseException):
+    """A worker killed mid-run (a dyno restart): no handler sees it, nothing is cleaned up."""
+
+
+def _recording(client: Any, posted: list[str], die_after: int | None = None) -> Any:
+    real = client.import_contacts
+
+    def import_contacts(rows: Any, list_ids: Any) -> Any:
+        rows = list(rows)
+        activities = real(rows, list_ids)
+        posted.extend(row["email"] for row in rows)
+        if die_after is not None and len(posted) > die_after:
+            raise Killed  # posted, not yet awaited nor recorded
+        return activities
+
+    client.import_contacts = import_contacts
+    return client
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_without_writing_twice() -> None:
+    with world() as w:
+        w.deliver_to_webhook = False
+        for i in range(30):
+            w.sf_create(LastName=f"K{i}", Email=f"k{i:02d}@example.org", Phone="555-0101")
+        posted: list[str] = []
+        w.last_sf = w.sf_client()
+        cc = _recording(w.cc_client(), posted, die_after=10)
+        with contextlib.suppress(Killed):
+            fs_run.run_full_sync(
+                w.runtime, w.setup_id, sf=w.last_sf, cc=cc, page_size=5, flush_rows=5
+            )
+        assert len(posted) == 15
+        with w.store.transaction() as session:
+            assert runs.recent_runs(session, w.setup_id)[0].status == "running"
+        saved = checkpoints.load(w.store, w.setup_id)
+        assert saved is not None and saved.phase == "sync" and len(saved.inflight) == 5
+
+        cc = _recording(w.cc_client(), posted)
+        summary = fs_run.run_full_sync(
+            w.runtime, w.setup_id, sf=w.sf_client(), cc=cc, page_size=5, flush_rows=5
+        )
+
+        assert sorted(posted) == [f"k{i:02d}@example.org" for i in range(30)]  # each once
+        assert summary["married"] == 5  # the rows posted just before the kill
+        with w.store.transaction() as session:
+            all_runs = runs.recent_runs(session, w.setup_id)
+            assert len(all_runs) == 1 and all_runs[0].status == "succeeded"
+            assert links_repo.counts(session, w.setup_id) == {"active": 30}
+        assert full_sync(w).get("imported", 0) == 0
+
+
+def test_a_run_over_its_api_budget_pauses_and_resumes_later() -> None:
+    from middleware.fullsync.budget import Budget
+    from middleware.queue import FULL_SYNC, get_queue
+
+    with world() as w:
+        w.deliver_to_webhook = False
+        for i in range(20):
+            w.sf_create(LastName=f"B{i}", Email=f"b{i:02d}@example.org")
+        posted: list[str] = []
+        tight = Budget(cc_daily=100, cc_share=0.12)  # 12 calls for this run
+        paused = fs_run.run_full_sync(
+            w.runtime,
+            w.setup_id,
+            sf=w.sf_client(),
+            cc=_recording(w.cc_client(), posted),
+            budget=tight,
+            page_size=5,
+            flush_rows=5,
+        )
+        assert "Constant Contact API budget" in paused["paused"]
+        assert "resumes at" in paused["paused"]
+        scheduled = get_queue(w.redis, FULL_SYNC).scheduled_job_registry.get_job_ids()
+        assert len(scheduled) == 1
+        with w.store.transaction() as session:
+            run = runs.recent_runs(session, w.setup_id)[0]
+            assert run.status == "paused" and "resumes at" in (run.message or "")
+
+        done = fs_run.run_full_sync(
+            w.runtime, w.setup_id, sf=w.sf_client(), cc=_recording(w.cc_client(), posted),
+            page_size=5, flush_rows=5,
+        )  # fmt: skip
+        assert sorted(posted) == [f"b{i:02d}@example.org" for i in range(20)]
+        assert done["run_id"] == paused["run_id"]
