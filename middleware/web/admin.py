@@ -19,7 +19,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -386,9 +386,6 @@ def delete_connection(session: Session, connection_id: int) -> None:
     log.info("deleted %s connection %s", row.vendor, connection_id)
 
 
-VendorSession = Callable[[str], "requests.Session | None"]
-
-
 def vendor_session(vendor: str) -> requests.Session | None:
     """The HTTP session for vendor calls: ``app.config["VENDOR_SESSION"](vendor)`` if set.
 
@@ -414,7 +411,8 @@ def check_connection(
 
     with store.transaction() as db:
         vendor = get_connection(db, connection_id).vendor
-    ok, detail, status = False, "", "active"
+    ok, detail = False, ""
+    status: str | None = "active"
     try:
         if vendor == "salesforce":
             sf = factories.salesforce_client(settings, store, redis, connection_id, session=session)
@@ -432,13 +430,18 @@ def check_connection(
         ok = True
     except (sf_errors.AuthRevoked, cc_errors.AuthRevoked, LookupError) as exc:
         status, detail = "needs_reauth", f"{type(exc).__name__}: {exc}"
-    except (sf_errors.SalesforceError, cc_errors.CCError, requests.RequestException) as exc:
-        status, detail = "error", f"{type(exc).__name__}: {exc}"
+    except (sf_errors.SalesforceError, cc_errors.CCError) as exc:
+        # An outage says nothing about the connection: keep its status, report the failure.
+        status = None if exc.retryable else "error"
+        detail = f"{type(exc).__name__}: {exc}"
+    except requests.RequestException as exc:
+        status, detail = None, f"{type(exc).__name__}: {exc}"
     with store.transaction() as db:
-        connection_repo.mark_status(db, connection_id, status, None if ok else detail[:2000])
+        if status is not None:
+            connection_repo.mark_status(db, connection_id, status, None if ok else detail[:2000])
         row = get_connection(db, connection_id)
         view = connection_view(row, setups_using(db, connection_id))
-    log.info("connection %s check: %s", connection_id, "ok" if ok else status)
+    log.info("connection %s check: %s", connection_id, "ok" if ok else status or "failed")
     return {"ok": ok, "detail": detail, "connection": view}
 
 
@@ -802,8 +805,6 @@ def failed_jobs(redis: Redis, queue_name: str | None = None, limit: int = 100) -
 
 
 def _aware(value: datetime | None) -> datetime | None:
-    from datetime import UTC
-
     if value is None:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)

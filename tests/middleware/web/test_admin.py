@@ -651,3 +651,36 @@ def test_requeue_all(api: Api) -> None:
     result = api.post("/queue/failed/requeue", {"all": True}).json
     assert set(result["requeued"]) == ids
     assert api.post("/queue/failed/requeue", {}).status_code == 422
+
+
+class _FailingSalesforce:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def limits(self) -> dict[str, Any]:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        ("Retryable", "active"),  # an outage says nothing about the connection
+        ("AccessDenied", "error"),
+        ("AuthRevoked", "needs_reauth"),
+    ],
+)
+def test_a_failed_check_records_what_it_means(
+    api: Api, connected: dict[str, int], monkeypatch: pytest.MonkeyPatch, error: str, status: str
+) -> None:
+    from middleware import connections as factories
+    from middleware.salesforce import errors as sf_errors
+
+    exc = getattr(sf_errors, error)("Salesforce said no")
+    monkeypatch.setattr(factories, "salesforce_client", lambda *_a, **_k: _FailingSalesforce(exc))
+    conn_id = connected["salesforce_connection"]
+    checked = api.post(f"/connections/{conn_id}/check")
+    assert checked.status_code == 200
+    assert checked.json["ok"] is False
+    assert "Salesforce said no" in checked.json["detail"]
+    assert checked.json["connection"]["status"] == status
+    assert api.post("/connections/999/check").status_code == 404
