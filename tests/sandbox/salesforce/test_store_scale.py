@@ -7,6 +7,8 @@ import threading
 import tracemalloc
 from datetime import UTC, datetime
 
+import pytest
+
 from sandbox.salesforce.store import OrgStore
 
 ROWS = 50_000
@@ -33,6 +35,7 @@ def seeded() -> OrgStore:
     return store
 
 
+@pytest.mark.slow
 def test_streaming_is_lazy_and_does_not_block_writers() -> None:
     store = seeded()
     result = store.query(
@@ -65,6 +68,7 @@ def test_streaming_is_lazy_and_does_not_block_writers() -> None:
     assert count >= ROWS
 
 
+@pytest.mark.slow
 def test_streaming_memory_does_not_grow_with_the_result() -> None:
     store = seeded()
     tracemalloc.start()
@@ -82,6 +86,7 @@ def test_streaming_memory_does_not_grow_with_the_result() -> None:
     assert peak < 2_000_000
 
 
+@pytest.mark.slow
 def test_abandoned_stream_releases_its_connection() -> None:
     store = seeded()
     result = store.query("SELECT Id FROM Contact")
@@ -133,6 +138,7 @@ def test_threads_writing_and_reading_together() -> None:
     assert len(seen) == transactions
 
 
+@pytest.mark.slow
 def test_bulk_load_into_an_empty_table_while_a_stream_is_open() -> None:
     store = seeded()
     result = store.query("SELECT Id FROM Contact")
