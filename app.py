@@ -32,6 +32,7 @@ log = logging.getLogger("app")
 BLUEPRINT_MODULES = (
     "middleware.web.health",
     "middleware.web.webhooks",
+    "middleware.web.cc_webhooks",
     "middleware.web.admin",
     "middleware.web.oauth",
 )
