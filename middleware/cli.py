@@ -360,7 +360,7 @@ def connections_list(as_json: bool) -> None:
 
     def human(data: dict[str, Any]) -> None:
         if not data["items"]:
-            click.echo("no connections yet: connect with POST /admin/api/connections/start")
+            click.echo("no connections yet: `flask --app app connections connect salesforce`")
             return
         click.echo(table(data["items"], _CONNECTION_COLUMNS))
 
@@ -385,6 +385,51 @@ def connections_check(connection_id: int, as_json: bool) -> None:
     _out(s.ConnectionCheckSchema, result, as_json, human)
     if not result["ok"]:
         raise click.exceptions.Exit(1)
+
+
+@connections_cli.command("connect")
+@click.argument("vendor", type=click.Choice(list(oauth_flow.VENDOR_NAMES)))
+@click.option("--label", default="", help="Human label for the connection.")
+@click.option("--reauthorise", "connection_id", type=int, help="Renew this connection's grant.")
+@json_option
+def connections_connect(vendor: str, label: str, connection_id: int | None, as_json: bool) -> None:
+    """Print a link that connects an org or account (open it in a browser within 10 minutes)."""
+    if connection_id is not None:
+        with _transaction() as session:
+            row = admin.get_connection(session, connection_id)
+            if row.vendor != vendor:
+                raise click.ClickException(f"connection {connection_id} is a {row.vendor} one")
+    flow = oauth_flow.begin_flow(_settings(), _redis(), vendor, label, connection_id=connection_id)
+
+    def human(data: dict[str, Any]) -> None:
+        click.echo(f"Open this link in a browser to connect {oauth_flow.VENDOR_NAMES[vendor]}:")
+        click.echo(data["start_url"])
+        click.echo(
+            f"(it works once, until {_cell(data['expires_at'])} UTC; the vendor app must "
+            f"allow the callback {data['redirect_uri']})"
+        )
+
+    _out(s.ConnectionStartSchema, flow.public(), as_json, human)
+
+
+@connections_cli.command("delete")
+@click.argument("connection_id", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def connections_delete(connection_id: int, yes: bool) -> None:
+    """Delete a connection no setup uses (its tokens are forgotten)."""
+    with _transaction() as session:
+        row = admin.get_connection(session, connection_id)
+        what = f"{row.vendor} connection {connection_id} ({row.label or 'no label'})"
+        users = admin.setups_using(session, connection_id)
+    if users:
+        raise click.ClickException(
+            f"{what} is used by setup(s) {', '.join(map(str, users))}; delete or repoint them first"
+        )
+    if not yes:
+        click.confirm(f"Delete {what}?", abort=True)
+    with _transaction() as session:
+        admin.delete_connection(session, connection_id)
+    click.echo(f"deleted {what}")
 
 
 # --------------------------------------------------------------------------- sync

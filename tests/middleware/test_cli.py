@@ -514,3 +514,32 @@ def test_sandbox_connect_then_sync_now_wait_runs_the_real_job(
     result = cli(sandbox_app, "sync", "now", str(setup_id), "--wait", "--timeout", "60")
     assert result.exit_code == 0, result.output
     assert "sync_now  succeeded" in result.output
+
+
+def test_connections_connect_prints_a_start_link_and_delete_refuses_used_ones(
+    app: Flask, tmp_path: Path, connections: dict[str, int]
+) -> None:
+    link = cli(app, "connections", "connect", "salesforce", "--label", "Prod")
+    assert link.exit_code == 0, link.output
+    assert "http://localhost:5000/oauth/salesforce/start?flow=" in link.stdout
+    client = app.test_client()
+    start_path = link.stdout.split("http://localhost:5000", 1)[1].split()[0]
+    assert client.get(start_path).status_code == 302  # the printed link is a working start link
+    wrong = cli(
+        app,
+        "connections",
+        "connect",
+        "salesforce",
+        "--reauthorise",
+        str(connections["constantcontact"]),
+    )
+    assert wrong.exit_code == 1
+
+    create(app, tmp_path, connections)
+    used = cli(app, "connections", "delete", str(connections["salesforce"]), "--yes")
+    assert used.exit_code == 1
+    assert "used by setup" in used.output
+    with store_of(app).transaction() as session:
+        spare = connection_repo.create(session, vendor="salesforce", label="spare").id
+    assert cli(app, "connections", "delete", str(spare), "--yes").exit_code == 0
+    assert cli(app, "connections", "delete", str(spare), "--yes").exit_code == 1
