@@ -1,1 +1,1 @@
-"""Local, faithful stand-ins for the Salesforce and Constant Contact APIs (demo, tests, evaluation)."""
+"""Local, faithful stand-ins for the Salesforce and Constant Contact APIs (demo, tests, trials)."""

@@ -1,4 +1,4 @@
-"""The Salesforce sandbox: OAuth, REST (query, sObjects, composite, describe), Bulk 2.0, change events."""
+"""The Salesforce sandbox: OAuth, REST (query, sObjects, collections), Bulk 2.0, change events."""
 
 from sandbox.salesforce.app import create_app
 
