@@ -34,11 +34,23 @@ from middleware.sync import (
     UpdateContact,
     UpdateLink,
 )
-from middleware.sync.mapping import import_row
+from middleware.sync.mapping import import_row, put_body
 
 log = logging.getLogger(__name__)
 
 _ROW_INDEX = re.compile(r"import_data\[(\d+)\]")
+# The JSON import takes addresses of at most 50 characters; a contact's address may have 80.
+IMPORT_EMAIL_MAX = 50
+CONTACT_EMAIL_MAX = 80
+TOP_LEVEL = (
+    "first_name",
+    "last_name",
+    "job_title",
+    "company_name",
+    "birthday_month",
+    "birthday_day",
+    "anniversary",
+)
 _EMAIL = re.compile(r"[^\s'\"<>(),;:]+@[^\s'\"<>(),;:]+\.[A-Za-z]{2,}")
 
 
@@ -156,10 +168,70 @@ def _attribute_row_errors(
                 )
 
 
-def _imports(cc: ConstantContactClient, plan: Plan, outcome: Outcome) -> None:
+def _one_by_one(
+    cc: ConstantContactClient,
+    rows: Sequence[Import],
+    custom_field_ids: Mapping[str, str],
+    outcome: Outcome,
+) -> None:
+    """Rows the import cannot carry (addresses over 50 characters): one contact call each."""
+    for row in rows:
+        if len(row.email) > CONTACT_EMAIL_MAX:
+            outcome.failures.append(
+                Failure(
+                    row.sf_id,
+                    "email_too_long",
+                    f"Constant Contact takes email addresses of at most {CONTACT_EMAIL_MAX} "
+                    "characters",
+                    email=row.email,
+                )
+            )
+            continue
+        try:
+            found = cc.find_contact_by_email(row.email)
+            if found is None:
+                body = put_body(row.values, custom_field_ids=custom_field_ids)
+                body.pop("update_source", None)
+                body["list_memberships"] = list(row.list_ids)
+                cc.create_contact(body)
+            else:
+                current = {k: found[k] for k in TOP_LEVEL if found.get(k) is not None}
+                unsubscribed = (found.get("email_address") or {}).get(
+                    "permission_to_send"
+                ) == "unsubscribed"
+                lists = (
+                    None
+                    if unsubscribed
+                    else sorted({*(found.get("list_memberships") or ()), *row.list_ids})
+                )
+                body = put_body(
+                    row.values,
+                    custom_field_ids=custom_field_ids,
+                    current_fields=current,
+                    list_ids=lists,
+                )
+                cc.update_contact(str(found["contact_id"]), body)
+        except CCError as exc:
+            if not _record_problem(exc):
+                raise
+            outcome.failures.append(Failure(row.sf_id, _code(exc), exc.message, email=row.email))
+            continue
+        outcome.counts["imported"] += 1
+
+
+def _imports(
+    cc: ConstantContactClient,
+    plan: Plan,
+    custom_field_ids: Mapping[str, str],
+    outcome: Outcome,
+) -> None:
     posted: list[tuple[list[Import], list[dict[str, Any]]]] = []
     for list_ids, rows in plan.import_batches():
         rows = [row for row in rows if row.sf_id not in outcome.failed_ids]
+        _one_by_one(
+            cc, [r for r in rows if len(r.email) > IMPORT_EMAIL_MAX], custom_field_ids, outcome
+        )
+        rows = [row for row in rows if len(row.email) <= IMPORT_EMAIL_MAX]
         if not rows:
             continue
         activities = cc.import_contacts([import_row(row.values) for row in rows], list(list_ids))
@@ -213,12 +285,14 @@ def _deletes(cc: ConstantContactClient, plan: Plan, outcome: Outcome) -> None:
             outcome.warnings.append(f"delete activity {activity.get('activity_id')}: {message}")
 
 
-def execute(cc: ConstantContactClient, plan: Plan) -> Outcome:
+def execute(
+    cc: ConstantContactClient, plan: Plan, custom_field_ids: Mapping[str, str] | None = None
+) -> Outcome:
     """Run the plan's Constant Contact actions; return counts and per-record failures."""
     outcome = Outcome()
     outcome.warnings.extend(plan.warnings)
     _put_each(cc, plan.of_type(UpdateContact), "updated", outcome)
-    _imports(cc, plan, outcome)
+    _imports(cc, plan, custom_field_ids or {}, outcome)
     _list_activities(cc, plan, outcome)
     _put_each(cc, plan.of_type(Unsubscribe), "unsubscribed", outcome)
     _deletes(cc, plan, outcome)

@@ -244,7 +244,7 @@ def sync_records(
         unmatched_ids=outside,
         reset=reset,
     )
-    outcome = execute(ctx.cc, plan)
+    outcome = execute(ctx.cc, plan, ctx.custom_field_ids)
     _record(ctx, plan, outcome, link_objs, resolved, by_id)
     return BatchResult(outcome=outcome, records=len(by_id) + len(missing))
 

@@ -151,3 +151,71 @@ def test_the_filter_decides_who_syncs_and_who_leaves_the_list() -> None:
         left = w.cc_contact("web@example.org")
         assert left["list_memberships"] == []  # leaves this setup's list, never deleted
         assert left["email_address"]["permission_to_send"] != "unsubscribed"
+
+
+def test_quota_exceeded_pauses_the_setup_until_midnight_and_keeps_the_changes() -> None:
+    from middleware.store import runs, setups
+
+    with world() as w:
+        w.deliver_to_webhook = False
+        rid = w.sf_create(LastName="Quota", Email="quota@example.org")
+        intake.mark_dirty(w.redis, w.setup_id, "Contact", [rid])
+        w.cc_session.post(
+            "https://api.cc.sandbox.test/_sandbox/faults",
+            json={"status": 429, "error_key": "quota_exceeded", "count": 50},
+        )
+        summary = w.flush()
+        assert "quota" in summary["paused"]
+        assert intake.pending(w.redis, w.setup_id) == 1  # nothing lost
+        with w.store.transaction() as session:
+            setup = setups.get(session, w.setup_id)
+            assert setup.paused_until is not None and setup.paused_until.hour == 0
+            run = runs.recent_runs(session, w.setup_id, 1)[0]
+            assert run.status == "paused" and "resume" in run.message
+        ready = w.web.get("/readyz")
+        assert ready.status_code == 503
+        assert "paused" in ready.get_data(as_text=True)
+        # While paused, a flush leaves the changes where they are.
+        assert "paused" in w.flush()
+
+
+def test_an_outage_fails_the_run_visibly_and_keeps_the_changes_for_the_retry() -> None:
+    import pytest
+
+    from middleware.store import runs
+
+    with world() as w:
+        w.deliver_to_webhook = False
+        rid = w.sf_create(LastName="Outage", Email="outage@example.org")
+        intake.mark_dirty(w.redis, w.setup_id, "Contact", [rid])
+        w.cc_session.post(
+            "https://api.cc.sandbox.test/_sandbox/faults", json={"status": 503, "count": 50}
+        )
+        with pytest.raises(Exception, match="503"):
+            w.flush()
+        with w.store.transaction() as session:
+            run = runs.recent_runs(session, w.setup_id, 1)[0]
+            assert run.status == "failed" and "503" in run.message
+        assert intake.pending(w.redis, w.setup_id) == 1
+        w.cc_session.delete("https://api.cc.sandbox.test/_sandbox/faults")
+        assert w.flush()["records"] == 1  # the retry finds the change still waiting
+        assert w.cc_contact("outage@example.org") is not None
+
+
+def test_addresses_the_import_cannot_carry_go_one_by_one() -> None:
+    with world() as w:
+        w.deliver_to_webhook = False
+        good = w.sf_create(LastName="Good", Email="good@example.org")
+        # The JSON import takes 50 characters, a contact 80: this one needs its own call.
+        longer = ("b" * 50) + "@example.org"
+        long_one = w.sf_create(LastName="Long", Email=longer)
+        intake.mark_dirty(w.redis, w.setup_id, "Contact", [good, long_one])
+        summary = w.flush()
+        assert summary["imported"] == 2 and "errors" not in summary, summary
+        assert w.cc_contact("good@example.org") is not None
+        assert w.cc_contact(longer)["list_memberships"]
+        # An edit later updates the same contact in place.
+        w.sf_update(long_one, Title="Longest")
+        intake.mark_dirty(w.redis, w.setup_id, "Contact", [long_one])
+        w.flush()
+        assert w.cc_contact(longer)["job_title"] == "Longest"
