@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import re
 import uuid
 from collections.abc import Mapping
@@ -22,7 +23,7 @@ from flask.cli import AppGroup
 from werkzeug.exceptions import HTTPException
 
 from middleware.logging import configure_logging, request_id_var
-from middleware.settings import Settings, env_names
+from middleware.settings import ConfigError, Settings, env_names
 from middleware.store.db import Store
 from middleware.web import EXTENSION, handles
 
@@ -50,7 +51,14 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app; ``config`` (tests, tools) overrides the environment, see module docstring."""
     overrides = dict(config or {})
-    settings = _settings(overrides)
+    try:
+        settings = _settings(overrides)
+    except ConfigError as exc:
+        if config is None and os.environ.get("FLASK_RUN_FROM_CLI") == "true":
+            # `flask --app app sandbox serve` must work before any secret is set: the sandbox
+            # commands need no settings; every other command says what is missing.
+            return _unconfigured_cli_app(exc)
+        raise
     configure_logging(settings.log_level)
 
     app = Flask(__name__, instance_relative_config=True)
@@ -207,14 +215,42 @@ def register_blueprints(app: Flask) -> list[str]:
     return registered
 
 
-def register_cli(app: Flask) -> None:
-    """Add the ``db`` group and every optional CLI group that exists."""
-    app.cli.add_command(db_cli)
+def _unconfigured_cli_app(problem: ConfigError) -> Flask:
+    """A CLI-only app for an unconfigured environment: sandbox commands work, others explain."""
+    app = Flask(__name__)
+    for group in [db_cli, *_cli_groups()]:
+        if group.name == "sandbox":
+            app.cli.add_command(group)
+            continue
+
+        @click.command(
+            group.name,
+            help=group.help,
+            context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        )
+        @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+        def unconfigured(args: tuple[str, ...]) -> None:
+            raise click.ClickException(str(problem))
+
+        app.cli.add_command(unconfigured)
+    return app
+
+
+def _cli_groups() -> list[click.Command]:
+    groups = []
     for target in CLI_GROUPS:
         module_name, _, attr = target.partition(":")
         module = _import_optional(module_name)
         if module is not None:
-            app.cli.add_command(getattr(module, attr))
+            groups.append(getattr(module, attr))
+    return groups
+
+
+def register_cli(app: Flask) -> None:
+    """Add the ``db`` group and every optional CLI group that exists."""
+    app.cli.add_command(db_cli)
+    for group in _cli_groups():
+        app.cli.add_command(group)
 
 
 db_cli = AppGroup("db", help="Database migrations and maintenance.")
