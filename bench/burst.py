@@ -88,11 +88,18 @@ def seed(sf_app: Any, records: int) -> list[str]:
     return [str(r["Id"]) for r in rows]
 
 
-def edit_all(sf_app: Any, ids: list[str], tag: str) -> float:
-    """One edit per record, each its own transaction (its own change event); returns seconds."""
+def edit_all(sf_app: Any, ids: list[str], tag: str, spread: float = 0.0) -> float:
+    """One edit per record, each its own transaction (its own change event); returns seconds.
+
+    `spread` > 0 paces the edits evenly over that many seconds (a data load, not a stampede).
+    """
     store = sf_app.extensions["sf_sandbox"].store
     started = time.monotonic()
     for n, record_id in enumerate(ids):
+        if spread > 0:
+            pause = started + spread * n / len(ids) - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
         store.update("Contact", record_id, {"Title": f"{tag}-{n}"}, origin="")
     return time.monotonic() - started
 
@@ -196,7 +203,9 @@ def run_inprocess(records: int, batch: int, activity_steps: int) -> Figures:
 # ------------------------------------------------------------------------------- sockets
 
 
-def run_sockets(records: int, batch: int, activity_steps: int, timeout: float) -> Figures:
+def run_sockets(
+    records: int, batch: int, activity_steps: int, timeout: float, spread: float = 0.0
+) -> Figures:
     from middleware.store.models import Run
     from sandbox import server
 
@@ -241,7 +250,7 @@ def run_sockets(records: int, batch: int, activity_steps: int, timeout: float) -
             before = _max_run_id(prepared.store)
             sf0, cc0 = c.sf_calls(running.sf_app), c.cc_calls(running.cc_app)
             started = time.monotonic()
-            burst_s = edit_all(running.sf_app, ids, f"b{uuid.uuid4().hex[:6]}")
+            burst_s = edit_all(running.sf_app, ids, f"b{uuid.uuid4().hex[:6]}", spread)
             hub.flush(timeout=120)
             deliveries = hub.deliveries(100000)
             mismatches = _wait_until_right(running, linked, started + timeout)
@@ -321,13 +330,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("inprocess", "sockets", "both"), default="both")
     parser.add_argument("--activity-steps", type=int, default=2, help="CC sandbox polls/activity")
     parser.add_argument("--timeout", type=float, default=300.0, help="sockets: give up after (s)")
+    parser.add_argument(
+        "--spread", type=float, default=0.0, help="sockets: pace the edits over this many seconds"
+    )
     args = parser.parse_args(argv)
     results = []
     if args.mode in ("inprocess", "both"):
         results.append(run_inprocess(args.records, args.batch, args.activity_steps))
         results[-1].print()
     if args.mode in ("sockets", "both"):
-        results.append(run_sockets(args.records, args.batch, args.activity_steps, args.timeout))
+        results.append(
+            run_sockets(args.records, args.batch, args.activity_steps, args.timeout, args.spread)
+        )
         results[-1].print()
     return 1 if any(r.mismatches for r in results) else 0
 
