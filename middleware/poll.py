@@ -78,6 +78,7 @@ BATCH_SIZE = 5_000
 # Salesforce's advice: Bulk API 2.0 for more than about 2,000 records (api notes §8.2).
 BULK_THRESHOLD = 2_000
 RETRY_BATCH = 100
+MAX_SEEN = 10_000  # contacts a cursor remembers inside its overlap window
 DEFAULT_POLL_MINUTES = 15
 INCLUDE = ("custom_fields", "phone_numbers", "street_addresses", "list_memberships")
 POLL_JOB = "jobs.poll.poll_setup"
@@ -282,11 +283,11 @@ def org_info(ctx: Context) -> OrgInfo:
     checked = _parse_time(cached.get("checked_at"))
     if checked is not None and ctx.now() - checked < ORG_PROFILE_TTL:
         return OrgInfo(**cached["org"])
+    # One describe tells all three: Contact.IsPersonAccount only exists in Person Account orgs.
     contact = {f["name"] for f in ctx.sf.describe("Contact").get("fields", [])}
-    account = {f["name"] for f in ctx.sf.describe("Account").get("fields", [])}
     info = OrgInfo(
         state_country_picklists="MailingStateCode" in contact,
-        person_accounts="PersonEmail" in account,
+        person_accounts="IsPersonAccount" in contact,
         npsp=set(rules.NPSP_EMAIL_FIELDS) <= contact,
     )
     org = {
@@ -396,13 +397,26 @@ class Mark:
             return
         self.at = _later(self.at, when)
         self.seen[contact.contact_id] = str(stamp)
+        if len(self.seen) > MAX_SEEN:
+            self._prune()
+
+    def _prune(self) -> None:
+        # A first read of a large account can stamp thousands of contacts within one overlap
+        # window: keep the newest, so memory and the stored cursor stay small. A contact dropped
+        # here is merely looked at again by the next read (the store knows it if it was linked).
+        assert self.at is not None
+        floor = self.at - OVERLAP
+        kept = {k: v for k, v in self.seen.items() if (_parse_time(v) or floor) >= floor}
+        if len(kept) > MAX_SEEN:
+            newest = sorted(kept.items(), key=lambda kv: kv[1], reverse=True)[: MAX_SEEN // 2]
+            kept = dict(newest)
+        self.seen = kept
 
     def dump(self) -> str | None:
         if self.at is None:
             return None
-        floor = self.at - OVERLAP
-        keep = {k: v for k, v in self.seen.items() if (_parse_time(v) or floor) >= floor}
-        return json.dumps({"at": self.at.isoformat(), "seen": keep}, sort_keys=True)
+        self._prune()
+        return json.dumps({"at": self.at.isoformat(), "seen": self.seen}, sort_keys=True)
 
 
 def poll(ctx: Context, *, batch_size: int = BATCH_SIZE) -> PollResult:
