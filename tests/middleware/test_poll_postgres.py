@@ -1,0 +1,71 @@
+"""The CC → SF poll on PostgreSQL and real Redis: links, cursors and errors in the real store."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from cryptography.fernet import Fernet
+from redis import Redis
+
+from middleware.store import errors as errors_repo
+from middleware.store import links
+from middleware.store.db import Store
+from tests.conftest import POSTGRES_URL
+from tests.e2e.harness import World
+from tests.middleware.test_poll import T0, by_email, cc_add, run, unsubscribe
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def pg_world(real_redis: Redis) -> Iterator[World]:
+    name = f"t_poll_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except Exception as exc:
+        admin.dispose()
+        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is needed for integration tests: {exc}")
+    url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    schema = Store(url, [Fernet.generate_key().decode()])
+    schema.create_all()  # the app creates tables itself only on SQLite; here, the models'
+    schema.dispose()
+    w = World(database_url=url, redis=real_redis)
+    w.deliver_to_webhook = False
+    try:
+        yield w
+    finally:
+        w.close()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def test_poll_on_postgresql(pg_world: World) -> None:
+    w = pg_world
+    known = w.sf_create("Contact", LastName="Known", Email="known@example.org")
+    cc_add(w, "known@example.org")
+    cc_add(w, "new@example.org", company_name="Acme")
+    cc_add(w, "nameless@example.org", last="")
+    first: dict[str, Any] = run(w)
+    assert (first["created_contacts"], first["linked"], first["errors"]) == (1, 1, 1)
+    unsubscribe(w, "known@example.org")
+    second = run(w, T0 + timedelta(minutes=15))
+    assert second["opted_out"] == 1
+    assert set(by_email(w)) == {"known@example.org", "new@example.org"}
+    with w.store.transaction() as session:
+        found = links.for_emails(session, w.setup_id, ["known@example.org", "new@example.org"])
+        assert found["known@example.org"][0].sf_id == known
+        assert found["new@example.org"][0].fingerprint
+        (err,) = errors_repo.list_errors(session, w.setup_id)
+        assert err.code == "LAST_NAME_REQUIRED"
+    # Nothing new: no Salesforce call.
+    third = run(w, T0 + timedelta(minutes=30))
+    assert third["records"] == 0
+    assert w.last_sf.usage.total == 0
