@@ -569,6 +569,8 @@ def find_matches(
         others = "".join(f" OR {f} IN ()" for f in fields[1:])
         suffix = f"{others}){_object_filter(sf_object, org)}"
         ordered = sorted(emails)
+        # A record whose email fields fall into two chunks comes back twice: count it once.
+        known: set[tuple[str, str]] = set()
         for chunk in ctx.sf.id_chunks(prefix, ordered, suffix):
             # The other fields repeat the chunk: split it so the whole query still fits.
             step = -(-len(chunk) // len(fields))
@@ -580,7 +582,8 @@ def find_matches(
                 for record in ctx.sf.query_iter(soql):
                     for name in fields:
                         email = normalise_email(record.get(name))
-                        if email in emails:
+                        if email in emails and (str(record["Id"]), name) not in known:
+                            known.add((str(record["Id"]), name))
                             found.setdefault(email, []).append(
                                 SfMatch(
                                     sf_object,  # type: ignore[arg-type]

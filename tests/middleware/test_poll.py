@@ -397,3 +397,27 @@ def test_cursors_are_constant_contacts_own_timestamps(make_world) -> None:
         minutes=1
     )
     assert values[poll.CURSOR_LAST_POLL] == T0.isoformat()
+
+
+def test_a_record_found_by_two_queries_is_written_once(make_world, monkeypatch) -> None:
+    """NPSP: a Contact whose preferred and work addresses land in different query chunks."""
+    from middleware.salesforce.client import SalesforceClient
+
+    def one_by_one(self, prefix, ids, suffix="", **kwargs):
+        for record_id in ids:
+            yield [record_id]
+
+    monkeypatch.setattr(SalesforceClient, "id_chunks", one_by_one)
+    w = make_world(options={"npsp_alternate_emails": True}, sf_config={"ORG_PROFILE": "npsp"})
+    contact = w.sf_create(
+        "Contact", LastName="Both", Email="home@example.org", npe01__WorkEmail__c="work@example.org"
+    )
+    for email in ("home@example.org", "work@example.org"):
+        cc_add(w, email, lists=("Other",))
+        unsubscribe(w, email)
+    summary = run(w)
+    assert summary["opted_out"] == 1
+    assert "errors" not in summary
+    assert rows(w, f"SELECT HasOptedOutOfEmail FROM Contact WHERE Id = '{contact}'")[0][
+        "HasOptedOutOfEmail"
+    ]
