@@ -421,3 +421,18 @@ def test_a_record_found_by_two_queries_is_written_once(make_world, monkeypatch) 
     assert rows(w, f"SELECT HasOptedOutOfEmail FROM Contact WHERE Id = '{contact}'")[0][
         "HasOptedOutOfEmail"
     ]
+
+
+@pytest.mark.parametrize("object_type", ["Lead", "Contact"])
+def test_a_thousand_new_subscribers_stay_within_the_call_budget(make_world, object_type) -> None:
+    """The product's budget: ≤ 15 Salesforce and ≤ 10 Constant Contact calls per 1,000."""
+    w = make_world(options={"object_type": object_type})
+    run(w)  # the setup has polled before: describe and list id cached
+    seeded = w.cc_session.post(
+        f"{CC_BASE}/_sandbox/seed", json={"contacts": 1000, "lists": ["Main List"]}
+    )
+    assert seeded.status_code == 201
+    summary = run(w, T0 + timedelta(minutes=15))
+    assert summary[f"created_{object_type.lower()}s"] == 1000
+    assert w.last_sf.usage.total <= 15, w.last_sf.usage.calls
+    assert w.last_cc.calls.total <= 10, w.last_cc.calls.snapshot()
