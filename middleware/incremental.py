@@ -373,7 +373,7 @@ class FlushResult:
     outcome: Outcome = field(default_factory=Outcome)
 
 
-def _merge(total: Outcome, part: Outcome) -> None:
+def merge_outcomes(total: Outcome, part: Outcome) -> None:
     total.counts.update(part.counts)
     total.skipped.update(part.skipped)
     total.failures.extend(part.failures)
@@ -403,7 +403,7 @@ def flush(ctx: Context, redis: Redis, *, batch_size: int = BATCH_SIZE) -> FlushR
         intake.ack_catchups(redis, ctx.setup_id, catchups)
         result.records += done.records
         result.batches += 1
-        _merge(result.outcome, done.outcome)
+        merge_outcomes(result.outcome, done.outcome)
         if ctx.run_id is not None:
             with ctx.store.transaction() as session:
                 runs.progress(session, ctx.run_id, done=result.records)
@@ -445,7 +445,7 @@ def catch_up_all(ctx: Context, *, batch_size: int = BATCH_SIZE) -> FlushResult:
         done = sync_records(ctx, batch)
         result.records += done.records
         result.batches += 1
-        _merge(result.outcome, done.outcome)
+        merge_outcomes(result.outcome, done.outcome)
         with ctx.store.transaction() as session:
             cursors.set_cursor(session, ctx.setup_id, CURSOR_MODSTAMP, newest.isoformat())
             if ctx.run_id is not None:

@@ -41,16 +41,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from middleware import incremental, queue, runner
-from middleware.constantcontact import errors as cc_errors
+from middleware import incremental, runner
 from middleware.constantcontact.client import LISTS_FILTER_MAX, ConstantContactClient
 from middleware.constantcontact.errors import NotFound
 from middleware.executor import Failure, Outcome
-from middleware.incremental import Context
+from middleware.incremental import Context, merge_outcomes
 from middleware.queue import Runtime
-from middleware.salesforce import errors as sf_errors
 from middleware.salesforce.client import RecordResult, SalesforceClient, soql_in
-from middleware.store import connections as connection_repo
 from middleware.store import cursors, runs, setups
 from middleware.store import errors as errors_repo
 from middleware.store import links as links_repo
@@ -137,105 +134,29 @@ def run_poll(
     job_id: str | None = None,
     now: Callable[[], datetime] | None = None,
 ) -> dict[str, Any]:
-    """Poll one setup: open a run, do :func:`poll`, close the run with what happened.
+    """Poll one setup through the runner's run lifecycle (see ``middleware.runner``).
 
-    The lifecycle is the runner's (paused setups wait, CC's daily quota pauses the setup until
-    00:00 UTC and re-schedules the poll, a revoked connection is marked ``needs_reauth``, anything
-    else fails the run and propagates so RQ retries), except that a setup with
-    ``sync_to_cc: false`` is polled too: it is exactly the CC → SF one-way case.
+    A setup with ``sync_to_cc: false`` is polled too: it is exactly the CC → SF one-way case. A
+    quota pause re-schedules the poll for when the quota resets.
     """
-    clock = now or (lambda: datetime.now(UTC))
-    reason = runner.paused_reason(runtime, setup_id, clock())
-    if reason is not None:
-        log.info("setup %s is paused (%s); no poll", setup_id, reason)
-        return {"setup_id": setup_id, "paused": reason}
-    ctx = runner.build_context(runtime, setup_id, sf=sf, cc=cc)
-    if ctx is None:
-        log.warning("setup %s no longer exists; nothing to poll", setup_id)
-        return {"setup_id": setup_id, "records": 0}
-    ctx.now = clock
-    if not polls(ctx.options):
+    with runtime.store.transaction() as session:
+        setup = setups.get(session, setup_id)
+        options = dict(setup.options or {}) if setup is not None else {}
+    if setup is not None and not polls(options):
         return {"setup_id": setup_id, "records": 0, "polls": False}
-    with runtime.store.transaction() as session:
-        run_id = runs.open_run(session, setup_id, "poll", job_id=job_id, phase="poll").id
-    ctx.run_id = run_id
-    try:
-        result = poll(ctx)
-    except cc_errors.QuotaExceeded as exc:
-        return _paused_by_quota(runtime, ctx, run_id, exc)
-    except (cc_errors.AuthRevoked, sf_errors.AuthRevoked) as exc:
-        return _needs_reauth(runtime, ctx, run_id, exc)
-    except Exception as exc:
-        with runtime.store.transaction() as session:
-            runs.finish_run(
-                session,
-                run_id,
-                "failed",
-                message=f"{type(exc).__name__}: {exc}",
-                api_calls=runner.api_calls(ctx.sf, ctx.cc),
-            )
-        raise
-    summary = result.outcome.report()
-    message = "; ".join(dict.fromkeys(result.outcome.warnings))[:2000] or None
-    with runtime.store.transaction() as session:
-        runs.finish_run(
-            session,
-            run_id,
-            "succeeded",
-            counts={"records": result.records, **summary},
-            api_calls=runner.api_calls(ctx.sf, ctx.cc),
-            message=message,
-        )
-    log.info("setup %s: poll saw %d contacts (%s)", setup_id, result.records, summary)
-    return {"setup_id": setup_id, "run_id": run_id, "records": result.records, **summary}
-
-
-def _paused_by_quota(
-    runtime: Runtime, ctx: Context, run_id: int, exc: cc_errors.QuotaExceeded
-) -> dict[str, Any]:
-    reason = "Constant Contact daily API quota exceeded"
-    with runtime.store.transaction() as session:
-        setups.pause(session, ctx.setup_id, reason, until=exc.resume_at)
-        runs.finish_run(
-            session,
-            run_id,
-            "paused",
-            message=f"{reason}; polling resumes at {exc.resume_at.isoformat()}",
-            api_calls=runner.api_calls(ctx.sf, ctx.cc),
-        )
-    delay = max(1.0, (exc.resume_at - ctx.now()).total_seconds() + 5)
-    queue.ensure_scheduled(
-        poll_job_key(ctx.setup_id),
-        POLL_JOB,
-        [ctx.setup_id],
-        delay=delay,
-        connection=runtime.redis,
+    return runner.run(
+        runtime,
+        setup_id,
+        "poll",
+        poll,
+        sf=sf,
+        cc=cc,
+        job_id=job_id,
+        needs_sync_to_cc=False,
+        resume=runner.Resume(poll_job_key(setup_id), POLL_JOB),
+        now=now or (lambda: datetime.now(UTC)),
+        phase="poll",
     )
-    return {"setup_id": ctx.setup_id, "run_id": run_id, "paused": reason}
-
-
-def _needs_reauth(runtime: Runtime, ctx: Context, run_id: int, exc: Exception) -> dict[str, Any]:
-    vendor = "constantcontact" if isinstance(exc, cc_errors.CCError) else "salesforce"
-    with runtime.store.transaction() as session:
-        setup = setups.get(session, ctx.setup_id)
-        conn_id = None
-        if setup is not None:
-            conn_id = (
-                setup.constant_contact_connection_id
-                if vendor == "constantcontact"
-                else setup.salesforce_connection_id
-            )
-        if conn_id is not None:
-            connection_repo.mark_status(session, conn_id, "needs_reauth", str(exc))
-        runs.finish_run(
-            session,
-            run_id,
-            "failed",
-            message=f"{vendor} connection needs to be connected again: {exc}",
-            api_calls=runner.api_calls(ctx.sf, ctx.cc),
-        )
-    log.error("setup %s: %s connection needs re-consent", ctx.setup_id, vendor)
-    return {"setup_id": ctx.setup_id, "run_id": run_id, "failed": f"{vendor} needs_reauth"}
 
 
 # ------------------------------------------------------------------------------- one poll
@@ -434,7 +355,7 @@ def poll(ctx: Context, *, batch_size: int = BATCH_SIZE) -> PollResult:
         done = sync_contacts(ctx, org, batch)
         result.records += len(batch)
         result.batches += 1
-        _merge(result.outcome, done)
+        merge_outcomes(result.outcome, done)
         if ctx.run_id is not None:
             with ctx.store.transaction() as session:
                 runs.progress(session, ctx.run_id, done=result.records)
@@ -902,13 +823,6 @@ def _open_error_ids(session: Any, setup_id: int, contact_ids: Sequence[str]) -> 
             )
         ).all()
     return found
-
-
-def _merge(total: Outcome, part: Outcome) -> None:
-    total.counts.update(part.counts)
-    total.skipped.update(part.skipped)
-    total.failures.extend(part.failures)
-    total.warnings.extend(part.warnings)
 
 
 def counted(outcome: Outcome) -> Counter[str]:

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from middleware import connections, incremental, intake, queue
 from middleware.constantcontact import errors as cc_errors
 from middleware.constantcontact.client import ConstantContactClient
+from middleware.executor import Outcome
 from middleware.queue import Runtime
 from middleware.salesforce import errors as sf_errors
 from middleware.salesforce.client import SalesforceClient
@@ -82,6 +84,58 @@ def paused_reason(runtime: Runtime, setup_id: int, now: datetime) -> str | None:
         return f"{setup.pause_reason}{until}"
 
 
+@dataclass(frozen=True)
+class Resume:
+    """The job to schedule when a quota pause ends: its dedupe key, function path and queue."""
+
+    key: str
+    func: str
+    queue: str = queue.DEFAULT
+
+
+class Result(Protocol):
+    """What a run's body returns: records seen, batches, and an outcome that reports itself."""
+
+    records: int
+    batches: int
+
+    @property
+    def outcome(self) -> Any: ...
+
+
+class _Directions:
+    """Outcomes kept per direction, so a run's counts say which way each action went."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, Outcome] = {}
+
+    @property
+    def warnings(self) -> list[str]:
+        return [w for part in self.parts.values() for w in part.warnings]
+
+    def report(self) -> dict[str, Any]:
+        return {direction: part.report() for direction, part in self.parts.items()}
+
+
+class BothWays:
+    """Sync Now's result: Salesforce → CC and CC → Salesforce, counted apart."""
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.batches = 0
+        self.outcome = _Directions()
+
+    def add(self, direction: str, part: Result) -> None:
+        self.records += part.records
+        self.batches += part.batches
+        target = self.outcome.parts.setdefault(direction, Outcome())
+        incremental.merge_outcomes(target, part.outcome)
+
+
+def _flush_resume(setup_id: int) -> Resume:
+    return Resume(f"flush-{setup_id}", "jobs.flush.flush_setup", queue.WEBHOOKS)
+
+
 def run_flush(
     runtime: Runtime,
     setup_id: int,
@@ -95,7 +149,7 @@ def run_flush(
         runtime.redis, setup_id
     ):
         return {"setup_id": setup_id, "records": 0}
-    return _run(
+    return run(
         runtime,
         setup_id,
         "incremental",
@@ -103,6 +157,7 @@ def run_flush(
         sf=sf,
         cc=cc,
         job_id=job_id,
+        resume=_flush_resume(setup_id),
     )
 
 
@@ -114,55 +169,79 @@ def run_sync_now(
     cc: ConstantContactClient | None = None,
     job_id: str | None = None,
 ) -> dict[str, Any]:
-    """Sync Now: a SystemModstamp catch-up since the last run, then the pending changes."""
+    """Sync Now, both directions at once: a SystemModstamp catch-up since the last run and the
+    pending Salesforce changes (unless the setup is CC → SF only), then a Constant Contact poll
+    (unless it is SF → CC only)."""
+    from middleware import poll
 
-    def body(ctx: incremental.Context) -> incremental.FlushResult:
-        total = incremental.catch_up_all(ctx)
-        pending = incremental.flush(ctx, runtime.redis)
-        total.records += pending.records
-        total.batches += pending.batches
-        incremental._merge(total.outcome, pending.outcome)
-        return total
+    def body(ctx: incremental.Context) -> BothWays:
+        result = BothWays()
+        if ctx.options.get("sync_to_cc", True):
+            for part in (incremental.catch_up_all(ctx), incremental.flush(ctx, runtime.redis)):
+                result.add("sf_to_cc", part)
+        if poll.polls(ctx.options):
+            result.add("cc_to_sf", poll.poll(ctx))
+        return result
 
-    return _run(runtime, setup_id, "sync_now", body, sf=sf, cc=cc, job_id=job_id)
+    return run(
+        runtime,
+        setup_id,
+        "sync_now",
+        body,
+        sf=sf,
+        cc=cc,
+        job_id=job_id,
+        needs_sync_to_cc=False,
+        resume=_flush_resume(setup_id),
+    )
 
 
 def _drop_intake(runtime: Runtime, setup_id: int) -> None:
     runtime.redis.delete(intake.dirty_key(setup_id), intake.catchup_key(setup_id))
 
 
-def _run(
+def run(
     runtime: Runtime,
     setup_id: int,
     kind: str,
-    body: Callable[[incremental.Context], incremental.FlushResult],
+    body: Callable[[incremental.Context], Result],
     *,
-    sf: SalesforceClient | None,
-    cc: ConstantContactClient | None,
-    job_id: str | None,
+    sf: SalesforceClient | None = None,
+    cc: ConstantContactClient | None = None,
+    job_id: str | None = None,
+    needs_sync_to_cc: bool = True,
+    resume: Resume | None = None,
+    now: Callable[[], datetime] = _now,
+    phase: str = "push",
 ) -> dict[str, Any]:
-    """Open a run, do `body`, and close the run with what happened (see the module docstring)."""
-    reason = paused_reason(runtime, setup_id, _now())
+    """Open a run, do `body`, and close the run with what happened (see the module docstring).
+
+    `needs_sync_to_cc`: the body pushes Salesforce changes, so a CC → SF only setup has nothing
+    to do (its pending changes are dropped). `resume`: the job to schedule when a quota pause
+    ends. `now` is the clock the run and its context use.
+    """
+    reason = paused_reason(runtime, setup_id, now())
     if reason is not None:
-        log.info("setup %s is paused (%s); its changes wait in the intake", setup_id, reason)
+        log.info("setup %s is paused (%s); %s waits", setup_id, reason, kind)
         return {"setup_id": setup_id, "paused": reason}
     ctx = build_context(runtime, setup_id, sf=sf, cc=cc)
     if ctx is None:
         log.warning("setup %s no longer exists; dropping its pending changes", setup_id)
         _drop_intake(runtime, setup_id)
         return {"setup_id": setup_id, "records": 0}
-    if not ctx.options.get("sync_to_cc", True):
+    ctx.now = now
+    if needs_sync_to_cc and not ctx.options.get("sync_to_cc", True):
         # One-way CC → SF: Salesforce changes have nowhere to go.
         _drop_intake(runtime, setup_id)
         return {"setup_id": setup_id, "records": 0, "sync_to_cc": False}
 
     with runtime.store.transaction() as session:
-        run_id = runs.open_run(session, setup_id, kind, job_id=job_id, phase="push").id
+        run_id = runs.open_run(session, setup_id, kind, job_id=job_id, phase=phase).id
     ctx.run_id = run_id
     try:
         result = body(ctx)
     except cc_errors.QuotaExceeded as exc:
-        return _paused_by_quota(runtime, ctx, run_id, exc)
+        return _paused_by_quota(runtime, ctx, run_id, exc, resume)
     except (cc_errors.AuthRevoked, sf_errors.AuthRevoked) as exc:
         return _needs_reauth(runtime, ctx, run_id, exc)
     except Exception as exc:
@@ -187,7 +266,7 @@ def _run(
             message=message,
         )
     log.info(
-        "setup %s: %s synced %d records in %d batches (%s)",
+        "setup %s: %s saw %d records in %d batches (%s)",
         setup_id,
         kind,
         result.records,
@@ -198,7 +277,11 @@ def _run(
 
 
 def _paused_by_quota(
-    runtime: Runtime, ctx: incremental.Context, run_id: int, exc: cc_errors.QuotaExceeded
+    runtime: Runtime,
+    ctx: incremental.Context,
+    run_id: int,
+    exc: cc_errors.QuotaExceeded,
+    resume: Resume | None,
 ) -> dict[str, Any]:
     reason = "Constant Contact daily API quota exceeded"
     with runtime.store.transaction() as session:
@@ -207,18 +290,18 @@ def _paused_by_quota(
             session,
             run_id,
             "paused",
-            message=f"{reason}; pushes resume at {exc.resume_at.isoformat()}",
+            message=f"{reason}; the setup resumes at {exc.resume_at.isoformat()}",
             api_calls=api_calls(ctx.sf, ctx.cc),
         )
-    delay = max(1.0, (exc.resume_at - _now()).total_seconds() + 5)
-    queue.ensure_scheduled(
-        f"flush-{ctx.setup_id}",
-        "jobs.flush.flush_setup",
-        [ctx.setup_id],
-        delay=delay,
-        queue=queue.WEBHOOKS,
-        connection=runtime.redis,
-    )
+    if resume is not None:
+        queue.ensure_scheduled(
+            resume.key,
+            resume.func,
+            [ctx.setup_id],
+            delay=max(1.0, (exc.resume_at - ctx.now()).total_seconds() + 5),
+            queue=resume.queue,
+            connection=runtime.redis,
+        )
     log.warning("setup %s paused until %s: %s", ctx.setup_id, exc.resume_at, reason)
     return {"setup_id": ctx.setup_id, "run_id": run_id, "paused": reason}
 

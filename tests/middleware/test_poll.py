@@ -314,8 +314,8 @@ def test_a_record_created_from_cc_is_not_written_back_to_cc(make_world) -> None:
 
     sf, cc = w.sf_client(), w.cc_client()
     summary = runner.run_sync_now(w.runtime, w.setup_id, sf=sf, cc=cc)
-    assert summary.get("imported", 0) == 0
-    assert summary["skipped"].get("unchanged") == 1
+    assert summary["sf_to_cc"].get("imported", 0) == 0
+    assert summary["sf_to_cc"]["skipped"].get("unchanged") == 1
 
 
 def test_person_accounts_get_their_own_opt_out_field(make_world) -> None:
