@@ -11,6 +11,9 @@ from __future__ import annotations
 from rq import cron
 
 from jobs.full_sync import clock_tick
+from jobs.poll import poll_tick
 from middleware.queue import DEFAULT
 
 cron.register(clock_tick, DEFAULT, interval=60, job_timeout=120, result_ttl=600)
+# Constant Contact pushes no contact changes: each setup is polled every schedule.poll_minutes.
+cron.register(poll_tick, DEFAULT, interval=60, job_timeout=120, result_ttl=600)
