@@ -242,6 +242,13 @@ _SPECS: tuple[_Spec, ...] = (
         parse=_parse_positive_int,
     ),
     _Spec(
+        "CC_WEBHOOK_SECRET",
+        "cc_webhook_secret",
+        "",
+        "Secret verifying Constant Contact partner webhooks (x-ctct-hmac-sha256); empty = none.",
+        secret=True,
+    ),
+    _Spec(
         "FLUSH_DELAY_SECONDS",
         "flush_delay_seconds",
         "1.0",
@@ -288,6 +295,7 @@ class Settings:
     cc_auth_url: str = "https://authz.constantcontact.com/oauth2/default/v1"
     cc_rate_per_second: float = 4.0
     cc_daily_quota: int = 10000
+    cc_webhook_secret: str = field(default="", repr=False)
     flush_delay_seconds: float = 1.0
     webhook_max_bytes: int = 1048576
     log_level: str = "INFO"

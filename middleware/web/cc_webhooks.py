@@ -24,7 +24,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 
 from flask import Blueprint, Response, jsonify, request
 from marshmallow import ValidationError
@@ -55,9 +54,7 @@ def sign(secret: str, body: bytes) -> str:
 def _secret() -> str | None:
     # Settings own configuration; until they carry this option, read it from the environment.
     settings = get_settings()
-    if hasattr(settings, "cc_webhook_secret"):
-        return getattr(settings, "cc_webhook_secret", None) or None
-    return os.environ.get("CC_WEBHOOK_SECRET") or None
+    return settings.cc_webhook_secret or None
 
 
 def _problem(status: int, title: str, detail: str, **extra: object) -> Response:

@@ -110,10 +110,9 @@ def test_not_an_object(w: World, body: bytes) -> None:
     assert post(w, body).status_code == 400
 
 
-def test_hmac_is_checked_when_a_secret_is_configured(
-    w: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("CC_WEBHOOK_SECRET", "s3cret")
+def test_hmac_is_checked_when_a_secret_is_configured(w: World) -> None:
+    handles = w.app.extensions["middleware"]
+    handles["settings"] = handles["settings"].replace(cc_webhook_secret="s3cret")
     raw = json.dumps(event("account.cancel")).encode()
     assert post(w, raw).status_code == 401
     assert post(w, raw, {SIGNATURE_HEADER: sign("wrong", raw)}).status_code == 401
