@@ -246,11 +246,17 @@ def source_list_ids(ctx: Context) -> list[str] | None:
     names = [str(n) for n in source.get("lists") or ()]
     cached = json.loads(_get(ctx, CURSOR_SOURCE_LISTS) or "{}")
     if any(n not in cached for n in names):
-        # get_or_create_list is the client's only lookup by name: a list named here that does
-        # not exist yet is created empty, and fills as people join it.
-        cached = {n: str(ctx.cc.get_or_create_list(n)["list_id"]) for n in names}
-        _set(ctx, {CURSOR_SOURCE_LISTS: json.dumps(cached)})
-    return list(dict.fromkeys([main, *(cached[n] for n in names)]))
+        cached = {}
+        for name in names:
+            found = ctx.cc.find_list(name)
+            if found is None:
+                # A mistyped name must not create an empty list in the account: say so instead.
+                log.warning("setup %s: cc_source list %r does not exist", ctx.setup_id, name)
+                continue
+            cached[name] = str(found["list_id"])
+        if cached:
+            _set(ctx, {CURSOR_SOURCE_LISTS: json.dumps(cached)})
+    return list(dict.fromkeys([main, *(cached[n] for n in names if n in cached)]))
 
 
 def custom_field_names(ctx: Context) -> dict[str, str]:

@@ -431,6 +431,15 @@ class ConstantContactClient:
         self._lists[name] = found
         return found
 
+    def find_list(self, name: str) -> dict[str, Any] | None:
+        """``GET /contact_lists?name=…`` (1 call): the active list of that exact name, or None."""
+        if name in self._lists:
+            return self._lists[name]
+        found = self._find_list(name)
+        if found is not None:
+            self._lists[name] = found
+        return found
+
     def _find_list(self, name: str, status: str = "active") -> dict[str, Any] | None:
         page = self._json("GET", "/contact_lists", params={"name": name, "status": status})
         for item in page.get("lists") or []:
