@@ -726,7 +726,7 @@ def retry_errors(
     for err in selected:
         payload = err.payload or {}
         sf_id = err.sf_id or payload.get("sf_id")
-        if sf_id:
+        if sf_id and err.direction == "sf_to_cc":
             by_object.setdefault(payload.get("sf_object") or default_object, set()).add(sf_id)
         else:
             awaiting_poll += 1
@@ -740,6 +740,13 @@ def retry_errors(
         flush_job = queue.ensure_scheduled(
             key, FLUSH_JOB, [setup_id], queue=queue.WEBHOOKS, connection=redis
         ) or queue.pending_job_id(key, connection=redis)
+    if awaiting_poll:
+        # CC → SF errors are retried by the poll, which re-reads the contacts they name.
+        from middleware import poll
+
+        queue.ensure_scheduled(
+            poll.poll_job_key(setup_id), poll.POLL_JOB, [setup_id], connection=redis
+        )
     log.info(
         "setup %s: retrying %d errors (%d records marked dirty)", setup_id, len(selected), marked
     )
