@@ -258,6 +258,46 @@ class Demo:
         say(f"burst settled {time.monotonic() - started:.1f}s after the first edit")
         self.print_last_run(setup_id)
 
+    def back_to_salesforce(self, setup_id: int) -> None:
+        step("Constant Contact → Salesforce: an unsubscribe and a new subscriber")
+        token = self.cc.post(f"{self.cc_url}/_sandbox/tokens", timeout=30).json()["access_token"]
+        self.cc.post(
+            f"{self.cc_url}/_sandbox/unsubscribe", json={"email": "ada@example.org"}, timeout=30
+        )
+        say("Ada clicked 'unsubscribe' in a Constant Contact email")
+        lists = self.cc.get(
+            f"{self.cc_url}/v3/contact_lists",
+            params={"name": MAIN_LIST},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        ).json()["lists"]
+        signup = {
+            "email_address": "hedy@example.org",
+            "first_name": "Hedy",
+            "last_name": "Lamarr",
+            "company_name": "Lamarr Labs",
+            "list_memberships": [lists[0]["list_id"]],
+        }
+        r = self.cc.post(
+            f"{self.cc_url}/v3/contacts/sign_up_form",
+            json=signup,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        say(f"Hedy signed up on the main list through a Constant Contact form ({r.status_code})")
+        say("Sync Now (the clock polls every setup on its own schedule; this is the on-demand way)")
+        self.api("POST", f"/setups/{setup_id}/sync")
+        self.wait_idle(setup_id)
+        self.print_last_run(setup_id)
+        for email in ("ada@example.org", "hedy@example.org"):
+            found = self.sf_call("GET", "/_sandbox/records/Contact", params={"email": email})
+            for rec in found.get("records", []):
+                account = rec.get("AccountId") or "no account"
+                say(
+                    f"  Salesforce {rec['Id']} {rec.get('FirstName')} {rec.get('LastName')} "
+                    f"<{email}>: HasOptedOutOfEmail={rec.get('HasOptedOutOfEmail')}, {account}"
+                )
+
     # --- reporting -------------------------------------------------------------------------------
 
     def show_contact(self, email: str, what: str) -> None:
@@ -324,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         setup = demo.create_setup(sf_conn, cc_conn)
         demo.initial_sync(setup["id"])
         demo.changes(setup["id"])
+        demo.back_to_salesforce(setup["id"])
         demo.summary(setup["id"])
         if args.keep_running:
             say("\nServing until Ctrl-C.")
