@@ -348,8 +348,16 @@ def ensure_scheduled(
     conn = _connection(connection)
     guard = GUARD_PREFIX + key
     pending = _text(conn.get(guard))
-    if pending is not None and _guard_is_stale(conn, pending):
-        _delete_if_equal(conn, guard, pending)
+    if pending is not None:
+        # The webhook's hot path: a guard younger than its job's delay plus a grace period
+        # belongs to a job that has not started yet (starting deletes the guard), so one GET
+        # answers. Only an older guard is checked against the job it names.
+        created = int(pending.partition("|")[2] or 0)
+        fresh = time.time() - created < _as_timedelta(delay).total_seconds() + _GUARD_GRACE_SECONDS
+        if fresh:
+            return None
+        if _guard_is_stale(conn, pending):
+            _delete_if_equal(conn, guard, pending)
     job_id = f"{key}-{uuid.uuid4().hex[:12]}"
     token = f"{job_id}|{int(time.time())}"
     seconds = _as_timedelta(delay).total_seconds()

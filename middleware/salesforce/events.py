@@ -57,6 +57,13 @@ _ORIGIN_CLIENT = re.compile(r"(?:^|;)\s*client=([^;,]*)")
 _BITMAP = re.compile(r"(\d+-)?0x[0-9A-Fa-f]+")
 
 
+# Schemas are stateless once built, and building one costs more than loading an event with it:
+# the webhook's hot path reuses these.
+_COMETD = CometDEnvelopeSchema()
+_FLAT_COMETD = FlatCometDEnvelopeSchema()
+_PAYLOAD = ChangeEventPayloadSchema()
+
+
 class InvalidEvents(ValueError):
     """The body is not an event we accept; `errors` maps each offending field path to messages."""
 
@@ -220,10 +227,10 @@ def _parse_one(
 
     if "data" in item or "channel" in item:
         if "data" in item:
-            envelope = _load(CometDEnvelopeSchema(), item, prefix)
+            envelope = _load(_COMETD, item, prefix)
             data, payload_path = envelope["data"], _join(prefix, "data.payload")
         else:
-            data = _load(FlatCometDEnvelopeSchema(), item, prefix)
+            data = _load(_FLAT_COMETD, item, prefix)
             envelope, payload_path = {"channel": data["channel"]}, _join(prefix, "payload")
         channel: str = envelope["channel"]
         replay_id = data["event"]["replayId"] if data.get("event") else None
@@ -270,7 +277,7 @@ def _cdc(
     channel: str | None,
     replay_id: int | None,
 ) -> ChangeHint:
-    loaded = _load(ChangeEventPayloadSchema(), payload, prefix)
+    loaded = _load(_PAYLOAD, payload, prefix)
     header = loaded["ChangeEventHeader"]
     entity: str = header["entityName"]
     change_type: str = header["changeType"]
