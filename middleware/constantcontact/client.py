@@ -669,6 +669,10 @@ class ConstantContactClient:
         pending = list(dict.fromkeys(activity_ids))
         delay = first_delay
         last: dict[str, dict[str, Any]] = {}
+        if pending and first_delay > 0:
+            # An activity just posted is never done yet: a poll now would be a wasted call.
+            self.sleep(first_delay)
+            delay = min(first_delay * 1.5, max_delay)
         while pending:
             for activity_id in list(pending):
                 activity = self.get_activity(activity_id)
