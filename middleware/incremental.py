@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,8 @@ from middleware.sync.sf_to_cc import plan_sf_to_cc
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 10_000
+# A flush hands over to a fresh job after this long (the webhooks queue's job timeout is 300 s).
+FLUSH_MAX_SECONDS = 60.0
 CATCH_UP_OVERLAP = timedelta(minutes=5)
 CURSOR_MAIN_LIST = "cc_main_list"
 CURSOR_CUSTOM_FIELDS = "cc_custom_fields"
@@ -371,6 +374,7 @@ class FlushResult:
     records: int = 0
     batches: int = 0
     outcome: Outcome = field(default_factory=Outcome)
+    more: bool = False  # stopped by its time bound with changes still waiting
 
 
 def merge_outcomes(total: Outcome, part: Outcome) -> None:
@@ -380,11 +384,27 @@ def merge_outcomes(total: Outcome, part: Outcome) -> None:
     total.warnings.extend(part.warnings)
 
 
-def flush(ctx: Context, redis: Redis, *, batch_size: int = BATCH_SIZE) -> FlushResult:
-    """Drain the setup's intake; each batch is acknowledged only after it was recorded."""
+def flush(
+    ctx: Context,
+    redis: Redis,
+    *,
+    batch_size: int = BATCH_SIZE,
+    max_seconds: float = FLUSH_MAX_SECONDS,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> FlushResult:
+    """Drain the setup's intake; each batch is acknowledged only after it was recorded.
+
+    A flush stops taking new batches after `max_seconds`, so a steady stream of changes never
+    keeps one job running past its timeout; `result.more` then says work is left, and the caller
+    schedules the next flush.
+    """
     result = FlushResult()
     prepared = False
+    started = monotonic()
     while True:
+        if result.batches and monotonic() - started > max_seconds:
+            result.more = intake.pending(redis, ctx.setup_id) > 0
+            return result
         batch = intake.take(redis, ctx.setup_id, batch_size)
         catchups = intake.take_catchups(redis, ctx.setup_id)
         if not len(batch) and not catchups:

@@ -15,6 +15,7 @@ run (counts, API calls spent, the reason it stopped) or on the connection (needs
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +23,9 @@ from typing import Any, Protocol
 
 from middleware import connections, incremental, intake, queue
 from middleware.constantcontact import errors as cc_errors
+from middleware.constantcontact import wiring as cc_wiring
 from middleware.constantcontact.client import ConstantContactClient
+from middleware.constantcontact.limiter import DailyUsage
 from middleware.executor import Outcome
 from middleware.queue import Runtime
 from middleware.salesforce import errors as sf_errors
@@ -144,21 +147,75 @@ def run_flush(
     cc: ConstantContactClient | None = None,
     job_id: str | None = None,
 ) -> dict[str, Any]:
-    """Sync the setup's pending Salesforce changes to Constant Contact; return the run summary."""
-    if not intake.pending(runtime.redis, setup_id) and not intake.take_catchups(
-        runtime.redis, setup_id
-    ):
+    """Sync the setup's pending Salesforce changes to Constant Contact; return the run summary.
+
+    Above half of the day's Constant Contact quota, flushes are paced so the rest lasts until
+    midnight UTC (see `pacing_delay`); a flush stopped by its time bound hands over to the next.
+    """
+    pending = intake.pending(runtime.redis, setup_id)
+    if not pending and not intake.take_catchups(runtime.redis, setup_id):
         return {"setup_id": setup_id, "records": 0}
-    return run(
-        runtime,
-        setup_id,
-        "incremental",
-        lambda ctx: incremental.flush(ctx, runtime.redis),
-        sf=sf,
-        cc=cc,
-        job_id=job_id,
-        resume=_flush_resume(setup_id),
+    resume = _flush_resume(setup_id)
+    last = runtime.redis.get(_last_flush_key(setup_id))
+    wait = pacing_delay(
+        cc_wiring.api_limiter(runtime.settings, runtime.redis).usage(),
+        pending=pending,
+        last_flush=float(last) if last else None,
+        now=time.time(),
     )
+    if wait > 0:
+        queue.ensure_scheduled(
+            resume.key,
+            resume.func,
+            [setup_id],
+            delay=wait,
+            queue=resume.queue,
+            connection=runtime.redis,
+        )
+        log.info("setup %s: flush paced by %.0fs to keep the daily quota", setup_id, wait)
+        return {"setup_id": setup_id, "records": 0, "paced_seconds": round(wait, 1)}
+
+    results: list[incremental.FlushResult] = []
+
+    def body(ctx: incremental.Context) -> incremental.FlushResult:
+        results.append(incremental.flush(ctx, runtime.redis))
+        return results[-1]
+
+    summary = run(
+        runtime, setup_id, "incremental", body, sf=sf, cc=cc, job_id=job_id, resume=resume
+    )
+    runtime.redis.set(_last_flush_key(setup_id), time.time(), ex=24 * 3600)
+    if results and results[-1].more:
+        queue.ensure_scheduled(
+            resume.key, resume.func, [setup_id], queue=resume.queue, connection=runtime.redis
+        )
+    return summary
+
+
+# Pacing: Constant Contact's daily quota belongs to the whole application. Below half of it,
+# changes go out as fast as they come; above, each flush (an import and its polls, about three
+# calls) waits long enough for the remainder to last until 00:00 UTC. A big backlog is worth
+# its calls at once: the pacing only stretches the steady trickle.
+PACE_FROM_SHARE = 0.5
+CALLS_PER_FLUSH = 3
+PACE_SKIP_BACKLOG = 2000
+
+
+def _last_flush_key(setup_id: int) -> str:
+    return f"ctct:lastflush:{setup_id}"
+
+
+def pacing_delay(usage: DailyUsage, *, pending: int, last_flush: float | None, now: float) -> float:
+    """Seconds the next flush should wait to keep the day's quota (0 = go now)."""
+    if not usage.limit or last_flush is None or pending >= PACE_SKIP_BACKLOG:
+        return 0.0
+    if usage.used < usage.limit * PACE_FROM_SHARE:
+        return 0.0
+    remaining = max(usage.limit - usage.used, 1)
+    moment = datetime.fromtimestamp(now, UTC)
+    midnight = setups.next_utc_midnight(moment)
+    interval = CALLS_PER_FLUSH * (midnight - moment).total_seconds() / remaining
+    return max(0.0, last_flush + interval - now)
 
 
 def run_sync_now(
