@@ -23,8 +23,8 @@ from middleware.store.db import Store
 PREFIX = "fullsync:"
 WHOLE = "all"
 
-PHASES = ("prepare", "read_cc", "read_links", "read_sf", "sync", "duplicates", "resolve",
-          "reconcile", "optouts", "done")  # fmt: skip
+PHASES = ("prepare", "read_cc", "read_links", "read_sf", "sync", "duplicates", "verify",
+          "resolve", "reconcile", "optouts", "done")  # fmt: skip
 
 
 @dataclass
@@ -39,6 +39,8 @@ class Checkpoint:
     last_sf_id: str = ""
     # [sf_id, fingerprint] of the imports of the flush in progress (see the module docstring).
     inflight: list[list[str]] = field(default_factory=list)
+    # Import activities posted and recorded, not yet checked for rejected rows.
+    pending_activities: list[str] = field(default_factory=list)
     done: int = 0
     total: int | None = None
     counts: dict[str, Any] = field(default_factory=dict)

@@ -32,6 +32,7 @@ Memory holds one page of records plus the pending plan (≤ 40,000 imports); the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -43,8 +44,10 @@ from typing import Any
 from sqlalchemy import select
 
 from middleware import incremental
-from middleware.executor import Outcome, execute, link_rows
+from middleware.constantcontact.errors import ActivityFailed
+from middleware.executor import Failure, Outcome, execute, link_rows
 from middleware.fullsync import checkpoint as checkpoints
+from middleware.fullsync.activities import FINAL, attribute_import_errors, list_activities
 from middleware.fullsync.budget import Budget, BudgetExhausted
 from middleware.fullsync.checkpoint import Checkpoint
 from middleware.fullsync.partitions import Partition
@@ -60,6 +63,7 @@ from middleware.sync.emails import is_role_address, is_valid_email, normalise_em
 from middleware.sync.fields import CC_SCALAR_FIELDS, CUSTOM_PREFIX
 from middleware.sync.mapping import (
     fingerprint,
+    import_row,
     import_row_size,
     map_record,
     mapping_plan,
@@ -221,15 +225,13 @@ def _flag(value: Any) -> bool:
 
 
 def estimate_cc_calls(plan: Plan) -> int:
-    """Calls executing ``plan`` costs: each activity is posted once and polled at least once."""
-    imports = sum(
-        max(1, math.ceil(sum(import_row_size(r.values) for r in rows) / IMPORT_MAX_BYTES))
-        for _, rows in plan.import_batches()
-    )
+    """Calls executing ``plan`` costs: imports are posted (checked together at the end); list
+    and delete activities are posted and polled; PUTs are one call each."""
+    imports = sum(1 for _ in plan.import_batches())
     lists = sum(1 for _ in plan.list_batches())
     deletes = sum(1 for _ in plan.delete_batches())
     puts = len(plan.of_type(UpdateContact)) + len(plan.of_type(Unsubscribe))
-    return 2 * (imports + lists + deletes) + puts
+    return imports + 2 * (lists + deletes) + puts
 
 
 class FullSync:
@@ -246,6 +248,7 @@ class FullSync:
         page_size: int = PAGE_SIZE,
         bulk_page: int = BULK_PAGE,
         flush_rows: int = IMPORT_MAX_ROWS,
+        flush_bytes: int = IMPORT_MAX_BYTES,
         spool_dir: str | None = None,
         heartbeat: Callable[[], None] | None = None,
         reconcile: bool = True,
@@ -259,6 +262,7 @@ class FullSync:
         self.page_size = page_size
         self.bulk_page = bulk_page
         self.flush_rows = flush_rows
+        self.flush_bytes = flush_bytes
         self.spool_dir = spool_dir
         self.heartbeat = heartbeat or (lambda: None)
         self.do_reconcile = reconcile
@@ -308,6 +312,8 @@ class FullSync:
             self._sync(spool)
             self._phase("duplicates")
             self._duplicates(spool)
+            self._phase("verify")
+            self._verify_imports()
             if spool.count("imported"):
                 self._phase("resolve")
                 self._resolve(spool)
@@ -459,14 +465,21 @@ class FullSync:
 
     # ------------------------------------------------------------------------------ sync
 
+    def _full(self, pending: _Pending) -> bool:
+        """Whether the pending plans fill an import call (or hold many other actions)."""
+        return (
+            pending.import_rows >= self.flush_rows
+            or pending.import_bytes >= self.flush_bytes
+            or pending.other_actions >= 5_000
+        )
+
     def _sync(self, spool: Spool) -> None:
         pending = _Pending(last_sf_id=self.cp.last_sf_id)
         for page in spool.sf_pages(after=self.cp.last_sf_id, page=self.page_size):
             self._page(spool, page, pending, force_slow=False)
             pending.last_sf_id = page[-1][0]
-            if pending.import_rows >= self.flush_rows or pending.other_actions >= 5_000:
-                self._flush(pending)
-                pending = _Pending(last_sf_id=self.cp.last_sf_id)
+            if self._full(pending):
+                pending = self._flush(pending, final=False)
             self._report()
             self.heartbeat()
         self._flush(pending)
@@ -475,7 +488,7 @@ class FullSync:
         pending = _Pending(last_sf_id=self.cp.last_sf_id)
         for group in spool.duplicate_groups(page=self.page_size):
             self._page(spool, group, pending, force_slow=True)
-            if pending.import_rows >= self.flush_rows:
+            if self._full(pending):
                 self._flush(pending)
                 pending = _Pending(last_sf_id=self.cp.last_sf_id)
             self._report()
@@ -658,14 +671,24 @@ class FullSync:
 
     # ------------------------------------------------------------------------------ writing
 
-    def _flush(self, pending: _Pending) -> None:
-        """Execute the pending plans, record them, move the checkpoint past their pages."""
+    def _flush(self, pending: _Pending, *, final: bool = True) -> _Pending:
+        """Execute the pending plans, record them, move the checkpoint past their pages.
+
+        Imports are posted, not awaited: their activities are checked all at once at the end of
+        the run (:meth:`_verify_imports`), one poll instead of one per import. Unless ``final``,
+        an import body that is not full yet is carried, with everything else of its records,
+        into the returned pending plans, so every import call carries as much as it may.
+        """
+        carry = _Pending(last_sf_id=pending.last_sf_id)
         if pending.empty:
             if pending.last_sf_id != self.cp.last_sf_id:
                 self.cp.last_sf_id = pending.last_sf_id
                 self._save()
-            return
+            return carry
         plan = pending.plan()
+        carried = set() if final else _partial_import_ids(plan, self.flush_rows, self.flush_bytes)
+        if carried:
+            plan = self._split_carry(plan, pending, carried, carry)
         self._check_budget(cc_next=estimate_cc_calls(plan))
         # Before anything is posted: what this flush imports, so a run killed before recording
         # it recognises these contacts in the next export instead of importing them again.
@@ -678,7 +701,12 @@ class FullSync:
             and change.sf_id in imported
         ]
         self._save()
-        outcome = execute(self.ctx.cc, plan) if plan.actions else Outcome()
+        rest = Plan(
+            actions=[a for a in plan.actions if not isinstance(a, Import)],
+            warnings=plan.warnings,
+        )
+        outcome = execute(self.ctx.cc, rest)  # no Constant Contact actions: no calls
+        self._post_imports(plan, outcome)
         self._record(plan, outcome, pending)
         if self._spool is not None:
             failed = outcome.failed_ids
@@ -695,10 +723,108 @@ class FullSync:
         )
         self.result.written += written
         self.progress.written += written
-        self.cp.last_sf_id = pending.last_sf_id
+        if carried and self._spool is not None:
+            # Records from the first carried one on are not done yet.
+            self.cp.last_sf_id = self._spool.id_before(min(carried))
+        else:
+            self.cp.last_sf_id = pending.last_sf_id
         self.cp.inflight = []
         self._save()
         self._report(force=True)
+        return carry
+
+    def _split_carry(
+        self, plan: Plan, pending: _Pending, carried: set[str], carry: _Pending
+    ) -> Plan:
+        """Move the carried records' actions (all of them) into ``carry``; return the rest."""
+        keep: list[Any] = []
+        moved: list[Any] = []
+        for action in plan.actions:
+            (moved if getattr(action, "sf_id", None) in carried else keep).append(action)
+        carry.add(Plan(actions=moved))
+        carry.warnings = list(plan.warnings)
+        for sf_id in carried:
+            if sf_id in pending.before:
+                carry.before[sf_id] = pending.before.pop(sf_id)
+            if sf_id in pending.records:
+                carry.records[sf_id] = pending.records.pop(sf_id)
+        return Plan(actions=keep, warnings=plan.warnings)
+
+    def _post_imports(self, plan: Plan, outcome: Outcome) -> None:
+        """Post the plan's imports (one call per body), remembering which rows each one carries."""
+        for list_ids, rows in plan.import_batches():
+            rows = [row for row in rows if row.sf_id not in outcome.failed_ids]
+            if not rows:
+                continue
+            activities = self.ctx.cc.import_contacts(
+                [import_row(row.values) for row in rows], list(list_ids)
+            )
+            ids = [str(a["activity_id"]) for a in activities if a.get("activity_id")]
+            self.cp.pending_activities.extend(ids)
+            if self._spool is not None and len(ids) == 1:
+                self._spool.add_activity_rows(ids[0], [(r.sf_id, r.email) for r in rows])
+            outcome.counts["imported"] += len(rows)
+
+    def _verify_imports(self) -> None:
+        """Wait once for every import this run posted; rows Constant Contact rejected become
+        sync errors and their links forget the fingerprint, so the next run writes them again."""
+        pending = list(dict.fromkeys(self.cp.pending_activities))
+        if not pending:
+            return
+        cc = self.ctx.cc
+        # Constant Contact runs an account's activities in order: when the last one is done,
+        # the others are too, and one listing shows them all.
+        with contextlib.suppress(ActivityFailed):
+            cc.wait_for_activity(pending[-1], timeout=3600.0)
+        final = {a["activity_id"]: a for a in list_activities(cc, limit=500)}
+        unknown = [a for a in pending if a not in final or final[a].get("state") not in FINAL]
+        if unknown:
+            try:
+                for activity in cc.wait_for_activities(unknown, timeout=3600.0):
+                    final[activity["activity_id"]] = activity
+            except ActivityFailed as exc:
+                for activity in getattr(exc, "activities", None) or []:
+                    final[activity["activity_id"]] = activity
+        failures: list[Failure] = []
+        unattributed: list[str] = []
+        for activity_id in pending:
+            activity = final.get(activity_id) or {}
+            rows = self._spool.activity_rows(activity_id) if self._spool is not None else []
+            failed, loose = attribute_import_errors(activity, rows)
+            failures += failed
+            unattributed += loose
+        if failures:
+            self._record_import_failures(failures)
+        for message in unattributed:
+            self.result.outcome.warnings.append(message)
+        self.cp.pending_activities = []
+        self._save()
+
+    def _record_import_failures(self, failures: list[Failure]) -> None:
+        rows = [
+            {
+                "direction": "sf_to_cc",
+                "vendor": "constantcontact",
+                "code": f.code,
+                "message": f.message,
+                "sf_id": f.sf_id,
+                "email": f.email,
+                "payload": {"sf_object": self.ctx.sf_object, "sf_id": f.sf_id, "full_sync": True},
+            }
+            for f in failures
+        ]
+        with self.ctx.store.transaction() as session:
+            errors_repo.record_errors(session, self.ctx.setup_id, rows, run_id=self.ctx.run_id)
+            links_repo.upsert_links(
+                session,
+                self.ctx.setup_id,
+                [
+                    {"sf_id": f.sf_id, "sf_object": self.ctx.sf_object, "fingerprint": None}
+                    for f in failures
+                ],
+            )
+        self.result.outcome.failures.extend(failures)
+        self.result.outcome.counts["imported"] -= len({f.sf_id for f in failures})
 
     def _record(self, plan: Plan, outcome: Outcome, pending: _Pending) -> None:
         failed = outcome.failed_ids
@@ -995,6 +1121,21 @@ def _add(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
     for key, value in b.items():
         out[key] = out.get(key, 0) + value
     return out
+
+
+def _partial_import_ids(
+    plan: Plan, max_rows: int = IMPORT_MAX_ROWS, max_bytes: int = IMPORT_MAX_BYTES
+) -> set[str]:
+    """Records whose import would go in a body that is not full yet (the last of each list set)."""
+    last: dict[tuple[str, ...], list[Import]] = {}
+    for list_ids, rows in plan.import_batches():
+        last[list_ids] = rows
+    partial: set[str] = set()
+    for rows in last.values():
+        size = sum(import_row_size(r.values) for r in rows)
+        if len(rows) < max_rows and size < max_bytes * 0.9:
+            partial.update(r.sf_id for r in rows)
+    return partial
 
 
 def _import_ids(plan: Plan) -> set[str]:

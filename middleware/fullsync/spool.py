@@ -48,6 +48,13 @@ CREATE TABLE imported (
     sf_id TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE resolved (email TEXT PRIMARY KEY, contact_id TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE activity_rows (
+    activity_id TEXT NOT NULL,
+    idx INTEGER NOT NULL,          -- the row's index in the import body (import_data[idx])
+    sf_id TEXT NOT NULL,
+    email TEXT NOT NULL,
+    PRIMARY KEY (activity_id, idx)
+) WITHOUT ROWID;
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 """
 
@@ -185,6 +192,27 @@ class Spool:
                 batch = []
         if batch:
             yield batch
+
+    def add_activity_rows(self, activity_id: str, rows: Sequence[tuple[str, str]]) -> int:
+        """The (sf_id, email) rows an import activity carries, in body order."""
+        return self._many(
+            "INSERT OR REPLACE INTO activity_rows VALUES (?, ?, ?, ?)",
+            ((activity_id, i, sf_id, email) for i, (sf_id, email) in enumerate(rows)),
+        )
+
+    def activity_rows(self, activity_id: str) -> list[tuple[str, str]]:
+        return [
+            (sf_id, email)
+            for sf_id, email in self.db.execute(
+                "SELECT sf_id, email FROM activity_rows WHERE activity_id = ? ORDER BY idx",
+                (activity_id,),
+            )
+        ]
+
+    def id_before(self, sf_id: str) -> str:
+        """The greatest Salesforce Id in the spool below ``sf_id`` ("" if none)."""
+        row = self.db.execute("SELECT max(id) FROM sf WHERE id < ?", (sf_id,)).fetchone()
+        return str(row[0] or "")
 
     def index_emails(self) -> None:
         """Indexes built once after loading (much faster than maintained row by row)."""

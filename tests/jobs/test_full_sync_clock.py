@@ -81,6 +81,6 @@ def test_the_clock_process_config_registers_the_minute_tick(fake_redis: Redis) -
 
     scheduler = CronScheduler(connection=fake_redis)
     scheduler.load_config_from_file("jobs/cron.py")
-    [job] = scheduler.get_jobs()
-    assert job.func_name == "jobs.full_sync.clock_tick"
+    jobs = {job.func_name: job for job in scheduler.get_jobs()}
+    job = jobs["jobs.full_sync.clock_tick"]
     assert job.interval == 60 and job.queue_name == "default"
