@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from redis import Redis
+from redis.commands.core import Script
 
 from middleware.salesforce.events import ChangeHint
 
@@ -62,6 +63,17 @@ return removed
 """
 
 
+_scripts: dict[str, Script] = {}
+
+
+def _run(redis: Redis, source: str, keys: list[str], args: list[Any]) -> Any:
+    """Run a Lua script by its SHA (EVALSHA, loaded once per server), not by its whole text."""
+    script = _scripts.get(source)
+    if script is None:
+        script = _scripts[source] = Script(None, source.encode())  # type: ignore[arg-type]
+    return script(keys=keys, args=args, client=redis)
+
+
 def dirty_key(setup_id: int) -> str:
     return f"ctct:dirty:{setup_id}"
 
@@ -98,7 +110,7 @@ def add_hints(redis: Redis, setup_id: int, hints: Sequence[ChangeHint]) -> Added
             ids = ()
         argv += [hint.event_key, hint.entity, ts, len(ids), *ids]
     keys = [dirty_key(setup_id), _seq_key(setup_id), catchup_key(setup_id)]
-    fresh, dup = redis.eval(_ADD, len(keys), *keys, *argv)  # type: ignore[misc]
+    fresh, dup = _run(redis, _ADD, keys, argv)
     return Added(int(fresh), int(dup))
 
 
@@ -144,7 +156,7 @@ def ack(redis: Redis, setup_id: int, batch: Batch) -> int:
     argv: list[str] = []
     for field, version in batch.versions.items():
         argv += [field, version]
-    return int(redis.eval(_ACK, 1, dirty_key(setup_id), *argv))  # type: ignore[arg-type]
+    return int(_run(redis, _ACK, [dirty_key(setup_id)], argv))
 
 
 def pending(redis: Redis, setup_id: int) -> int:
@@ -164,7 +176,7 @@ def ack_catchups(redis: Redis, setup_id: int, taken: dict[str, int]) -> int:
     argv: list[str] = []
     for entity, stamp in taken.items():
         argv += [entity, str(stamp)]
-    return int(redis.eval(_ACK, 1, catchup_key(setup_id), *argv))  # type: ignore[arg-type]
+    return int(_run(redis, _ACK, [catchup_key(setup_id)], argv))
 
 
 def mark_dirty(redis: Redis, setup_id: int, entity: str, ids: Iterable[str]) -> int:
