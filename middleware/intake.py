@@ -47,7 +47,9 @@ for e = 1, n do
   end
   i = i + nids
 end
-return {fresh, dup}
+local guard = false
+if KEYS[4] then guard = redis.call('GET', KEYS[4]) end
+return {fresh, dup, guard}
 """
 
 # Remove a field only if it still holds the value the flush read.
@@ -94,10 +96,17 @@ def _seen_prefix(setup_id: int) -> str:
 class Added:
     fresh: int  # events recorded now
     duplicates: int  # events seen before (a sender's retry, an echo of a replay)
+    guard: str | None = None  # the value of `guard_key`, read in the same round trip
 
 
-def add_hints(redis: Redis, setup_id: int, hints: Sequence[ChangeHint]) -> Added:
-    """Record the hints' record ids (or catch-up markers) and their dedupe marks, atomically."""
+def add_hints(
+    redis: Redis, setup_id: int, hints: Sequence[ChangeHint], *, guard_key: str | None = None
+) -> Added:
+    """Record the hints' record ids (or catch-up markers) and their dedupe marks, atomically.
+
+    `guard_key` (the flush job's pending-job guard) is read in the same round trip, so the webhook
+    knows without another call whether a flush is already waiting.
+    """
     if not hints:
         return Added(0, 0)
     argv: list[Any] = [_seen_prefix(setup_id), SEEN_TTL_SECONDS, len(hints)]
@@ -110,8 +119,10 @@ def add_hints(redis: Redis, setup_id: int, hints: Sequence[ChangeHint]) -> Added
             ids = ()
         argv += [hint.event_key, hint.entity, ts, len(ids), *ids]
     keys = [dirty_key(setup_id), _seq_key(setup_id), catchup_key(setup_id)]
-    fresh, dup = _run(redis, _ADD, keys, argv)
-    return Added(int(fresh), int(dup))
+    if guard_key:
+        keys.append(guard_key)
+    fresh, dup, guard = _run(redis, _ADD, keys, argv)
+    return Added(int(fresh), int(dup), _text(guard) if guard else None)
 
 
 @dataclass(frozen=True)

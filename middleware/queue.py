@@ -349,12 +349,7 @@ def ensure_scheduled(
     guard = GUARD_PREFIX + key
     pending = _text(conn.get(guard))
     if pending is not None:
-        # The webhook's hot path: a guard younger than its job's delay plus a grace period
-        # belongs to a job that has not started yet (starting deletes the guard), so one GET
-        # answers. Only an older guard is checked against the job it names.
-        created = int(pending.partition("|")[2] or 0)
-        fresh = time.time() - created < _as_timedelta(delay).total_seconds() + _GUARD_GRACE_SECONDS
-        if fresh:
+        if guard_is_fresh(pending, delay):
             return None
         if _guard_is_stale(conn, pending):
             _delete_if_equal(conn, guard, pending)
@@ -382,6 +377,25 @@ def ensure_scheduled(
         _delete_if_equal(conn, guard, token)
         raise
     return job_id
+
+
+def guard_key(key: str) -> str:
+    """The Redis key holding the pending job of ``key`` (read it to skip ``ensure_scheduled``)."""
+    return GUARD_PREFIX + key
+
+
+def guard_is_fresh(token: str | bytes | None, delay: float | timedelta) -> bool:
+    """Whether a guard's job surely has not started yet (so nothing needs scheduling).
+
+    The webhook's hot path: a guard younger than its job's delay plus a grace period belongs to a
+    job still waiting (starting deletes the guard). Only an older guard needs checking against
+    the job it names.
+    """
+    value = _text(token)
+    if not value:
+        return False
+    created = int(value.partition("|")[2] or 0)
+    return time.time() - created < _as_timedelta(delay).total_seconds() + _GUARD_GRACE_SECONDS
 
 
 def pending_job_id(key: str, connection: Redis | None = None) -> str | None:

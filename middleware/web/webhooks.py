@@ -206,11 +206,12 @@ def salesforce(setup_id: int) -> Response | tuple[Response, int]:
     keep, echoes, other = _relevant(hints, view.object_type)
     try:
         redis = get_redis()
-        added = intake.add_hints(redis, setup_id, keep)
+        flush_key = f"flush-{setup_id}"
+        added = intake.add_hints(redis, setup_id, keep, guard_key=queue.guard_key(flush_key))
         scheduled = None
-        if added.fresh:
+        if added.fresh and not queue.guard_is_fresh(added.guard, settings.flush_delay_seconds):
             scheduled = queue.ensure_scheduled(
-                f"flush-{setup_id}",
+                flush_key,
                 "jobs.flush.flush_setup",
                 [setup_id],
                 delay=settings.flush_delay_seconds,
