@@ -281,7 +281,16 @@ def run_size(contacts: int, drift: float) -> dict[str, Any]:
                 before = rss_mb()
                 with PeakRss() as peak:
                     started = time.perf_counter()
-                    summary = fs_run.run_full_sync(runtime, prepared.setup_id, sf=sf, cc=cc)
+                    if os.environ.get("BENCH_PROFILE"):  # where the worker's time goes
+                        import cProfile
+
+                        profile = cProfile.Profile()
+                        summary = profile.runcall(
+                            fs_run.run_full_sync, runtime, prepared.setup_id, sf=sf, cc=cc
+                        )
+                        profile.dump_stats(f"{os.environ['BENCH_PROFILE']}.{label[:7]}")
+                    else:
+                        summary = fs_run.run_full_sync(runtime, prepared.setup_id, sf=sf, cc=cc)
                     seconds = time.perf_counter() - started
                 parent.send(("writes", None))
                 writes = _answer(parent, proc)

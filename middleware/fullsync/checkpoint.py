@@ -24,7 +24,7 @@ PREFIX = "fullsync:"
 WHOLE = "all"
 
 PHASES = ("prepare", "read_cc", "read_links", "read_sf", "sync", "duplicates", "verify",
-          "resolve", "reconcile", "optouts", "done")  # fmt: skip
+          "reconcile", "optouts", "done")  # fmt: skip
 
 
 @dataclass

@@ -215,7 +215,22 @@ class _Pending:
         return not self.actions and not self.link_only
 
     def plan(self) -> Plan:
-        return Plan(actions=list(self.actions), warnings=list(self.warnings))
+        """The pages' plans as one, list activities merged per list (one call per 500 ids)."""
+        adds: dict[str, set[str]] = {}
+        removes: dict[str, set[str]] = {}
+        others: list[Any] = []
+        for action in self.actions:
+            if isinstance(action, AddToLists):
+                adds.setdefault(action.list_id, set()).update(action.contact_ids)
+            elif isinstance(action, RemoveFromLists):
+                removes.setdefault(action.list_id, set()).update(action.contact_ids)
+            else:
+                others.append(action)
+        merged: list[Any] = [
+            *(AddToLists(lid, tuple(sorted(ids))) for lid, ids in sorted(adds.items())),
+            *(RemoveFromLists(lid, tuple(sorted(ids))) for lid, ids in sorted(removes.items())),
+        ]
+        return Plan(actions=[*merged, *others], warnings=list(self.warnings))
 
 
 def _flag(value: Any) -> bool:
@@ -284,6 +299,7 @@ class FullSync:
         # Partition runs report through their checkpoint; the job aggregates them on the run.
         self.report_hook: Callable[[], None] | None = None
         self._spool: Spool | None = None
+        self._dropped: set[str] | None = None
 
     # ------------------------------------------------------------------------------ the run
 
@@ -314,9 +330,6 @@ class FullSync:
             self._duplicates(spool)
             self._phase("verify")
             self._verify_imports()
-            if spool.count("imported"):
-                self._phase("resolve")
-                self._resolve(spool)
             if self.do_reconcile:
                 self._phase("reconcile")
                 self._reconcile(spool)
@@ -345,7 +358,7 @@ class FullSync:
         done = self.ctx.cc.wait_for_activity(str(activity["activity_id"]), timeout=3600.0)
         keep = [f for f in self.export_fields if f in CC_SCALAR_FIELDS or f in custom]
 
-        def rows() -> Iterable[tuple[str, str, str, str, dict[str, str]]]:
+        def rows() -> Iterable[tuple[str, str, str, str, list[str]]]:
             for row in self.ctx.cc.iter_export_rows(done):
                 email = normalise_email(row.get("email_address"))
                 if not email or not row.get("contact_id"):
@@ -358,10 +371,10 @@ class FullSync:
                     str(row["contact_id"]),
                     str(row.get("permission_to_send") or "implicit"),
                     str(row.get("list_memberships") or ""),
-                    {k: row.get(k) or "" for k in keep},
+                    [row.get(k) or "" for k in keep],
                 )
 
-        spool.add_cc(rows())
+        spool.add_cc(keep, rows())
 
     def _read_links(self, spool: Spool) -> None:
         stmt = select(
@@ -403,12 +416,17 @@ class FullSync:
         email_at = self.columns.index(self.spec.email)
         part = self.partition
 
+        columns = self.columns
+
         def rows() -> Iterable[tuple[str, str, list[Any]]]:
+            in_order: bool | None = None
             for row in self.ctx.sf.bulk_query(soql, include_deleted=True, page_size=self.bulk_page):
                 sf_id = str(row.get("Id") or "")
                 if not sf_id or not part.contains(sf_id):
                     continue
-                values = [row.get(c) for c in self.columns]
+                if in_order is None:  # Bulk 2.0 answers in SELECT order from v50 on
+                    in_order = list(row) == columns
+                values = list(row.values()) if in_order else [row.get(c) for c in columns]
                 self.progress.read_sf += 1
                 if self.progress.read_sf % 50_000 == 0:
                     self._report()
@@ -421,28 +439,52 @@ class FullSync:
 
     def record(self, values: Sequence[Any]) -> dict[str, Any]:
         """A Bulk CSV row as SOQL JSON would give it: relationships nested, booleans typed."""
-        out: dict[str, Any] = {}
-        for name, value in zip(self.columns, values, strict=True):
-            if name in self._bool_fields:
-                value = _flag(value)
-            if "." in name:
-                head, _, rest = name.partition(".")
-                node = out.setdefault(head, {})
-                if isinstance(node, dict):
-                    node[rest] = value
-            else:
-                out[name] = value
+        plain, booleans, nested = self._layout()
+        out: dict[str, Any] = {name: values[i] for i, name in plain}
+        for i, name in booleans:
+            out[name] = _flag(values[i])
+        for i, head, rest in nested:
+            node = out.get(head)
+            if not isinstance(node, dict):
+                node = out[head] = {}
+            node[rest] = values[i]
         return out
 
-    @property
-    def _bool_fields(self) -> frozenset[str]:
-        cached = getattr(self, "_bools", None)
-        if cached is None:
-            names = {"IsDeleted", "IsConverted", "IsPersonAccount", self.spec.opted_out}
-            names.update(e["field"] for e in self.options.get("checkbox_lists") or ())
-            cached = frozenset(names)
-            self._bools = cached
-        return cached
+    def _layout(
+        self,
+    ) -> tuple[list[tuple[int, str]], list[tuple[int, str]], list[tuple[int, str, str]]]:
+        """Which columns are plain, which are checkboxes, which are relationship paths (cached)."""
+        cached = getattr(self, "_layout_cache", None)
+        if cached is not None and cached[0] == self.columns:
+            return cached[1]  # type: ignore[no-any-return]
+        bools = {"IsDeleted", "IsConverted", "IsPersonAccount", self.spec.opted_out}
+        bools.update(e["field"] for e in self.options.get("checkbox_lists") or ())
+        plain, booleans, nested = [], [], []
+        for i, name in enumerate(self.columns):
+            if "." in name:
+                head, _, rest = name.partition(".")
+                nested.append((i, head, rest))
+            elif name in bools:
+                booleans.append((i, name))
+            else:
+                plain.append((i, name))
+        layout = (plain, booleans, nested)
+        self._layout_cache = (list(self.columns), layout)
+        return layout
+
+    def _map(self, record: Mapping[str, Any]) -> dict[str, str]:
+        """The record's values as the planner writes them (custom fields CC lacks left out)."""
+        values = map_record(self.options, record, self.compiled)
+        if self._dropped is None:
+            self._dropped = {
+                key
+                for key, *_ in self.compiled
+                if key.startswith(CUSTOM_PREFIX)
+                and key[len(CUSTOM_PREFIX) :] not in self.ctx.custom_field_ids
+            }
+        for key in self._dropped:
+            values.pop(key, None)
+        return values
 
     def _claims(self, record: Mapping[str, Any], email: str | None) -> bool:
         """Whether the record would claim its address in the planner (the ordinary case)."""
@@ -506,7 +548,15 @@ class FullSync:
         links = spool.links_for(ids)
         emails = sorted({e for _, e, _ in page if e})
         cc_by_email = spool.cc_by_email(emails)
-        cc_by_id = spool.cc_by_id([lk.cc_contact_id for lk in links.values() if lk.cc_contact_id])
+        # A linked contact is nearly always at its record's address: look up only the others.
+        cc_by_id = {row.contact_id: row for row in cc_by_email.values()}
+        others_ids = [
+            lk.cc_contact_id
+            for lk in links.values()
+            if lk.cc_contact_id and lk.cc_contact_id not in cc_by_id
+        ]
+        if others_ids:
+            cc_by_id.update(spool.cc_by_id(others_ids))
         inflight = spool.inflight_for(ids) if self.cp.inflight else {}
         main = self.ctx.main_list_id
         slow: list[dict[str, Any]] = []
@@ -515,19 +565,22 @@ class FullSync:
         unmatched: list[str] = []
         segment_lists: dict[str, Sequence[str]] = {}
         segmented = False
-        marry_candidates: list[tuple[str, str, str, CcRow, str | None]] = []
+        # (sf_id, email, fingerprint, values, lists, the contact at the address or None, record)
+        candidates: list[
+            tuple[str, str, str, dict[str, str], tuple[str, ...], CcRow | None, dict[str, Any]]
+        ] = []
 
+        self.result.compared += len(page)
+        self.progress.compared += len(page)
         for sf_id, email, values in page:
             record = self.record(values)
-            self.result.compared += 1
-            self.progress.compared += 1
             link = links.get(sf_id)
             matches, lists = self.segmenter(record)
             if lists is not None:
                 segmented = True
                 segment_lists[sf_id] = lists
             claims = self._claims(record, email) and matches
-            mapped = map_record(self.options, record, self.compiled) if claims else None
+            mapped = self._map(record) if claims else None
             fp = fingerprint(mapped) if mapped is not None else None
             cc = None
             if link is not None and link.cc_contact_id:
@@ -535,7 +588,7 @@ class FullSync:
             elif link is not None and link.email:
                 cc = cc_by_email.get(link.email)
             at_address = cc_by_email.get(email) if email else None
-            wanted = (main, *(lists or ()))
+            wanted = tuple(dict.fromkeys((main, *(lists or ()))))
             if not matches:
                 unmatched.append(sf_id)
             if (
@@ -554,7 +607,7 @@ class FullSync:
                 and self._cc_agrees(mapped, cc)
             ):
                 self.result.unchanged += 1
-                if not link.cc_contact_id or fp != link.fingerprint:
+                if fp != link.fingerprint:  # a reset that found Constant Contact in step
                     pending.link_only.append(
                         {
                             "sf_id": sf_id,
@@ -577,7 +630,19 @@ class FullSync:
                 and (self._all_comparable(mapped, at_address) or inflight.get(sf_id) == fp)
             ):
                 assert email is not None
-                marry_candidates.append((sf_id, email, fp, at_address, record.get("CreatedDate")))
+                candidates.append((sf_id, email, fp, mapped, wanted, at_address, record))
+                continue
+            if (
+                not force_slow
+                and claims
+                and mapped is not None
+                and fp is not None
+                and link is None
+                and at_address is None
+                and email
+            ):
+                # A new address: what the planner's last branch does, without the detour.
+                candidates.append((sf_id, email, fp, mapped, wanted, None, record))
                 continue
             # The planner decides. Tell it what the export showed.
             slow.append(record)
@@ -607,13 +672,20 @@ class FullSync:
             if at_address is not None:
                 contacts.setdefault(at_address.contact_id, _cc_contact(at_address))
 
-        # Marriages: only when no other record's link holds the address.
-        if marry_candidates:
-            held = {lk.email for lk in spool.links_by_email([m[1] for m in marry_candidates])}
-            for sf_id, email, fp, cc_row, _created in marry_candidates:
+        # New addresses and marriages: only when no other record's link holds the address.
+        if candidates:
+            held = {lk.email for lk in spool.links_by_email([c[1] for c in candidates])}
+            fast = Plan()
+            for sf_id, email, fp, mapped, wanted, cc_row, record in candidates:
                 if email in held:
-                    slow.append(self.record(next(v for i, _, v in page if i == sf_id)))
-                    contacts.setdefault(cc_row.contact_id, _cc_contact(cc_row))
+                    slow.append(record)
+                    if cc_row is not None:
+                        contacts.setdefault(cc_row.contact_id, _cc_contact(cc_row))
+                    continue
+                created = str(record.get("CreatedDate") or "") or None
+                if cc_row is None:
+                    fast.actions.append(Import(sf_id, email, mapped, wanted))
+                    fast.actions.append(LinkRecord(sf_id, email, None, fp, wanted, created))
                     continue
                 self.result.married += 1
                 pending.link_only.append(
@@ -623,11 +695,13 @@ class FullSync:
                         "cc_contact_id": cc_row.contact_id,
                         "email": email,
                         "fingerprint": fp,
-                        "lists": [lid for lid in (self.ctx.main_list_id,)],
+                        "lists": list(wanted),
                         "subscribed_when_synced": True,
                         "opted_out_propagated": False,
                     }
                 )
+            if fast.actions:
+                pending.add(fast)
         if not slow and not unmatched:
             return
         slow_ids = {str(r["Id"]) for r in slow}
@@ -708,15 +782,6 @@ class FullSync:
         outcome = execute(self.ctx.cc, rest)  # no Constant Contact actions: no calls
         self._post_imports(plan, outcome)
         self._record(plan, outcome, pending)
-        if self._spool is not None:
-            failed = outcome.failed_ids
-            self._spool.add_imported(
-                (change.email, change.sf_id)
-                for change in plan.link_changes
-                if isinstance(change, LinkRecord)
-                and change.cc_contact_id is None
-                and change.sf_id not in failed
-            )
         _merge(self.result.outcome, outcome)
         written = sum(
             outcome.counts.get(k, 0) for k in ("imported", "updated", "unsubscribed", "deleted")
@@ -913,34 +978,6 @@ class FullSync:
                 if sf_id
             }
         return self._open_error_ids
-
-    def _resolve(self, spool: Spool) -> None:
-        """Contact ids of the contacts this run created, from one more export of the main list.
-
-        An import answers with counts, not ids; without them every later run would have to look
-        contacts up by email one call at a time. One export (3 calls) tells them all.
-        """
-        self._check_budget(cc_next=3)
-        activity = self.ctx.cc.export_contacts(
-            list_ids=[self.ctx.main_list_id], fields=["contact_id", "email_address"]
-        )
-        done = self.ctx.cc.wait_for_activity(str(activity["activity_id"]), timeout=3600.0)
-        spool.add_resolved(
-            (email, str(row["contact_id"]))
-            for row in self.ctx.cc.iter_export_rows(done)
-            if (email := normalise_email(row.get("email_address"))) and row.get("contact_id")
-        )
-        for batch in spool.resolved_pages():
-            with self.ctx.store.transaction() as session:
-                links_repo.upsert_links(
-                    session,
-                    self.ctx.setup_id,
-                    [
-                        {"sf_id": sf_id, "sf_object": self.ctx.sf_object, "cc_contact_id": cid}
-                        for sf_id, cid in batch
-                    ],
-                )
-            self.heartbeat()
 
     # ------------------------------------------------------------------------------ reconcile
 
