@@ -23,7 +23,7 @@ from middleware.store.db import Store
 PREFIX = "fullsync:"
 WHOLE = "all"
 
-PHASES = ("prepare", "read_cc", "read_links", "read_sf", "sync", "duplicates", "verify",
+PHASES = ("prepare", "read", "sync", "duplicates", "verify",
           "reconcile", "optouts", "done")  # fmt: skip
 
 

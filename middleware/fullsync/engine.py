@@ -37,6 +37,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -132,7 +133,7 @@ class Progress:
         return max(0.0, elapsed / self.compared * (self.total - self.compared))
 
     def message(self) -> str:
-        if self.phase in ("prepare", "read_cc", "read_links", "read_sf"):
+        if self.phase in ("prepare", "read"):
             return (
                 f"{self.phase}: read {self.read_cc:,} Constant Contact contacts, "
                 f"{self.read_sf:,} Salesforce records"
@@ -310,12 +311,17 @@ class FullSync:
             self._phase("prepare")
             incremental.prepare_targets(self.ctx)
             self._check_budget(cc_next=3 + 2, sf_next=3)
-            self._phase("read_cc")
-            self._read_cc(spool)
-            self._phase("read_links")
-            self._read_links(spool)
-            self._phase("read_sf")
-            self._read_sf(spool)
+            # Both vendors and the store are read at once: the Constant Contact export is
+            # produced and the links streamed while the Salesforce query is parsed here.
+            self._phase("read")
+            with ThreadPoolExecutor(2, thread_name_prefix="fullsync-read") as pool:
+                cc_read = pool.submit(self._read_cc, spool)
+                links_read = pool.submit(self._read_links, spool)
+                try:
+                    self._read_sf(spool)
+                finally:
+                    links_read.result()
+                    cc_read.result()
             spool.index_emails()
             if self.cp.inflight:
                 spool.add_inflight((sf_id, fp) for sf_id, fp in self.cp.inflight)
@@ -364,8 +370,6 @@ class FullSync:
                 if not email or not row.get("contact_id"):
                     continue
                 self.progress.read_cc += 1
-                if self.progress.read_cc % 50_000 == 0:
-                    self._report()
                 yield (
                     email,
                     str(row["contact_id"]),

@@ -9,15 +9,18 @@ vendors and its checkpoint).
 
 from __future__ import annotations
 
-import contextlib
 import os
+import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-_SCHEMA = """
+# The Constant Contact side and the links each live in a file of their own, written by their own
+# connection, so both can be read while the Salesforce query streams into the main file; the
+# main connection attaches them for the joins.
+_CC_SCHEMA = """
 CREATE TABLE cc (
     email TEXT PRIMARY KEY,
     contact_id TEXT NOT NULL,
@@ -25,6 +28,8 @@ CREATE TABLE cc (
     lists TEXT NOT NULL,           -- ';'-separated list ids, as the export writes them
     fields TEXT NOT NULL           -- the exported values (first_name, cf:...), SEP-joined
 ) WITHOUT ROWID;
+"""
+_LINKS_SCHEMA = """
 CREATE TABLE links (
     sf_id TEXT PRIMARY KEY,
     cc_contact_id TEXT,
@@ -33,6 +38,8 @@ CREATE TABLE links (
     opted_out INTEGER NOT NULL,
     lists TEXT NOT NULL            -- ';'-separated list ids
 ) WITHOUT ROWID;
+"""
+_SCHEMA = """
 CREATE TABLE sf (
     id TEXT PRIMARY KEY,
     email TEXT,
@@ -60,6 +67,25 @@ SEP = "\x1f"
 
 def _join(values: Iterable[Any]) -> str:
     return SEP.join("" if v is None else str(v) for v in values)
+
+
+def _connect(path: str, schema: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    for pragma in (
+        "journal_mode=OFF",
+        "synchronous=OFF",
+        "temp_store=FILE",
+        "cache_size=-16000",  # 16 MB of page cache, whatever the row count
+    ):
+        db.execute(f"PRAGMA {pragma}")
+    db.executescript(schema)
+    return db
+
+
+def _write(db: sqlite3.Connection, sql: str, chunk: list[Sequence[Any]]) -> None:
+    db.execute("BEGIN")
+    db.executemany(sql, chunk)
+    db.execute("COMMIT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,19 +119,26 @@ class Spool:
     """The run's scratch database. Use as a context manager; the file is removed on close."""
 
     def __init__(self, directory: str | None = None) -> None:
-        handle, self.path = tempfile.mkstemp(prefix="fullsync-", suffix=".sqlite", dir=directory)
-        os.close(handle)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        for pragma in (
-            "journal_mode=OFF",
-            "synchronous=OFF",
-            "temp_store=FILE",
-            "cache_size=-16000",  # 16 MB of page cache, whatever the row count
-        ):
-            self.db.execute(f"PRAGMA {pragma}")
-        self.db.executescript(_SCHEMA)
+        self.directory = tempfile.mkdtemp(prefix="fullsync-", dir=directory)
+        self.path = os.path.join(self.directory, "main.sqlite")
+        self.db = _connect(self.path, _SCHEMA)
+        self._cc_db = _connect(os.path.join(self.directory, "cc.sqlite"), _CC_SCHEMA)
+        self._links_db = _connect(os.path.join(self.directory, "links.sqlite"), _LINKS_SCHEMA)
+        self._attached = False
         self.sf_columns: list[str] = []
         self.cc_fields: tuple[str, ...] = ()
+
+    def attach(self) -> None:
+        """After loading: close the side writers and join their files to the main connection."""
+        if self._attached:
+            return
+        self._cc_db.close()
+        self._links_db.close()
+        for name in ("cc", "links"):
+            path = os.path.join(self.directory, f"{name}.sqlite")
+            self.db.execute(f"ATTACH DATABASE ? AS {name}db", (path,))
+            self.db.execute(f"PRAGMA {name}db.journal_mode=OFF")
+        self._attached = True
 
     def __enter__(self) -> Spool:
         return self
@@ -114,30 +147,34 @@ class Spool:
         self.close()
 
     def close(self) -> None:
+        if not self._attached:
+            self._cc_db.close()
+            self._links_db.close()
         self.db.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+        shutil.rmtree(self.directory, ignore_errors=True)
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def _many(self, sql: str, rows: Iterable[Sequence[Any]], batch: int = 20_000) -> int:
+    def _many(
+        self,
+        sql: str,
+        rows: Iterable[Sequence[Any]],
+        batch: int = 20_000,
+        db: sqlite3.Connection | None = None,
+    ) -> int:
+        target = db or self.db
         count = 0
         chunk: list[Sequence[Any]] = []
         for row in rows:
             chunk.append(row)
             if len(chunk) >= batch:
-                self._write(sql, chunk)
+                _write(target, sql, chunk)
                 count += len(chunk)
                 chunk = []
         if chunk:
-            self._write(sql, chunk)
+            _write(target, sql, chunk)
             count += len(chunk)
         return count
-
-    def _write(self, sql: str, chunk: list[Sequence[Any]]) -> None:
-        self.db.execute("BEGIN")
-        self.db.executemany(sql, chunk)
-        self.db.execute("COMMIT")
 
     def add_cc(
         self, fields: Sequence[str], rows: Iterable[tuple[str, str, str, str, Sequence[Any]]]
@@ -148,6 +185,7 @@ class Spool:
         return self._many(
             "INSERT OR IGNORE INTO cc VALUES (?, ?, ?, ?, ?)",
             ((e, c, p, lst, _join(v)) for e, c, p, lst, v in rows),
+            db=self._cc_db,
         )
 
     def add_links(self, rows: Iterable[LinkRow]) -> int:
@@ -164,6 +202,7 @@ class Spool:
                 )
                 for r in rows
             ),
+            db=self._links_db,
         )
 
     def add_sf(self, columns: list[str], rows: Iterable[tuple[str, str, list[Any]]]) -> int:
@@ -199,9 +238,10 @@ class Spool:
 
     def index_emails(self) -> None:
         """Indexes built once after loading (much faster than maintained row by row)."""
+        self.attach()
         self.db.execute("CREATE INDEX IF NOT EXISTS sf_email ON sf(email)")
-        self.db.execute("CREATE INDEX IF NOT EXISTS links_email ON links(email)")
-        self.db.execute("CREATE INDEX IF NOT EXISTS cc_contact ON cc(contact_id)")
+        self.db.execute("CREATE INDEX IF NOT EXISTS linksdb.links_email ON links(email)")
+        self.db.execute("CREATE INDEX IF NOT EXISTS ccdb.cc_contact ON cc(contact_id)")
 
     # -- reading ---------------------------------------------------------------------------------
 
