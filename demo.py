@@ -67,7 +67,7 @@ class Demo:
             sf_port=_free_port(8701),
             cc_port=_free_port(8702),
             tls_dir=Path("instance") / "sandbox-tls",
-            cc_config={"RATE_PER_SECOND": 4, "ACTIVITY_STEPS": 1},
+            cc_config={"RATE_PER_SECOND": 4, "ACTIVITY_SECONDS": 0.5},
         )
         self.sf_url, self.cc_url = self.sandboxes.sf_url, self.sandboxes.cc_url
         say(f"Salesforce sandbox        {self.sf_url}  (CA {self.sandboxes.tls.ca_cert})")

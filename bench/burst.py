@@ -204,7 +204,7 @@ def run_inprocess(records: int, batch: int, activity_steps: int) -> Figures:
 
 
 def run_sockets(
-    records: int, batch: int, activity_steps: int, timeout: float, spread: float = 0.0
+    records: int, batch: int, activity_seconds: float, timeout: float, spread: float = 0.0
 ) -> Figures:
     from middleware.store.models import Run
     from sandbox import server
@@ -215,7 +215,7 @@ def run_sockets(
             cc_port=0,
             tls_dir=tmp / "tls",
             sf_config={"EVENT_DELIVERY": "thread", "EVENT_BATCH_SIZE": batch},
-            cc_config={"ACTIVITY_STEPS": activity_steps},
+            cc_config={"ACTIVITY_SECONDS": activity_seconds},
         )
         service: c.Process | None = None
         try:
@@ -329,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=200, help="events per webhook POST")
     parser.add_argument("--mode", choices=("inprocess", "sockets", "both"), default="both")
     parser.add_argument("--activity-steps", type=int, default=2, help="CC sandbox polls/activity")
+    parser.add_argument(
+        "--activity-seconds", type=float, default=0.5, help="CC activity time (sockets mode)"
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="sockets: give up after (s)")
     parser.add_argument(
         "--spread", type=float, default=0.0, help="sockets: pace the edits over this many seconds"
@@ -340,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         results[-1].print()
     if args.mode in ("sockets", "both"):
         results.append(
-            run_sockets(args.records, args.batch, args.activity_steps, args.timeout, args.spread)
+            run_sockets(args.records, args.batch, args.activity_seconds, args.timeout, args.spread)
         )
         results[-1].print()
     return 1 if any(r.mismatches for r in results) else 0

@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
             cc_port=0,
             tls_dir=tmp / "tls",
             sf_config={"EVENT_DELIVERY": "thread", "EVENT_HTTP": delivery},
-            cc_config={"ACTIVITY_STEPS": args.activity_steps},
+            cc_config={"ACTIVITY_SECONDS": args.activity_seconds},
         )
         procs: list[c.Process] = []
         watcher = Watcher(running.cc_app)
@@ -348,7 +348,7 @@ def report(
     )
     rows: list[tuple[str, Any]] = [
         ("service", mode),
-        ("FLUSH_DELAY_SECONDS / CC ACTIVITY_STEPS", f"{args.flush_delay} / {args.activity_steps}"),
+        ("FLUSH_DELAY / CC ACTIVITY_SECONDS", f"{args.flush_delay} / {args.activity_seconds}"),
         ("edits sent / failed / rate", f"{len(changes)} / {failed_edits} / {args.rate}/s for "
                                        f"{args.seconds}s over {args.records} contacts"),
         ("event POSTs to the webhook (non-2xx)",
@@ -393,7 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--batch", type=int, default=200, help="events per webhook POST, at most")
     parser.add_argument("--flush-delay", type=float, default=1.0, help="FLUSH_DELAY_SECONDS")
-    parser.add_argument("--activity-steps", type=int, default=2, help="CC sandbox polls/activity")
+    parser.add_argument(
+        "--activity-seconds", type=float, default=0.5, help="CC sandbox activity processing time"
+    )
     parser.add_argument("--drain", type=float, default=20.0, help="wait after the last edit (s)")
     parser.add_argument("--database-url", default="", help="default: a temporary SQLite file")
     return run(parser.parse_args(argv))

@@ -44,6 +44,12 @@ def sandbox_cli() -> None:
 )
 @click.option("--cc-rate", default=4, show_default=True, help="CC requests/s (0 = no limit).")
 @click.option("--cc-quota", default=10000, show_default=True, help="CC requests/day (0 = none).")
+@click.option(
+    "--cc-activity-seconds",
+    default=0.5,
+    show_default=True,
+    help="How long CC bulk activities take to process.",
+)
 def serve(
     host: str,
     sf_port: int,
@@ -57,6 +63,7 @@ def serve(
     event_header: tuple[str, ...],
     cc_rate: int,
     cc_quota: int,
+    cc_activity_seconds: float,
 ) -> None:
     """Serve both sandboxes until interrupted."""
     from sandbox import server
@@ -74,7 +81,12 @@ def serve(
             "EVENT_URL": event_url,
             "EVENT_HEADERS": headers,
         },
-        cc_config={"SNAPSHOT": cc_snapshot, "RATE_PER_SECOND": cc_rate, "DAILY_QUOTA": cc_quota},
+        cc_config={
+            "SNAPSHOT": cc_snapshot,
+            "RATE_PER_SECOND": cc_rate,
+            "DAILY_QUOTA": cc_quota,
+            "ACTIVITY_SECONDS": cc_activity_seconds,
+        },
     )
     click.echo(f"Salesforce sandbox:        {running.sf_url}  (CA bundle: {running.tls.ca_cert})")
     click.echo(f"Constant Contact sandbox:  {running.cc_url}")

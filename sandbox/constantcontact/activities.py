@@ -1,7 +1,8 @@
 """Bulk activities: JSON import, list membership changes, deletes, exports, and their status polls.
 
-An activity is queued when it is posted and its work is applied only when it completes, after
-ACTIVITY_STEPS status polls (initialized → processing → completed). Completing one first completes
+An activity is queued when it is posted and its work is applied only when it completes: after
+ACTIVITY_STEPS status polls (initialized → processing → completed), or, with ACTIVITY_SECONDS set,
+at the first poll that long after it was posted (sandbox clock). Completing one first completes
 every activity queued before it, so work lands in the order it was posted, as in Constant Contact's
 queue. A client that never polls never sees the result (deliberately unkind, like the real thing).
 """
@@ -122,16 +123,25 @@ class Activities:
             activity = self.get(activity_id)
             if activity.state not in ("initialized", "processing"):
                 return activity
-            steps = max(1, int(self.sandbox.config["ACTIVITY_STEPS"]))
             activity.polls += 1
-            if activity.polls >= steps:
+            now = self.store.now()
+            seconds = self.sandbox.config.get("ACTIVITY_SECONDS")
+            if seconds is not None:
+                # Time-based, like the real service: done once it has been processing long enough.
+                elapsed = (now - activity.created_at) / 1000.0
+                done = elapsed >= float(seconds)
+                percent = int(100 * elapsed / float(seconds)) if float(seconds) else 100
+            else:
+                steps = max(1, int(self.sandbox.config["ACTIVITY_STEPS"]))
+                done = activity.polls >= steps
+                percent = activity.polls * 100 // steps
+            if done:
                 self._complete_through(activity)
             else:
-                now = self.store.now()
                 activity.state = "processing"
                 activity.started_at = activity.started_at or now
                 activity.updated_at = now
-                activity.percent_done = activity.polls * 100 // steps
+                activity.percent_done = min(99, percent)
             return activity
 
     def _complete_through(self, target: Activity) -> None:

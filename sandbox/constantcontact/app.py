@@ -27,6 +27,9 @@ DEFAULTS: dict[str, Any] = {
     "RATE_PER_SECOND": 4,  # per application (client id); 0 = off
     "DAILY_QUOTA": 10000,  # per application per UTC day; 0 = off
     "ACTIVITY_STEPS": 2,  # status polls an activity takes to complete; 0 = completes at once
+    # When set, activities complete by time instead (seconds on the sandbox clock after they were
+    # posted), the way the real service processes them; polls before then see it processing.
+    "ACTIVITY_SECONDS": None,
     "MAX_QUEUED_ACTIVITIES": 1000,
     "SNAPSHOT": None,  # path of a SQLite file to load the account from and snapshot to
     "ACCOUNT_ID": "a07e1ldsbx01",  # encoded account id used in partner webhook payloads

@@ -302,3 +302,26 @@ def test_zero_steps_completes_at_once(cc: CC) -> None:
     activity = post_import(cc, [{"email": "a@example.com"}], [main])
     assert activity["state"] == "completed"
     assert cc.read_back("a@example.com")["list_names"] == ["Main"]
+
+
+def test_time_based_activities_complete_at_the_first_poll_after_their_processing_time() -> None:
+    from sandbox.adapter import in_process_session
+    from sandbox.constantcontact.app import create_app
+    from tests.sandbox.constantcontact.conftest import FrozenClock
+
+    clock = FrozenClock()
+    app = create_app({"RATE_PER_SECOND": 0, "ACTIVITY_SECONDS": 2.0, "clock": clock})
+    s = in_process_session("https://cc.test", app)
+    token = s.post("https://cc.test/_sandbox/tokens").json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    lst = s.post("https://cc.test/v3/contact_lists", json={"name": "L"}, headers=auth).json()
+    act = s.post(
+        "https://cc.test/v3/activities/contacts_json_import",
+        json={"import_data": [{"email": "t@example.org"}], "list_ids": [lst["list_id"]]},
+        headers=auth,
+    ).json()
+    url = f"https://cc.test/v3/activities/{act['activity_id']}"
+    assert s.get(url, headers=auth).json()["state"] == "processing"
+    assert s.get(url, headers=auth).json()["state"] == "processing"  # polling does not hurry it
+    clock.advance(2.0)
+    assert s.get(url, headers=auth).json()["state"] == "completed"
