@@ -25,3 +25,8 @@ def test_setup_options_page_documents_every_option() -> None:
 def test_readme_shows_the_two_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
+
+
+def test_readme_has_no_unfilled_placeholders() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "FIGURES_" not in readme and "TODO" not in readme
