@@ -170,6 +170,7 @@ class Result:
     unchanged: int = 0
     optouts_to_sf: int = 0
     gone: int = 0
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
     def counts(self) -> dict[str, Any]:
         report = self.outcome.report()
@@ -179,6 +180,7 @@ class Result:
             married=self.married,
             opt_outs_to_salesforce=self.optouts_to_sf,
             gone_from_salesforce=self.gone,
+            phase_seconds=dict(self.phase_seconds),
         )
         return {k: v for k, v in report.items() if v}
 
@@ -301,6 +303,7 @@ class FullSync:
         self.report_hook: Callable[[], None] | None = None
         self._spool: Spool | None = None
         self._dropped: set[str] | None = None
+        self._phase_started: tuple[str, float] | None = None
 
     # ------------------------------------------------------------------------------ the run
 
@@ -1091,6 +1094,18 @@ class FullSync:
         )
 
     def _phase(self, phase: str) -> None:
+        # How long each phase took, on the run: where a slow run spent its time.
+        now = time.monotonic()
+        if self._phase_started is not None:
+            took = round(now - self._phase_started[1], 1)
+            self.result.phase_seconds[self._phase_started[0]] = took
+            log.info(
+                "setup %s: Full Sync %s took %.1f s",
+                self.ctx.setup_id,
+                self._phase_started[0],
+                took,
+            )
+        self._phase_started = (phase, now)
         self.progress.phase = phase
         if phase in checkpoints.PHASES:
             self.cp.phase = phase

@@ -65,8 +65,8 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 SEP = "\x1f"
 
 
-def _join(values: Iterable[Any]) -> str:
-    return SEP.join("" if v is None else str(v) for v in values)
+def _join(values: Iterable[str | None]) -> str:
+    return SEP.join([v or "" for v in values])
 
 
 def _connect(path: str, schema: str) -> sqlite3.Connection:
@@ -88,19 +88,49 @@ def _write(db: sqlite3.Connection, sql: str, chunk: list[Sequence[Any]]) -> None
     db.execute("COMMIT")
 
 
-@dataclass(frozen=True, slots=True)
 class CcRow:
-    """One exported Constant Contact contact."""
+    """One exported Constant Contact contact; lists and values are split only when asked for
+    (most rows of a run are only checked for their address and consent)."""
 
-    contact_id: str
-    email: str
-    permission: str
-    lists: tuple[str, ...]
-    fields: dict[str, str]
+    __slots__ = ("_fields", "_lists", "_names", "_raw_fields", "_raw_lists", "contact_id",
+                 "email", "permission")  # fmt: skip
+
+    def __init__(
+        self,
+        contact_id: str,
+        email: str,
+        permission: str,
+        lists: str | tuple[str, ...],
+        fields: str | dict[str, str],
+        names: tuple[str, ...] = (),
+    ) -> None:
+        self.contact_id = contact_id
+        self.email = email
+        self.permission = permission
+        self._raw_lists = lists if isinstance(lists, str) else ""
+        self._lists: tuple[str, ...] | None = None if isinstance(lists, str) else lists
+        self._raw_fields = fields if isinstance(fields, str) else ""
+        self._fields: dict[str, str] | None = None if isinstance(fields, str) else fields
+        self._names = names
+
+    @property
+    def lists(self) -> tuple[str, ...]:
+        if self._lists is None:
+            self._lists = tuple(x for x in self._raw_lists.split(";") if x)
+        return self._lists
+
+    @property
+    def fields(self) -> dict[str, str]:
+        if self._fields is None:
+            self._fields = dict(zip(self._names, self._raw_fields.split(SEP), strict=False))
+        return self._fields
 
     @property
     def unsubscribed(self) -> bool:
         return self.permission == "unsubscribed"
+
+    def __repr__(self) -> str:
+        return f"<CcRow {self.contact_id} {self.permission}>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,13 +376,7 @@ class Spool:
                 f"WHERE {column} IN ({marks})",
                 chunk,
             ):
-                yield CcRow(
-                    c,
-                    e,
-                    p,
-                    tuple(x for x in lst.split(";") if x),
-                    dict(zip(names, f.split(SEP), strict=False)),
-                )
+                yield CcRow(c, e, p, lst, f, names)
 
     def inflight_for(self, sf_ids: Sequence[str]) -> dict[str, str]:
         out: dict[str, str] = {}
