@@ -15,10 +15,14 @@ from middleware.fullsync import clock, run
 from middleware.queue import current_runtime
 
 
-def full_sync(setup_id: int, reset: bool = False, partitions: int = 1) -> dict[str, Any]:
+def full_sync(
+    setup_id: int, reset: bool = False, partitions: int = 1, resume_of: int | None = None
+) -> dict[str, Any]:
     """Make both sides true again for one setup; ``reset`` ignores fingerprints and checkpoints.
 
     ``partitions > 1`` splits the run into Id ranges run by that many jobs at once.
+    ``resume_of`` (the clock's revival of a stalled run) only goes on with that run: if it has
+    finished meanwhile, nothing new is started.
     """
     job = get_current_job()
     return run.run_full_sync(
@@ -27,6 +31,7 @@ def full_sync(setup_id: int, reset: bool = False, partitions: int = 1) -> dict[s
         reset=reset,
         partitions=partitions,
         job_id=job.id if job else None,
+        resume_of=resume_of,
     )
 
 

@@ -7,6 +7,9 @@ every minute; a worker runs it:
   is also the guard that catches up a nightly sync missed while the clock was down) gets one
   Full Sync job, once per slot (a Redis key per setup and slot), and none while one of its Full
   Syncs is queued, running or waiting to resume;
+- a Full Sync that stopped without finishing (its worker killed and the job not retried, its
+  retries used up, or its budget pause over and the scheduled job lost) is enqueued again to go
+  on from its checkpoint, at most every ten minutes, and only when no job of it is alive;
 - each setup with changes waiting in its intake but no flush pending gets a flush (a lost flush
   job, or one that failed for good, must not leave changes stranded until the next event).
 """
@@ -29,6 +32,9 @@ from middleware.store.models import Run, Setup
 log = logging.getLogger(__name__)
 
 SLOT_KEY = "ctct:fullsync:slot:"
+RESUME_KEY = "ctct:fullsync:resume:"
+RESUME_EVERY = 600  # seconds between two attempts to revive one stalled run
+ALIVE = ("queued", "started", "scheduled", "deferred")
 FLUSH_JOB = "jobs.flush.flush_setup"
 FULL_SYNC_JOB = "jobs.full_sync.full_sync"
 
@@ -76,8 +82,56 @@ def tick(store: Store, redis: Redis, now: datetime) -> dict[str, Any]:
         queue.enqueue(FULL_SYNC_JOB, setup_id, False, queue=queue.FULL_SYNC, connection=redis)
         log.info("setup %s: scheduled Full Sync for %s enqueued", setup_id, slot.isoformat())
         started.append(setup_id)
+    resumed = resume_stalled(store, redis, now)
     flushes = sweep_flushes(store, redis)
-    return {"full_syncs": started, "flushes": flushes}
+    return {"full_syncs": started, "resumed": resumed, "flushes": flushes}
+
+
+def resume_stalled(store: Store, redis: Redis, now: datetime) -> list[int]:
+    """Enqueue the resumption of Full Syncs whose checkpoint no live job is working on."""
+    from middleware.fullsync.run import lock_name  # the run module imports this one's peers
+
+    with store.transaction() as session:
+        ids = list(session.scalars(select(Setup.id)))
+    resumed = []
+    for setup_id in ids:
+        cp = checkpoints.load(store, setup_id)
+        if cp is None or cp.range:  # partitioned runs are driven by their partition jobs
+            continue
+        if cp.resume_at and datetime.fromisoformat(cp.resume_at) > now:
+            continue  # paused for its budget; its job is scheduled for then
+        if redis.exists(queue.LOCK_PREFIX + lock_name(setup_id)):
+            continue  # a worker holds it
+        with store.transaction() as session:
+            run = session.get(Run, cp.run_id)
+            job_id = run.job_id if run is not None else None
+        if job_id and _alive(redis, job_id):
+            continue
+        if not redis.set(f"{RESUME_KEY}{setup_id}", "1", nx=True, ex=RESUME_EVERY):
+            continue
+        queue.enqueue(
+            FULL_SYNC_JOB,
+            setup_id,
+            cp.reset,
+            1,
+            cp.run_id,
+            queue=queue.FULL_SYNC,
+            connection=redis,
+        )
+        log.warning("setup %s: Full Sync run %s had stalled; resuming it", setup_id, cp.run_id)
+        resumed.append(setup_id)
+    return resumed
+
+
+def _alive(redis: Redis, job_id: str) -> bool:
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    try:
+        job = Job.fetch(job_id, connection=redis, serializer=queue.SERIALIZER)
+    except NoSuchJobError:
+        return False
+    return str(job.get_status(refresh=False) or "") in ALIVE
 
 
 def sweep_flushes(store: Store, redis: Redis) -> list[int]:

@@ -95,6 +95,7 @@ def run_full_sync(
     job_id: str | None = None,
     segmenter: Segmenter | None = None,
     budget: Budget | None = None,
+    resume_of: int | None = None,
     **engine_kw: Any,
 ) -> dict[str, Any]:
     """A whole Full Sync of the setup (or, with ``partitions > 1``, its coordinator)."""
@@ -104,6 +105,10 @@ def run_full_sync(
             if reason is not None:
                 log.info("setup %s is paused (%s); Full Sync not started", setup_id, reason)
                 return {"setup_id": setup_id, "paused": reason}
+            if resume_of is not None:
+                found = checkpoints.load(runtime.store, setup_id)
+                if found is None or found.run_id != resume_of:
+                    return {"setup_id": setup_id, "run_id": resume_of, "already_finished": True}
             ctx = runner.build_context(runtime, setup_id, sf=sf, cc=cc)
             if ctx is None:
                 return {"setup_id": setup_id, "missing": True}

@@ -210,8 +210,19 @@ def test_a_killed_run_resumes_from_its_checkpoint_without_writing_twice() -> Non
 
         cc = _recording(w.cc_client(), posted)
         summary = fs_run.run_full_sync(
-            w.runtime, w.setup_id, sf=w.sf_client(), cc=cc, page_size=5, flush_rows=5
+            w.runtime,
+            w.setup_id,
+            sf=w.sf_client(),
+            cc=cc,
+            page_size=5,
+            flush_rows=5,
+            resume_of=saved.run_id,
         )
+        # A second revival of the same run, arriving late, starts nothing new.
+        late = fs_run.run_full_sync(
+            w.runtime, w.setup_id, sf=w.sf_client(), cc=cc, resume_of=saved.run_id
+        )
+        assert late["already_finished"] is True
 
         assert sorted(posted) == [f"k{i:02d}@example.org" for i in range(30)]  # each once
         assert summary["married"] == 5  # the rows posted just before the kill

@@ -84,3 +84,29 @@ def test_the_clock_process_config_registers_the_minute_tick(fake_redis: Redis) -
     jobs = {job.func_name: job for job in scheduler.get_jobs()}
     job = jobs["jobs.full_sync.clock_tick"]
     assert job.interval == 60 and job.queue_name == "default"
+
+
+def test_a_stalled_run_is_resumed_once_and_never_beside_a_live_job(
+    sqlite_store: Store, fake_redis: Redis
+) -> None:
+    manual = {"schedule": {"full_sync": "manual"}}
+    stalled = _setup(sqlite_store, "stalled", manual)
+    paused = _setup(sqlite_store, "paused", manual)
+    with sqlite_store.transaction() as session:
+        run_id = runs.open_run(session, stalled, "full", job_id="gone-job").id
+    checkpoints.save(sqlite_store, stalled, checkpoints.Checkpoint(run_id=run_id, phase="sync"))
+    checkpoints.save(
+        sqlite_store,
+        paused,
+        checkpoints.Checkpoint(run_id=99, phase="sync", resume_at="2026-11-27T00:00:00+00:00"),
+    )
+    first = clock.tick(sqlite_store, fake_redis, SLOT)
+    assert first["resumed"] == [stalled]
+    assert _queued(fake_redis, FULL_SYNC) == [
+        ("jobs.full_sync.full_sync", (stalled, False, 1, run_id))
+    ]
+    assert clock.tick(sqlite_store, fake_redis, SLOT)["resumed"] == []  # once per ten minutes
+    # A worker holds the run's lock: nothing to revive.
+    fake_redis.delete(f"{clock.RESUME_KEY}{stalled}")
+    fake_redis.set(f"ctct:lock:setup:fullsync:{stalled}", "token")
+    assert clock.tick(sqlite_store, fake_redis, SLOT)["resumed"] == []
