@@ -24,6 +24,7 @@ from middleware.sync import (
     AddToLists,
     DeleteContact,
     Import,
+    Link,
     LinkRecord,
     Plan,
     RecordError,
@@ -354,3 +355,43 @@ def link_rows(
 
 
 __all__ = ["DeleteContact", "Failure", "Outcome", "RemoveFromLists", "execute", "link_rows"]
+
+
+def store_changes(
+    plan: Plan, failed: Iterable[str], sf_object: str, before: Mapping[str, Link]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The plan's link changes as store writes: rows to upsert, and sf ids whose link retires.
+
+    An email change keeps the old address as a retired link (it must never look new to the
+    CC → SF direction), and the record's new active link carries the new address with the rest of
+    what the old one knew.
+    """
+    upserts, retire, replaced = link_rows(plan, failed, sf_object)
+    moved = {
+        row["sf_id"]
+        for row in upserts
+        if "email" in row
+        and row["sf_id"] in before
+        and before[row["sf_id"]].email
+        and before[row["sf_id"]].email != row["email"]
+    } | {sf_id for sf_id, _ in replaced}
+    rows: list[dict[str, Any]] = []
+    for row in upserts:
+        old = before.get(row["sf_id"])
+        if row["sf_id"] in moved and old is not None:
+            base = {
+                "sf_id": old.sf_id,
+                "sf_object": sf_object,
+                "cc_contact_id": old.cc_contact_id or None,
+                "email": old.email,
+                "fingerprint": old.fingerprint,
+                "lists": list(old.list_ids),
+                "subscribed_when_synced": True,
+                "opted_out_propagated": old.opted_out,
+                "removed_on_delete": old.removed_on_delete,
+                "sf_created": old.sf_created,
+            }
+            rows.append({**base, **row})
+        else:
+            rows.append(row)
+    return rows, [*retire, *sorted(moved)]

@@ -26,7 +26,7 @@ from redis import Redis
 from middleware import intake
 from middleware.constantcontact.client import ConstantContactClient
 from middleware.constantcontact.errors import NotFound
-from middleware.executor import Outcome, execute, link_rows
+from middleware.executor import Outcome, execute, store_changes
 from middleware.salesforce.client import SalesforceClient, soql_string
 from middleware.store import cursors, runs
 from middleware.store import errors as errors_repo
@@ -267,35 +267,7 @@ def _record(
     records: Mapping[str, Mapping[str, Any]],
 ) -> None:
     failed = outcome.failed_ids
-    upserts, retire, replaced = link_rows(plan, failed, ctx.sf_object)
-    replaced_ids = {sf_id for sf_id, _ in replaced}
-    # An email change keeps the old address as a retired link (it must never look new to the
-    # CC → SF direction), and the record's active link then carries the new address.
-    moved = {
-        row["sf_id"]
-        for row in upserts
-        if "email" in row
-        and row["sf_id"] in before
-        and before[row["sf_id"]].email
-        and before[row["sf_id"]].email != row["email"]
-    } | replaced_ids
-    full_rows: list[dict[str, Any]] = []
-    for row in upserts:
-        if row["sf_id"] in moved and row["sf_id"] in before:
-            old = before[row["sf_id"]]
-            base = {
-                "sf_id": old.sf_id,
-                "sf_object": ctx.sf_object,
-                "cc_contact_id": old.cc_contact_id or None,
-                "email": old.email,
-                "fingerprint": old.fingerprint,
-                "lists": list(old.list_ids),
-                "subscribed_when_synced": True,
-                "opted_out_propagated": old.opted_out,
-            }
-            full_rows.append({**base, **row})
-        else:
-            full_rows.append(row)
+    full_rows, retire = store_changes(plan, failed, ctx.sf_object, before)
     for sf_id, contact_id in resolved.items():
         if sf_id not in failed and sf_id not in retire:
             full_rows.append(
@@ -316,7 +288,7 @@ def _record(
     ]
     succeeded = [sf_id for sf_id in {*records, *before} if sf_id not in failed]
     with ctx.store.transaction() as session:
-        links_repo.retire_links(session, ctx.setup_id, [*retire, *moved])
+        links_repo.retire_links(session, ctx.setup_id, retire)
         _upsert(session, ctx.setup_id, full_rows)
         if failures:
             errors_repo.record_errors(session, ctx.setup_id, failures, run_id=ctx.run_id)

@@ -363,12 +363,19 @@ def _paused_by_quota(
     return {"setup_id": ctx.setup_id, "run_id": run_id, "paused": reason}
 
 
-def _needs_reauth(
-    runtime: Runtime, ctx: incremental.Context, run_id: int, exc: Exception
-) -> dict[str, Any]:
+def mark_needs_reauth(
+    runtime: Runtime,
+    setup_id: int,
+    run_id: int,
+    exc: Exception,
+    calls: dict[str, int],
+    *,
+    note: str = "",
+) -> str:
+    """A revoked connection: mark it `needs_reauth` and fail the run saying so; return vendor."""
     vendor = "constantcontact" if isinstance(exc, cc_errors.CCError) else "salesforce"
     with runtime.store.transaction() as session:
-        setup = setups.get(session, ctx.setup_id)
+        setup = setups.get(session, setup_id)
         conn_id = None
         if setup is not None:
             conn_id = (
@@ -382,8 +389,15 @@ def _needs_reauth(
             session,
             run_id,
             "failed",
-            message=f"{vendor} connection needs to be connected again: {exc}",
-            api_calls=api_calls(ctx.sf, ctx.cc),
+            message=f"{vendor} connection needs to be connected again: {exc}{note}",
+            api_calls=calls,
         )
-    log.error("setup %s: %s connection needs re-consent", ctx.setup_id, vendor)
+    log.error("setup %s: %s connection needs re-consent", setup_id, vendor)
+    return vendor
+
+
+def _needs_reauth(
+    runtime: Runtime, ctx: incremental.Context, run_id: int, exc: Exception
+) -> dict[str, Any]:
+    vendor = mark_needs_reauth(runtime, ctx.setup_id, run_id, exc, api_calls(ctx.sf, ctx.cc))
     return {"setup_id": ctx.setup_id, "run_id": run_id, "failed": f"{vendor} needs_reauth"}
