@@ -633,6 +633,18 @@ class ConstantContactClient:
         """``GET /activities/{activity_id}`` (1 call)."""
         return self._json("GET", f"/activities/{activity_id}")  # type: ignore[no-any-return]
 
+    def list_activities(self, state: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        """``GET /activities`` (1 call): the account's recent activities, newest first.
+
+        ``state`` narrows the listing (``processing``, ``completed``, ``failed``, ...); ``limit``
+        is at most 500, Constant Contact's cap.
+        """
+        params: dict[str, Any] = {"limit": limit}
+        if state is not None:
+            params["state"] = state
+        page = self._json("GET", "/activities", params=params)
+        return list((page or {}).get("activities") or [])
+
     def wait_for_activity(
         self,
         activity_id: str,

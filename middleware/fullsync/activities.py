@@ -22,13 +22,8 @@ _EMAIL = re.compile(r"[^\s'\"<>(),;:\[\]]+@[^\s'\"<>(),;:\[\]]+\.[A-Za-z]{2,}")
 
 
 def list_activities(cc: ConstantContactClient, limit: int = 500) -> list[dict[str, Any]]:
-    """``GET /activities?limit=…`` (1 call): the account's recent activities, newest first.
-
-    The client has no method for the listing yet; this goes through its one metered request
-    path (limiter, retries, typed errors) like every other call.
-    """
-    page = cc._json("GET", "/activities", params={"limit": limit})
-    return list((page or {}).get("activities") or [])
+    """The account's recent activities, newest first (``GET /activities``, 1 call)."""
+    return cc.list_activities(limit=limit)
 
 
 def attribute_import_errors(

@@ -232,6 +232,10 @@ def test_import_in_several_activities_then_read_back(world, cc):
     back = world.control("GET", "/contacts", params={"email": "p7@example.com"})
     assert back["custom_fields_by_name"] == {"Region": "EU"}
     assert back["list_names"] == ["Main"]
+    # One listing shows every import's final state (how a Full Sync checks its imports).
+    listed = {a["activity_id"]: a for a in cc.list_activities(state="completed", limit=50)}
+    assert {a["activity_id"] for a in activities} <= set(listed)
+    assert cc.list_activities(state="failed") == []
 
 
 def test_list_memberships_delete_and_export(world, cc):
