@@ -298,6 +298,48 @@ class Demo:
                     f"<{email}>: HasOptedOutOfEmail={rec.get('HasOptedOutOfEmail')}, {account}"
                 )
 
+    def full_sync(self, setup_id: int) -> None:
+        step("Full Sync: what events cannot tell us")
+        token = self.cc.post(f"{self.cc_url}/_sandbox/tokens", timeout=30).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        katherine = self.sf_call(
+            "POST",
+            "/_sandbox/records/Contact",
+            json={"FirstName": "Katherine", "LastName": "Johnson", "Email": "kj@example.org"},
+        )
+        self.sf_call(
+            "POST",
+            "/_sandbox/records/Contact",
+            json={"FirstName": "Margaret", "LastName": "Hamilton", "Email": "mh@example.org"},
+        )
+        self.wait_idle(setup_id)
+        # A hard delete (the Recycle Bin emptied) emits no change event at all.
+        self.sf_call(
+            "DELETE", f"/_sandbox/records/Contact/{katherine['id']}", params={"hard": "true"}
+        )
+        # Someone edits a synced contact's name in Constant Contact; Salesforce owns that field.
+        contact = self.cc_contact("mh@example.org") or {}
+        body = {
+            "email_address": {"address": "mh@example.org"},
+            "first_name": "Maggie",
+            "last_name": contact.get("last_name", "Hamilton"),
+            "update_source": "Account",
+        }
+        self.cc.put(
+            f"{self.cc_url}/v3/contacts/{contact.get('contact_id')}",
+            json=body,
+            headers=auth,
+            timeout=30,
+        )
+        say("Katherine hard-deleted in Salesforce (no event); Margaret renamed in CC")
+        started = time.monotonic()
+        self.api("POST", f"/setups/{setup_id}/full-sync", json={})
+        self.wait_idle(setup_id, timeout=600)
+        say(f"Full Sync finished in {time.monotonic() - started:.1f}s")
+        self.print_last_run(setup_id)
+        self.show_contact("kj@example.org", "hard-deleted in Salesforce")
+        self.show_contact("mh@example.org", "renamed in Constant Contact")
+
     # --- reporting -------------------------------------------------------------------------------
 
     def show_contact(self, email: str, what: str) -> None:
@@ -307,8 +349,9 @@ class Demo:
             return
         consent = contact["email_address"]["permission_to_send"]
         lists = contact.get("list_names") or contact.get("list_memberships") or []
+        name = f"{contact.get('first_name', '')} {contact.get('last_name', '')}".strip()
         title = contact.get("job_title", "")
-        say(f"  {email:28} ({what}): {consent}, lists {lists}, title {title!r}")
+        say(f"  {email:28} ({what}): {name!r}, {consent}, lists {lists}, title {title!r}")
 
     def print_last_run(self, setup_id: int) -> None:
         items = self.api("GET", f"/setups/{setup_id}/runs", params={"limit": 1})["items"]
@@ -365,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         demo.initial_sync(setup["id"])
         demo.changes(setup["id"])
         demo.back_to_salesforce(setup["id"])
+        demo.full_sync(setup["id"])
         demo.summary(setup["id"])
         if args.keep_running:
             say("\nServing until Ctrl-C.")
