@@ -64,6 +64,13 @@ def _parse_positive_int(raw: str) -> int:
     return value
 
 
+def _parse_share(raw: str) -> float:
+    value = float(raw)
+    if not 0 < value <= 1:
+        raise ValueError("must be a fraction above 0 and at most 1")
+    return value
+
+
 def _parse_log_level(raw: str) -> str:
     level = raw.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -263,6 +270,20 @@ _SPECS: tuple[_Spec, ...] = (
         parse=_parse_positive_int,
     ),
     _Spec(
+        "FULL_SYNC_CC_SHARE",
+        "full_sync_cc_share",
+        "0.5",
+        "Share of the Constant Contact daily quota one Full Sync may spend before it pauses.",
+        parse=_parse_share,
+    ),
+    _Spec(
+        "FULL_SYNC_SF_SHARE",
+        "full_sync_sf_share",
+        "0.5",
+        "Share of the Salesforce org's daily API calls one Full Sync may spend before it pauses.",
+        parse=_parse_share,
+    ),
+    _Spec(
         "LOG_LEVEL",
         "log_level",
         "INFO",
@@ -298,6 +319,8 @@ class Settings:
     cc_webhook_secret: str = field(default="", repr=False)
     flush_delay_seconds: float = 1.0
     webhook_max_bytes: int = 1048576
+    full_sync_cc_share: float = 0.5
+    full_sync_sf_share: float = 0.5
     log_level: str = "INFO"
 
     def __repr__(self) -> str:

@@ -26,7 +26,7 @@ from middleware import queue, runner
 from middleware.constantcontact import errors as cc_errors
 from middleware.constantcontact.client import ConstantContactClient
 from middleware.fullsync import checkpoint as checkpoints
-from middleware.fullsync.budget import DEFAULT_SHARE, Budget, BudgetExhausted
+from middleware.fullsync.budget import Budget, BudgetExhausted
 from middleware.fullsync.checkpoint import Checkpoint
 from middleware.fullsync.engine import FullSync, Segmenter
 from middleware.fullsync.partitions import Partition, plan_partitions
@@ -34,9 +34,8 @@ from middleware.incremental import Context
 from middleware.queue import Runtime, SetupBusy, setup_lock
 from middleware.salesforce import errors as sf_errors
 from middleware.salesforce.client import SalesforceClient
-from middleware.store import connections as connection_repo
 from middleware.store import links as links_repo
-from middleware.store import runs, setups
+from middleware.store import runs
 from middleware.store.models import Link, Run
 from middleware.store.runs import merge_counts
 
@@ -64,10 +63,10 @@ def budget_for(runtime: Runtime, cc: ConstantContactClient) -> Budget:
     except Exception:  # a limiter without usage (tests' stand-ins) counts as nothing used
         used = 0
     return Budget(
-        cc_daily=int(getattr(settings, "cc_daily_quota", 10_000) or 10_000),
-        cc_share=float(getattr(settings, "full_sync_cc_share", DEFAULT_SHARE)),
+        cc_daily=settings.cc_daily_quota,
+        cc_share=settings.full_sync_cc_share,
         cc_used_today=used,
-        sf_share=float(getattr(settings, "full_sync_sf_share", DEFAULT_SHARE)),
+        sf_share=settings.full_sync_sf_share,
     )
 
 
@@ -250,27 +249,18 @@ def _pause(runtime: Runtime, ctx: Context, engine: FullSync, exc: Exception) -> 
 def _needs_reauth(
     runtime: Runtime, ctx: Context, engine: FullSync, exc: Exception
 ) -> dict[str, Any]:
-    vendor = "constantcontact" if isinstance(exc, cc_errors.CCError) else "salesforce"
     assert ctx.run_id is not None
+    cp = engine.snapshot()
+    vendor = runner.mark_needs_reauth(
+        runtime,
+        ctx.setup_id,
+        ctx.run_id,
+        exc,
+        dict(cp.api_calls),
+        note="; the Full Sync goes on from its checkpoint once it is",
+    )
     with runtime.store.transaction() as session:
-        setup = setups.get(session, ctx.setup_id)
-        conn_id = None
-        if setup is not None:
-            conn_id = (
-                setup.constant_contact_connection_id
-                if vendor == "constantcontact"
-                else setup.salesforce_connection_id
-            )
-        if conn_id is not None:
-            connection_repo.mark_status(session, conn_id, "needs_reauth", str(exc))
-        runs.finish_run(
-            session,
-            ctx.run_id,
-            "failed",
-            message=f"{vendor} connection needs to be connected again: {exc}; the Full Sync "
-            "goes on from its checkpoint once it is",
-        )
-        _set_totals(session, ctx.run_id, engine.snapshot().counts, engine.snapshot().api_calls)
+        _set_totals(session, ctx.run_id, cp.counts, cp.api_calls)
     return {"setup_id": ctx.setup_id, "run_id": ctx.run_id, "failed": f"{vendor} needs_reauth"}
 
 
