@@ -46,7 +46,7 @@ from sqlalchemy import select
 
 from middleware import incremental
 from middleware.constantcontact.errors import ActivityFailed
-from middleware.executor import Failure, Outcome, execute, link_rows
+from middleware.executor import Failure, Outcome, execute, store_changes
 from middleware.fullsync import checkpoint as checkpoints
 from middleware.fullsync.activities import FINAL, attribute_import_errors, list_activities
 from middleware.fullsync.budget import Budget, BudgetExhausted
@@ -900,34 +900,8 @@ class FullSync:
 
     def _record(self, plan: Plan, outcome: Outcome, pending: _Pending) -> None:
         failed = outcome.failed_ids
-        upserts, retire, replaced = link_rows(plan, failed, self.ctx.sf_object)
         before = pending.before
-        replaced_ids = {sf_id for sf_id, _ in replaced}
-        # An email change keeps the old address as a retired link (never a "new subscriber").
-        moved = {
-            row["sf_id"]
-            for row in upserts
-            if "email" in row
-            and row["sf_id"] in before
-            and before[row["sf_id"]].email
-            and before[row["sf_id"]].email != row["email"]
-        } | replaced_ids
-        rows: list[dict[str, Any]] = []
-        for row in upserts:
-            old = before.get(row["sf_id"])
-            if row["sf_id"] in moved and old is not None:
-                base = {
-                    "sf_id": old.sf_id,
-                    "sf_object": self.ctx.sf_object,
-                    "cc_contact_id": old.cc_contact_id or None,
-                    "email": old.email,
-                    "fingerprint": old.fingerprint,
-                    "lists": list(old.list_ids),
-                    "subscribed_when_synced": True,
-                    "opted_out_propagated": old.opted_out,
-                }
-                row = {**base, **row}
-            rows.append(row)
+        rows, retire = store_changes(plan, failed, self.ctx.sf_object, before)
         for sf_id, link in before.items():
             # Contact ids the export resolved for links that lacked one.
             if sf_id not in failed and sf_id not in retire and link.cc_contact_id:
@@ -954,7 +928,7 @@ class FullSync:
         ]
         supported = {"sf_id", *links_repo.UPSERT_COLUMNS}
         with self.ctx.store.transaction() as session:
-            links_repo.retire_links(session, self.ctx.setup_id, [*retire, *moved])
+            links_repo.retire_links(session, self.ctx.setup_id, retire)
             # Rows are grouped by their keys by upsert_links; order inside a group is kept.
             links_repo.upsert_links(
                 session,
