@@ -17,10 +17,11 @@ Phases of one run (each checkpointed, see :mod:`checkpoint`):
 7. ``reconcile``  links no record came back for: re-read by id with queryAll, and the ones that
                   are gone are planned as deletes (their link retired; with
                   ``remove_on_sf_delete`` off this setup's lists);
-8. ``optouts``    Constant Contact → Salesforce: every record of the setup's object whose address
-                  Constant Contact holds as unsubscribed gets the opt-out field set (sObject
-                  Collections, or Bulk 2.0 ingest beyond 2,000 rows), unless
-                  ``sync_unsubscribes_to_sf`` is false. Never the reverse.
+8. ``optouts``    Constant Contact → Salesforce: every Lead, Contact and Person Account of the
+                  org whose address Constant Contact holds as unsubscribed gets the opt-out set
+                  (sObject Collections, or Bulk 2.0 ingest beyond 2,000 rows), unless
+                  ``sync_unsubscribes_to_sf`` is false: the setup's object from the spool, the
+                  others by chunked ``Email IN (...)`` queries. Never the reverse.
 
 Drift on the Constant Contact side is found by comparing the export with the mapped values (the
 export carries the names, title, company and custom fields; phones and the address are not in
@@ -44,7 +45,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from middleware import incremental
+from middleware import incremental, poll
 from middleware.constantcontact.errors import ActivityFailed
 from middleware.executor import Failure, Outcome, execute, store_changes
 from middleware.fullsync import checkpoint as checkpoints
@@ -59,7 +60,7 @@ from middleware.store import links as links_repo
 from middleware.store.models import Link as LinkModel
 from middleware.store.models import Run, SyncError
 from middleware.store.runs import merge_counts
-from middleware.sync import CcContact, Link, Plan
+from middleware.sync import CcContact, Link, Plan, cc_to_sf
 from middleware.sync.emails import is_role_address, is_valid_email, normalise_email
 from middleware.sync.fields import CC_SCALAR_FIELDS, CUSTOM_PREFIX
 from middleware.sync.mapping import (
@@ -90,6 +91,9 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 10_000
 BULK_PAGE = 50_000
 COLLECTIONS_MAX_ROWS = 2_000  # beyond this, opt-outs go to Salesforce through Bulk 2.0 ingest
+# The opt-out checkbox of the other object types an unsubscribe reaches (a Person Account's
+# is on the Account).
+OPT_OUT_FIELDS = {"Account": "PersonHasOptedOutOfEmail"}
 # Constant Contact values the export carries and a Full Sync can compare with Salesforce's.
 COMPARABLE = ("first_name", "last_name", "job_title", "company_name")
 _INT_FIELDS = ("birthday_month", "birthday_day")
@@ -992,27 +996,64 @@ class FullSync:
     # ------------------------------------------------------------------------------ CC → SF
 
     def _optouts(self, spool: Spool) -> None:
-        """Unsubscribed in Constant Contact ⇒ the opt-out on every matching record (§5a)."""
+        """Unsubscribed in Constant Contact ⇒ the opt-out on every matching record (§5a).
+
+        Records of the setup's object come from the spool (the Bulk read has them all). The
+        other objects an unsubscribe reaches (Leads, Contacts, Person Accounts) are looked up
+        with the poll's chunked ``Email IN (...)`` queries, once per run: by the whole run, or
+        by the partition holding the lowest Ids.
+        """
         if not self.options.get("sync_unsubscribes_to_sf", True):
             return
         opted_at = self.columns.index(self.spec.opted_out)
         deleted_at = self.columns.index("IsDeleted") if "IsDeleted" in self.columns else None
-        rows = [row for batch in spool.unsubscribed_matches(opted_at, deleted_at) for row in batch]
-        if not rows:
-            return
-        field_name = self.spec.opted_out
+        own = [row for batch in spool.unsubscribed_matches(opted_at, deleted_at) for row in batch]
+        by_object: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+        if own:
+            by_object[self.ctx.sf_object] = (self.spec.opted_out, own)
+        if not self.partition.low:
+            for sf_object, found in self._other_optouts(spool).items():
+                by_object[sf_object] = found
+        for sf_object, (field_name, rows) in sorted(by_object.items()):
+            self._write_optouts(sf_object, field_name, rows)
+
+    def _other_optouts(self, spool: Spool) -> dict[str, tuple[str, list[tuple[str, str]]]]:
+        """(Id, email) of records of the other object types to opt out, by object type."""
+        org = poll.org_info(self.ctx)
+        objects = [o for o in cc_to_sf.opt_out_objects(org) if o != self.ctx.sf_object]
+        found: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+        if not objects:
+            return found
+        for emails in spool.unsubscribed_emails():
+            # About 500 addresses fit one query's 16 KB: a call per chunk and object type.
+            self._check_budget(sf_next=len(objects) * max(1, math.ceil(len(emails) / 400)))
+            wanted: dict[str, set[str]] = {sf_object: set(emails) for sf_object in objects}
+            for matches in poll.find_matches(self.ctx, org, wanted).values():
+                for match in matches:
+                    # Only the standard field: an NPSP alternate address never opts out.
+                    if match.opted_out or not match.on_standard_email:
+                        continue
+                    field_name = OPT_OUT_FIELDS.get(match.sf_object, "HasOptedOutOfEmail")
+                    found.setdefault(match.sf_object, (field_name, []))[1].append(
+                        (match.sf_id, match.email)
+                    )
+        return found
+
+    def _write_optouts(self, sf_object: str, field_name: str, rows: list[tuple[str, str]]) -> None:
+        """Set ``field_name`` on the records: sObject Collections, or Bulk 2.0 ingest above
+        2,000 rows; a record Salesforce rejects becomes its sync error."""
+        rows = list(dict.fromkeys(rows))
         updates = [{"Id": sf_id, field_name: True} for sf_id, _ in rows]
         failures: list[dict[str, Any]] = []
         done = 0
         if len(updates) > COLLECTIONS_MAX_ROWS:
             self._check_budget(sf_next=6)
-            result = self.ctx.sf.bulk_ingest(self.ctx.sf_object, "update", updates)
+            result = self.ctx.sf.bulk_ingest(sf_object, "update", updates)
             outcomes = [(r.index, r.success, r.error) for r in result.results]
         else:
             self._check_budget(sf_next=math.ceil(len(updates) / 200))
             outcomes = [
-                (r.index, r.success, r.error)
-                for r in self.ctx.sf.update_many(self.ctx.sf_object, updates)
+                (r.index, r.success, r.error) for r in self.ctx.sf.update_many(sf_object, updates)
             ]
         for index, success, error in outcomes:
             sf_id, email = rows[index]
@@ -1027,11 +1068,10 @@ class FullSync:
                     "message": str(getattr(error, "message", None) or error or "rejected"),
                     "sf_id": sf_id,
                     "email": email,
-                    "payload": {"sf_object": self.ctx.sf_object, "field": field_name},
+                    "payload": {"sf_object": sf_object, "field": field_name},
                 }
             )
         self.result.optouts_to_sf += done
-        self.result.outcome.counts["opt_outs_to_salesforce"] += 0  # key kept for the report
         if failures:
             with self.ctx.store.transaction() as session:
                 errors_repo.record_errors(
@@ -1041,9 +1081,10 @@ class FullSync:
                 f"{len(failures)} opt-out(s) could not be written to Salesforce"
             )
         log.info(
-            "setup %s: %d opt-out(s) from Constant Contact written to Salesforce, %d rejected",
+            "setup %s: %d opt-out(s) from Constant Contact written to Salesforce %s, %d rejected",
             self.ctx.setup_id,
             done,
+            sf_object,
             len(failures),
         )
 

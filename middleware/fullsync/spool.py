@@ -427,6 +427,19 @@ class Spool:
         if batch:
             yield batch
 
+    def unsubscribed_emails(self, page: int = 2000) -> Iterator[list[str]]:
+        """Every address Constant Contact holds as unsubscribed, in pages (sorted)."""
+        batch: list[str] = []
+        for (email,) in self.db.execute(
+            "SELECT email FROM cc WHERE permission = 'unsubscribed' ORDER BY email"
+        ):
+            batch.append(email)
+            if len(batch) >= page:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
 
 def _truthy(value: Any) -> bool:
     if isinstance(value, str):

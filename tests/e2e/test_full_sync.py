@@ -296,3 +296,40 @@ def test_rows_an_import_rejected_become_sync_errors_and_are_tried_again(monkeypa
         assert again["imported"] == 1  # only the rejected row is written again
         with w.store.transaction() as session:
             assert errors_repo.list_errors(session, w.setup_id, status="open") == []
+
+
+def test_an_unsubscribe_opts_out_every_lead_and_contact_with_the_address() -> None:
+    # DESIGN §5a Opt-outs: the org's every Lead, Contact and Person Account, not only the
+    # records of the setup's own object (this setup syncs Contacts).
+    with world() as w:
+        w.deliver_to_webhook = False
+        contact = w.sf_create(LastName="Both", Email="both@example.org")
+        lead = w.sf_create("Lead", LastName="Both", Company="Acme", Email="Both@Example.org")
+        other = w.sf_create("Lead", LastName="Kept", Company="Acme", Email="kept@example.org")
+        full_sync(w)
+        w.cc_session.post(f"{CC_BASE}/_sandbox/unsubscribe", json={"email": "both@example.org"})
+
+        summary = full_sync(w)
+
+        assert summary["opt_outs_to_salesforce"] == 2
+        for sobject, sf_id, opted in (
+            ("Contact", contact, True),
+            ("Lead", lead, True),
+            ("Lead", other, False),
+        ):
+            record = w.sf_session.get(f"{SF_BASE}/_sandbox/records/{sobject}/{sf_id}").json()
+            assert record["HasOptedOutOfEmail"] is opted, sobject
+        # Already opted out: the next run writes nothing to Salesforce.
+        assert full_sync(w).get("opt_outs_to_salesforce", 0) == 0
+
+
+def test_unsubscribes_stay_in_constant_contact_when_the_setup_says_so() -> None:
+    with world(options={"sync_unsubscribes_to_sf": False}) as w:
+        w.deliver_to_webhook = False
+        lead = w.sf_create("Lead", LastName="Lead", Company="Acme", Email="l@example.org")
+        w.sf_create(LastName="Contact", Email="l@example.org")
+        full_sync(w)
+        w.cc_session.post(f"{CC_BASE}/_sandbox/unsubscribe", json={"email": "l@example.org"})
+        assert full_sync(w).get("opt_outs_to_salesforce", 0) == 0
+        record = w.sf_session.get(f"{SF_BASE}/_sandbox/records/Lead/{lead}").json()
+        assert record["HasOptedOutOfEmail"] is False
