@@ -14,6 +14,7 @@ import io
 import json
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -292,29 +293,39 @@ def _work_export(store: Store, activity: Activity) -> None:
     activity.status = {"items_total_count": total, "items_completed_count": total}
 
 
+# How each built-in export column is read from a contact row (its JSON ``data``, the ``email``
+# part of it, its lists). Only the requested columns are computed: at a million rows the dates
+# nobody asked for were most of an export's time.
+_EXPORT_VALUES: dict[str, Callable[[Any, dict[str, Any], dict[str, Any], list[str]], Any]] = {
+    "contact_id": lambda row, data, mail, lists: row["contact_id"],
+    "email_address": lambda row, data, mail, lists: row["email"],
+    "permission_to_send": lambda row, data, mail, lists: row["permission"],
+    "email_optin_source": lambda row, data, mail, lists: mail.get("opt_in_source"),
+    "email_optin_date": lambda row, data, mail, lists: iso(mail.get("opt_in_date")),
+    "email_optout_source": lambda row, data, mail, lists: mail.get("opt_out_source"),
+    "email_optout_date": lambda row, data, mail, lists: iso(row["opt_out_at"]),
+    "email_optout_reason": lambda row, data, mail, lists: mail.get("opt_out_reason"),
+    "list_memberships": lambda row, data, mail, lists: ";".join(lists),
+    "created_at": lambda row, data, mail, lists: iso(row["created_at"]),
+    "updated_at": lambda row, data, mail, lists: iso(row["updated_at"]),
+}
+
+
 def _export_row(row: Any, fields: list[str], names: dict[str, str], lists: list[str]) -> list[Any]:
     data = json.loads(row["data"])
     mail = data.get("email", {})
-    customs = {names[k]: v for k, v in data.get("custom_fields", {}).items() if k in names}
-    values = {
-        "contact_id": row["contact_id"],
-        "email_address": row["email"],
-        "permission_to_send": row["permission"],
-        "email_optin_source": mail.get("opt_in_source"),
-        "email_optin_date": iso(mail.get("opt_in_date")),
-        "email_optout_source": mail.get("opt_out_source"),
-        "email_optout_date": iso(row["opt_out_at"]),
-        "email_optout_reason": mail.get("opt_out_reason"),
-        "list_memberships": ";".join(lists),
-        "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
-    }
+    customs: dict[str, Any] | None = None
     out = []
     for name in fields:
-        if name.startswith("cf:"):
+        builtin = _EXPORT_VALUES.get(name)
+        if builtin is not None:
+            out.append(builtin(row, data, mail, lists) or "")
+        elif name.startswith("cf:"):
+            if customs is None:
+                customs = {
+                    names[k]: v for k, v in data.get("custom_fields", {}).items() if k in names
+                }
             out.append(customs.get(name[3:], ""))
-        elif name in values:
-            out.append(values[name] or "")
         else:
             value = data.get(name)
             out.append("" if value is None else value)
