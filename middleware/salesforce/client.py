@@ -169,6 +169,20 @@ class IngestResult:
         return sum(1 for r in self.results if r.success)
 
 
+@dataclass(frozen=True)
+class BulkPage:
+    """One page of a Bulk 2.0 query's results; ``next_locator`` is None after the last.
+
+    ``rows`` stream from the response: read them before asking for the next page.
+    """
+
+    job_id: str
+    locator: str
+    header: list[str]
+    rows: Iterator[list[str | None]]
+    next_locator: str | None
+
+
 class BulkJobFailed(RequestFailed):
     """A Bulk 2.0 job ended Failed or Aborted; `message` is Salesforce's errorMessage."""
 
@@ -611,9 +625,13 @@ class SalesforceClient:
 
     # -- Bulk API 2.0 ----------------------------------------------------------------------------
 
-    def _wait_for_job(self, kind: str, job_id: str) -> dict[str, Any]:
-        """Poll `GET /jobs/{kind}/{id}` with backoff until the job is done."""
-        delay = 0.5
+    def _wait_for_job(
+        self, kind: str, job_id: str, poll_max: float | None = None
+    ) -> dict[str, Any]:
+        """Poll `GET /jobs/{kind}/{id}` with backoff (pauses up to ``poll_max``, default the
+        client's ``bulk_poll_max``) until the job is done."""
+        cap = self._bulk_poll_max if poll_max is None else poll_max
+        delay = min(0.5, cap)
         deadline = self._monotonic() + self._bulk_timeout
         while True:
             info: dict[str, Any] = self._http("GET", f"jobs/{kind}/{job_id}").json()
@@ -626,7 +644,7 @@ class SalesforceClient:
             if self._monotonic() > deadline:
                 raise Retryable(f"Bulk job {job_id} still {state} after {self._bulk_timeout:.0f}s")
             self._sleep(delay)
-            delay = min(delay * 1.5, self._bulk_poll_max)
+            delay = min(delay * 1.5, cap)
 
     def _csv_rows(self, resp: requests.Response) -> Iterator[list[str]]:
         stream = io.TextIOWrapper(
@@ -647,6 +665,19 @@ class SalesforceClient:
         Holds at most one page; rows are dicts keyed by the CSV header, empty cells None. A
         session that expires mid-job is refreshed and the same locator fetched again.
         """
+        job_id = self.start_bulk_query(soql, include_deleted)
+        for page in self.bulk_query_pages(job_id, page_size=page_size):
+            for row in page.rows:
+                yield dict(zip(page.header, row, strict=False))
+
+    def start_bulk_query(
+        self, soql: str, include_deleted: bool = False, *, poll_max: float | None = None
+    ) -> str:
+        """`POST /jobs/query`, then poll `GET /jobs/query/{id}` until it completes; the job id.
+
+        ``poll_max`` caps the pause between status polls (default ``bulk_poll_max``): a caller
+        that waits on the results can trade a few polls for reading them seconds earlier.
+        """
         job = self._http(
             "POST",
             "jobs/query",
@@ -658,9 +689,19 @@ class SalesforceClient:
                 "lineEnding": "LF",
             },
         ).json()
-        job_id = job["id"]
-        self._wait_for_job("query", job_id)
-        locator: str | None = None
+        job_id = str(job["id"])
+        self._wait_for_job("query", job_id, poll_max)
+        return job_id
+
+    def bulk_query_pages(
+        self, job_id: str, locator: str | None = None, *, page_size: int = 50_000
+    ) -> Iterator[BulkPage]:
+        """A completed Bulk 2.0 query's results from ``locator`` on (`GET .../results`, 1 call a
+        page): each page's header, rows (lists, empty cells None) and the next page's locator.
+
+        Results stay readable for days, so a run that stopped after a page goes on from its
+        ``next_locator`` instead of querying again.
+        """
         pages = 0
         while True:
             params: dict[str, Any] = {"maxRecords": page_size}
@@ -674,13 +715,14 @@ class SalesforceClient:
                 stream=True,
             )
             next_locator = resp.headers.get("Sforce-Locator", "")
+            if next_locator == "null":
+                next_locator = ""
             rows = self._csv_rows(resp)
-            header = next(rows, None)
-            if header is not None:
-                for row in rows:
-                    yield {k: (v if v != "" else None) for k, v in zip(header, row, strict=False)}
+            header = next(rows, None) or []
+            body = ([v if v != "" else None for v in row] for row in rows)
             pages += 1
-            if not next_locator or next_locator == "null":
+            yield BulkPage(job_id, locator or "", header, body, next_locator or None)
+            if not next_locator:
                 log.info("bulk query %s: %d page(s)", job_id, pages)
                 return
             locator = next_locator

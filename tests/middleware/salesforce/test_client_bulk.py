@@ -204,3 +204,21 @@ def test_bulk_ingest_delete(client: SalesforceClient, sandbox: Any) -> None:
 )
 def test_parse_bulk_error(text: str, expected: RecordRejected) -> None:
     assert parse_bulk_error(text) == expected
+
+
+@pytest.mark.parametrize("sf_config", [{"BULK_STEPS": 8}])
+def test_bulk_query_pages_resume_from_a_locator_and_polls_respect_their_cap(
+    client: SalesforceClient, sandbox: Any, sleeps: Any
+) -> None:
+    seed(sandbox, 2500)
+    job_id = client.start_bulk_query("SELECT Id FROM Contact", poll_max=2.0)
+    assert sleeps.calls and max(sleeps.calls) <= 2.0  # eight polls, never a longer pause
+    pages = client.bulk_query_pages(job_id, page_size=1000)
+    first = next(pages)
+    first_ids = [row[0] for row in first.rows]
+    assert first.header == ["Id"] and len(first_ids) == 1000 and first.next_locator
+    # A run stopped after the first page goes on from its locator, without a new query.
+    rest = [
+        row[0] for page in client.bulk_query_pages(job_id, first.next_locator) for row in page.rows
+    ]
+    assert len(rest) == 1500 and not set(rest) & set(first_ids)
