@@ -90,6 +90,9 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 10_000
 BULK_PAGE = 50_000
+# The Bulk query's status polls pause at most this long: a 1M-row job takes half a minute, and
+# the client's default 10 s cap let the run wait up to 10 s more for results that were ready.
+BULK_POLL_MAX = 2.0
 COLLECTIONS_MAX_ROWS = 2_000  # beyond this, opt-outs go to Salesforce through Bulk 2.0 ingest
 # The opt-out checkbox of the other object types an unsubscribe reaches (a Person Account's
 # is on the Account).
@@ -367,8 +370,10 @@ class FullSync:
                 )
             )
         )
+        started = time.monotonic()
         activity = self.ctx.cc.export_contacts(fields=list(self.export_fields))
         done = self.ctx.cc.wait_for_activity(str(activity["activity_id"]), timeout=3600.0)
+        self._sub_phase("read_cc_export", started)
         keep = [f for f in self.export_fields if f in CC_SCALAR_FIELDS or f in custom]
 
         def rows() -> Iterable[tuple[str, str, str, str, list[str]]]:
@@ -386,8 +391,10 @@ class FullSync:
                 )
 
         spool.add_cc(keep, rows())
+        self._sub_phase("read_cc", started)
 
     def _read_links(self, spool: Spool) -> None:
+        started = time.monotonic()
         stmt = select(
             LinkModel.sf_id,
             LinkModel.cc_contact_id,
@@ -414,6 +421,7 @@ class FullSync:
                 )
                 for sf_id, contact_id, email, fp, opted_out, lists in result
             )
+        self._sub_phase("read_links", started)
 
     def soql(self) -> str:
         self.columns = incremental.select_fields(self.options)
@@ -426,25 +434,32 @@ class FullSync:
         soql = self.soql()
         email_at = self.columns.index(self.spec.email)
         part = self.partition
-
         columns = self.columns
+        started = time.monotonic()
+        job_id = self.ctx.sf.start_bulk_query(soql, include_deleted=True, poll_max=BULK_POLL_MAX)
+        self._sub_phase("read_sf_job", started)
 
         def rows() -> Iterable[tuple[str, str, list[Any]]]:
-            in_order: bool | None = None
-            for row in self.ctx.sf.bulk_query(soql, include_deleted=True, page_size=self.bulk_page):
-                sf_id = str(row.get("Id") or "")
-                if not sf_id or not part.contains(sf_id):
-                    continue
-                if in_order is None:  # Bulk 2.0 answers in SELECT order from v50 on
-                    in_order = list(row) == columns
-                values = list(row.values()) if in_order else [row.get(c) for c in columns]
-                self.progress.read_sf += 1
-                if self.progress.read_sf % 50_000 == 0:
-                    self._report()
-                    self.heartbeat()
-                yield sf_id, normalise_email(values[email_at]), values
+            for page in self.ctx.sf.bulk_query_pages(job_id, page_size=self.bulk_page):
+                # Bulk 2.0 answers in SELECT order from v50 on; an older org's order is mapped.
+                at = None if page.header == columns else [page.header.index(c) for c in columns]
+                id_at = page.header.index("Id")
+                for row in page.rows:
+                    sf_id = row[id_at]
+                    if not sf_id or not part.contains(sf_id):
+                        continue
+                    values = row if at is None else [row[i] for i in at]
+                    yield sf_id, normalise_email(values[email_at]), values
+                    self.progress.read_sf += 1
+                self._report()
+                self.heartbeat()
 
         spool.add_sf(self.columns, rows())
+        self._sub_phase("read_sf", started)
+
+    def _sub_phase(self, name: str, started: float) -> None:
+        """How long a part of the reading took (they overlap), next to the phases."""
+        self.result.phase_seconds[name] = round(time.monotonic() - started, 1)
 
     # ------------------------------------------------------------------------------ records
 
