@@ -259,6 +259,100 @@ def estimate_cc_calls(plan: Plan) -> int:
     return imports + 2 * (lists + deletes) + puts
 
 
+# What the sync phase needs to know of one record before it looks at the spool: whether it
+# matches the segmentation, its segmentation lists, and — when it claims its address — its mapped
+# values and their fingerprint.
+Classified = tuple[bool, tuple[str, ...] | None, dict[str, str] | None, str | None]
+
+
+class Classifier:
+    """The pure, per-record part of the sync phase (most of its CPU): a Bulk row as a record,
+    its segmentation, whether it claims its address, its mapped values and fingerprint.
+
+    Plain data and functions only, so a second process can run it on the next page while the
+    first plans and writes this one.
+    """
+
+    def __init__(
+        self,
+        options: Mapping[str, Any],
+        columns: list[str],
+        segmenter: Segmenter,
+        dropped: frozenset[str],
+        compiled: Any,
+    ) -> None:
+        self.options = options
+        self.columns = columns
+        self.segmenter = segmenter
+        self.dropped = dropped
+        self.compiled = compiled
+        self.spec = object_fields(options)
+        self.allow_roles = bool(options.get("sync_role_addresses", False))
+        bools = {"IsDeleted", "IsConverted", "IsPersonAccount", self.spec.opted_out}
+        bools.update(e["field"] for e in options.get("checkbox_lists") or ())
+        self.plain: list[tuple[int, str]] = []
+        self.booleans: list[tuple[int, str]] = []
+        self.nested: list[tuple[int, str, str]] = []
+        for i, name in enumerate(columns):
+            if "." in name:
+                head, _, rest = name.partition(".")
+                self.nested.append((i, head, rest))
+            elif name in bools:
+                self.booleans.append((i, name))
+            else:
+                self.plain.append((i, name))
+
+    def record(self, values: Sequence[Any]) -> dict[str, Any]:
+        """A Bulk CSV row as SOQL JSON would give it: relationships nested, booleans typed."""
+        out: dict[str, Any] = {name: values[i] for i, name in self.plain}
+        for i, name in self.booleans:
+            out[name] = _flag(values[i])
+        for i, head, rest in self.nested:
+            node = out.get(head)
+            if not isinstance(node, dict):
+                node = out[head] = {}
+            node[rest] = values[i]
+        return out
+
+    def claims(self, record: Mapping[str, Any], email: str | None) -> bool:
+        """Whether the record would claim its address in the planner (the ordinary case)."""
+        if not email or record.get("IsDeleted") or record.get("IsConverted"):
+            return False
+        if _flag(record.get(self.spec.opted_out)):
+            return False
+        if not is_valid_email(email):
+            return False
+        return self.allow_roles or not is_role_address(email)
+
+    def map(self, record: Mapping[str, Any]) -> dict[str, str]:
+        """The record's values as the planner writes them (custom fields CC lacks left out)."""
+        values = map_record(self.options, record, self.compiled)
+        for key in self.dropped:
+            values.pop(key, None)
+        return values
+
+    def classify(self, email: str | None, values: Sequence[Any]) -> Classified:
+        record = self.record(values)
+        matches, lists = self.segmenter(record)
+        if not (matches and self.claims(record, email)):
+            return matches, lists, None, None
+        mapped = self.map(record)
+        return matches, lists, mapped, fingerprint(mapped)
+
+    def classify_page(self, page: Sequence[tuple[str | None, Sequence[Any]]]) -> list[Classified]:
+        return [self.classify(email, values) for email, values in page]
+
+
+# The classifier a classifying process was forked with (set before the fork, so a segmenter
+# that is a closure needs no pickling).
+_FORKED: Classifier | None = None
+
+
+def _classify_in_child(page: Sequence[tuple[str | None, Sequence[Any]]]) -> list[Classified]:
+    assert _FORKED is not None
+    return _FORKED.classify_page(page)
+
+
 class FullSync:
     """One Full Sync run of one setup (or one partition of it). Call :meth:`run`."""
 
@@ -294,7 +388,6 @@ class FullSync:
         self.options = ctx.options
         self.spec = object_fields(ctx.options)
         self.compiled = mapping_plan(ctx.options)
-        self.allow_roles = bool(ctx.options.get("sync_role_addresses", False))
         self.progress = Progress(phase=checkpoint.phase)
         self.result = Result()
         self._cc_start = ctx.cc.calls.total
@@ -309,7 +402,7 @@ class FullSync:
         # Partition runs report through their checkpoint; the job aggregates them on the run.
         self.report_hook: Callable[[], None] | None = None
         self._spool: Spool | None = None
-        self._dropped: set[str] | None = None
+        self._classifier: Classifier | None = None
         self._phase_started: tuple[str, float] | None = None
 
     # ------------------------------------------------------------------------------ the run
@@ -463,64 +556,24 @@ class FullSync:
 
     # ------------------------------------------------------------------------------ records
 
-    def record(self, values: Sequence[Any]) -> dict[str, Any]:
-        """A Bulk CSV row as SOQL JSON would give it: relationships nested, booleans typed."""
-        plain, booleans, nested = self._layout()
-        out: dict[str, Any] = {name: values[i] for i, name in plain}
-        for i, name in booleans:
-            out[name] = _flag(values[i])
-        for i, head, rest in nested:
-            node = out.get(head)
-            if not isinstance(node, dict):
-                node = out[head] = {}
-            node[rest] = values[i]
-        return out
-
-    def _layout(
-        self,
-    ) -> tuple[list[tuple[int, str]], list[tuple[int, str]], list[tuple[int, str, str]]]:
-        """Which columns are plain, which are checkboxes, which are relationship paths (cached)."""
-        cached = getattr(self, "_layout_cache", None)
-        if cached is not None and cached[0] == self.columns:
-            return cached[1]  # type: ignore[no-any-return]
-        bools = {"IsDeleted", "IsConverted", "IsPersonAccount", self.spec.opted_out}
-        bools.update(e["field"] for e in self.options.get("checkbox_lists") or ())
-        plain, booleans, nested = [], [], []
-        for i, name in enumerate(self.columns):
-            if "." in name:
-                head, _, rest = name.partition(".")
-                nested.append((i, head, rest))
-            elif name in bools:
-                booleans.append((i, name))
-            else:
-                plain.append((i, name))
-        layout = (plain, booleans, nested)
-        self._layout_cache = (list(self.columns), layout)
-        return layout
-
-    def _map(self, record: Mapping[str, Any]) -> dict[str, str]:
-        """The record's values as the planner writes them (custom fields CC lacks left out)."""
-        values = map_record(self.options, record, self.compiled)
-        if self._dropped is None:
-            self._dropped = {
+    @property
+    def classifier(self) -> Classifier:
+        """The per-record work of the sync phase for the columns read (built on first use)."""
+        if self._classifier is None or self._classifier.columns != self.columns:
+            dropped = frozenset(
                 key
                 for key, *_ in self.compiled
                 if key.startswith(CUSTOM_PREFIX)
                 and key[len(CUSTOM_PREFIX) :] not in self.ctx.custom_field_ids
-            }
-        for key in self._dropped:
-            values.pop(key, None)
-        return values
+            )
+            self._classifier = Classifier(
+                self.options, list(self.columns), self.segmenter, dropped, self.compiled
+            )
+        return self._classifier
 
-    def _claims(self, record: Mapping[str, Any], email: str | None) -> bool:
-        """Whether the record would claim its address in the planner (the ordinary case)."""
-        if not email or record.get("IsDeleted") or record.get("IsConverted"):
-            return False
-        if _flag(record.get(self.spec.opted_out)):
-            return False
-        if not is_valid_email(email):
-            return False
-        return self.allow_roles or not is_role_address(email)
+    def record(self, values: Sequence[Any]) -> dict[str, Any]:
+        """A Bulk CSV row as SOQL JSON would give it: relationships nested, booleans typed."""
+        return self.classifier.record(values)
 
     def _cc_agrees(self, values: Mapping[str, str], cc: CcRow) -> bool:
         for key, value in values.items():
@@ -569,7 +622,13 @@ class FullSync:
         pending: _Pending,
         *,
         force_slow: bool,
+        classified: Sequence[Classified] | None = None,
     ) -> None:
+        """Compare one page of records with the spool; queue what differs in ``pending``.
+
+        ``classified`` is the page's :class:`Classifier` work when another process did it.
+        """
+        clf = self.classifier
         ids = [sf_id for sf_id, _, _ in page]
         links = spool.links_for(ids)
         emails = sorted({e for _, e, _ in page if e})
@@ -591,23 +650,22 @@ class FullSync:
         unmatched: list[str] = []
         segment_lists: dict[str, Sequence[str]] = {}
         segmented = False
-        # (sf_id, email, fingerprint, values, lists, the contact at the address or None, record)
+        # (sf_id, email, fingerprint, mapped, lists, the contact at the address or None, values)
         candidates: list[
-            tuple[str, str, str, dict[str, str], tuple[str, ...], CcRow | None, dict[str, Any]]
+            tuple[str, str, str, dict[str, str], tuple[str, ...], CcRow | None, Sequence[Any]]
         ] = []
 
         self.result.compared += len(page)
         self.progress.compared += len(page)
-        for sf_id, email, values in page:
-            record = self.record(values)
+        for n, (sf_id, email, values) in enumerate(page):
             link = links.get(sf_id)
-            matches, lists = self.segmenter(record)
+            matches, lists, mapped, fp = (
+                classified[n] if classified is not None else clf.classify(email, values)
+            )
             if lists is not None:
                 segmented = True
                 segment_lists[sf_id] = lists
-            claims = self._claims(record, email) and matches
-            mapped = self._map(record) if claims else None
-            fp = fingerprint(mapped) if mapped is not None else None
+            claims = mapped is not None
             cc = None
             if link is not None and link.cc_contact_id:
                 cc = cc_by_id.get(link.cc_contact_id)
@@ -656,7 +714,7 @@ class FullSync:
                 and (self._all_comparable(mapped, at_address) or inflight.get(sf_id) == fp)
             ):
                 assert email is not None
-                candidates.append((sf_id, email, fp, mapped, wanted, at_address, record))
+                candidates.append((sf_id, email, fp, mapped, wanted, at_address, values))
                 continue
             if (
                 not force_slow
@@ -668,10 +726,10 @@ class FullSync:
                 and email
             ):
                 # A new address: what the planner's last branch does, without the detour.
-                candidates.append((sf_id, email, fp, mapped, wanted, None, record))
+                candidates.append((sf_id, email, fp, mapped, wanted, None, values))
                 continue
             # The planner decides. Tell it what the export showed.
-            slow.append(record)
+            slow.append(clf.record(values))
             if link is not None:
                 sync_link = _sync_link(link)
                 drifted = (
@@ -702,13 +760,16 @@ class FullSync:
         if candidates:
             held = {lk.email for lk in spool.links_by_email([c[1] for c in candidates])}
             fast = Plan()
-            for sf_id, email, fp, mapped, wanted, cc_row, record in candidates:
+            created_at = (
+                self.columns.index("CreatedDate") if "CreatedDate" in self.columns else None
+            )
+            for sf_id, email, fp, mapped, wanted, cc_row, row in candidates:
                 if email in held:
-                    slow.append(record)
+                    slow.append(clf.record(row))
                     if cc_row is not None:
                         contacts.setdefault(cc_row.contact_id, _cc_contact(cc_row))
                     continue
-                created = str(record.get("CreatedDate") or "") or None
+                created = str(row[created_at] or "") or None if created_at is not None else None
                 if cc_row is None:
                     fast.actions.append(Import(sf_id, email, mapped, wanted))
                     fast.actions.append(LinkRecord(sf_id, email, None, fp, wanted, created))
@@ -740,11 +801,11 @@ class FullSync:
             for row in spool.links_by_email(slow_emails)
             if row.sf_id not in slow_links and row.sf_id not in ids
         ]
-        for row in others:
+        for other in others:
             held_cc = (
-                cc_by_id.get(row.cc_contact_id)
-                or spool.cc_by_id([row.cc_contact_id]).get(row.cc_contact_id)
-                if row.cc_contact_id
+                cc_by_id.get(other.cc_contact_id)
+                or spool.cc_by_id([other.cc_contact_id]).get(other.cc_contact_id)
+                if other.cc_contact_id
                 else None
             )
             if held_cc is not None:
