@@ -36,9 +36,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import multiprocessing
+import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -93,7 +96,9 @@ BULK_PAGE = 50_000
 # The Bulk query's status polls pause at most this long: a 1M-row job takes half a minute, and
 # the client's default 10 s cap let the run wait up to 10 s more for results that were ready.
 BULK_POLL_MAX = 2.0
-COLLECTIONS_MAX_ROWS = 2_000  # beyond this, opt-outs go to Salesforce through Bulk 2.0 ingest
+COLLECTIONS_MAX_ROWS = 2_000
+# Pages the classifying process may be ahead of the planner (each is ~10,000 rows in memory).
+CLASSIFY_AHEAD = 2  # beyond this, opt-outs go to Salesforce through Bulk 2.0 ingest
 # The opt-out checkbox of the other object types an unsubscribe reaches (a Person Account's
 # is on the Account).
 OPT_OUT_FIELDS = {"Account": "PersonHasOptedOutOfEmail"}
@@ -343,9 +348,13 @@ class Classifier:
         return [self.classify(email, values) for email, values in page]
 
 
-# The classifier a classifying process was forked with (set before the fork, so a segmenter
-# that is a closure needs no pickling).
+# The classifier of a classifying process (handed over at the fork, never pickled).
 _FORKED: Classifier | None = None
+
+
+def _adopt_classifier(classifier: Classifier) -> None:
+    global _FORKED
+    _FORKED = classifier
 
 
 def _classify_in_child(page: Sequence[tuple[str | None, Sequence[Any]]]) -> list[Classified]:
@@ -371,6 +380,7 @@ class FullSync:
         spool_dir: str | None = None,
         heartbeat: Callable[[], None] | None = None,
         reconcile: bool = True,
+        processes: int | None = None,
     ) -> None:
         self.ctx = ctx
         self.cp = checkpoint
@@ -385,6 +395,8 @@ class FullSync:
         self.spool_dir = spool_dir
         self.heartbeat = heartbeat or (lambda: None)
         self.do_reconcile = reconcile
+        # A second process classifies pages ahead of the planner when there is a core for it.
+        self.processes = processes if processes is not None else min(2, os.cpu_count() or 1)
         self.options = ctx.options
         self.spec = object_fields(ctx.options)
         self.compiled = mapping_plan(ctx.options)
@@ -596,14 +608,47 @@ class FullSync:
 
     def _sync(self, spool: Spool) -> None:
         pending = _Pending(last_sf_id=self.cp.last_sf_id)
-        for page in spool.sf_pages(after=self.cp.last_sf_id, page=self.page_size):
-            self._page(spool, page, pending, force_slow=False)
+        pages = spool.sf_pages(after=self.cp.last_sf_id, page=self.page_size)
+        for page, classified in self._classified(pages):
+            self._page(spool, page, pending, force_slow=False, classified=classified)
             pending.last_sf_id = page[-1][0]
             if self._full(pending):
                 pending = self._flush(pending, final=False)
             self._report()
             self.heartbeat()
         self._flush(pending)
+
+    def _classified(
+        self, pages: Iterator[list[tuple[str, str | None, list[Any]]]]
+    ) -> Iterator[tuple[list[tuple[str, str | None, list[Any]]], list[Classified] | None]]:
+        """The pages, each with its classification done by a second process while this one
+        plans and writes the page before it (the per-record work is most of the sync's CPU).
+
+        Without a second process (one page only, or ``processes`` 1) the pages come unclassified
+        and :meth:`_page` does the work itself.
+        """
+        total = self.progress.total or 0
+        if self.processes < 2 or total <= self.page_size:
+            for page in pages:
+                yield page, None
+            return
+        # Forked, so the classifier (its segmenter may be a closure) reaches the child without
+        # pickling; only pages and their results cross. The child touches no connection.
+        with ProcessPoolExecutor(
+            1,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_adopt_classifier,
+            initargs=(self.classifier,),
+        ) as pool:
+            ahead: deque[tuple[list[Any], Future[list[Classified]]]] = deque()
+            for page in pages:
+                ahead.append((page, pool.submit(_classify_in_child, [(e, v) for _, e, v in page])))
+                if len(ahead) > CLASSIFY_AHEAD:
+                    done, future = ahead.popleft()
+                    yield done, future.result()
+            while ahead:
+                done, future = ahead.popleft()
+                yield done, future.result()
 
     def _duplicates(self, spool: Spool) -> None:
         pending = _Pending(last_sf_id=self.cp.last_sf_id)

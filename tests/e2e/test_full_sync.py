@@ -333,3 +333,20 @@ def test_unsubscribes_stay_in_constant_contact_when_the_setup_says_so() -> None:
         assert full_sync(w).get("opt_outs_to_salesforce", 0) == 0
         record = w.sf_session.get(f"{SF_BASE}/_sandbox/records/Lead/{lead}").json()
         assert record["HasOptedOutOfEmail"] is False
+
+
+def test_pages_classified_by_a_second_process_give_the_same_run() -> None:
+    # Pages of 7: a second process classifies the next pages while this one plans.
+    with world() as w:
+        w.deliver_to_webhook = False
+        ids = [
+            w.sf_create(FirstName="Pat", LastName=f"Page{i}", Email=f"p{i}@example.org")
+            for i in range(30)
+        ]
+        w.sf_create(LastName="Out", Email="out@example.org", HasOptedOutOfEmail=True)
+        first = full_sync(w, page_size=7, processes=2)
+        assert first["imported"] == 30 and first["records"] == 31
+        w.sf_update(ids[11], LastName="Moved")
+        again = full_sync(w, page_size=7, processes=2)
+        assert again["imported"] == 1 and again["unchanged"] == 29
+        assert w.cc_contact("p11@example.org")["last_name"] == "Moved"
