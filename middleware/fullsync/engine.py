@@ -96,9 +96,10 @@ BULK_PAGE = 50_000
 # The Bulk query's status polls pause at most this long: a 1M-row job takes half a minute, and
 # the client's default 10 s cap let the run wait up to 10 s more for results that were ready.
 BULK_POLL_MAX = 2.0
-COLLECTIONS_MAX_ROWS = 2_000
-# Pages the classifying process may be ahead of the planner (each is ~10,000 rows in memory).
-CLASSIFY_AHEAD = 2  # beyond this, opt-outs go to Salesforce through Bulk 2.0 ingest
+COLLECTIONS_MAX_ROWS = 2_000  # beyond this, opt-outs go to Salesforce through Bulk 2.0 ingest
+# Pages the classifying process may be ahead of the planner: one keeps it busy (it is the slower
+# of the two), and each page held is ~10,000 rows and their mapped values in memory.
+CLASSIFY_AHEAD = 1
 # The opt-out checkbox of the other object types an unsubscribe reaches (a Person Account's
 # is on the Account).
 OPT_OUT_FIELDS = {"Account": "PersonHasOptedOutOfEmail"}

@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from bench import _common as c
-from bench import burst, latency, webhook_intake
+from bench import burst, full_sync, latency, webhook_intake
 from middleware.salesforce.events import parse_events
 
 
@@ -73,3 +73,12 @@ def test_webhook_intake_runs_briefly_under_gunicorn() -> None:
 def test_latency_runs_briefly_in_embedded_mode() -> None:
     args = ["--seconds", "1", "--rate", "5", "--records", "10", "--mode", "embedded"]
     assert latency.main([*args, "--drain", "8"]) == 0
+
+
+@pytest.mark.integration
+def test_full_sync_runs_briefly_and_writes_exactly_the_drift() -> None:
+    figures = full_sync.run_size(400, 0.03)
+    assert figures["initial"]["summary"]["imported"] > 350
+    exact = figures["exact"]
+    assert exact["imports_are_the_edits"] and exact["removals_are_the_deletes"], exact
+    assert exact["optouts_reached_salesforce"] and exact["other_cc_writes"] == {}, exact
