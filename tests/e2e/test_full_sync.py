@@ -335,8 +335,19 @@ def test_unsubscribes_stay_in_constant_contact_when_the_setup_says_so() -> None:
         assert record["HasOptedOutOfEmail"] is False
 
 
-def test_pages_classified_by_a_second_process_give_the_same_run() -> None:
+def test_pages_classified_by_a_second_process_give_the_same_run(monkeypatch: Any) -> None:
+    from middleware.fullsync import engine
+
     # Pages of 7: a second process classifies the next pages while this one plans.
+    real = engine.FullSync._classified
+    by_child: list[bool] = []
+
+    def watched(self: Any, pages: Any) -> Any:
+        for page, classified in real(self, pages):
+            by_child.append(classified is not None)
+            yield page, classified
+
+    monkeypatch.setattr(engine.FullSync, "_classified", watched)
     with world() as w:
         w.deliver_to_webhook = False
         ids = [
@@ -350,3 +361,4 @@ def test_pages_classified_by_a_second_process_give_the_same_run() -> None:
         again = full_sync(w, page_size=7, processes=2)
         assert again["imported"] == 1 and again["unchanged"] == 29
         assert w.cc_contact("p11@example.org")["last_name"] == "Moved"
+        assert by_child and all(by_child)  # every page was classified by the other process
