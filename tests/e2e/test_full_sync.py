@@ -362,3 +362,31 @@ def test_pages_classified_by_a_second_process_give_the_same_run(monkeypatch: Any
         assert again["imported"] == 1 and again["unchanged"] == 29
         assert w.cc_contact("p11@example.org")["last_name"] == "Moved"
         assert by_child and all(by_child)  # every page was classified by the other process
+
+
+def test_a_revoked_connection_fails_the_run_and_keeps_its_checkpoint(monkeypatch: Any) -> None:
+    from middleware.salesforce.errors import AuthRevoked
+    from middleware.store import connections, setups
+
+    with world() as w:
+        w.deliver_to_webhook = False
+        w.sf_create(LastName="Kept", Email="kept@example.org")
+        sf = w.sf_client()
+
+        def revoked(*_a: Any, **_kw: Any) -> str:
+            raise AuthRevoked("invalid_grant: expired access/refresh token")
+
+        monkeypatch.setattr(sf, "start_bulk_query", revoked)
+        result = fs_run.run_full_sync(w.runtime, w.setup_id, sf=sf, cc=w.cc_client())
+
+        assert result["failed"] == "salesforce needs_reauth"
+        with w.store.transaction() as session:
+            run = runs.recent_runs(session, w.setup_id)[0]
+            assert run.status == "failed"
+            assert "salesforce connection needs to be connected again" in (run.message or "")
+            assert "goes on from its checkpoint" in (run.message or "")
+            setup = setups.get(session, w.setup_id)
+            assert setup is not None and setup.salesforce_connection_id is not None
+            conn = connections.get(session, setup.salesforce_connection_id)
+            assert conn is not None and conn.status == "needs_reauth"
+        assert checkpoints.load(w.store, w.setup_id) is not None
