@@ -118,6 +118,26 @@ class Activities:
             raise errors.not_found(f"Activity {activity_id} not found.")
         return found
 
+    def settle(self) -> None:
+        """Time-based mode: complete, in order, every activity whose processing time has passed.
+
+        Constant Contact processes activities whether or not anyone polls them, so with
+        ACTIVITY_SECONDS set every request first lets time do its work (polls still count too).
+        """
+        seconds = self.sandbox.config.get("ACTIVITY_SECONDS")
+        if seconds is None:
+            return
+        now = self.store.now()
+        with self.lock:
+            due = [
+                a
+                for a in self.items.values()
+                if a.state in ("initialized", "processing")
+                and (now - a.created_at) / 1000.0 >= float(seconds)
+            ]
+            if due:
+                self._complete_through(due[-1])
+
     def poll(self, activity_id: str) -> Activity:
         """One status poll: moves the activity a step along, completing it on the last step."""
         with self.lock:

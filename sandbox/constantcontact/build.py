@@ -16,6 +16,10 @@ def assemble(app: Flask, sandbox: ConstantContactSandbox) -> None:
     sandbox.gate = gate.Gate(sandbox)
     sandbox.activities = activities.Activities(sandbox)
 
+    @app.before_request
+    def _let_time_pass() -> None:
+        sandbox.activities.settle()
+
     gate.install_counter(app)
     install_faults(app, sandbox.faults, errors.fault_response)  # before auth, like a flaky edge
     gate.install(app)

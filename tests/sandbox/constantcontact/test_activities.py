@@ -325,3 +325,28 @@ def test_time_based_activities_complete_at_the_first_poll_after_their_processing
     assert s.get(url, headers=auth).json()["state"] == "processing"  # polling does not hurry it
     clock.advance(2.0)
     assert s.get(url, headers=auth).json()["state"] == "completed"
+
+
+def test_time_based_activities_apply_their_work_without_being_polled() -> None:
+    from sandbox.adapter import in_process_session
+    from sandbox.constantcontact.app import create_app
+    from tests.sandbox.constantcontact.conftest import FrozenClock
+
+    clock = FrozenClock()
+    app = create_app({"RATE_PER_SECOND": 0, "ACTIVITY_SECONDS": 1.0, "clock": clock})
+    s = in_process_session("https://cc.test", app)
+    token = s.post("https://cc.test/_sandbox/tokens").json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    lst = s.post("https://cc.test/v3/contact_lists", json={"name": "L"}, headers=auth).json()
+    s.post(
+        "https://cc.test/v3/activities/contacts_json_import",
+        json={"import_data": [{"email": "u@example.org"}], "list_ids": [lst["list_id"]]},
+        headers=auth,
+    )
+    assert (
+        s.get("https://cc.test/_sandbox/contacts", params={"email": "u@example.org"}).status_code
+        == 404
+    )
+    clock.advance(1.5)
+    found = s.get("https://cc.test/_sandbox/contacts", params={"email": "u@example.org"})
+    assert found.status_code == 200 and found.json()["list_memberships"] == [lst["list_id"]]
