@@ -1096,12 +1096,19 @@ class FullSync:
             self._check_budget(sf_next=max(1, len(ids) // 400))
             found = self.ctx.sf.query_by_ids(self.ctx.sf_object, fields, ids, include_deleted=True)
             links = {sf_id: _sync_link(row) for sf_id, row in spool.links_for(ids).items()}
+            # Links made by an incremental import may not know their contact's id yet: the
+            # export does, by email (removing from lists needs the id).
+            exported = spool.cc_by_email([link.email for link in links.values() if link.email])
+            for sf_id, link in list(links.items()):
+                row = exported.get(link.email)
+                if not link.cc_contact_id and row is not None:
+                    links[sf_id] = replace(link, cc_contact_id=row.contact_id)
             self.result.gone += len(found.missing)
             plan = plan_sf_to_cc(
                 self.options,
                 found.records,
                 links=list(links.values()),
-                cc_contacts=[],
+                cc_contacts=[_cc_contact(row) for row in exported.values()],
                 main_list_id=self.ctx.main_list_id,
                 custom_field_ids=self.ctx.custom_field_ids,
                 now=self.ctx.now(),

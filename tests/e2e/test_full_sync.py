@@ -390,3 +390,23 @@ def test_a_revoked_connection_fails_the_run_and_keeps_its_checkpoint(monkeypatch
             conn = connections.get(session, setup.salesforce_connection_id)
             assert conn is not None and conn.status == "needs_reauth"
         assert checkpoints.load(w.store, w.setup_id) is not None
+
+
+def test_a_hard_delete_after_an_incremental_import_leaves_the_list() -> None:
+    """The link an import made knows no contact id yet; the export supplies it for the removal."""
+    from middleware import intake
+
+    with world(options={"remove_on_sf_delete": True}) as w:
+        w.deliver_to_webhook = False
+        rid = w.sf_create(LastName="Gone", Email="gone@example.org")
+        intake.mark_dirty(w.redis, w.setup_id, "Contact", [rid])
+        w.flush()
+        assert w.cc_contact("gone@example.org")["list_memberships"]
+        r = w.sf_session.delete(
+            f"{SF_BASE}/_sandbox/records/Contact/{rid}", params={"hard": "true"}
+        )
+        assert r.status_code == 204
+        full_sync(w)
+        gone = w.cc_contact("gone@example.org")
+        assert gone["list_memberships"] == []
+        assert gone["email_address"]["permission_to_send"] != "unsubscribed"
