@@ -23,48 +23,16 @@ import os
 import random
 import resource
 import sys
-import threading
 import time
 import uuid
 from typing import Any
+
+from bench._common import PeakRss, rss_mb
 
 CC_CONFIG = {"RATE_PER_SECOND": 4, "DAILY_QUOTA": 0, "ACTIVITY_STEPS": 1}
 SF_CONFIG = {"BULK_STEPS": 1}
 OPTIONS = {"remove_on_sf_delete": True}
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-class PeakRss:
-    """Samples this process's resident memory on a thread; ``peak`` is the highest seen."""
-
-    def __init__(self, every: float = 0.05) -> None:
-        self.every = every
-        self.peak = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_mb())
-            self._stop.wait(self.every)
-
-    def __enter__(self) -> PeakRss:
-        self.peak = rss_mb()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_mb())
 
 
 # ------------------------------------------------------------------------------- the child

@@ -15,49 +15,17 @@ import os
 import resource
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from bench._common import PeakRss, rss_mb
 
 SOQL = (
     "SELECT Id, FirstName, LastName, Email, HasOptedOutOfEmail, Title, Phone, MailingStreet, "
     "MailingCity, MailingState, MailingPostalCode, AccountId, SystemModstamp FROM Contact"
 )
 INSTANCE_URL = "https://sf.sandbox.test"
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-class PeakRss:
-    """Samples resident memory on a thread; `.peak` is the highest seen while running."""
-
-    def __init__(self, every: float = 0.05) -> None:
-        self.every = every
-        self.peak = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss_mb())
-            self._stop.wait(self.every)
-
-    def __enter__(self) -> PeakRss:
-        self.peak = rss_mb()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, rss_mb())
 
 
 def main(argv: list[str] | None = None) -> int:
