@@ -8,7 +8,6 @@ rotated refresh token is durably saved before anyone uses it and never refreshed
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -116,10 +115,6 @@ class SqlConstantContactTokens:
         return True
 
 
-def _refresh_lock(redis: Redis, vendor: str, connection_id: int) -> cc_oauth.RedisRefreshLock:
-    return cc_oauth.RedisRefreshLock(redis, f"ctct:refresh-lock:{vendor}:{connection_id}")
-
-
 def salesforce_oauth(settings: Settings, session: requests.Session | None = None) -> Any:
     return sf_oauth.SalesforceOAuth(
         settings.salesforce_login_url,
@@ -132,21 +127,6 @@ def salesforce_oauth(settings: Settings, session: requests.Session | None = None
 
 def constant_contact_oauth(settings: Settings, session: requests.Session | None = None) -> Any:
     return cc_wiring.oauth_client(settings, session or _session())
-
-
-class _HeldLock(AbstractContextManager[Any]):
-    """Adapts the CC refresh lock (a factory) to the Salesforce source's context manager."""
-
-    def __init__(self, factory: cc_oauth.RedisRefreshLock) -> None:
-        self.factory = factory
-        self._cm: Any = None
-
-    def __enter__(self) -> Any:
-        self._cm = self.factory()
-        return self._cm.__enter__()
-
-    def __exit__(self, *exc: Any) -> Any:
-        return self._cm.__exit__(*exc)
 
 
 def salesforce_client(
@@ -163,7 +143,11 @@ def salesforce_client(
     source = sf_oauth.RefreshingTokenSource(
         tokens,
         salesforce_oauth(settings, session),
-        _HeldLock(_refresh_lock(redis, "salesforce", connection_id)),
+        # redis-py's Lock keeps its token per thread, so one instance serves every refresh of
+        # this client from any thread; entering it waits (60 s at most) for another worker's.
+        redis.lock(
+            f"ctct:refresh-lock:salesforce:{connection_id}", timeout=30, blocking_timeout=60
+        ),
     )
     stored = tokens.load()
     if stored is None:
