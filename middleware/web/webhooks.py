@@ -25,14 +25,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, has_app_context, jsonify, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from middleware import intake, metrics, queue
 from middleware.salesforce.events import ChangeHint, InvalidEvents, parse_events
 from middleware.store import setups as setup_repo
-from middleware.web import get_redis, get_settings, get_store
+from middleware.web import get_redis, get_settings, get_store, handles
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +62,23 @@ class _SetupView:
     loaded_at: float
 
 
-_cache: dict[tuple[int, int], _SetupView] = {}
 _cache_lock = threading.Lock()
+CACHE_KEY = "webhook_setups"
+
+
+def _cache() -> dict[int, _SetupView]:
+    """This app's cache of setups (one per app, so test apps never see each other's)."""
+    return handles().setdefault(CACHE_KEY, {})  # type: ignore[no-any-return]
 
 
 def _load_setup(setup_id: int) -> _SetupView | None:
-    store = get_store()
-    key = (id(store), setup_id)
     now = time.monotonic()
+    cache = _cache()
     with _cache_lock:
-        cached = _cache.get(key)
+        cached = cache.get(setup_id)
     if cached is not None and now - cached.loaded_at < SETUP_CACHE_SECONDS:
         return cached
-    with store.transaction() as session:
+    with get_store().transaction() as session:
         setup = setup_repo.get(session, setup_id)
         if setup is None:
             return None
@@ -90,15 +94,16 @@ def _load_setup(setup_id: int) -> _SetupView | None:
             loaded_at=now,
         )
     with _cache_lock:
-        _cache[key] = view
+        cache[setup_id] = view
     return view
 
 
 def forget_setup(setup_id: int) -> None:
     """Drop a cached setup (the admin API calls this when a setup or its secret changes)."""
+    if not has_app_context():
+        return
     with _cache_lock:
-        for key in [k for k in _cache if k[1] == setup_id]:
-            _cache.pop(key, None)
+        _cache().pop(setup_id, None)
 
 
 def _problem(status: int, title: str, detail: str, **extra: Any) -> Response:
