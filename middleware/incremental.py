@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -233,7 +233,7 @@ def sync_records(
     outside = set(unmatched(ctx.options, records))
     contacts, resolved = _lookups(ctx, by_id, missing, link_objs, outside)
     for sf_id, contact_id in resolved.items():
-        link_objs[sf_id] = _with_contact(link_objs[sf_id], contact_id)
+        link_objs[sf_id] = replace(link_objs[sf_id], cc_contact_id=contact_id)
 
     plan = plan_sf_to_cc(
         ctx.options,
@@ -250,12 +250,6 @@ def sync_records(
     outcome = execute(ctx.cc, plan, ctx.custom_field_ids)
     _record(ctx, plan, outcome, link_objs, resolved, by_id)
     return BatchResult(outcome=outcome, records=len(by_id) + len(missing))
-
-
-def _with_contact(link: Link, contact_id: str) -> Link:
-    from dataclasses import replace
-
-    return replace(link, cc_contact_id=contact_id)
 
 
 def _record(
@@ -350,10 +344,11 @@ class FlushResult:
 
 
 def merge_outcomes(total: Outcome, part: Outcome) -> None:
+    """Add one batch's outcome to a run's (each warning once)."""
     total.counts.update(part.counts)
     total.skipped.update(part.skipped)
     total.failures.extend(part.failures)
-    total.warnings.extend(part.warnings)
+    total.warnings.extend(w for w in part.warnings if w not in total.warnings)
 
 
 def flush(

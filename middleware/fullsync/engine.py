@@ -915,7 +915,7 @@ class FullSync:
         outcome = execute(self.ctx.cc, rest)  # no Constant Contact actions: no calls
         self._post_imports(plan, outcome)
         self._record(plan, outcome, pending)
-        _merge(self.result.outcome, outcome)
+        incremental.merge_outcomes(self.result.outcome, outcome)
         written = sum(
             outcome.counts.get(k, 0) for k in ("imported", "updated", "unsubscribed", "deleted")
         )
@@ -1340,15 +1340,6 @@ def _partial_import_ids(
 
 def _import_ids(plan: Plan) -> set[str]:
     return {a.sf_id for a in plan.of_type(Import)}
-
-
-def _merge(total: Outcome, part: Outcome) -> None:
-    total.counts.update(part.counts)
-    total.skipped.update(part.skipped)
-    total.failures.extend(part.failures)
-    for warning in part.warnings:
-        if warning not in total.warnings:
-            total.warnings.append(warning)
 
 
 def _sync_link(row: LinkRow) -> Link:
