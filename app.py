@@ -18,14 +18,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import click
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, g, request
 from flask.cli import AppGroup
 from werkzeug.exceptions import HTTPException
 
 from middleware.logging import configure_logging, request_id_var
 from middleware.settings import ConfigError, Settings, env_names
 from middleware.store.db import Store
-from middleware.web import EXTENSION, handles
+from middleware.web import EXTENSION, handles, problem
 
 log = logging.getLogger("app")
 
@@ -155,21 +155,6 @@ def _install_request_ids(app: Flask) -> None:
         token = g.pop("request_id_token", None)
         if token is not None:
             request_id_var.reset(token)
-
-
-def problem(status: int, title: str, detail: str | None = None, **extra: Any) -> Response:
-    """An RFC 9457 problem+json response."""
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    rid = g.get("request_id") if g else None
-    if rid:
-        body["request_id"] = rid
-    body.update(extra)
-    response = jsonify(body)
-    response.status_code = status
-    response.mimetype = "application/problem+json"
-    return response
 
 
 def _install_error_handlers(app: Flask) -> None:

@@ -51,6 +51,7 @@ from middleware.salesforce.client import RecordResult, SalesforceClient, soql_in
 from middleware.store import cursors, runs, setups
 from middleware.store import errors as errors_repo
 from middleware.store import links as links_repo
+from middleware.store.bulk import chunked
 from middleware.store.db import Store
 from middleware.store.models import Cursor, Setup, SyncError
 from middleware.sync import cc_to_sf as rules
@@ -278,17 +279,6 @@ def custom_field_names(ctx: Context) -> dict[str, str]:
     return cached
 
 
-def _batches(items: Iterable[CcSubscriber], size: int) -> Iterator[list[CcSubscriber]]:
-    batch: list[CcSubscriber] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 @dataclass
 class Mark:
     """A read's cursor: Constant Contact's newest timestamp seen, and what the overlap re-reads.
@@ -372,7 +362,7 @@ def poll(ctx: Context, *, batch_size: int = BATCH_SIZE) -> PollResult:
         for c in _read_source(ctx, list_ids, updated.since, names)
         if updated.fresh(c, c.updated_at)
     )
-    for batch in _batches(fresh, batch_size):
+    for batch in chunked(fresh, batch_size):
         record(batch)
         for contact in batch:
             updated.observe(contact, contact.updated_at)
@@ -382,7 +372,7 @@ def poll(ctx: Context, *, batch_size: int = BATCH_SIZE) -> PollResult:
     scan = optouts.at is None or last_scan is None or started - last_scan >= SCAN_EVERY
     reads = _read_optouts(ctx, None if scan else optouts.since)
     recent = (c for c in reads if scan or optouts.fresh(c, c.opt_out_date))
-    for batch in _batches(recent, batch_size):
+    for batch in chunked(recent, batch_size):
         record(batch)
         for contact in batch:
             optouts.observe(contact, contact.opt_out_date)

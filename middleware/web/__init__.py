@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app
+from flask import Response, current_app, g, jsonify
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -38,3 +38,18 @@ def get_store() -> Store:
 def get_redis() -> Redis:
     """The running app's Redis client (real, or the embedded stand-in)."""
     return handles()["redis"]  # type: ignore[no-any-return]
+
+
+def problem(status: int, title: str, detail: str | None = None, **extra: Any) -> Response:
+    """An RFC 9457 problem+json response, with the request id; extras that are None are left out."""
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    rid = g.get("request_id") if g else None
+    if rid:
+        body["request_id"] = rid
+    body.update({k: v for k, v in extra.items() if v is not None})
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = "application/problem+json"
+    return response

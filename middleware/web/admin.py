@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import Schema, ValidationError
 from redis import Redis
 from rq.exceptions import NoSuchJobError
@@ -41,7 +41,7 @@ from middleware.store import runs as run_repo
 from middleware.store import setups as setup_repo
 from middleware.store.db import Store
 from middleware.store.models import Connection, Run, Setup, SyncError, utcnow
-from middleware.web import get_redis, get_settings, get_store
+from middleware.web import get_redis, get_settings, get_store, problem
 from schemas import admin as s
 from schemas.setup import SetupSchema, apply_patch, flatten_messages, validate_setup
 
@@ -84,19 +84,7 @@ def invalid(
     return ApiError(422, "Unprocessable Content", detail, errors)
 
 
-def problem_response(status: int, title: str, detail: str | None = None, **extra: Any) -> Response:
-    """An RFC 9457 problem+json response (same shape as the app's own handlers)."""
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    rid = g.get("request_id") if g else None
-    if rid:
-        body["request_id"] = rid
-    body.update({k: v for k, v in extra.items() if v is not None})
-    response = jsonify(body)
-    response.status_code = status
-    response.mimetype = "application/problem+json"
-    return response
+problem_response = problem  # the shape of the app's own handlers
 
 
 @bp.errorhandler(ApiError)

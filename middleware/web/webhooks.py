@@ -32,7 +32,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from middleware import intake, metrics, queue
 from middleware.salesforce.events import ChangeHint, InvalidEvents, parse_events
 from middleware.store import setups as setup_repo
-from middleware.web import get_redis, get_settings, get_store, handles
+from middleware.web import get_redis, get_settings, get_store, handles, problem
 
 log = logging.getLogger(__name__)
 
@@ -106,14 +106,6 @@ def forget_setup(setup_id: int) -> None:
         _cache().pop(setup_id, None)
 
 
-def _problem(status: int, title: str, detail: str, **extra: Any) -> Response:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    response = jsonify(body)
-    response.status_code = status
-    response.mimetype = "application/problem+json"
-    return response
-
-
 def _shared_secret_ok(secret: str) -> bool:
     given = request.headers.get("X-Webhook-Secret", "")
     if not given:
@@ -171,32 +163,32 @@ def salesforce(setup_id: int) -> Response | tuple[Response, int]:
     length = request.content_length
     if length is not None and length > settings.webhook_max_bytes:
         metrics.webhook_event("salesforce", "rejected", "too_large")
-        return _problem(
+        return problem(
             413, "Payload Too Large", f"bodies are limited to {settings.webhook_max_bytes} bytes"
         )
     try:
         view = _load_setup(setup_id)
     except Exception:
         log.exception("could not load setup %s for a webhook", setup_id)
-        return _problem(503, "Service Unavailable", "the store is unavailable; retry")
+        return problem(503, "Service Unavailable", "the store is unavailable; retry")
     if view is None:
         metrics.webhook_event("salesforce", "rejected", "unknown_setup")
-        return _problem(404, "Not Found", f"no setup {setup_id}")
+        return problem(404, "Not Found", f"no setup {setup_id}")
 
     try:
         body = request.get_data(cache=False)
     except RequestEntityTooLarge:
         metrics.webhook_event("salesforce", "rejected", "too_large")
-        return _problem(413, "Payload Too Large", "body too large")
+        return problem(413, "Payload Too Large", "body too large")
 
     if view.auth == "hmac":
         reason = _hmac_problem(view.secret, body, time.time())
         if reason is not None:
             metrics.webhook_event("salesforce", "rejected", "unauthorized")
-            return _problem(401, "Unauthorized", reason)
+            return problem(401, "Unauthorized", reason)
     elif not _shared_secret_ok(view.secret):
         metrics.webhook_event("salesforce", "rejected", "unauthorized")
-        return _problem(401, "Unauthorized", "missing or wrong webhook secret")
+        return problem(401, "Unauthorized", "missing or wrong webhook secret")
 
     try:
         hints = parse_events(
@@ -206,7 +198,7 @@ def salesforce(setup_id: int) -> Response | tuple[Response, int]:
         )
     except InvalidEvents as exc:
         metrics.webhook_event("salesforce", "rejected", "invalid")
-        return _problem(400, "Bad Request", str(exc), field=exc.field, errors=exc.errors)
+        return problem(400, "Bad Request", str(exc), field=exc.field, errors=exc.errors)
 
     keep, echoes, other = _relevant(hints, view.object_type)
     try:
@@ -226,7 +218,7 @@ def salesforce(setup_id: int) -> Response | tuple[Response, int]:
     except RedisError:
         log.exception("Redis unavailable; refusing events for setup %s", setup_id)
         metrics.webhook_event("salesforce", "rejected", "redis_down")
-        response = _problem(503, "Service Unavailable", "queue unavailable; retry later")
+        response = problem(503, "Service Unavailable", "queue unavailable; retry later")
         response.headers["Retry-After"] = "5"
         return response
 
