@@ -34,10 +34,12 @@ Memory holds one page of records plus the pending plan (≤ 40,000 imports); the
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import multiprocessing
 import os
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -56,7 +58,7 @@ from middleware.fullsync.activities import FINAL, attribute_import_errors, list_
 from middleware.fullsync.budget import Budget, BudgetExhausted
 from middleware.fullsync.checkpoint import Checkpoint
 from middleware.fullsync.partitions import Partition
-from middleware.fullsync.spool import CcRow, LinkRow, Spool
+from middleware.fullsync.spool import SEP, CcRow, LinkRow, Spool, joined_page, open_reader
 from middleware.salesforce.client import soql_string
 from middleware.store import errors as errors_repo
 from middleware.store import links as links_repo
@@ -97,9 +99,6 @@ BULK_PAGE = 50_000
 # the client's default 10 s cap let the run wait up to 10 s more for results that were ready.
 BULK_POLL_MAX = 2.0
 COLLECTIONS_MAX_ROWS = 2_000  # beyond this, opt-outs go to Salesforce through Bulk 2.0 ingest
-# Pages the classifying process may be ahead of the planner: one keeps it busy (it is the slower
-# of the two), and each page held is ~10,000 rows and their mapped values in memory.
-CLASSIFY_AHEAD = 1
 # The opt-out checkbox of the other object types an unsubscribe reaches (a Person Account's
 # is on the Account).
 OPT_OUT_FIELDS = {"Account": "PersonHasOptedOutOfEmail"}
@@ -345,22 +344,91 @@ class Classifier:
         mapped = self.map(record)
         return matches, lists, mapped, fingerprint(mapped)
 
-    def classify_page(self, page: Sequence[tuple[str | None, Sequence[Any]]]) -> list[Classified]:
-        return [self.classify(email, values) for email, values in page]
+    def screen(
+        self,
+        rows: Sequence[tuple[Any, ...]],
+        last_id: str,
+        main_list_id: str,
+        cc_fields: Sequence[str],
+        settle: bool,
+    ) -> Screened:
+        """Classify a page of joined rows (:func:`spool.joined_page`) and, when ``settle``,
+        count out the records already in step: linked, fingerprint unchanged, the linked
+        contact at the same address, subscribed, on the link's and the wanted lists, and
+        showing the mapped values. What :meth:`FullSync._page` would find unchanged, decided
+        here so only the rest goes back to the planner (most of a drift run is in step)."""
+        compare = list(enumerate(cc_fields))
+        rest: list[tuple[str, str | None, list[Any]]] = []
+        classified: list[Classified] = []
+        unchanged = 0
+        for row in rows:
+            sf_id, email, values, _, l_email, l_fp, l_out, l_lists = row[:8]
+            c_email, c_perm, c_lists, c_fields = row[8:]
+            done = self.classify(email, values)
+            _, lists, mapped, fp = done
+            if (
+                settle
+                and mapped is not None
+                and l_fp is not None
+                and fp == l_fp
+                and l_email == email
+                and not l_out
+                and c_email == email
+                and c_perm != "unsubscribed"
+            ):
+                held = c_lists.split(";")
+                linked = [x for x in l_lists.split(";") if x]
+                wanted = (main_list_id, *lists) if lists else (main_list_id,)
+                parts = c_fields.split(SEP)
+                if (
+                    all(lid in held for lid in linked)
+                    and all(lid in held for lid in wanted)
+                    and (lists is None or set(linked) <= set(wanted))
+                    and all(
+                        (parts[i] if i < len(parts) else "") == mapped[key]
+                        for i, key in compare
+                        if key in mapped
+                    )
+                ):
+                    unchanged += 1
+                    continue
+            rest.append((sf_id, email, values))
+            classified.append(done)
+        return Screened(last_id, len(rows), unchanged, rest, classified, os.getpid())
 
 
-# The classifier of a classifying process (handed over at the fork, never pickled).
-_FORKED: Classifier | None = None
+@dataclass
+class Screened:
+    """One page of the sync phase after :meth:`Classifier.screen`."""
+
+    last_id: str  # the page's upper Id bound: the checkpoint once the page is done
+    count: int  # records in the page
+    unchanged: int  # of them, found in step and settled
+    rows: list[tuple[str, str | None, list[Any]]]  # the others, for the planner
+    classified: list[Classified]  # and their classification, in the same order
+    pid: int  # the process that screened the page
 
 
-def _adopt_classifier(classifier: Classifier) -> None:
-    global _FORKED
-    _FORKED = classifier
+# The classifier and spool of a screening process (handed over at the fork, never pickled).
+_FORKED: tuple[Classifier, str] | None = None
+_FORKED_DB: sqlite3.Connection | None = None
 
 
-def _classify_in_child(page: Sequence[tuple[str | None, Sequence[Any]]]) -> list[Classified]:
+def _adopt_classifier(classifier: Classifier, spool_dir: str) -> None:
+    global _FORKED, _FORKED_DB
+    _FORKED, _FORKED_DB = (classifier, spool_dir), None
+
+
+def _screen_in_child(
+    low: str, high: str, main_list_id: str, cc_fields: Sequence[str], settle: bool
+) -> Screened:
+    global _FORKED_DB
     assert _FORKED is not None
-    return _FORKED.classify_page(page)
+    classifier, spool_dir = _FORKED
+    if _FORKED_DB is None:
+        _FORKED_DB = open_reader(spool_dir)
+    rows = joined_page(_FORKED_DB, low, high)
+    return classifier.screen(rows, high, main_list_id, cc_fields, settle)
 
 
 class FullSync:
@@ -483,17 +551,28 @@ class FullSync:
         keep = [f for f in self.export_fields if f in CC_SCALAR_FIELDS or f in custom]
 
         def rows() -> Iterable[tuple[str, str, str, str, list[str]]]:
-            for row in self.ctx.cc.iter_export_rows(done):
-                email = normalise_email(row.get("email_address"))
-                if not email or not row.get("contact_id"):
+            table = self.ctx.cc.iter_export_table(done)
+            header = next(table, [])
+            at = {name: i for i, name in enumerate(header)}
+            width = len(header)
+            # A column the export lacks reads as blank: index ``width``, past the header's end.
+            named = ("email_address", "contact_id", "permission_to_send", "list_memberships")
+            email_at, id_at, permission_at, lists_at = (at.get(name, width) for name in named)
+            keep_at = [at.get(k, width) for k in keep]
+            for row in table:
+                if len(row) < width:
+                    row.extend([""] * (width - len(row)))
+                row.append("")
+                email = row[email_at].strip().lower()
+                if not email or not row[id_at]:
                     continue
                 self.progress.read_cc += 1
                 yield (
                     email,
-                    str(row["contact_id"]),
-                    str(row.get("permission_to_send") or "implicit"),
-                    str(row.get("list_memberships") or ""),
-                    [row.get(k) or "" for k in keep],
+                    row[id_at],
+                    row[permission_at] or "implicit",
+                    row[lists_at],
+                    [row[i] for i in keep_at],
                 )
 
         spool.add_cc(keep, rows())
@@ -546,7 +625,8 @@ class FullSync:
         self._sub_phase("read_sf_job", started)
 
         def rows() -> Iterable[tuple[str, str, list[Any]]]:
-            for page in self.ctx.sf.bulk_query_pages(job_id, page_size=self.bulk_page):
+            pages = self.ctx.sf.bulk_query_pages(job_id, page_size=self.bulk_page, blank="")
+            for page in pages:
                 # Bulk 2.0 answers in SELECT order from v50 on; an older org's order is mapped.
                 at = None if page.header == columns else [page.header.index(c) for c in columns]
                 id_at = page.header.index("Id")
@@ -609,47 +689,59 @@ class FullSync:
 
     def _sync(self, spool: Spool) -> None:
         pending = _Pending(last_sf_id=self.cp.last_sf_id)
-        pages = spool.sf_pages(after=self.cp.last_sf_id, page=self.page_size)
-        for page, classified in self._classified(pages):
-            self._page(spool, page, pending, force_slow=False, classified=classified)
-            pending.last_sf_id = page[-1][0]
+        for screened in self._screened(spool):
+            if screened.rows:
+                self._page(
+                    spool,
+                    screened.rows,
+                    pending,
+                    force_slow=False,
+                    classified=screened.classified,
+                )
+            self.result.compared += screened.unchanged
+            self.result.unchanged += screened.unchanged
+            self.progress.compared += screened.unchanged
+            pending.last_sf_id = screened.last_id
             if self._full(pending):
                 pending = self._flush(pending, final=False)
             self._report()
             self.heartbeat()
         self._flush(pending)
 
-    def _classified(
-        self, pages: Iterator[list[tuple[str, str | None, list[Any]]]]
-    ) -> Iterator[tuple[list[tuple[str, str | None, list[Any]]], list[Classified] | None]]:
-        """The pages, each with its classification done by a second process while this one
-        plans and writes the page before it (the per-record work is most of the sync's CPU).
+    def _screened(self, spool: Spool) -> Iterator[Screened]:
+        """The sync phase's pages in Id order, each classified and screened
+        (:meth:`Classifier.screen`; not in a reset, which rewrites what it cannot compare).
 
-        Without a second process (one page only, or ``processes`` 1) the pages come unclassified
-        and :meth:`_page` does the work itself.
+        The per-record work is most of the phase's CPU: with ``processes`` of 2 or more, that
+        many forked processes read and screen the next pages from the spool (by Id range)
+        while this one plans and writes the page before them.
         """
-        total = self.progress.total or 0
-        if self.processes < 2 or total <= self.page_size:
-            for page in pages:
-                yield page, None
+        bounds = spool.page_bounds(after=self.cp.last_sf_id, page=self.page_size)
+        ranges = list(zip([self.cp.last_sf_id, *bounds], bounds, strict=False))
+        args = (self.ctx.main_list_id, spool.cc_fields, not self.reset)
+        if self.processes < 2 or len(ranges) < 2:
+            for low, high in ranges:
+                yield self.classifier.screen(spool.joined_page(low, high), high, *args)
             return
-        # Forked, so the classifier (its segmenter may be a closure) reaches the child without
-        # pickling; only pages and their results cross. The child touches no connection.
+        # Forked, so the classifier (its segmenter may be a closure) reaches the children
+        # without pickling; only Id ranges and the unsettled rows cross. A child opens the
+        # spool read-only and touches no other connection.
         with ProcessPoolExecutor(
-            1,
+            self.processes,
             mp_context=multiprocessing.get_context("fork"),
             initializer=_adopt_classifier,
-            initargs=(self.classifier,),
+            initargs=(self.classifier, spool.directory),
         ) as pool:
-            ahead: deque[tuple[list[Any], Future[list[Classified]]]] = deque()
-            for page in pages:
-                ahead.append((page, pool.submit(_classify_in_child, [(e, v) for _, e, v in page])))
-                if len(ahead) > CLASSIFY_AHEAD:
-                    done, future = ahead.popleft()
-                    yield done, future.result()
+            todo = iter(ranges)
+            ahead: deque[Future[Screened]] = deque(
+                pool.submit(_screen_in_child, low, high, *args)
+                for low, high in itertools.islice(todo, self.processes)
+            )
             while ahead:
-                done, future = ahead.popleft()
-                yield done, future.result()
+                screened = ahead.popleft().result()
+                for low, high in itertools.islice(todo, 1):
+                    ahead.append(pool.submit(_screen_in_child, low, high, *args))
+                yield screened
 
     def _duplicates(self, spool: Spool) -> None:
         pending = _Pending(last_sf_id=self.cp.last_sf_id)

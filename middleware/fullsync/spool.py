@@ -236,10 +236,11 @@ class Spool:
         )
 
     def add_sf(self, columns: list[str], rows: Iterable[tuple[str, str, list[Any]]]) -> int:
-        """(Id, normalised email, values in ``columns`` order); a repeated Id keeps its last."""
+        """(Id, normalised email, values in ``columns`` order, blanks as ``""``); a repeated Id
+        keeps its last."""
         self.sf_columns = columns
         return self._many(
-            "INSERT OR REPLACE INTO sf VALUES (?, ?, ?)", ((i, e, _join(v)) for i, e, v in rows)
+            "INSERT OR REPLACE INTO sf VALUES (?, ?, ?)", ((i, e, SEP.join(v)) for i, e, v in rows)
         )
 
     def add_inflight(self, rows: Iterable[tuple[str, str]]) -> int:
@@ -310,6 +311,28 @@ class Spool:
                 return
             yield [(i, e, d.split(SEP)) for i, e, d in rows]
             last = rows[-1][0]
+
+    def page_bounds(self, after: str = "", page: int = 10_000) -> list[str]:
+        """The last Id of each page of Salesforce rows after ``after`` (pages of ``page`` rows,
+        duplicates counted), so several processes can read pages by Id range at once."""
+        self._ensure_dup()
+        bounds: list[str] = []
+        count = 0
+        last = ""
+        for (sf_id,) in self.db.execute("SELECT id FROM sf WHERE id > ? ORDER BY id", (after,)):
+            count += 1
+            last = sf_id
+            if count == page:
+                bounds.append(sf_id)
+                count = 0
+        if count:
+            bounds.append(last)
+        return bounds
+
+    def joined_page(self, low: str, high: str) -> list[tuple[Any, ...]]:
+        """See :func:`joined_page` (on this spool's connection)."""
+        self._ensure_dup()
+        return joined_page(self.db, low, high)
 
     def _ensure_dup(self) -> None:
         self.db.execute(
@@ -439,6 +462,47 @@ class Spool:
                 batch = []
         if batch:
             yield batch
+
+
+def open_reader(directory: str) -> sqlite3.Connection:
+    """A second, read-only connection to a loaded spool (for another process)."""
+    db = sqlite3.connect(
+        f"file:{os.path.join(directory, 'main.sqlite')}?mode=ro", uri=True, timeout=60.0
+    )
+    for name in ("cc", "links"):
+        path = os.path.join(directory, f"{name}.sqlite")
+        db.execute(f"ATTACH DATABASE ? AS {name}db", (f"file:{path}?mode=ro",))
+    return db
+
+
+def joined_page(db: sqlite3.Connection, low: str, high: str) -> list[tuple[Any, ...]]:
+    """Salesforce rows with ``low < Id <= high`` (address duplicates left out, see
+    :meth:`Spool.sf_pages`), each joined with its link and the contact the link names:
+    ``(id, email, values, link cc_contact_id, link email, link fingerprint, link opted_out,
+    link lists, cc email, cc permission, cc lists, cc fields)``, the link and contact columns
+    ``None`` when there is none. The contact is the one of the link's contact id, or for a
+    link that has none yet (an import's), the one at the link's address. One query per page:
+    the join is SQLite's, not Python's.
+    """
+    rows = db.execute(
+        "SELECT sf.id, sf.email, sf.data, l.cc_contact_id, l.email, l.fingerprint, l.opted_out,"
+        " l.lists, coalesce(c.email, e.email), coalesce(c.permission, e.permission),"
+        " coalesce(c.lists, e.lists), coalesce(c.fields, e.fields) FROM sf"
+        " LEFT JOIN links l ON l.sf_id = sf.id"
+        " LEFT JOIN cc c ON c.contact_id = l.cc_contact_id AND l.cc_contact_id != ''"
+        " LEFT JOIN cc e ON e.email = l.email AND l.cc_contact_id = ''"
+        " WHERE sf.id > ? AND sf.id <= ? AND (sf.email IS NULL OR sf.email NOT IN"
+        " (SELECT email FROM dup)) ORDER BY sf.id",
+        (low, high),
+    ).fetchall()
+    out: list[tuple[Any, ...]] = []
+    last = None
+    for row in rows:
+        if row[0] == last:  # a contact id the export held twice: the first will do
+            continue
+        last = row[0]
+        out.append((row[0], row[1], row[2].split(SEP), *row[3:]))
+    return out
 
 
 def _truthy(value: Any) -> bool:

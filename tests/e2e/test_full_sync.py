@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 from middleware.fullsync import checkpoint as checkpoints
@@ -335,33 +336,39 @@ def test_unsubscribes_stay_in_constant_contact_when_the_setup_says_so() -> None:
         assert record["HasOptedOutOfEmail"] is False
 
 
-def test_pages_classified_by_a_second_process_give_the_same_run(monkeypatch: Any) -> None:
+def test_pages_screened_by_other_processes_give_the_same_run(monkeypatch: Any) -> None:
     from middleware.fullsync import engine
 
-    # Pages of 7: a second process classifies the next pages while this one plans.
-    real = engine.FullSync._classified
-    by_child: list[bool] = []
+    # Pages of 7: two forked processes classify and screen the next pages while this one plans.
+    real = engine.FullSync._screened
+    screened: list[Any] = []
 
-    def watched(self: Any, pages: Any) -> Any:
-        for page, classified in real(self, pages):
-            by_child.append(classified is not None)
-            yield page, classified
+    def watched(self: Any, spool: Any) -> Any:
+        for page in real(self, spool):
+            screened.append(page)
+            yield page
 
-    monkeypatch.setattr(engine.FullSync, "_classified", watched)
+    monkeypatch.setattr(engine.FullSync, "_screened", watched)
     with world() as w:
         w.deliver_to_webhook = False
         ids = [
             w.sf_create(FirstName="Pat", LastName=f"Page{i}", Email=f"p{i}@example.org")
             for i in range(30)
         ]
-        w.sf_create(LastName="Out", Email="out@example.org", HasOptedOutOfEmail=True)
+        out = w.sf_create(LastName="Out", Email="out@example.org", HasOptedOutOfEmail=True)
         first = full_sync(w, page_size=7, processes=2)
         assert first["imported"] == 30 and first["records"] == 31
+        assert sum(p.count for p in screened) == 31 and not any(p.unchanged for p in screened)
+        screened.clear()
         w.sf_update(ids[11], LastName="Moved")
         again = full_sync(w, page_size=7, processes=2)
         assert again["imported"] == 1 and again["unchanged"] == 29
         assert w.cc_contact("p11@example.org")["last_name"] == "Moved"
-        assert by_child and all(by_child)  # every page was classified by the other process
+        # Every page was screened by another process; the in-step records never reached the
+        # planner: only the moved one and the opted-out one did.
+        assert screened and os.getpid() not in {p.pid for p in screened}
+        assert sum(p.unchanged for p in screened) == 29
+        assert sorted(r[0] for p in screened for r in p.rows) == sorted([ids[11], out])
 
 
 def test_a_revoked_connection_fails_the_run_and_keeps_its_checkpoint(monkeypatch: Any) -> None:
