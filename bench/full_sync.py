@@ -1,11 +1,11 @@
 """Benchmark of the Full Sync at scale: N Salesforce contacts against an empty Constant Contact,
 then the same N with 1% drift spread over both sides.
 
-The sandboxes run in a child process behind real sockets (Salesforce over HTTPS, Constant Contact
-over HTTP at its real 4 requests/s), so the figures are the worker's alone: this process runs
-the Full Sync exactly as a worker would, with the service's own clients, a PostgreSQL store (a
-private schema in the `test` database) and a claimed Redis database. Peak memory is this
-process's resident set, sampled every 50 ms.
+The sandboxes run in two child processes, one per vendor, behind real sockets (Salesforce over
+HTTPS, Constant Contact over HTTP at its real 4 requests/s), so the figures are the worker's
+alone: this process runs the Full Sync exactly as a worker would, with the service's own
+clients, a PostgreSQL store (a private schema in the `test` database) and a claimed Redis
+database. Peak memory is this process's resident set, sampled every 50 ms.
 
 Drift (1% of N, spread evenly): Salesforce edits (last name), Salesforce deletes (the setup has
 `remove_on_sf_delete`, so they leave the main list), and unsubscribes made in Constant Contact
@@ -18,6 +18,7 @@ sandboxes received, and the benchmark checks that exactly the drifted records we
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import random
@@ -38,8 +39,11 @@ PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 # ------------------------------------------------------------------------------- the child
 
 
-def _child(conn: Any, contacts: int) -> None:
-    """Both sandboxes on sockets, seeded; then answer commands until told to stop."""
+def _child(conn: Any, vendor: str, contacts: int) -> None:
+    """One vendor's sandbox on a socket (Salesforce seeded with ``contacts``), in a process of
+    its own as the real vendors are on servers of their own; then answer commands until told
+    to stop. (Both sandboxes in one process made each wait for the other's work: their
+    export and Bulk query were built under one interpreter lock.)"""
     import logging
 
     from bench._common import install_recorder, sandbox_tokens
@@ -60,16 +64,15 @@ def _child(conn: Any, contacts: int) -> None:
         ),
     )
     started = time.perf_counter()
-    seed_org(running.sf, contacts=contacts)
+    if vendor == "sf":
+        seed_org(running.sf, contacts=contacts)
     seeded = time.perf_counter() - started
     sf_token, cc_token = sandbox_tokens(running)
     conn.send(
         {
-            "sf_url": running.sf_url,
-            "cc_url": running.cc_url,
+            "url": running.sf_url if vendor == "sf" else running.cc_url,
             "ca": str(running.tls.ca_cert),
-            "sf_token": sf_token,
-            "cc_token": cc_token,
+            "token": sf_token if vendor == "sf" else cc_token,
             "seed_seconds": seeded,
         }
     )
@@ -86,14 +89,22 @@ def _child(conn: Any, contacts: int) -> None:
             conn.send(None)
         elif command == "drift":
             conn.send(_drift(running, arg))
+        elif command == "unsubscribe":
+            for email in arg:
+                running.cc.store.unsubscribe_by_person(email, "bench drift")
+            conn.send(None)
         elif command == "writes":
             conn.send(_writes(running, recorder.snapshot()))
+        elif command == "opted_out":
+            rows = running.sf.store.query("SELECT Id FROM Contact WHERE HasOptedOutOfEmail = true")
+            conn.send([r["Id"] for r in rows.rows])
         elif command == "cc_count":
             conn.send(running.cc.store.counts())
 
 
 def _drift(running: Any, share: float) -> dict[str, list[str]]:
-    """Apply drift to both sides; return what was changed (emails, by kind)."""
+    """Apply the Salesforce side of the drift; return what to change (emails, by kind): the
+    ``optouts`` are for the Constant Contact process to unsubscribe."""
     from middleware.sync.emails import is_role_address
 
     store = running.sf.store
@@ -121,8 +132,6 @@ def _drift(running: Any, share: float) -> dict[str, list[str]]:
         store.update("Contact", sf_id, {"LastName": "Drifted"})
     for sf_id, _ in deletes:
         store.delete("Contact", sf_id)
-    for _, email in optouts:
-        running.cc.store.unsubscribe_by_person(email, "bench drift")
     return {
         "edits": [e for _, e in edits],
         "deletes": [e for _, e in deletes],
@@ -132,7 +141,7 @@ def _drift(running: Any, share: float) -> dict[str, list[str]]:
 
 
 def _writes(running: Any, hits: list[Any]) -> dict[str, Any]:
-    """The writes Constant Contact received while recording, and Salesforce's opted-out set."""
+    """The writes Constant Contact received while recording."""
     import json
 
     imported: list[str] = []
@@ -154,13 +163,7 @@ def _writes(running: Any, hits: list[Any]) -> dict[str, Any]:
     for contact_id in removed:
         row = running.cc.store.contact_row(contact_id)
         emails.append(row["email"] if row is not None else contact_id)
-    opted = running.sf.store.query("SELECT Id FROM Contact WHERE HasOptedOutOfEmail = true").rows
-    return {
-        "imported": imported,
-        "removed": emails,
-        "other": other,
-        "opted_out_ids": [r["Id"] for r in opted],
-    }
+    return {"imported": imported, "removed": emails, "other": other}
 
 
 # ------------------------------------------------------------------------------- the worker
@@ -186,13 +189,32 @@ def _drop_schema(schema: str) -> None:
     admin.dispose()
 
 
-def _answer(parent: Any, proc: Any, timeout: float = 3600.0) -> Any:
-    """The child's answer; a child that died says so instead of hanging the benchmark."""
-    deadline = time.monotonic() + timeout
-    while not parent.poll(1.0):
-        if not proc.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"the sandbox process stopped (exit code {proc.exitcode})")
-    return parent.recv()
+class _Vendor:
+    """A sandbox process and the pipe to it."""
+
+    def __init__(self, vendor: str, contacts: int) -> None:
+        ctx = mp.get_context("spawn")
+        self.pipe, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_child, args=(child, vendor, contacts), daemon=True)
+        self.proc.start()
+
+    def ask(self, command: str, arg: Any = None, timeout: float = 3600.0) -> Any:
+        self.pipe.send((command, arg))
+        return self.answer(timeout)
+
+    def answer(self, timeout: float = 3600.0) -> Any:
+        """The child's answer; a child that died says so instead of hanging the benchmark."""
+        deadline = time.monotonic() + timeout
+        while not self.pipe.poll(1.0):
+            if not self.proc.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the sandbox process stopped (exit code {self.proc.exitcode})")
+        return self.pipe.recv()
+
+    def stop(self) -> None:
+        if self.proc.is_alive():
+            with contextlib.suppress(Exception):
+                self.ask("stop", timeout=60)
+        self.proc.join(timeout=30)
 
 
 def run_size(contacts: int, drift: float) -> dict[str, Any]:
@@ -206,20 +228,20 @@ def run_size(contacts: int, drift: float) -> dict[str, Any]:
     from middleware.store import setups as setup_repo
 
     quiet_logs()
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_child, args=(child, contacts), daemon=True)
-    proc.start()
-    info = _answer(parent, proc)
+    # Constant Contact first: its process makes the sandboxes' TLS files the other one reuses.
+    cc_box = _Vendor("cc", 0)
+    cc_info = cc_box.answer()
+    sf_box = _Vendor("sf", contacts)
+    info = sf_box.answer()
     print(f"  sandbox seeded {contacts:,} contacts in {info['seed_seconds']:.0f} s", flush=True)
     url, schema = _store_url()
     figures: dict[str, Any] = {"contacts": contacts}
     try:
         prepared = prepare_store(
             url,
-            sf_base=info["sf_url"],
-            sf_token=info["sf_token"],
-            cc_token=info["cc_token"],
+            sf_base=info["url"],
+            sf_token=info["token"],
+            cc_token=cc_info["token"],
             options=OPTIONS,
         )
         with claimed_redis() as redis_url:
@@ -228,7 +250,7 @@ def run_size(contacts: int, drift: float) -> dict[str, Any]:
                 database_url=url,
                 redis_url=redis_url,
                 salesforce_ca_bundle=info["ca"],
-                cc_api_url=f"{info['cc_url']}/v3",
+                cc_api_url=f"{cc_info['url']}/v3",
             )
             runtime = Runtime(
                 settings=settings, store=prepared.store, redis=Redis.from_url(redis_url)
@@ -244,8 +266,7 @@ def run_size(contacts: int, drift: float) -> dict[str, Any]:
                 cc = constant_contact_client(
                     settings, prepared.store, runtime.redis, int(cc_conn or 0)
                 )
-                parent.send(("mark", label != "initial Full Sync"))
-                _answer(parent, proc)
+                cc_box.ask("mark", label != "initial Full Sync")
                 before = rss_mb()
                 with PeakRss() as peak:
                     started = time.perf_counter()
@@ -260,8 +281,8 @@ def run_size(contacts: int, drift: float) -> dict[str, Any]:
                     else:
                         summary = fs_run.run_full_sync(runtime, prepared.setup_id, sf=sf, cc=cc)
                     seconds = time.perf_counter() - started
-                parent.send(("writes", None))
-                writes = _answer(parent, proc)
+                writes = cc_box.ask("writes")
+                writes["opted_out_ids"] = sf_box.ask("opted_out")
                 out = {
                     "seconds": seconds,
                     "peak_mb": peak.peak,
@@ -283,20 +304,17 @@ def run_size(contacts: int, drift: float) -> dict[str, Any]:
                 return out
 
             figures["initial"] = initial = once("initial Full Sync")
-            parent.send(("cc_count", None))
-            figures["cc_after_initial"] = _answer(parent, proc)
+            figures["cc_after_initial"] = cc_box.ask("cc_count")
             assert not initial["writes"]["removed"]
             if drift:
-                parent.send(("drift", drift))
-                changed = _answer(parent, proc)
+                changed = sf_box.ask("drift", drift)
+                cc_box.ask("unsubscribe", changed["optouts"])
                 figures["drift"] = {k: len(v) for k, v in changed.items()}
                 second = figures["drifted"] = once("Full Sync with 1% drift")
                 figures["exact"] = _check_exact(changed, second["writes"])
     finally:
-        parent.send(("stop", None))
-        if proc.is_alive():
-            _answer(parent, proc, timeout=60)
-        proc.join(timeout=30)
+        sf_box.stop()
+        cc_box.stop()
         _drop_schema(schema)
     return figures
 
