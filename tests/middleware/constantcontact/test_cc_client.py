@@ -437,6 +437,22 @@ def test_export_rows_stream_across_chunk_boundaries():
     assert session.sent[0].headers["Accept"] == "text/csv"
 
 
+def test_export_table_gives_the_header_then_lists_and_skips_blank_lines():
+    raw = b"\xef\xbb\xbfemail_address,first_name\r\nann@example.com,Ann\r\n\r\nbob@example.com\r\n"
+    streamed = requests.Response()
+    streamed.status_code = 200
+    streamed.raw = io.BytesIO(raw)
+    session = ScriptedSession([streamed])
+    activity = {"activity_id": "x2", "state": "completed"}
+    table = list(make_client(session).iter_export_table(activity))
+    assert table == [
+        ["email_address", "first_name"],
+        ["ann@example.com", "Ann"],
+        ["bob@example.com"],
+    ]
+    assert session.sent[0].path == "/contact_exports/x2"
+
+
 def test_the_client_refuses_the_signup_form_endpoint_even_if_asked():
     client = make_client(ScriptedSession([]))
     with pytest.raises(ValueError):
