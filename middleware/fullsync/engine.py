@@ -587,6 +587,8 @@ class FullSync:
             LinkModel.fingerprint,
             LinkModel.opted_out_propagated,
             LinkModel.lists,
+            LinkModel.removed_on_delete,
+            LinkModel.sf_created,
         ).where(LinkModel.setup_id == self.ctx.setup_id, LinkModel.status == "active")
         part = self.partition
         if part.low:
@@ -603,8 +605,10 @@ class FullSync:
                     None if self.reset else fp,
                     bool(opted_out),
                     tuple(lists or ()),
+                    bool(removed),
+                    created,
                 )
-                for sf_id, contact_id, email, fp, opted_out, lists in result
+                for sf_id, contact_id, email, fp, opted_out, lists, removed, created in result
             )
         self._sub_phase("read_links", started)
 
@@ -1441,7 +1445,9 @@ def _sync_link(row: LinkRow) -> Link:
         email=row.email,
         fingerprint=row.fingerprint,
         opted_out=row.opted_out,
+        removed_on_delete=row.removed_on_delete,
         list_ids=row.lists,
+        sf_created=row.sf_created,
     )
 
 

@@ -36,7 +36,9 @@ CREATE TABLE links (
     email TEXT,
     fingerprint TEXT,
     opted_out INTEGER NOT NULL,
-    lists TEXT NOT NULL            -- ';'-separated list ids
+    lists TEXT NOT NULL,           -- ';'-separated list ids
+    removed_on_delete INTEGER NOT NULL,
+    sf_created TEXT
 ) WITHOUT ROWID;
 """
 _SCHEMA = """
@@ -143,6 +145,8 @@ class LinkRow:
     fingerprint: str | None
     opted_out: bool
     lists: tuple[str, ...]
+    removed_on_delete: bool = False
+    sf_created: str | None = None
 
 
 class Spool:
@@ -220,7 +224,7 @@ class Spool:
 
     def add_links(self, rows: Iterable[LinkRow]) -> int:
         return self._many(
-            "INSERT OR REPLACE INTO links VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO links VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 (
                     r.sf_id,
@@ -229,6 +233,8 @@ class Spool:
                     r.fingerprint,
                     int(r.opted_out),
                     ";".join(r.lists),
+                    int(r.removed_on_delete),
+                    r.sf_created,
                 )
                 for r in rows
             ),
@@ -381,7 +387,8 @@ class Spool:
             marks = ",".join("?" * len(chunk))
             for row in self.db.execute(f"SELECT * FROM links WHERE {column} IN ({marks})", chunk):
                 yield LinkRow(row[0], row[1] or "", row[2] or "", row[3], bool(row[4]),
-                              tuple(x for x in row[5].split(";") if x))  # fmt: skip
+                              tuple(x for x in row[5].split(";") if x), bool(row[6]),
+                              row[7])  # fmt: skip
 
     def cc_by_email(self, emails: Sequence[str]) -> dict[str, CcRow]:
         return {row.email: row for row in self._cc("email", emails)}

@@ -417,3 +417,25 @@ def test_a_hard_delete_after_an_incremental_import_leaves_the_list() -> None:
         gone = w.cc_contact("gone@example.org")
         assert gone["list_memberships"] == []
         assert gone["email_address"]["permission_to_send"] != "unsubscribed"
+
+
+def test_a_record_in_the_recycle_bin_leaves_the_list_once_and_an_undelete_brings_it_back() -> None:
+    """The spool knows a link's removed_on_delete: a deleted record is removed by one run, not
+    by every run while it sits in the recycle bin, and its undelete puts it back."""
+    with world(options={"remove_on_sf_delete": True}) as w:
+        w.deliver_to_webhook = False
+        rid = w.sf_create(LastName="Binned", Email="bin@example.org")
+        w.sf_create(LastName="Stays", Email="stays@example.org")
+        full_sync(w)
+        assert w.cc_contact("bin@example.org")["list_memberships"]
+        assert w.sf_session.delete(f"{SF_BASE}/_sandbox/records/Contact/{rid}").status_code == 204
+        first = full_sync(w)
+        assert first["list_removals"] == 1
+        assert w.cc_contact("bin@example.org")["list_memberships"] == []
+        again = full_sync(w)
+        assert "list_removals" not in again and "imported" not in again
+        assert again["api_calls"]["constantcontact"] <= 4  # the export, nothing written
+        undo = w.sf_session.post(f"{SF_BASE}/_sandbox/records/Contact/{rid}/undelete")
+        assert undo.status_code in (200, 204)
+        full_sync(w)
+        assert w.cc_contact("bin@example.org")["list_memberships"]
