@@ -7,7 +7,9 @@ Phases of one run (each checkpointed, see :mod:`checkpoint`):
 3. ``read_links`` the setup's active links, streamed from the store into the spool;
 4. ``read_sf``    one Bulk 2.0 ``queryAll`` (deleted records included), page by page by locator;
 5. ``sync``       records in Id order, a page at a time. A record whose fingerprint, email, lists
-                  and Constant Contact state all agree costs nothing; a record without a link
+                  and Constant Contact state all agree costs nothing (settled by the screening
+                  processes, :meth:`Classifier.screen`, before the planner sees the page); a
+                  record without a link
                   whose address Constant Contact already holds with the same values and lists is
                   *married* (linked, nothing written). The rest go to the pure planner
                   (``plan_sf_to_cc(..., full_sync=True)``), and its plans are accumulated across
@@ -464,7 +466,8 @@ class FullSync:
         self.spool_dir = spool_dir
         self.heartbeat = heartbeat or (lambda: None)
         self.do_reconcile = reconcile
-        # A second process classifies pages ahead of the planner when there is a core for it.
+        # Processes that screen pages ahead of the planner (see _screened): one per core, at
+        # most two; fewer than two means the planner's own process does it.
         self.processes = processes if processes is not None else min(2, os.cpu_count() or 1)
         self.options = ctx.options
         self.spec = object_fields(ctx.options)
