@@ -293,31 +293,6 @@ class Spool:
             self.db.execute("SELECT count(*) FROM sf WHERE id <= ?", (last_id,)).fetchone()[0]
         )
 
-    def sf_pages(
-        self, after: str = "", page: int = 10_000, *, exclude_duplicates: bool = True
-    ) -> Iterator[list[tuple[str, str | None, list[Any]]]]:
-        """Salesforce rows by Id after ``after``, a page at a time: (Id, email, values).
-
-        With ``exclude_duplicates``, rows whose email another row of the spool shares are left
-        for :meth:`duplicate_groups`, so every address's claimers are planned together.
-        """
-        last = after
-        dup = (
-            " AND (email IS NULL OR email NOT IN (SELECT email FROM dup))"
-            if exclude_duplicates
-            else ""
-        )
-        self._ensure_dup()
-        while True:
-            rows = self.db.execute(
-                f"SELECT id, email, data FROM sf WHERE id > ?{dup} ORDER BY id LIMIT ?",
-                (last, page),
-            ).fetchall()
-            if not rows:
-                return
-            yield [(i, e, d.split(SEP)) for i, e, d in rows]
-            last = rows[-1][0]
-
     def page_bounds(self, after: str = "", page: int = 10_000) -> list[str]:
         """The last Id of each page of Salesforce rows after ``after`` (pages of ``page`` rows,
         duplicates counted), so several processes can read pages by Id range at once."""
@@ -483,8 +458,9 @@ def open_reader(directory: str) -> sqlite3.Connection:
 
 
 def joined_page(db: sqlite3.Connection, low: str, high: str) -> list[tuple[Any, ...]]:
-    """Salesforce rows with ``low < Id <= high`` (address duplicates left out, see
-    :meth:`Spool.sf_pages`), each joined with its link and the contact the link names:
+    """Salesforce rows with ``low < Id <= high``, each joined with its link and the contact the
+    link names (rows whose address another row shares are left for
+    :meth:`Spool.duplicate_groups`, so every address's claimers are planned together):
     ``(id, email, values, link cc_contact_id, link email, link fingerprint, link opted_out,
     link lists, cc email, cc permission, cc lists, cc fields)``, the link and contact columns
     ``None`` when there is none. The contact is the one of the link's contact id, or for a

@@ -114,3 +114,66 @@ def test_a_contact_already_there_is_written_once_unless_this_run_sent_it(spool: 
     assert not pending.actions
     [married] = pending.link_only
     assert married["cc_contact_id"] == "c-9" and married["lists"] == ["L1"]
+
+
+def test_screening_settles_exactly_what_the_planner_finds_unchanged(spool: Spool) -> None:
+    """The screening processes' shortcut (one SQLite join a page) agrees with ``_page``."""
+    engine = _engine()
+    names = ("first_name", "last_name", "job_title", "company_name")
+    cases = {
+        # sf_id: (record's first name, link (contact id, opted out, lists) or None,
+        #         the contact (first name, permission, lists) or None)
+        "003A": ("Ann", ("c-a", False, ("L1",)), ("Ann", "implicit", "L1")),  # in step
+        "003B": ("Bea", ("", False, ("L1",)), ("Bea", "implicit", "L1;L9")),  # import's link
+        "003C": ("Cy", ("c-c", False, ("L1",)), ("Cyrus", "implicit", "L1")),  # edited in CC
+        "003D": ("Di", ("c-d", False, ("L1",)), ("Di", "unsubscribed", "")),  # unsubscribed
+        "003E": ("Ed", ("c-e", False, ("L1",)), ("Ed", "implicit", "L7")),  # off the list
+        "003F": ("Flo", None, ("Flo", "implicit", "L1")),  # not linked yet
+        "003G": ("Gus", ("c-g", True, ("L1",)), ("Gus", "implicit", "L1")),  # opted out
+        "003H": ("Hal", ("c-h", False, ("L1",)), None),  # deleted in CC
+        "003I": ("Ida", ("c-i", False, ("L1",)), ("Ida", "implicit", "L1")),  # edited in SF
+    }
+    rows, links, contacts = [], [], []
+    for sf_id, (first, link, contact) in cases.items():
+        email = f"{first.lower()}@example.org"
+        values = _row(engine, Id=sf_id, Email=email, LastName="X", FirstName=first)
+        fp = fingerprint(map_record(OPTIONS, engine.record(values)))
+        if sf_id == "003I":
+            fp = "written-before-the-edit"
+        rows.append((sf_id, email, values))
+        if link is not None:
+            cid, opted_out, lists = link
+            links.append(LinkRow(sf_id, cid, email, fp, opted_out, lists))
+        if contact is not None:
+            cc_first, permission, cc_lists = contact
+            cid = link[0] if link is not None and link[0] else f"c-{sf_id}"
+            contacts.append((email, cid, permission, cc_lists, [cc_first, "X", "", ""]))
+    # Two records sharing an address are left for the duplicates phase.
+    twin = _row(engine, Id="003J", Email="ann@example.org", LastName="Twin")
+    spool.add_cc(names, contacts)
+    spool.add_links(links)
+    spool.add_sf(engine.columns, [*rows[1:], ("003J", "twin@example.org", twin)])
+    spool.add_sf(engine.columns, [("003K", "twin@example.org", twin)])
+    spool.add_sf(engine.columns, rows[:1])
+    spool.index_emails()
+
+    bounds = spool.page_bounds(page=4)
+    assert bounds == ["003D", "003H", "003K"]  # the twins counted, then left out
+    screened = [
+        engine.classifier.screen(spool.joined_page(low, high), high, "L1", names, True)
+        for low, high in zip(["", *bounds], bounds, strict=False)
+    ]
+    assert [s.last_id for s in screened] == bounds
+    assert sum(s.count for s in screened) == len(cases)
+    settled = {sid for sid in cases} - {r[0] for s in screened for r in s.rows}
+    assert settled == {"003A", "003B"}
+
+    # The planner's own page finds the same two unchanged, and only those.
+    for sf_id, email, values in rows:
+        before = engine.result.unchanged
+        engine._page(spool, [(sf_id, email, values)], _Pending(), force_slow=False)
+        assert (engine.result.unchanged > before) == (sf_id in settled), sf_id
+
+    # A reset settles nothing: it rewrites what it cannot compare.
+    reset = engine.classifier.screen(spool.joined_page("", "003K"), "003K", "L1", names, False)
+    assert reset.unchanged == 0 and len(reset.rows) == len(cases)
