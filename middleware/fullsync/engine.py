@@ -212,16 +212,22 @@ class _Pending:
     import_bytes: int = 0
     other_actions: int = 0
     last_sf_id: str = ""
+    # Each import row's JSON size, by the action's identity: measured once, whether the row
+    # is posted by this flush or carried to the next ones.
+    sizes: dict[int, int] = field(default_factory=dict)
 
-    def add(self, plan: Plan) -> None:
+    def add(self, plan: Plan, sizes: Mapping[int, int] | None = None) -> None:
+        """Queue a plan's actions (``sizes``: import sizes already measured, see ``sizes``)."""
         self.actions.extend(plan.actions)
         for warning in plan.warnings:
             if warning not in self.warnings:
                 self.warnings.append(warning)
         for action in plan.actions:
             if isinstance(action, Import):
+                size = (sizes or {}).get(id(action)) or import_row_size(action.values)
+                self.sizes[id(action)] = size
                 self.import_rows += 1
-                self.import_bytes += import_row_size(action.values)
+                self.import_bytes += size
             elif isinstance(action, UpdateContact | Unsubscribe | DeleteContact):
                 self.other_actions += 1
             elif isinstance(action, AddToLists | RemoveFromLists):
@@ -230,6 +236,9 @@ class _Pending:
     @property
     def empty(self) -> bool:
         return not self.actions and not self.link_only
+
+    def size_of(self, action: Import) -> int:
+        return self.sizes.get(id(action)) or import_row_size(action.values)
 
     def plan(self) -> Plan:
         """The pages' plans as one, list activities merged per list (one call per 500 ids)."""
@@ -992,7 +1001,11 @@ class FullSync:
                 self._save()
             return carry
         plan = pending.plan()
-        carried = set() if final else _partial_import_ids(plan, self.flush_rows, self.flush_bytes)
+        carried = (
+            set()
+            if final
+            else _partial_import_ids(plan, pending.size_of, self.flush_rows, self.flush_bytes)
+        )
         if carried:
             plan = self._split_carry(plan, pending, carried, carry)
         self._check_budget(cc_next=estimate_cc_calls(plan))
@@ -1012,7 +1025,7 @@ class FullSync:
             warnings=plan.warnings,
         )
         outcome = execute(self.ctx.cc, rest)  # no Constant Contact actions: no calls
-        self._post_imports(plan, outcome)
+        self._post_imports(plan, outcome, pending.size_of)
         self._record(plan, outcome, pending)
         incremental.merge_outcomes(self.result.outcome, outcome)
         written = sum(
@@ -1038,7 +1051,7 @@ class FullSync:
         moved: list[Any] = []
         for action in plan.actions:
             (moved if getattr(action, "sf_id", None) in carried else keep).append(action)
-        carry.add(Plan(actions=moved))
+        carry.add(Plan(actions=moved), sizes=pending.sizes)
         carry.warnings = list(plan.warnings)
         for sf_id in carried:
             if sf_id in pending.before:
@@ -1047,9 +1060,11 @@ class FullSync:
                 carry.records[sf_id] = pending.records.pop(sf_id)
         return Plan(actions=keep, warnings=plan.warnings)
 
-    def _post_imports(self, plan: Plan, outcome: Outcome) -> None:
+    def _post_imports(
+        self, plan: Plan, outcome: Outcome, size_of: Callable[[Import], int] | None = None
+    ) -> None:
         """Post the plan's imports (one call per body), remembering which rows each one carries."""
-        for list_ids, rows in plan.import_batches():
+        for list_ids, rows in plan.import_batches(size_of=size_of):
             rows = [row for row in rows if row.sf_id not in outcome.failed_ids]
             if not rows:
                 continue
@@ -1423,15 +1438,18 @@ def _add(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
 
 
 def _partial_import_ids(
-    plan: Plan, max_rows: int = IMPORT_MAX_ROWS, max_bytes: int = IMPORT_MAX_BYTES
+    plan: Plan,
+    size_of: Callable[[Import], int],
+    max_rows: int = IMPORT_MAX_ROWS,
+    max_bytes: int = IMPORT_MAX_BYTES,
 ) -> set[str]:
     """Records whose import would go in a body that is not full yet (the last of each list set)."""
     last: dict[tuple[str, ...], list[Import]] = {}
-    for list_ids, rows in plan.import_batches():
+    for list_ids, rows in plan.import_batches(size_of=size_of):  # as _post_imports posts them
         last[list_ids] = rows
     partial: set[str] = set()
     for rows in last.values():
-        size = sum(import_row_size(r.values) for r in rows)
+        size = sum(size_of(r) for r in rows)
         if len(rows) < max_rows and size < max_bytes * 0.9:
             partial.update(r.sf_id for r in rows)
     return partial

@@ -6,7 +6,7 @@ tests, logged, and turned into JSON for a run report without any custom encoder.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -252,11 +252,15 @@ class Plan:
         return self.of_type(RecordError)
 
     def import_batches(
-        self, max_rows: int = IMPORT_MAX_ROWS, max_bytes: int = IMPORT_MAX_BYTES
+        self,
+        max_rows: int = IMPORT_MAX_ROWS,
+        max_bytes: int = IMPORT_MAX_BYTES,
+        size_of: Callable[[Import], int] | None = None,
     ) -> Iterator[tuple[tuple[str, ...], list[Import]]]:
         """Group the imports into calls: same ``list_ids``, ≤ ``max_rows`` rows, ≤ ``max_bytes``.
 
-        Sizes are estimated from the rows' JSON length, which is what the request body carries.
+        Sizes are estimated from the rows' JSON length, which is what the request body carries
+        (``size_of`` gives them when the caller already knows them).
         """
         from middleware.sync.mapping import import_row_size
 
@@ -267,7 +271,7 @@ class Plan:
             batch: list[Import] = []
             size = 0
             for row in groups[list_ids]:
-                row_size = import_row_size(row.values)
+                row_size = size_of(row) if size_of is not None else import_row_size(row.values)
                 if batch and (len(batch) >= max_rows or size + row_size > max_bytes):
                     yield list_ids, batch
                     batch, size = [], 0
