@@ -36,6 +36,7 @@ Memory holds one page of records plus the pending plan (≤ 40,000 imports); the
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import logging
 import math
@@ -741,23 +742,39 @@ class FullSync:
             return
         # Forked, so the classifier (its segmenter may be a closure) reaches the children
         # without pickling; only Id ranges and the unsettled rows cross. A child opens the
-        # spool read-only and touches no other connection.
-        with ProcessPoolExecutor(
-            self.processes,
-            mp_context=multiprocessing.get_context("fork"),
-            initializer=_adopt_classifier,
-            initargs=(self.classifier, spool.directory),
-        ) as pool:
-            todo = iter(ranges)
-            ahead: deque[Future[Screened]] = deque(
-                pool.submit(_screen_in_child, low, high, *args)
-                for low, high in itertools.islice(todo, self.processes)
-            )
-            while ahead:
-                screened = ahead.popleft().result()
-                for low, high in itertools.islice(todo, 1):
-                    ahead.append(pool.submit(_screen_in_child, low, high, *args))
-                yield screened
+        # spool read-only and touches no other connection. The heap is frozen across the fork:
+        # a child's garbage collections would otherwise visit, and so copy, every page of it.
+        gc.freeze()
+        try:
+            with ProcessPoolExecutor(
+                self.processes,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=_adopt_classifier,
+                initargs=(self.classifier, spool.directory),
+            ) as pool:
+                todo = iter(ranges)
+                ahead: deque[Future[Screened]] = deque(
+                    pool.submit(_screen_in_child, low, high, *args)
+                    for low, high in itertools.islice(todo, self.processes)
+                )
+                gc.unfreeze()  # the children are forked at the first submit
+                yield from self._in_order(pool, ahead, todo, args)
+        finally:
+            gc.unfreeze()
+
+    @staticmethod
+    def _in_order(
+        pool: ProcessPoolExecutor,
+        ahead: deque[Future[Screened]],
+        todo: Iterator[tuple[str, str]],
+        args: tuple[str, tuple[str, ...], bool],
+    ) -> Iterator[Screened]:
+        """The screened pages in order, keeping each process one page ahead."""
+        while ahead:
+            screened = ahead.popleft().result()
+            for low, high in itertools.islice(todo, 1):
+                ahead.append(pool.submit(_screen_in_child, low, high, *args))
+            yield screened
 
     def _duplicates(self, spool: Spool) -> None:
         pending = _Pending(last_sf_id=self.cp.last_sf_id)
