@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -450,26 +450,71 @@ def rss_mb() -> float:
     return 0.0
 
 
-class PeakRss:
-    """Samples this process's resident memory on a thread; ``peak`` is the highest seen."""
+def _pss_kb(pid: int) -> int:
+    """A process's proportional set size: its private pages plus its share of shared ones."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
-    def __init__(self, every: float = 0.05) -> None:
+
+def _child_pids(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children", encoding="ascii") as children:
+                found.extend(int(x) for x in children.read().split())
+    except OSError:
+        pass
+    return found
+
+
+def tree_pss_mb(exclude: Collection[int] = ()) -> float:
+    """PSS of this process and its descendants (but the ``exclude`` ones and theirs): what a
+    process and the processes it forked hold together, shared pages counted once."""
+    total, todo = 0, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        total += _pss_kb(pid)
+        todo.extend(p for p in _child_pids(pid) if p not in exclude)
+    return total / 1024
+
+
+class PeakRss:
+    """Samples this process's resident memory on a thread; ``peak`` is the highest seen.
+
+    With ``tree_exclude`` (pids not to count, e.g. sandbox processes), ``tree_peak`` is the
+    highest :func:`tree_pss_mb` seen as well: the process with the processes it forks.
+    """
+
+    def __init__(self, every: float = 0.05, tree_exclude: Collection[int] | None = None) -> None:
         self.every = every
         self.peak = 0.0
+        self.tree_exclude = tree_exclude
+        self.tree_peak = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _sample(self) -> None:
+        self.peak = max(self.peak, rss_mb())
+        if self.tree_exclude is not None:
+            self.tree_peak = max(self.tree_peak, tree_pss_mb(self.tree_exclude))
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, rss_mb())
+            self._sample()
             self._stop.wait(self.every)
 
     def __enter__(self) -> PeakRss:
-        self.peak = rss_mb()
+        self._sample()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, rss_mb())
+        self._sample()
