@@ -36,19 +36,19 @@ Memory holds one page of records plus the pending plan (≤ 40,000 imports); the
 from __future__ import annotations
 
 import contextlib
-import gc
 import itertools
 import logging
 import math
 import multiprocessing
 import os
-import sqlite3
+import pickle
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from multiprocessing.context import BaseContext
 from typing import Any
 
 from sqlalchemy import select
@@ -61,7 +61,16 @@ from middleware.fullsync.activities import FINAL, attribute_import_errors, list_
 from middleware.fullsync.budget import Budget, BudgetExhausted
 from middleware.fullsync.checkpoint import Checkpoint
 from middleware.fullsync.partitions import Partition
-from middleware.fullsync.spool import SEP, CcRow, LinkRow, Spool, joined_page, open_reader
+from middleware.fullsync.screen import (
+    Classified,
+    Classifier,
+    Screened,
+    Segmenter,
+    adopt_classifier,
+    filter_segmenter,
+    screen_in_child,
+)
+from middleware.fullsync.spool import CcRow, LinkRow, Spool
 from middleware.salesforce.client import soql_string
 from middleware.store import errors as errors_repo
 from middleware.store import links as links_repo
@@ -69,17 +78,14 @@ from middleware.store.models import Link as LinkModel
 from middleware.store.models import Run, SyncError
 from middleware.store.runs import merge_counts
 from middleware.sync import CcContact, Link, Plan, cc_to_sf
-from middleware.sync.emails import is_role_address, is_valid_email, normalise_email
+from middleware.sync.emails import normalise_email
 from middleware.sync.fields import CC_SCALAR_FIELDS, CUSTOM_PREFIX
 from middleware.sync.mapping import (
-    fingerprint,
     import_row,
     import_row_size,
-    map_record,
     mapping_plan,
     object_fields,
 )
-from middleware.sync.segments import matches_filter
 from middleware.sync.sf_to_cc import plan_sf_to_cc
 from middleware.sync.types import (
     IMPORT_MAX_BYTES,
@@ -96,7 +102,7 @@ from middleware.sync.types import (
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 10_000
+PAGE_SIZE = 5_000
 BULK_PAGE = 50_000
 # The Bulk query's status polls pause at most this long: a 1M-row job takes half a minute, and
 # the client's default 10 s cap let the run wait up to 10 s more for results that were ready.
@@ -108,19 +114,6 @@ OPT_OUT_FIELDS = {"Account": "PersonHasOptedOutOfEmail"}
 # Constant Contact values the export carries and a Full Sync can compare with Salesforce's.
 COMPARABLE = ("first_name", "last_name", "job_title", "company_name")
 _INT_FIELDS = ("birthday_month", "birthday_day")
-
-# A segmentation hook (filter, campaign / list-view / checkbox lists, a later issue): for a record,
-# whether it matches the setup's segmentation and, if known, the segmentation lists it belongs on.
-Segmenter = Callable[[Mapping[str, Any]], tuple[bool, tuple[str, ...] | None]]
-
-
-def filter_segmenter(options: Mapping[str, Any]) -> Segmenter:
-    """The setup's ``filter`` (seed Step 4); deleted records are left to the delete rules."""
-
-    def segment(record: Mapping[str, Any]) -> tuple[bool, tuple[str, ...] | None]:
-        return bool(record.get("IsDeleted")) or matches_filter(options, record), None
-
-    return segment
 
 
 @dataclass
@@ -260,12 +253,6 @@ class _Pending:
         return Plan(actions=[*merged, *others], warnings=list(self.warnings))
 
 
-def _flag(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() == "true"
-    return bool(value)
-
-
 def estimate_cc_calls(plan: Plan) -> int:
     """Calls executing ``plan`` costs: imports are posted (checked together at the end); list
     and delete activities are posted and polled; PUTs are one call each."""
@@ -274,173 +261,6 @@ def estimate_cc_calls(plan: Plan) -> int:
     deletes = sum(1 for _ in plan.delete_batches())
     puts = len(plan.of_type(UpdateContact)) + len(plan.of_type(Unsubscribe))
     return imports + 2 * (lists + deletes) + puts
-
-
-# What the sync phase needs to know of one record before it looks at the spool: whether it
-# matches the segmentation, its segmentation lists, and — when it claims its address — its mapped
-# values and their fingerprint.
-Classified = tuple[bool, tuple[str, ...] | None, dict[str, str] | None, str | None]
-
-
-class Classifier:
-    """The pure, per-record part of the sync phase (most of its CPU): a Bulk row as a record,
-    its segmentation, whether it claims its address, its mapped values and fingerprint.
-
-    Plain data and functions only, so a second process can run it on the next page while the
-    first plans and writes this one.
-    """
-
-    def __init__(
-        self,
-        options: Mapping[str, Any],
-        columns: list[str],
-        segmenter: Segmenter,
-        dropped: frozenset[str],
-        compiled: Any,
-    ) -> None:
-        self.options = options
-        self.columns = columns
-        self.segmenter = segmenter
-        self.dropped = dropped
-        self.compiled = compiled
-        self.spec = object_fields(options)
-        self.allow_roles = bool(options.get("sync_role_addresses", False))
-        bools = {"IsDeleted", "IsConverted", "IsPersonAccount", self.spec.opted_out}
-        bools.update(e["field"] for e in options.get("checkbox_lists") or ())
-        self.plain: list[tuple[int, str]] = []
-        self.booleans: list[tuple[int, str]] = []
-        self.nested: list[tuple[int, str, str]] = []
-        for i, name in enumerate(columns):
-            if "." in name:
-                head, _, rest = name.partition(".")
-                self.nested.append((i, head, rest))
-            elif name in bools:
-                self.booleans.append((i, name))
-            else:
-                self.plain.append((i, name))
-
-    def record(self, values: Sequence[Any]) -> dict[str, Any]:
-        """A Bulk CSV row as SOQL JSON would give it: relationships nested, booleans typed."""
-        out: dict[str, Any] = {name: values[i] for i, name in self.plain}
-        for i, name in self.booleans:
-            out[name] = _flag(values[i])
-        for i, head, rest in self.nested:
-            node = out.get(head)
-            if not isinstance(node, dict):
-                node = out[head] = {}
-            node[rest] = values[i]
-        return out
-
-    def claims(self, record: Mapping[str, Any], email: str | None) -> bool:
-        """Whether the record would claim its address in the planner (the ordinary case)."""
-        if not email or record.get("IsDeleted") or record.get("IsConverted"):
-            return False
-        if _flag(record.get(self.spec.opted_out)):
-            return False
-        if not is_valid_email(email):
-            return False
-        return self.allow_roles or not is_role_address(email)
-
-    def map(self, record: Mapping[str, Any]) -> dict[str, str]:
-        """The record's values as the planner writes them (custom fields CC lacks left out)."""
-        values = map_record(self.options, record, self.compiled)
-        for key in self.dropped:
-            values.pop(key, None)
-        return values
-
-    def classify(self, email: str | None, values: Sequence[Any]) -> Classified:
-        record = self.record(values)
-        matches, lists = self.segmenter(record)
-        if not (matches and self.claims(record, email)):
-            return matches, lists, None, None
-        mapped = self.map(record)
-        return matches, lists, mapped, fingerprint(mapped)
-
-    def screen(
-        self,
-        rows: Sequence[tuple[Any, ...]],
-        last_id: str,
-        main_list_id: str,
-        cc_fields: Sequence[str],
-        settle: bool,
-    ) -> Screened:
-        """Classify a page of joined rows (:func:`spool.joined_page`) and, when ``settle``,
-        count out the records already in step: linked, fingerprint unchanged, the linked
-        contact at the same address, subscribed, on the link's and the wanted lists, and
-        showing the mapped values. What :meth:`FullSync._page` would find unchanged, decided
-        here so only the rest goes back to the planner (most of a drift run is in step)."""
-        compare = list(enumerate(cc_fields))
-        rest: list[tuple[str, str | None, list[Any]]] = []
-        classified: list[Classified] = []
-        unchanged = 0
-        for row in rows:
-            sf_id, email, values, _, l_email, l_fp, l_out, l_lists = row[:8]
-            c_email, c_perm, c_lists, c_fields = row[8:]
-            done = self.classify(email, values)
-            _, lists, mapped, fp = done
-            if (
-                settle
-                and mapped is not None
-                and l_fp is not None
-                and fp == l_fp
-                and l_email == email
-                and not l_out
-                and c_email == email
-                and c_perm != "unsubscribed"
-            ):
-                held = c_lists.split(";")
-                linked = [x for x in l_lists.split(";") if x]
-                wanted = (main_list_id, *lists) if lists else (main_list_id,)
-                parts = c_fields.split(SEP)
-                if (
-                    all(lid in held for lid in linked)
-                    and all(lid in held for lid in wanted)
-                    and (lists is None or set(linked) <= set(wanted))
-                    and all(
-                        (parts[i] if i < len(parts) else "") == mapped[key]
-                        for i, key in compare
-                        if key in mapped
-                    )
-                ):
-                    unchanged += 1
-                    continue
-            rest.append((sf_id, email, values))
-            classified.append(done)
-        return Screened(last_id, len(rows), unchanged, rest, classified, os.getpid())
-
-
-@dataclass
-class Screened:
-    """One page of the sync phase after :meth:`Classifier.screen`."""
-
-    last_id: str  # the page's upper Id bound: the checkpoint once the page is done
-    count: int  # records in the page
-    unchanged: int  # of them, found in step and settled
-    rows: list[tuple[str, str | None, list[Any]]]  # the others, for the planner
-    classified: list[Classified]  # and their classification, in the same order
-    pid: int  # the process that screened the page
-
-
-# The classifier and spool of a screening process (handed over at the fork, never pickled).
-_FORKED: tuple[Classifier, str] | None = None
-_FORKED_DB: sqlite3.Connection | None = None
-
-
-def _adopt_classifier(classifier: Classifier, spool_dir: str) -> None:
-    global _FORKED, _FORKED_DB
-    _FORKED, _FORKED_DB = (classifier, spool_dir), None
-
-
-def _screen_in_child(
-    low: str, high: str, main_list_id: str, cc_fields: Sequence[str], settle: bool
-) -> Screened:
-    global _FORKED_DB
-    assert _FORKED is not None
-    classifier, spool_dir = _FORKED
-    if _FORKED_DB is None:
-        _FORKED_DB = open_reader(spool_dir)
-    rows = joined_page(_FORKED_DB, low, high)
-    return classifier.screen(rows, high, main_list_id, cc_fields, settle)
 
 
 class FullSync:
@@ -497,17 +317,19 @@ class FullSync:
         self.report_hook: Callable[[], None] | None = None
         self._spool: Spool | None = None
         self._classifier: Classifier | None = None
+        self._screeners: ProcessPoolExecutor | None = None
         self._phase_started: tuple[str, float] | None = None
 
     # ------------------------------------------------------------------------------ the run
 
     def run(self) -> Result:
         """Do every phase; the checkpoint is saved as the run goes (see module docstring)."""
-        with Spool(self.spool_dir) as spool:
+        with Spool(self.spool_dir) as spool, contextlib.ExitStack() as stack:
             self._spool = spool
             self._phase("prepare")
             incremental.prepare_targets(self.ctx)
             self._check_budget(cc_next=3 + 2, sf_next=3)
+            self._screeners = self._start_screeners(spool, stack)
             # Both vendors and the store are read at once: the Constant Contact export is
             # produced and the links streamed while the Salesforce query is parsed here.
             self._phase("read")
@@ -736,31 +558,57 @@ class FullSync:
         bounds = spool.page_bounds(after=self.cp.last_sf_id, page=self.page_size)
         ranges = list(zip([self.cp.last_sf_id, *bounds], bounds, strict=False))
         args = (self.ctx.main_list_id, spool.cc_fields, not self.reset)
-        if self.processes < 2 or len(ranges) < 2:
+        if self._screeners is None or len(ranges) < 2:
             for low, high in ranges:
                 yield self.classifier.screen(spool.joined_page(low, high), high, *args)
             return
-        # Forked, so the classifier (its segmenter may be a closure) reaches the children
-        # without pickling; only Id ranges and the unsettled rows cross. A child opens the
-        # spool read-only and touches no other connection. The heap is frozen across the fork:
-        # a child's garbage collections would otherwise visit, and so copy, every page of it.
-        gc.freeze()
+        # Two pages in flight pay when most records are linked: most then settle in the
+        # screening processes and the planner has little to do. Otherwise the planner is the
+        # slower side (a first run plans every record), one page ahead keeps it busy and
+        # more would only hold memory.
+        pool = self._screeners
+        linked = 2 * spool.count("links") >= spool.count("sf")
+        ahead_pages = self.processes if linked else 1
+        todo = iter(ranges)
+        ahead: deque[Future[Screened]] = deque(
+            pool.submit(screen_in_child, low, high, *args)
+            for low, high in itertools.islice(todo, ahead_pages)
+        )
+        yield from self._in_order(pool, ahead, todo, args)
+
+    def _start_screeners(
+        self, spool: Spool, stack: contextlib.ExitStack
+    ) -> ProcessPoolExecutor | None:
+        """The screening processes (:meth:`_screened`), started before the run reads anything
+        so their start overlaps the reading.
+
+        They come from a fork server: fresh processes that share nothing of this one's heap
+        (forked from it, each would in time hold a copy of every page this process rewrites).
+        The classifier is pickled to them, so a segmenter must pickle (a module-level function
+        or class); one that does not is run by forked processes instead. Only Id ranges and
+        the unsettled rows cross. Each opens the spool read-only once it is loaded and touches
+        no other connection.
+        """
+        if self.processes < 2:
+            return None
+        self.soql()  # the columns the classifier reads
+        context: BaseContext
         try:
-            with ProcessPoolExecutor(
+            pickle.dumps(self.classifier)
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["middleware.fullsync.screen"])
+        except (pickle.PicklingError, AttributeError, TypeError, ValueError):
+            context = multiprocessing.get_context("fork")
+        pool = stack.enter_context(
+            ProcessPoolExecutor(
                 self.processes,
-                mp_context=multiprocessing.get_context("fork"),
-                initializer=_adopt_classifier,
+                mp_context=context,
+                initializer=adopt_classifier,
                 initargs=(self.classifier, spool.directory),
-            ) as pool:
-                todo = iter(ranges)
-                ahead: deque[Future[Screened]] = deque(
-                    pool.submit(_screen_in_child, low, high, *args)
-                    for low, high in itertools.islice(todo, self.processes)
-                )
-                gc.unfreeze()  # the children are forked at the first submit
-                yield from self._in_order(pool, ahead, todo, args)
-        finally:
-            gc.unfreeze()
+            )
+        )
+        pool.submit(os.getpid)  # starts the first (the server too) while the run reads
+        return pool
 
     @staticmethod
     def _in_order(
@@ -773,7 +621,7 @@ class FullSync:
         while ahead:
             screened = ahead.popleft().result()
             for low, high in itertools.islice(todo, 1):
-                ahead.append(pool.submit(_screen_in_child, low, high, *args))
+                ahead.append(pool.submit(screen_in_child, low, high, *args))
             yield screened
 
     def _duplicates(self, spool: Spool) -> None:
