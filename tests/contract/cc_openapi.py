@@ -64,15 +64,30 @@ from openapi_core import Config, OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 from openapi_core.templating.paths.exceptions import PathNotFound, PathsNotFound
 
-# The official spec lives in the shared reference folder beside the repository (CI lays it out
-# the same way next to its fresh clone); CC_OPENAPI_SPEC points elsewhere.
-_SHARED_SPEC = Path("reference") / "constantcontact" / "v3-openapi3.json"
-SPEC_PATH = Path(
-    os.environ.get(
-        "CC_OPENAPI_SPEC",
-        str(Path(__file__).resolve().parents[2].parent / "shared" / _SHARED_SPEC),
-    )
-)
+# The official spec is third-party data, not kept in the repository: it lives in the team's
+# shared reference folder. CC_OPENAPI_SPEC names it; otherwise the first `shared/` folder that
+# holds it, looking up from the repository (a clone beside the folder, or anywhere below the
+# folder's parent), then this machine's /work/shared.
+_SHARED_SPEC = Path("shared") / "reference" / "constantcontact" / "v3-openapi3.json"
+
+
+def _spec_path() -> Path:
+    named = os.environ.get("CC_OPENAPI_SPEC")
+    if named:
+        return Path(named)
+    repo = Path(__file__).resolve().parents[2]
+    candidates = [parent / _SHARED_SPEC for parent in repo.parents]
+    candidates.append(Path("/work") / _SHARED_SPEC)
+    found = next((path for path in candidates if path.is_file()), None)
+    if found is None:
+        looked = ", ".join(str(path) for path in candidates)
+        raise FileNotFoundError(
+            "the Constant Contact V3 spec is not beside the repository nor in /work/shared; "
+            f"set CC_OPENAPI_SPEC (looked in: {looked})"
+        )
+    return found
+
+
 GATEWAY_STATUSES = frozenset({401, 403, 429, 500, 503})
 OBJECT_ERROR_STATUSES = frozenset({401, 429})
 CSV_PARAMS = ("include", "status", "sms_status")
@@ -141,7 +156,7 @@ def patch_spec(raw: dict[str, Any]) -> dict[str, Any]:
 @lru_cache(maxsize=1)
 def spec() -> dict[str, Any]:
     """The patched spec as a dict (read once per process). Do not modify it."""
-    return patch_spec(json.loads(SPEC_PATH.read_text()))
+    return patch_spec(json.loads(_spec_path().read_text()))
 
 
 @lru_cache(maxsize=1)
