@@ -317,19 +317,17 @@ class FullSync:
         self.report_hook: Callable[[], None] | None = None
         self._spool: Spool | None = None
         self._classifier: Classifier | None = None
-        self._screeners: ProcessPoolExecutor | None = None
         self._phase_started: tuple[str, float] | None = None
 
     # ------------------------------------------------------------------------------ the run
 
     def run(self) -> Result:
         """Do every phase; the checkpoint is saved as the run goes (see module docstring)."""
-        with Spool(self.spool_dir) as spool, contextlib.ExitStack() as stack:
+        with Spool(self.spool_dir) as spool:
             self._spool = spool
             self._phase("prepare")
             incremental.prepare_targets(self.ctx)
             self._check_budget(cc_next=3 + 2, sf_next=3)
-            self._screeners = self._start_screeners(spool, stack)
             # Both vendors and the store are read at once: the Constant Contact export is
             # produced and the links streamed while the Salesforce query is parsed here.
             self._phase("read")
@@ -551,14 +549,14 @@ class FullSync:
         """The sync phase's pages in Id order, each classified and screened
         (:meth:`Classifier.screen`; not in a reset, which rewrites what it cannot compare).
 
-        The per-record work is most of the phase's CPU: with ``processes`` of 2 or more, that
-        many forked processes read and screen the next pages from the spool (by Id range)
-        while this one plans and writes the page before them.
+        The per-record work is most of the phase's CPU: with ``processes`` of 2 or more and
+        more than one page, that many screening processes read and screen the next pages from
+        the spool (by Id range) while this one plans and writes the page before them.
         """
         bounds = spool.page_bounds(after=self.cp.last_sf_id, page=self.page_size)
         ranges = list(zip([self.cp.last_sf_id, *bounds], bounds, strict=False))
         args = (self.ctx.main_list_id, spool.cc_fields, not self.reset)
-        if self._screeners is None or len(ranges) < 2:
+        if self.processes < 2 or len(ranges) < 2:
             for low, high in ranges:
                 yield self.classifier.screen(spool.joined_page(low, high), high, *args)
             return
@@ -566,32 +564,29 @@ class FullSync:
         # screening processes and the planner has little to do. Otherwise the planner is the
         # slower side (a first run plans every record), one page ahead keeps it busy and
         # more would only hold memory.
-        pool = self._screeners
         linked = 2 * spool.count("links") >= spool.count("sf")
-        ahead_pages = self.processes if linked else 1
-        todo = iter(ranges)
-        ahead: deque[Future[Screened]] = deque(
-            pool.submit(screen_in_child, low, high, *args)
-            for low, high in itertools.islice(todo, ahead_pages)
-        )
-        yield from self._in_order(pool, ahead, todo, args)
+        with self._screening_pool(spool) as pool:
+            todo = iter(ranges)
+            ahead: deque[Future[Screened]] = deque(
+                pool.submit(screen_in_child, low, high, *args)
+                for low, high in itertools.islice(todo, self.processes if linked else 1)
+            )
+            while ahead:
+                screened = ahead.popleft().result()
+                for low, high in itertools.islice(todo, 1):
+                    ahead.append(pool.submit(screen_in_child, low, high, *args))
+                yield screened
 
-    def _start_screeners(
-        self, spool: Spool, stack: contextlib.ExitStack
-    ) -> ProcessPoolExecutor | None:
-        """The screening processes (:meth:`_screened`), started before the run reads anything
-        so their start overlaps the reading.
+    def _screening_pool(self, spool: Spool) -> ProcessPoolExecutor:
+        """The screening processes of :meth:`_screened`.
 
         They come from a fork server: fresh processes that share nothing of this one's heap
         (forked from it, each would in time hold a copy of every page this process rewrites).
         The classifier is pickled to them, so a segmenter must pickle (a module-level function
         or class); one that does not is run by forked processes instead. Only Id ranges and
-        the unsettled rows cross. Each opens the spool read-only once it is loaded and touches
-        no other connection.
+        the unsettled rows cross. Each opens the spool read-only and touches no other
+        connection.
         """
-        if self.processes < 2:
-            return None
-        self.soql()  # the columns the classifier reads
         context: BaseContext
         try:
             pickle.dumps(self.classifier)
@@ -599,30 +594,12 @@ class FullSync:
             context.set_forkserver_preload(["middleware.fullsync.screen"])
         except (pickle.PicklingError, AttributeError, TypeError, ValueError):
             context = multiprocessing.get_context("fork")
-        pool = stack.enter_context(
-            ProcessPoolExecutor(
-                self.processes,
-                mp_context=context,
-                initializer=adopt_classifier,
-                initargs=(self.classifier, spool.directory),
-            )
+        return ProcessPoolExecutor(
+            self.processes,
+            mp_context=context,
+            initializer=adopt_classifier,
+            initargs=(self.classifier, spool.directory),
         )
-        pool.submit(os.getpid)  # starts the first (the server too) while the run reads
-        return pool
-
-    @staticmethod
-    def _in_order(
-        pool: ProcessPoolExecutor,
-        ahead: deque[Future[Screened]],
-        todo: Iterator[tuple[str, str]],
-        args: tuple[str, tuple[str, ...], bool],
-    ) -> Iterator[Screened]:
-        """The screened pages in order, keeping each process one page ahead."""
-        while ahead:
-            screened = ahead.popleft().result()
-            for low, high in itertools.islice(todo, 1):
-                ahead.append(pool.submit(screen_in_child, low, high, *args))
-            yield screened
 
     def _duplicates(self, spool: Spool) -> None:
         pending = _Pending(last_sf_id=self.cp.last_sf_id)

@@ -159,6 +159,7 @@ class Spool:
         self._cc_db = _connect(os.path.join(self.directory, "cc.sqlite"), _CC_SCHEMA)
         self._links_db = _connect(os.path.join(self.directory, "links.sqlite"), _LINKS_SCHEMA)
         self._attached = False
+        self._dup_ready = False  # the table of addresses several Salesforce rows share
         self.sf_columns: list[str] = []
         self.cc_fields: tuple[str, ...] = ()
 
@@ -168,9 +169,8 @@ class Spool:
             return
         self._cc_db.close()
         self._links_db.close()
-        for name in ("cc", "links"):
-            path = os.path.join(self.directory, f"{name}.sqlite")
-            self.db.execute(f"ATTACH DATABASE ? AS {name}db", (path,))
+        _attach_sides(self.db, self.directory)
+        for name in _SIDES:
             self.db.execute(f"PRAGMA {name}db.journal_mode=OFF")
         self._attached = True
 
@@ -316,12 +316,15 @@ class Spool:
         return joined_page(self.db, low, high)
 
     def _ensure_dup(self) -> None:
+        if self._dup_ready:
+            return
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS dup AS "
             "SELECT email FROM sf WHERE email IS NOT NULL AND email != '' "
             "GROUP BY email HAVING count(*) > 1"
         )
         self.db.execute("CREATE UNIQUE INDEX IF NOT EXISTS dup_email ON dup(email)")
+        self._dup_ready = True
 
     def duplicate_groups(
         self, page: int = 10_000
@@ -446,14 +449,24 @@ class Spool:
             yield batch
 
 
+_SIDES = ("cc", "links")  # the files beside main.sqlite, attached as ccdb and linksdb
+
+
+def _attach_sides(db: sqlite3.Connection, directory: str, *, read_only: bool = False) -> None:
+    """Attach the side files; read-only needs a connection opened with ``uri=True``."""
+    for name in _SIDES:
+        path = os.path.join(directory, f"{name}.sqlite")
+        db.execute(
+            f"ATTACH DATABASE ? AS {name}db", (f"file:{path}?mode=ro" if read_only else path,)
+        )
+
+
 def open_reader(directory: str) -> sqlite3.Connection:
     """A second, read-only connection to a loaded spool (for another process)."""
     db = sqlite3.connect(
         f"file:{os.path.join(directory, 'main.sqlite')}?mode=ro", uri=True, timeout=60.0
     )
-    for name in ("cc", "links"):
-        path = os.path.join(directory, f"{name}.sqlite")
-        db.execute(f"ATTACH DATABASE ? AS {name}db", (f"file:{path}?mode=ro",))
+    _attach_sides(db, directory, read_only=True)
     return db
 
 
