@@ -5,7 +5,8 @@ The sandboxes run in two child processes, one per vendor, behind real sockets (S
 HTTPS, Constant Contact over HTTP at its real 4 requests/s), so the figures are the worker's
 alone: this process runs the Full Sync exactly as a worker would, with the service's own
 clients, a PostgreSQL store (a private schema in the `test` database) and a claimed Redis
-database. Peak memory is this process's resident set, sampled every 50 ms.
+database. Memory is sampled every 50 ms: this process's resident set, and its PSS together
+with the screening processes it starts (the sandboxes left out), shared pages counted once.
 
 Drift (1% of N, spread evenly): Salesforce edits (last name), Salesforce deletes (the setup has
 `remove_on_sf_delete`, so they leave the main list), and unsubscribes made in Constant Contact
