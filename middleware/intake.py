@@ -9,7 +9,8 @@ before it is synced, so a killed worker loses nothing.
 
 Keys (per setup): `ctct:dirty:<setup>` hash "<Entity>:<Id>" → version, `ctct:dirtyseq:<setup>`
 version counter, `ctct:catchup:<setup>` hash Entity → earliest commit time (ms), and
-`ctct:seen:<setup>:<event key>` dedupe marks that outlive the senders' retry windows.
+`ctct:seen:<setup>:<event key>` dedupe marks that outlive the senders' retry windows (only for
+events with a real id: replayId, transaction key + sequence number, or EventUuid).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ local fresh, dup = 0, 0
 for e = 1, n do
   local key, entity, ts, nids = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   i = i + 4
-  if redis.call('SET', prefix .. key, '1', 'NX', 'EX', ttl) then
+  if key == '' or redis.call('SET', prefix .. key, '1', 'NX', 'EX', ttl) then
     fresh = fresh + 1
     if ts ~= '' then
       local cur = redis.call('HGET', KEYS[3], entity)
@@ -49,7 +50,8 @@ for e = 1, n do
 end
 local guard = false
 if KEYS[4] then guard = redis.call('GET', KEYS[4]) end
-return {fresh, dup, guard}
+local waiting = redis.call('HLEN', KEYS[1]) + redis.call('HLEN', KEYS[3])
+return {fresh, dup, guard, waiting}
 """
 
 # Remove a field only if it still holds the value the flush read.
@@ -97,6 +99,7 @@ class Added:
     fresh: int  # events recorded now
     duplicates: int  # events seen before (a sender's retry, an echo of a replay)
     guard: str | None = None  # the value of `guard_key`, read in the same round trip
+    waiting: int = 0  # dirty ids + catch-up markers of the setup after the add (0: nothing to do)
 
 
 def add_hints(
@@ -105,7 +108,11 @@ def add_hints(
     """Record the hints' record ids (or catch-up markers) and their dedupe marks, atomically.
 
     `guard_key` (the flush job's pending-job guard) is read in the same round trip, so the webhook
-    knows without another call whether a flush is already waiting.
+    knows without another call whether a flush is already waiting, and so is how much work is
+    waiting (`Added.waiting`): a retried delivery whose first attempt stored its ids but failed to
+    schedule their flush still finds them there.
+
+    A hint without an `event_key` (no real event id) is recorded every time, never deduplicated.
     """
     if not hints:
         return Added(0, 0)
@@ -117,12 +124,12 @@ def add_hints(
             stamp = hint.commit_timestamp
             ts = str(int(stamp.timestamp() * 1000)) if stamp is not None else "0"
             ids = ()
-        argv += [hint.event_key, hint.entity, ts, len(ids), *ids]
+        argv += [hint.event_key or "", hint.entity, ts, len(ids), *ids]
     keys = [dirty_key(setup_id), _seq_key(setup_id), catchup_key(setup_id)]
     if guard_key:
         keys.append(guard_key)
-    fresh, dup, guard = _run(redis, _ADD, keys, argv)
-    return Added(int(fresh), int(dup), _text(guard) if guard else None)
+    fresh, dup, guard, waiting = _run(redis, _ADD, keys, argv)
+    return Added(int(fresh), int(dup), _text(guard) if guard else None, int(waiting))
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,10 @@ CHANGE_TYPES = (
     "GAP_OVERFLOW",
 )
 
+# Milliseconds of 9999-12-31T23:59:59.999Z: a datetime can hold no later commit time (a larger
+# value overflowed datetime.fromtimestamp and answered 500).
+MAX_COMMIT_TIMESTAMP = 253_402_300_799_999
+
 CHANNEL_RE = re.compile(r"/(data|event)/[A-Za-z][A-Za-z0-9_]*")
 PLATFORM_EVENT_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*__e")
 FIELD_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
@@ -68,7 +72,15 @@ class ChangeEventHeaderSchema(Schema):
     changeOrigin = fields.String(load_default="", allow_none=True)
     transactionKey = fields.String(load_default=None, allow_none=True)
     sequenceNumber = fields.Integer(load_default=None, allow_none=True)
-    commitTimestamp = fields.Integer(load_default=None, allow_none=True)
+    commitTimestamp = fields.Integer(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(
+            min=0,
+            max=MAX_COMMIT_TIMESTAMP,
+            error="Must be milliseconds since 1970 up to the year 9999.",
+        ),
+    )
     changedFields = fields.List(fields.String(), load_default=list, allow_none=True)
     # commitNumber, commitUser, nulledFields and diffFields are accepted but not loaded: the job
     # re-reads the record, so they would only cost the webhook's hot path time.

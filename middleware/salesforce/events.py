@@ -19,14 +19,14 @@ How to read a hint:
 - `change_type` `GAP_CREATE/UPDATE/DELETE/UNDELETE`: no field values came; re-read `record_ids`.
 - `catch_up` (`GAP_OVERFLOW`, or wildcard ids like `001*`): no usable ids; catch this entity up by
   SystemModstamp (`SalesforceClient.modified_since`).
-- `event_key`: a stable dedupe key (channel + replayId, else transaction key + sequence number +
-  entity, else the Platform Event's EventUuid, else a digest of the payload).
+- `event_key`: a stable dedupe key from a real event id (channel + replayId, else transaction key +
+  sequence number + entity, else the Platform Event's EventUuid), or None when the event carries
+  none. Such events are never deduplicated: a digest of the body would drop a later real change
+  with the same body, and recording an id twice costs one idempotent re-read.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import re
 from collections.abc import Mapping
@@ -45,6 +45,7 @@ from schemas.salesforce_events import (
     flatten_errors,
     platform_event_payload_schema,
 )
+from schemas.webhook_json import BadJson, load_json
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class ChangeHint:
     record_ids: tuple[str, ...]
     change_type: str
     is_own_echo: bool
-    event_key: str
+    event_key: str | None  # None: no real event id, so never deduplicated
     transaction_key: str | None
     commit_timestamp: datetime | None
     changed_fields: tuple[str, ...] | None  # None: not known (Pub/Sub bitmaps, platform events)
@@ -175,8 +176,8 @@ def parse_events(
     pe_config = PlatformEventConfig.load(platform_event) if platform_event is not None else None
     if isinstance(body, (bytes, str)):
         try:
-            body = json.loads(body)
-        except ValueError as exc:
+            body = load_json(body)
+        except BadJson as exc:
             raise InvalidEvents({"(body)": [f"not valid JSON: {exc}"]}) from None
 
     if isinstance(body, list):
@@ -258,11 +259,6 @@ def _parse_one(
     raise InvalidEvents({prefix or "(body)": [f"not a change event: expected {expected}"]})
 
 
-def _digest(payload: Any) -> str:
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def _changed_fields(header: Mapping[str, Any]) -> tuple[str, ...] | None:
     changed = header.get("changedFields") or []
     if any(_BITMAP.fullmatch(name) for name in changed):
@@ -300,12 +296,11 @@ def _cdc(
     origin = origin_client(header.get("changeOrigin"))
     transaction_key = header.get("transactionKey")
     sequence = header.get("sequenceNumber")
+    event_key: str | None = None  # no real id: accepted every time, never deduplicated
     if channel is not None and replay_id is not None:
         event_key = f"{channel}#{replay_id}"
     elif transaction_key and sequence is not None:
         event_key = f"{entity}:{transaction_key}:{sequence}"
-    else:
-        event_key = _digest(payload)
     stamp = header.get("commitTimestamp")
     return ChangeHint(
         entity=entity,
@@ -347,12 +342,11 @@ def _platform(
         if rid not in by_entity[entity]:
             by_entity[entity].append(rid)
 
+    base_key: str | None = None  # no real id: accepted every time, never deduplicated
     if channel is not None and replay_id is not None:
         base_key = f"{channel}#{replay_id}"
     elif loaded.get("EventUuid"):
         base_key = f"{pe.name}:{loaded['EventUuid']}"
-    else:
-        base_key = _digest(payload)
     created = loaded.get("CreatedDate")
     if created is not None and created.tzinfo is None:
         created = created.replace(tzinfo=UTC)
@@ -363,7 +357,7 @@ def _platform(
             record_ids=tuple(record_ids),
             change_type=PLATFORM_EVENT_CHANGE,
             is_own_echo=False,
-            event_key=f"{base_key}:{entity}" if several else base_key,
+            event_key=f"{base_key}:{entity}" if several and base_key else base_key,
             transaction_key=None,
             commit_timestamp=created,
             changed_fields=None,

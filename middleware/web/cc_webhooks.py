@@ -5,16 +5,24 @@
 ``{"url": ".../v3/partner/accounts/<id>/plan", "api_key", "event_type"}``. There are no contact
 or unsubscribe webhooks: those changes are polled (:mod:`middleware.poll`).
 
-- When a secret is configured (``CC_WEBHOOK_SECRET``), the body must carry
-  ``x-ctct-hmac-sha256``: the base64 HMAC-SHA256 of the raw body under that secret (the V2
-  partner webhook signature; V3 documents none), else 401.
+- ``CC_WEBHOOK_SECRET`` must be set: every delivery must carry ``x-ctct-hmac-sha256``, the base64
+  HMAC-SHA256 of the raw body under that secret (the V2 partner webhook signature; V3 documents
+  none), else 401. While the secret is unset every delivery is refused with 403 saying so (an
+  unverifiable body could pause any setup), and ``/readyz?verbose`` says so too.
+- Replays: a signed body acted on is remembered (its signature, in Redis) for
+  ``REPLAY_WINDOW_SECONDS`` (24 h). The signature covers only the body, which carries no id or
+  time, so the same signed body again is either Constant Contact retrying a delivery whose answer
+  it never saw or someone replaying it: it is acknowledged with 200 and ``"replay": true`` and
+  does nothing (Constant Contact retries every non-2xx answer each minute for an hour, api-notes
+  §8, so a 4xx would only buy an hour of retries). A delivery that failed (400, 401, 503) is not
+  remembered, so its retry is acted on.
 - ``account.cancel`` / ``account.disable`` pause every setup whose Constant Contact connection is
   that account (until someone resumes it): nothing is read from or written to a dead account,
   and ``/readyz`` and the admin API show the reason. Tier changes are acknowledged and logged.
 - No vendor calls: the view only records the pause. Answers 200 with what it did (an unknown
-  account is not an error: Constant Contact retries non-2xx answers every minute for an hour),
-  400 malformed naming the field, 401 bad signature, 413 too large, 503 when the store is down
-  so Constant Contact retries.
+  account is not an error), 400 malformed naming the field (invalid JSON, nesting too deep ...),
+  401 bad signature, 403 not configured, 413 too large (chunked bodies too), 503 when the store
+  or Redis is down so Constant Contact retries.
 """
 
 from __future__ import annotations
@@ -22,20 +30,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import logging
 
 from flask import Blueprint, Response, jsonify, request
 from marshmallow import ValidationError
+from redis.exceptions import RedisError
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from middleware import metrics
 from middleware.store import setups as setup_repo
 from middleware.store.models import Connection, Setup
-from middleware.web import get_settings, get_store
+from middleware.web import get_redis, get_settings, get_store
+from middleware.web.webhook_input import BodyTooLarge, read_body
 from schemas.cc_webhooks import STOPPING_EVENTS, PartnerWebhookSchema
+from schemas.webhook_json import BadJson, load_json
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +51,10 @@ bp = Blueprint("cc_webhooks", __name__, url_prefix="/webhooks")
 
 SIGNATURE_HEADER = "x-ctct-hmac-sha256"
 SOURCE = "constantcontact"
+# How long a signed body acted on is remembered: far past Constant Contact's own retries (every
+# minute for an hour) and a day of anyone replaying a captured delivery.
+REPLAY_WINDOW_SECONDS = 24 * 3600
+REPLAY_PREFIX = "ctct:ccwebhook:seen:"
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -52,9 +64,12 @@ def sign(secret: str, body: bytes) -> str:
 
 
 def _secret() -> str | None:
-    # Settings own configuration; until they carry this option, read it from the environment.
-    settings = get_settings()
-    return settings.cc_webhook_secret or None
+    return get_settings().cc_webhook_secret or None
+
+
+def replay_key(signature: str) -> str:
+    """The Redis key remembering a signed body acted on."""
+    return REPLAY_PREFIX + hashlib.sha256(signature.encode()).hexdigest()
 
 
 def _problem(status: int, title: str, detail: str, **extra: object) -> Response:
@@ -93,28 +108,34 @@ def pause_account(account_id: str, reason: str) -> list[int]:
 def constantcontact() -> Response | tuple[Response, int]:
     """Accept a partner webhook: verify, validate, pause setups of a cancelled account."""
     settings = get_settings()
-    length = request.content_length
-    if length is not None and length > settings.webhook_max_bytes:
-        metrics.webhook_event(SOURCE, "rejected", "too_large")
-        return _problem(413, "Payload Too Large", "body too large")
     try:
-        body = request.get_data(cache=False)
-    except RequestEntityTooLarge:
+        body = read_body(settings.webhook_max_bytes)
+    except BodyTooLarge:
         metrics.webhook_event(SOURCE, "rejected", "too_large")
-        return _problem(413, "Payload Too Large", "body too large")
+        return _problem(
+            413, "Payload Too Large", f"bodies are limited to {settings.webhook_max_bytes} bytes"
+        )
 
     secret = _secret()
-    if secret is not None:
-        given = request.headers.get(SIGNATURE_HEADER, "")
-        if not given or not hmac.compare_digest(given.encode(), sign(secret, body).encode()):
-            metrics.webhook_event(SOURCE, "rejected", "unauthorized")
-            return _problem(401, "Unauthorized", f"missing or wrong {SIGNATURE_HEADER}")
+    if secret is None:
+        metrics.webhook_event(SOURCE, "rejected", "not_configured")
+        return _problem(
+            403,
+            "Forbidden",
+            "Constant Contact partner webhooks are not configured on this service: set "
+            f"CC_WEBHOOK_SECRET to the secret that signs {SIGNATURE_HEADER}; until then every "
+            "delivery is refused",
+        )
+    given = request.headers.get(SIGNATURE_HEADER, "")
+    if not given or not hmac.compare_digest(given.encode(), sign(secret, body).encode()):
+        metrics.webhook_event(SOURCE, "rejected", "unauthorized")
+        return _problem(401, "Unauthorized", f"missing or wrong {SIGNATURE_HEADER}")
 
     try:
-        payload = json.loads(body or b"null")
-    except ValueError:
+        payload = load_json(body or b"null")
+    except BadJson as exc:
         metrics.webhook_event(SOURCE, "rejected", "invalid")
-        return _problem(400, "Bad Request", "the body is not JSON")
+        return _problem(400, "Bad Request", f"the body is not JSON: {exc}")
     if not isinstance(payload, dict):
         metrics.webhook_event(SOURCE, "rejected", "invalid")
         return _problem(400, "Bad Request", "the body must be a JSON object")
@@ -132,15 +153,43 @@ def constantcontact() -> Response | tuple[Response, int]:
         )
 
     account_id, event_type = event["account_id"], event["event_type"]
+    # Claim the signature before acting, so two concurrent deliveries act once; a delivery that
+    # then fails gives its claim back, so Constant Contact's retry is acted on.
+    seen = replay_key(given)
+    try:
+        redis = get_redis()
+        fresh = bool(redis.set(seen, "1", nx=True, ex=REPLAY_WINDOW_SECONDS))
+    except RedisError:
+        log.exception("Redis unavailable; refusing %s for a Constant Contact account", event_type)
+        metrics.webhook_event(SOURCE, "rejected", "redis_down")
+        response = _problem(503, "Service Unavailable", "queue unavailable; retry later")
+        response.headers["Retry-After"] = "60"
+        return response
+    if not fresh:
+        log.warning(
+            "Constant Contact %s for account %s: a replay of a delivery already acted on; ignored",
+            event_type,
+            account_id,
+        )
+        metrics.webhook_event(SOURCE, "accepted", "replay")
+        return jsonify(
+            event_type=event_type,
+            account_id=account_id,
+            paused_setups=[],
+            replay=True,
+            detail="this signed delivery was already received and acted on; ignored",
+        )
+
     paused: list[int] = []
     reason = STOPPING_EVENTS.get(event_type)
     if reason is not None:
         try:
             paused = pause_account(account_id, reason)
-        except SQLAlchemyError:
+        except Exception:
             log.exception(
                 "store unavailable; refusing %s for a Constant Contact account", event_type
             )
+            _forget(seen)
             metrics.webhook_event(SOURCE, "rejected", "store_down")
             response = _problem(503, "Service Unavailable", "store unavailable; retry later")
             response.headers["Retry-After"] = "60"
@@ -151,4 +200,14 @@ def constantcontact() -> Response | tuple[Response, int]:
     else:
         log.info("Constant Contact %s for account %s", event_type, account_id)
     metrics.webhook_event(SOURCE, "accepted", event_type)
-    return jsonify(event_type=event_type, account_id=account_id, paused_setups=paused), 200
+    return jsonify(
+        event_type=event_type, account_id=account_id, paused_setups=paused, replay=False
+    ), 200
+
+
+def _forget(seen: str) -> None:
+    """Give back a replay claim (the delivery failed; its retry must be acted on)."""
+    try:
+        get_redis().delete(seen)
+    except RedisError:
+        log.warning("could not forget a failed partner webhook; its retry will count as a replay")

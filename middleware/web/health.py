@@ -91,6 +91,16 @@ def check_setups(now: datetime) -> CheckResult:
     return OK, "no setup paused"
 
 
+def check_cc_webhook() -> CheckResult:
+    """Informational: whether Constant Contact partner webhooks can be verified (never fails)."""
+    if get_settings().cc_webhook_secret:
+        return OK, "partner webhooks verified with CC_WEBHOOK_SECRET"
+    return WARN, (
+        "CC_WEBHOOK_SECRET is not set: Constant Contact partner webhooks (account cancelled or "
+        "disabled) are refused"
+    )
+
+
 def _checks(now: datetime) -> dict[str, Callable[[], CheckResult]]:
     return {
         "database": check_database,
@@ -98,6 +108,7 @@ def _checks(now: datetime) -> dict[str, Callable[[], CheckResult]]:
         "queues": check_queues,
         "connections": lambda: check_connections(now),
         "setups": lambda: check_setups(now),
+        "cc_webhook": check_cc_webhook,
     }
 
 

@@ -9,9 +9,18 @@ envelope, or a batch) and Platform Events, authenticated per setup by either
   seconds, accepted within five minutes) and `webhook-signature: v1,<base64 HMAC of
   "<id>.<timestamp>.<raw body>">` (several space-separated signatures allowed, for rotation).
 
-Answers: 202 once the ids are durably in Redis; 401 bad or missing credentials; 400 malformed,
-naming the field; 413 too large; 404 unknown setup; 503 (with Retry-After) when Redis is down, so
-the sender retries instead of losing the event.
+Answers: 202 once the ids are durably in Redis and their flush is scheduled; 404 for an unknown
+setup *and* for missing or wrong credentials, alike (same status, same body shape, the same
+secret comparison against a stand-in secret, so the answer never tells which setup ids exist; the
+detail only says what the request itself lacks); 400 malformed, naming the field (invalid JSON,
+nesting too deep, a `commitTimestamp` past the year 9999 ...); 413 too large, chunked bodies
+included; 503 (with Retry-After) when Redis or the store is down, or the flush could not be
+scheduled, so the sender retries instead of losing the event.
+
+Dedupe: an event with a real id (channel + replayId, transaction key + sequence number, or a
+Platform Event's EventUuid) is recorded once; a delivery seen before answers `duplicates` — and
+still makes sure a flush is scheduled while the setup has ids waiting, so a retry after a failed
+scheduling step is what schedules it. Events without a real id are recorded every time.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -27,12 +37,12 @@ from typing import Any
 
 from flask import Blueprint, Response, has_app_context, jsonify, request
 from redis.exceptions import RedisError
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from middleware import intake, metrics, queue
 from middleware.salesforce.events import ChangeHint, InvalidEvents, parse_events
 from middleware.store import setups as setup_repo
 from middleware.web import get_redis, get_settings, get_store, handles, problem
+from middleware.web.webhook_input import BodyTooLarge, read_body
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +50,12 @@ bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
 SIGNATURE_TOLERANCE_SECONDS = 300
 SETUP_CACHE_SECONDS = 15.0
+# Setups (and unknown ids) remembered at most; a flood of made-up ids empties the cache instead
+# of growing it.
+SETUP_CACHE_MAX = 10_000
+# Setup ids are PostgreSQL `integer`s: a larger id in the URL cannot name a setup (and querying
+# it raised a database error, answered "503 retry" forever).
+MAX_SETUP_ID = 2**31 - 1
 
 # Which change events matter to a setup of each object type. Account changes reach Contact
 # setups too: a renamed Account changes its contacts' company name.
@@ -65,36 +81,45 @@ class _SetupView:
 _cache_lock = threading.Lock()
 CACHE_KEY = "webhook_setups"
 
+# What an unknown setup is checked against: a random secret no request can know, so an unknown id
+# costs the same comparison as a known one and fails it.
+_STAND_IN_SECRET = secrets.token_urlsafe(32)
 
-def _cache() -> dict[int, _SetupView]:
-    """This app's cache of setups (one per app, so test apps never see each other's)."""
+
+def _cache() -> dict[int, tuple[float, _SetupView | None]]:
+    """This app's cache of setups, unknown ids included (one per app: test apps never share)."""
     return handles().setdefault(CACHE_KEY, {})  # type: ignore[no-any-return]
 
 
 def _load_setup(setup_id: int) -> _SetupView | None:
+    """The setup's view, or None for an id no setup has (remembered as briefly as a setup)."""
+    if not 0 < setup_id <= MAX_SETUP_ID:
+        return None
     now = time.monotonic()
     cache = _cache()
     with _cache_lock:
         cached = cache.get(setup_id)
-    if cached is not None and now - cached.loaded_at < SETUP_CACHE_SECONDS:
-        return cached
+    if cached is not None and now - cached[0] < SETUP_CACHE_SECONDS:
+        return cached[1]
+    view: _SetupView | None = None
     with get_store().transaction() as session:
         setup = setup_repo.get(session, setup_id)
-        if setup is None:
-            return None
-        secret = setup_repo.webhook_secret(session, setup) or ""
-        options = setup.options or {}
-        webhook = options.get("webhook") or {}
-        view = _SetupView(
-            setup_id=setup.id,
-            secret=secret,
-            auth=webhook.get("auth", "shared_secret"),
-            object_type=options.get("object_type", "Contact"),
-            platform_event=webhook.get("platform_event"),
-            loaded_at=now,
-        )
+        if setup is not None:
+            secret = setup_repo.webhook_secret(session, setup) or ""
+            options = setup.options or {}
+            webhook = options.get("webhook") or {}
+            view = _SetupView(
+                setup_id=setup.id,
+                secret=secret,
+                auth=webhook.get("auth", "shared_secret"),
+                object_type=options.get("object_type", "Contact"),
+                platform_event=webhook.get("platform_event"),
+                loaded_at=now,
+            )
     with _cache_lock:
-        cache[setup_id] = view
+        if len(cache) >= SETUP_CACHE_MAX:
+            cache.clear()
+        cache[setup_id] = (now, view)
     return view
 
 
@@ -106,12 +131,17 @@ def forget_setup(setup_id: int) -> None:
         _cache().pop(setup_id, None)
 
 
-def _shared_secret_ok(secret: str) -> bool:
+def _given_secret() -> str:
     given = request.headers.get("X-Webhook-Secret", "")
     if not given:
         auth = request.headers.get("Authorization", "")
         if auth.lower().startswith("bearer "):
             given = auth[7:].strip()
+    return given
+
+
+def _shared_secret_ok(secret: str) -> bool:
+    given = _given_secret()
     return bool(secret) and bool(given) and hmac.compare_digest(given.encode(), secret.encode())
 
 
@@ -136,10 +166,52 @@ def _hmac_problem(secret: str, body: bytes, now: float) -> str | None:
     if abs(now - timestamp) > SIGNATURE_TOLERANCE_SECONDS:
         return "webhook-timestamp is more than five minutes from now"
     expected = sign(secret, msg_id, timestamp, body)
-    for candidate in signatures.split():
+    for candidate in signatures.split()[:8]:
         if hmac.compare_digest(candidate.encode(), expected.encode()):
             return None
     return "no signature matches"
+
+
+def _authenticated(view: _SetupView | None, body: bytes, now: float) -> bool:
+    """Whether the request proves it comes from the setup's sender (never for an unknown setup).
+
+    An unknown setup is checked the same way against a stand-in secret, so both cost the same.
+    """
+    if view is not None:
+        secret, mode = view.secret, view.auth
+    else:
+        secret = _STAND_IN_SECRET
+        mode = "hmac" if request.headers.get("webhook-signature") else "shared_secret"
+    if mode == "hmac":
+        return _hmac_problem(secret, body, now) is None
+    return _shared_secret_ok(secret) and view is not None
+
+
+def _refusal(setup_id: int, now: float) -> str:
+    """What an unauthenticated request is told: only what the request itself lacks, never
+    anything that depends on whether the setup exists or how it authenticates."""
+    has_hmac = any(
+        request.headers.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature")
+    )
+    if not has_hmac and not _given_secret():
+        return (
+            f"no setup {setup_id} accepts this request: no credentials were sent (send the "
+            "setup's secret as X-Webhook-Secret or Authorization: Bearer, or sign the body "
+            "with webhook-id, webhook-timestamp and webhook-signature)"
+        )
+    if has_hmac:
+        stamp = request.headers.get("webhook-timestamp", "")
+        try:
+            if abs(now - int(stamp)) > SIGNATURE_TOLERANCE_SECONDS:
+                return (
+                    f"no setup {setup_id} accepts this request: webhook-timestamp is more than "
+                    "five minutes from now"
+                )
+        except ValueError:
+            return (
+                f"no setup {setup_id} accepts this request: webhook-timestamp must be unix seconds"
+            )
+    return f"no setup {setup_id} accepts this request: unknown setup, or wrong credentials"
 
 
 def _relevant(hints: list[ChangeHint], object_type: str) -> tuple[list[ChangeHint], int, int]:
@@ -160,8 +232,9 @@ def _relevant(hints: list[ChangeHint], object_type: str) -> tuple[list[ChangeHin
 def salesforce(setup_id: int) -> Response | tuple[Response, int]:
     """Accept change events for one setup: verify, validate, record ids, schedule a flush."""
     settings = get_settings()
-    length = request.content_length
-    if length is not None and length > settings.webhook_max_bytes:
+    try:
+        body = read_body(settings.webhook_max_bytes)
+    except BodyTooLarge:
         metrics.webhook_event("salesforce", "rejected", "too_large")
         return problem(
             413, "Payload Too Large", f"bodies are limited to {settings.webhook_max_bytes} bytes"
@@ -170,25 +243,18 @@ def salesforce(setup_id: int) -> Response | tuple[Response, int]:
         view = _load_setup(setup_id)
     except Exception:
         log.exception("could not load setup %s for a webhook", setup_id)
-        return problem(503, "Service Unavailable", "the store is unavailable; retry")
-    if view is None:
-        metrics.webhook_event("salesforce", "rejected", "unknown_setup")
-        return problem(404, "Not Found", f"no setup {setup_id}")
+        response = problem(503, "Service Unavailable", "the store is unavailable; retry")
+        response.headers["Retry-After"] = "5"
+        return response
 
-    try:
-        body = request.get_data(cache=False)
-    except RequestEntityTooLarge:
-        metrics.webhook_event("salesforce", "rejected", "too_large")
-        return problem(413, "Payload Too Large", "body too large")
-
-    if view.auth == "hmac":
-        reason = _hmac_problem(view.secret, body, time.time())
-        if reason is not None:
-            metrics.webhook_event("salesforce", "rejected", "unauthorized")
-            return problem(401, "Unauthorized", reason)
-    elif not _shared_secret_ok(view.secret):
+    now = time.time()
+    if not _authenticated(view, body, now):
+        # One label for both: /metrics is public, and must not tell which ids exist either.
         metrics.webhook_event("salesforce", "rejected", "unauthorized")
-        return problem(401, "Unauthorized", "missing or wrong webhook secret")
+        if view is not None:
+            log.info("webhook for setup %s refused: missing or wrong credentials", setup_id)
+        return problem(404, "Not Found", _refusal(setup_id, now))
+    assert view is not None  # an unknown setup never authenticates
 
     try:
         hints = parse_events(
@@ -205,8 +271,19 @@ def salesforce(setup_id: int) -> Response | tuple[Response, int]:
         redis = get_redis()
         flush_key = f"flush-{setup_id}"
         added = intake.add_hints(redis, setup_id, keep, guard_key=queue.guard_key(flush_key))
-        scheduled = None
-        if added.fresh and not queue.guard_is_fresh(added.guard, settings.flush_delay_seconds):
+    except RedisError:
+        log.exception("Redis unavailable; refusing events for setup %s", setup_id)
+        metrics.webhook_event("salesforce", "rejected", "redis_down")
+        response = problem(503, "Service Unavailable", "queue unavailable; retry later")
+        response.headers["Retry-After"] = "5"
+        return response
+
+    # Fresh ids need a flush; so do ids a duplicate delivery finds still waiting: its first
+    # attempt may have stored them and then failed to schedule (answering 503), and the
+    # sender's retry is what schedules them now.
+    scheduled = None
+    if added.waiting and not queue.guard_is_fresh(added.guard, settings.flush_delay_seconds):
+        try:
             scheduled = queue.ensure_scheduled(
                 flush_key,
                 "jobs.flush.flush_setup",
@@ -215,12 +292,17 @@ def salesforce(setup_id: int) -> Response | tuple[Response, int]:
                 queue=queue.WEBHOOKS,
                 connection=redis,
             )
-    except RedisError:
-        log.exception("Redis unavailable; refusing events for setup %s", setup_id)
-        metrics.webhook_event("salesforce", "rejected", "redis_down")
-        response = problem(503, "Service Unavailable", "queue unavailable; retry later")
-        response.headers["Retry-After"] = "5"
-        return response
+        except Exception:
+            log.exception("could not schedule the flush of setup %s", setup_id)
+            metrics.webhook_event("salesforce", "rejected", "schedule_failed")
+            response = problem(
+                503,
+                "Service Unavailable",
+                "the changes are recorded but their sync could not be scheduled; retry (a "
+                "retried delivery schedules it)",
+            )
+            response.headers["Retry-After"] = "5"
+            return response
 
     metrics.webhook_event("salesforce", "accepted", "duplicate" if not added.fresh else "")
     return (

@@ -6,6 +6,10 @@ serves the clock, faults and reset.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import logging
 from typing import Any
 
@@ -112,9 +116,17 @@ def add_routes(bp: Blueprint) -> None:
             "api_key": sandbox.config["PARTNER_API_KEY"],
             "event_type": event,
         }
+        # Signed like Constant Contact's partner webhooks (V2's x-ctct-hmac-sha256: base64
+        # HMAC-SHA256 of the raw body keyed with the API key's secret, here the client secret).
+        raw = json.dumps(payload).encode()
+        digest = hmac.new(sandbox.config["CLIENT_SECRET"].encode(), raw, hashlib.sha256).digest()
+        headers = {
+            "Content-Type": "application/json",
+            "x-ctct-hmac-sha256": base64.b64encode(digest).decode(),
+        }
         http = sandbox.http or requests.Session()
         try:
-            resp = http.post(url, json=payload, timeout=10)
+            resp = http.post(url, data=raw, headers=headers, timeout=10)
         except requests.RequestException as exc:
             log.warning("partner webhook delivery failed: %s", type(exc).__name__)
             return jsonify(delivered=False, error=type(exc).__name__, payload=payload), 502

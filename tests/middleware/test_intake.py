@@ -90,3 +90,24 @@ def test_overflow_marks_a_catch_up_with_the_earliest_commit(redis) -> None:
 def test_mark_dirty_adds_ids_without_events(redis) -> None:
     assert intake.mark_dirty(redis, 4, "Lead", ["00QA", "00QB"]) == 2
     assert sorted(intake.take(redis, 4, 10).ids["Lead"]) == ["00QA", "00QB"]
+
+
+def test_events_without_a_key_are_recorded_every_time(redis) -> None:
+    first = intake.add_hints(redis, 5, [hint("", ("003A",))])
+    batch = intake.take(redis, 5, 10)
+    intake.ack(redis, 5, batch)
+    keyless = ChangeHint(**{**hint("x", ("003A",)).__dict__, "event_key": None})
+    again = intake.add_hints(redis, 5, [keyless, keyless])
+    assert (first.fresh, again.fresh, again.duplicates) == (1, 2, 0)
+    assert intake.pending(redis, 5) == 1
+    assert list(redis.scan_iter("ctct:seen:5:*")) == []
+
+
+def test_add_reports_what_is_waiting_even_for_a_duplicate(redis) -> None:
+    first = intake.add_hints(redis, 6, [hint("e1", ("003A", "003B"))])
+    again = intake.add_hints(redis, 6, [hint("e1", ("003A", "003B"))])
+    assert (first.waiting, again.fresh, again.waiting) == (2, 0, 2)
+    intake.ack(redis, 6, intake.take(redis, 6, 10))
+    assert intake.add_hints(redis, 6, [hint("e1", ("003A",))]).waiting == 0
+    overflow = intake.add_hints(redis, 6, [hint("o1", (), kind="GAP_OVERFLOW")])
+    assert overflow.waiting == 1  # a catch-up marker is work too

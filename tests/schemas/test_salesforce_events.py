@@ -268,3 +268,43 @@ def test_bad_platform_event_config_is_named() -> None:
             payload(), call_client="c", platform_event={"name": "NoSuffix", "id_field": "X__c"}
         )
     assert exc.value.field == "platform_event.name"
+
+
+def test_events_without_a_real_id_have_no_dedupe_key() -> None:
+    """No replayId, transaction key or EventUuid: no key (a body digest dropped real changes)."""
+    bare = payload(transactionKey=None, seq=None)
+    assert one(bare).event_key is None
+    assert one({"Record_Id__c": CONTACT_1}, platform_event=PE).event_key is None
+    several = one({"Record_Id__c": [CONTACT_1]}, platform_event=PE)
+    assert several.event_key is None
+    hints = parse_events(
+        {"Record_Id__c": [CONTACT_1, LEAD]}, call_client="ctct-sync", platform_event=PE
+    )
+    assert [h.event_key for h in hints] == [None, None]
+    assert ChangeHint.from_dict(json.loads(json.dumps(one(bare).as_dict()))).event_key is None
+
+
+@pytest.mark.parametrize("stamp", [10**30, 2**63, 253_402_300_800_000, -5])
+def test_an_impossible_commit_timestamp_names_the_field(stamp) -> None:
+    with pytest.raises(InvalidEvents) as exc:
+        one(envelope(payload(commitTimestamp=stamp)))
+    assert exc.value.field == "data.payload.ChangeEventHeader.commitTimestamp"
+
+
+def test_the_last_millisecond_of_year_9999_is_a_commit_time() -> None:
+    hint = one(payload(commitTimestamp=253_402_300_799_999))
+    assert hint.commit_timestamp is not None and hint.commit_timestamp.year == 9999
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"ChangeEventHeader": NaN}', "NaN is not valid JSON"),
+        (b"\xff\xfe\x00", "not"),
+    ],
+)
+def test_bodies_python_would_choke_on_are_invalid_events(body, why) -> None:
+    with pytest.raises(InvalidEvents) as exc:
+        parse_events(body, call_client="ctct-sync")
+    assert why in str(exc.value)

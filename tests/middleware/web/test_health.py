@@ -34,7 +34,15 @@ def test_readyz_ok(client: FlaskClient) -> None:
     assert response.status_code == 200, response.json
     body = response.json
     assert body["status"] == "ok" and body["failed"] == []
-    assert set(body["checks"]) == {"database", "redis", "queues", "connections", "setups"}
+    assert set(body["checks"]) == {
+        "database",
+        "redis",
+        "queues",
+        "connections",
+        "setups",
+        "cc_webhook",
+    }
+    assert body["checks"]["cc_webhook"]["status"] == "warn"  # informational, not a failure
 
 
 def test_readyz_names_redis_when_it_is_down(config: dict[str, Any]) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from base64 import b64encode
 from datetime import UTC, datetime
 from typing import Any
 
@@ -171,11 +174,14 @@ def test_reset_empties_the_account(cc: CC) -> None:
 
 def test_partner_webhook_payload(clock: FrozenClock) -> None:
     received: list[dict[str, Any]] = []
+    signatures: list[bool] = []
     receiver = Flask("receiver")
 
     @receiver.post("/webhooks/constantcontact")
     def hook() -> tuple[str, int]:
         received.append(request.get_json())
+        digest = hmac.new(b"sandbox-client-secret", request.get_data(), hashlib.sha256).digest()
+        signatures.append(request.headers["x-ctct-hmac-sha256"] == b64encode(digest).decode())
         return "", 204
 
     http = mount(requests.Session(), "https://middleware.test", receiver)
@@ -196,6 +202,7 @@ def test_partner_webhook_payload(clock: FrozenClock) -> None:
             "event_type": "account.cancel",
         }
     ]
+    assert signatures == [True]  # signed with the client secret, as x-ctct-hmac-sha256
     bad = session.post(BASE + "/_sandbox/partner_webhook", json={"url": "x", "event_type": "nope"})
     assert bad.status_code == 400
 
