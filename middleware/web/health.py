@@ -5,6 +5,8 @@
 queue backlog past its limit, a connection that needs re-authorisation or holds an expired token
 it cannot refresh, a paused setup (quota exceeded until 00:00 UTC, cancelled account). Its JSON
 names each check; ``?verbose`` gives the same as plain text for humans (Kubernetes style).
+``cc_webhook`` is informational: a ``warn`` (never a failure) while ``CC_WEBHOOK_SECRET`` is unset
+and Constant Contact's partner webhooks are therefore refused.
 """
 
 from __future__ import annotations
