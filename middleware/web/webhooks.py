@@ -50,6 +50,9 @@ bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
 SIGNATURE_TOLERANCE_SECONDS = 300
 SETUP_CACHE_SECONDS = 15.0
+# Unknown ids are remembered briefly too (a flood of one id costs one query per period), but
+# only briefly: a setup created in another process since must not stay invisible for long.
+UNKNOWN_CACHE_SECONDS = 2.0
 # Setups (and unknown ids) remembered at most; a flood of made-up ids empties the cache instead
 # of growing it.
 SETUP_CACHE_MAX = 10_000
@@ -92,15 +95,17 @@ def _cache() -> dict[int, tuple[float, _SetupView | None]]:
 
 
 def _load_setup(setup_id: int) -> _SetupView | None:
-    """The setup's view, or None for an id no setup has (remembered as briefly as a setup)."""
+    """The setup's view, or None for an id no setup has (remembered for a shorter while)."""
     if not 0 < setup_id <= MAX_SETUP_ID:
         return None
     now = time.monotonic()
     cache = _cache()
     with _cache_lock:
         cached = cache.get(setup_id)
-    if cached is not None and now - cached[0] < SETUP_CACHE_SECONDS:
-        return cached[1]
+    if cached is not None:
+        ttl = SETUP_CACHE_SECONDS if cached[1] is not None else UNKNOWN_CACHE_SECONDS
+        if now - cached[0] < ttl:
+            return cached[1]
     view: _SetupView | None = None
     with get_store().transaction() as session:
         setup = setup_repo.get(session, setup_id)

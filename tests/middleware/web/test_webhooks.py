@@ -210,6 +210,29 @@ def test_unknown_ids_are_remembered_like_setups(client, setup, contact_ids, monk
     assert sorted(calls) == [setup["id"], 4242]
 
 
+def test_a_setup_created_after_its_id_was_probed_is_found_soon(
+    app, client, setup, contact_ids
+) -> None:
+    from middleware.web import webhooks
+
+    probe = _post(client, {**setup, "id": setup["id"] + 1}, _event(contact_ids[0]))
+    assert probe.status_code == 404
+    store = setup["store"]
+    options, _ = validate_setup({"name": "later", "main_list": "Main"})
+    with store.transaction() as session:  # created by another process: no cache to forget
+        row = setup_repo.create(session, name="later", options=options)
+        created = {"id": row.id, "secret": setup_repo.webhook_secret(session, row)}
+    assert created["id"] == setup["id"] + 1
+    with app.app_context():
+        cache = webhooks._cache()
+        loaded_at, view = cache[created["id"]]
+        assert view is None  # the probe was remembered ...
+        cache[created["id"]] = (loaded_at - webhooks.UNKNOWN_CACHE_SECONDS - 0.1, None)
+    # ... for UNKNOWN_CACHE_SECONDS only, not for a known setup's SETUP_CACHE_SECONDS
+    assert webhooks.UNKNOWN_CACHE_SECONDS + 0.1 < webhooks.SETUP_CACHE_SECONDS
+    assert _post(client, created, _event(contact_ids[0])).status_code == 202
+
+
 @pytest.mark.integration
 def test_an_id_past_postgres_integer_is_404_on_postgres(
     config, pg_empty_store, contact_ids
