@@ -188,8 +188,10 @@ def _authenticated(view: _SetupView | None, body: bytes, now: float) -> bool:
         secret = _STAND_IN_SECRET
         mode = "hmac" if request.headers.get("webhook-signature") else "shared_secret"
     if mode == "hmac":
-        return _hmac_problem(secret, body, now) is None
-    return _shared_secret_ok(secret) and view is not None
+        ok = _hmac_problem(secret, body, now) is None
+    else:
+        ok = _shared_secret_ok(secret)
+    return ok and view is not None
 
 
 def _refusal(setup_id: int, now: float) -> str:
