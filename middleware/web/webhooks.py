@@ -9,8 +9,8 @@ envelope, or a batch) and Platform Events, authenticated per setup by either
   seconds, accepted within five minutes) and `webhook-signature: v1,<base64 HMAC of
   "<id>.<timestamp>.<raw body>">` (several space-separated signatures allowed, for rotation).
 
-Answers: 202 once the ids are durably in Redis and their flush is scheduled; 404 for an unknown
-setup *and* for missing or wrong credentials, alike (same status, same body shape, the same
+Answers: 202 once the ids are durably in Redis and their flush is scheduled; 401 for missing or
+wrong credentials *and* for an unknown setup, alike (same status, same body shape, the same
 secret comparison against a stand-in secret, so the answer never tells which setup ids exist; the
 detail only says what the request itself lacks); 400 malformed, naming the field (invalid JSON,
 nesting too deep, a `commitTimestamp` past the year 9999 ...); 413 too large, chunked bodies
@@ -260,7 +260,7 @@ def salesforce(setup_id: int) -> Response | tuple[Response, int]:
         metrics.webhook_event("salesforce", "rejected", "unauthorized")
         if view is not None:
             log.info("webhook for setup %s refused: missing or wrong credentials", setup_id)
-        return problem(404, "Not Found", _refusal(setup_id, now))
+        return problem(401, "Unauthorized", _refusal(setup_id, now))
     assert view is not None  # an unknown setup never authenticates
 
     try:

@@ -106,8 +106,8 @@ def test_our_own_echo_is_dropped(app, client, setup, contact_ids) -> None:
 )
 def test_bad_secret_is_refused_like_an_unknown_setup(client, setup, contact_ids, headers) -> None:
     r = _post(client, setup, _event(contact_ids[0]), **headers)
-    assert r.status_code == 404
-    assert r.json["title"] == "Not Found"
+    assert r.status_code == 401
+    assert r.json["title"] == "Unauthorized"
 
 
 def test_bearer_form_of_the_secret_is_accepted(client, setup, contact_ids) -> None:
@@ -161,7 +161,7 @@ def test_known_and_unknown_setups_answer_alike_without_credentials(
     """No enumeration: the same status, body shape and detail whether the setup exists or not."""
     body = json.dumps(_event(contact_ids[0])).encode()
     known = _refused(client, setup["id"], headers, body)
-    assert known[0] == 404
+    assert known[0] == 401
     for unknown in (999, 2**31 - 1, 2**31, 10**30):
         assert _refused(client, unknown, headers, body) == known
 
@@ -175,7 +175,7 @@ def test_the_refusal_says_what_the_request_lacks(client, setup, contact_ids) -> 
     assert "wrong credentials" in _refused(client, setup["id"], wrong, body)[2]
 
 
-def test_setup_ids_past_the_database_range_are_404_without_a_query(
+def test_setup_ids_past_the_database_range_are_refused_without_a_query(
     client, setup, contact_ids, monkeypatch
 ) -> None:
     calls: list[int] = []
@@ -188,7 +188,7 @@ def test_setup_ids_past_the_database_range_are_404_without_a_query(
     monkeypatch.setattr(setup_repo, "get", counting_get)
     for huge in (2**31, 2**63, 10**40):
         r = _post(client, {**setup, "id": huge}, _event(contact_ids[0]))
-        assert r.status_code == 404, r.json  # was 503 "retry": a sender retried forever
+        assert r.status_code == 401, r.json  # was 503 "retry": a sender retried forever
         assert "Retry-After" not in r.headers
     assert calls == []
 
@@ -216,7 +216,7 @@ def test_a_setup_created_after_its_id_was_probed_is_found_soon(
     from middleware.web import webhooks
 
     probe = _post(client, {**setup, "id": setup["id"] + 1}, _event(contact_ids[0]))
-    assert probe.status_code == 404
+    assert probe.status_code == 401
     store = setup["store"]
     options, _ = validate_setup({"name": "later", "main_list": "Main"})
     with store.transaction() as session:  # created by another process: no cache to forget
@@ -234,7 +234,7 @@ def test_a_setup_created_after_its_id_was_probed_is_found_soon(
 
 
 @pytest.mark.integration
-def test_an_id_past_postgres_integer_is_404_on_postgres(
+def test_an_id_past_postgres_integer_is_refused_on_postgres(
     config, pg_empty_store, contact_ids
 ) -> None:
     from app import create_app
@@ -253,7 +253,7 @@ def test_an_id_past_postgres_integer_is_404_on_postgres(
             json=_event(contact_ids[0]),
             headers={"X-Webhook-Secret": secret},
         )
-        assert r.status_code == 404, (setup_id, r.json)
+        assert r.status_code == 401, (setup_id, r.json)
 
 
 def test_too_large_is_413(app, client, setup) -> None:
@@ -303,9 +303,9 @@ def test_hmac_signature_within_five_minutes(app, client, setup, contact_ids) -> 
 
     assert post(now).status_code == 202
     late = post(now - 400)  # replayed too late
-    assert late.status_code == 404 and "five minutes" in late.json["detail"]
-    assert post(now, secret="other").status_code == 404
-    assert _post(client, setup, _event(contact_ids[0])).status_code == 404  # secret header alone
+    assert late.status_code == 401 and "five minutes" in late.json["detail"]
+    assert post(now, secret="other").status_code == 401
+    assert _post(client, setup, _event(contact_ids[0])).status_code == 401  # secret header alone
 
 
 def _raw(client, setup, body: bytes, **headers):
