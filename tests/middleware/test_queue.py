@@ -302,4 +302,3 @@ def test_clear_guard_forgets_and_unschedules_the_pending_job(conn: Redis) -> Non
     assert queue.pending_job_id("flush-2", connection=conn) is None
     assert _scheduled_ids(conn) == []
     assert queue.clear_guard("flush-2", connection=conn) is None
-
