@@ -302,3 +302,23 @@ def test_clear_guard_forgets_and_unschedules_the_pending_job(conn: Redis) -> Non
     assert queue.pending_job_id("flush-2", connection=conn) is None
     assert _scheduled_ids(conn) == []
     assert queue.clear_guard("flush-2", connection=conn) is None
+
+
+def test_concurrent_requests_replace_a_held_job_exactly_once(conn: Redis) -> None:
+    queue.ensure_scheduled("flush-11", record, [11], delay=6 * 3600, connection=conn)
+    results: list[str | None] = []
+    start = threading.Barrier(8)
+
+    def webhook() -> None:
+        start.wait()
+        results.append(queue.ensure_scheduled("flush-11", record, [11], delay=1.0, connection=conn))
+
+    threads = [threading.Thread(target=webhook) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    scheduled = [r for r in results if r is not None]
+    assert len(scheduled) == 1
+    assert _scheduled_ids(conn) == scheduled
+    assert queue.pending_job_id("flush-11", connection=conn) == scheduled[0]
