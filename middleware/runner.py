@@ -253,7 +253,9 @@ def pacing_delay(usage: DailyUsage, *, pending: int, last_flush: float | None, n
     moment = datetime.fromtimestamp(now, UTC)
     midnight = setups.next_utc_midnight(moment)
     interval = CALLS_PER_FLUSH * (midnight - moment).total_seconds() / remaining
-    return max(0.0, last_flush + interval - now)
+    # Never past the quota reset: a flush held longer would outwait the budget it keeps.
+    until_reset = (midnight - moment).total_seconds() + 5
+    return min(max(0.0, last_flush + interval - now), until_reset)
 
 
 def run_sync_now(
