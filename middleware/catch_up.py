@@ -33,6 +33,7 @@ from middleware import incremental
 from middleware.constantcontact.client import ConstantContactClient
 from middleware.queue import Runtime
 from middleware.salesforce.client import SalesforceClient
+from middleware.salesforce.errors import SalesforceError
 from middleware.store import cursors
 from middleware.store import links as links_repo
 from middleware.store.db import Store
@@ -143,7 +144,9 @@ def _changed(
     return fresh
 
 
-def _deleted(ctx: incremental.Context, state: dict[str, Any], start: datetime) -> list[str]:
+def _deleted(
+    ctx: incremental.Context, state: dict[str, Any], start: datetime, warnings: list[str]
+) -> list[str]:
     """Ids deleted since the last catch-up (getDeleted) that this setup still has linked."""
     now = ctx.now()
     since = _parse(state.get(DELETED)) or start
@@ -151,7 +154,17 @@ def _deleted(ctx: incremental.Context, state: dict[str, Any], start: datetime) -
     begin = max(since - OVERLAP, earliest)
     if now - begin < timedelta(minutes=1):
         return []  # getDeleted works in whole minutes; nothing new can be covered yet
-    result = ctx.sf.deleted(ctx.sf_object, begin, now)
+    try:
+        result = ctx.sf.deleted(ctx.sf_object, begin, now)
+    except SalesforceError as exc:
+        if exc.code != "INVALID_REPLICATION_DATE":
+            raise
+        # A window Salesforce cannot answer (clocks apart, the delete log purged early): start
+        # afresh from now rather than fail every catch-up; the Full Sync finds older deletes.
+        log.warning("setup %s: getDeleted refused %s..%s: %s", ctx.setup_id, begin, now, exc)
+        warnings.append(f"deletes before {now:%Y-%m-%d %H:%M} UTC are left to the Full Sync: {exc}")
+        state[DELETED] = now.isoformat()
+        return []
     state[DELETED] = result.latest_date_covered or now.isoformat()
     ids = list(dict.fromkeys(record_id for record_id, _when in result.records))
     if not ids:
@@ -183,13 +196,15 @@ def catch_up(
             records += more
             seen.update(str(r["Id"]) for r in more)
     missing: list[str] = []
-    deleted = [i for i in _deleted(ctx, state, start) if i not in seen]
+    warnings: list[str] = []
+    deleted = [i for i in _deleted(ctx, state, start, warnings) if i not in seen]
     if deleted:
         # queryAll: a record still in the Recycle Bin comes back with IsDeleted, a hard-deleted
         # one does not come back at all (and its link is retired).
         again, missing = incremental.read_records(ctx, deleted)
         records += again
     result = incremental.FlushResult()
+    result.outcome.warnings.extend(warnings)
     if records or missing:
         incremental.prepare_targets(ctx)
         for index in range(0, max(len(records), 1), batch_size):

@@ -5,6 +5,7 @@ query per object and no Constant Contact call, our own Salesforce writes include
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -191,3 +192,25 @@ def test_the_clock_tick_schedules_one_catch_up_per_due_setup(
         job_id = queue.pending_job_id(catch_up.job_key(w.setup_id), connection=redis)
         assert job_id is not None  # ... but exactly one is pending
         assert len(queue.get_queue(redis).job_ids) == 1
+
+
+def test_a_delete_window_salesforce_refuses_is_reported_not_failed_forever() -> None:
+    from middleware.store import runs
+
+    with world() as w:
+        w.deliver_to_webhook = False
+        run_catch_up(w)
+        w.sf_create(LastName="Skew", Email="skew@example.org")
+        # The delete cursor in Salesforce's future (clocks apart): getDeleted refuses the window.
+        ahead = datetime.now(UTC) + timedelta(days=1)
+        with w.store.transaction() as session:
+            raw = cursors.get_cursor(session, w.setup_id, catch_up.CURSOR_STATE)
+            state = {**json.loads(raw or "{}"), catch_up.DELETED: ahead.isoformat()}
+            cursors.set_cursor(session, w.setup_id, catch_up.CURSOR_STATE, json.dumps(state))
+        summary = run_catch_up(w, ahead)
+        assert "records" in summary, summary  # the run succeeded, changes still synced
+        assert w.cc_contact("skew@example.org") is not None
+        with w.store.transaction() as session:
+            run = runs.recent_runs(session, w.setup_id, 1)[0]
+            assert run.status == "succeeded"
+            assert "left to the Full Sync" in (run.message or "")
