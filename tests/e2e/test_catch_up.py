@@ -214,3 +214,18 @@ def test_a_delete_window_salesforce_refuses_is_reported_not_failed_forever() -> 
             run = runs.recent_runs(session, w.setup_id, 1)[0]
             assert run.status == "succeeded"
             assert "left to the Full Sync" in (run.message or "")
+
+
+def test_changes_accepted_before_redis_restarted_empty_reach_cc_by_the_catch_up() -> None:
+    with world() as w:
+        rid = w.sf_create(FirstName="Before", LastName="Restart", Email="restart@example.org")
+        assert w.flush()["records"] == 1
+        run_catch_up(w)
+        w.sf_update(rid, FirstName="Accepted")
+        assert w.last_webhook.status_code == 202  # accepted: its id is in Redis ...
+        assert intake.pending(w.redis, w.setup_id) == 1
+        w.redis.flushall()  # ... which restarts empty (no AOF)
+        assert w.flush()["records"] == 0  # the flush has nothing left to do
+        assert w.cc_contact("restart@example.org")["first_name"] == "Before"
+        assert run_catch_up(w)["records"] == 1
+        assert w.cc_contact("restart@example.org")["first_name"] == "Accepted"
