@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from rq import cron
 
+from jobs.catch_up import catch_up_tick
 from jobs.full_sync import clock_tick
 from jobs.poll import poll_tick
 from middleware.queue import DEFAULT
@@ -17,3 +18,6 @@ from middleware.queue import DEFAULT
 cron.register(clock_tick, DEFAULT, interval=60, job_timeout=120, result_ttl=600)
 # Constant Contact pushes no contact changes: each setup is polled every schedule.poll_minutes.
 cron.register(poll_tick, DEFAULT, interval=60, job_timeout=120, result_ttl=600)
+# Change events can be lost (Redis restarted empty, a callout refused during an outage): each
+# setup catches up on Salesforce changes every schedule.catch_up_minutes.
+cron.register(catch_up_tick, DEFAULT, interval=60, job_timeout=120, result_ttl=600)

@@ -299,19 +299,16 @@ def setups_pause(setup_id: int, reason: str, as_json: bool) -> None:
 @json_option
 def setups_resume(setup_id: int, as_json: bool) -> None:
     """Resume a paused setup and flush what waited."""
-    from middleware import intake
+    from middleware import intake, runner
 
     redis = _redis()
     with _transaction() as session:
-        admin.get_setup(session, setup_id)
+        quota = runner.paused_by_quota(admin.get_setup(session, setup_id).pause_reason)
         setup_repo.resume(session, setup_id)
         view = admin.setup_view(_settings(), admin.get_setup(session, setup_id))
     admin.forget_setup(setup_id)
     pending = intake.pending(redis, setup_id)
-    if pending:
-        queue.ensure_scheduled(
-            f"flush-{setup_id}", admin.FLUSH_JOB, [setup_id], queue=queue.WEBHOOKS, connection=redis
-        )
+    runner.retry_now(_settings(), redis, setup_id, unblock=quota)
     _out(
         s.SetupViewSchema,
         view,

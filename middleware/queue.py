@@ -85,6 +85,8 @@ GUARD_PREFIX = "ctct:scheduled:"
 GUARD_TTL_SECONDS = 3600
 LOCK_BUSY_RETRY_SECONDS = 5.0
 _GUARD_GRACE_SECONDS = 30
+# A pending job due at most this much later than asked is good enough (not replaced).
+REPLACE_SLACK_SECONDS = 5
 
 _NO_RETRY: Any = object()
 F = TypeVar("F", bound=Callable[..., Any])
@@ -338,45 +340,71 @@ def ensure_scheduled(
     retry: Retry | None = _NO_RETRY,
     job_timeout: int | str | None = None,
 ) -> str | None:
-    """Make sure exactly one job for ``key`` is waiting; return its id if this call scheduled it.
+    """Make sure exactly one job for ``key`` is waiting and runs within ``delay``; return its id
+    if this call scheduled it.
 
     Used by the webhook intake: every event of a setup calls ``ensure_scheduled("flush-<id>",
     ...)``, and only the first one within the coalescing window schedules a flush. Once that job
     *starts*, the next event schedules a fresh one, so a change arriving while a flush runs is
-    never stranded. Returns ``None`` when a job for ``key`` was already queued or scheduled.
+    never stranded. Returns ``None`` when a job for ``key`` due no later than this one (give or
+    take ``REPLACE_SLACK_SECONDS``) was already queued or scheduled.
+
+    A pending job due *later* than this call asks (a flush held for a quota reset at 00:00 UTC,
+    or paced) is replaced: the guard moves to the new job in one compare-and-set, and the later
+    job is taken off the schedule. So an earlier request (an operator's resume, a webhook, the
+    clock's stranded-work check) is never refused by a later one, and still exactly one job is
+    pending. A job that finds its setup still paused schedules itself again for the pause's end.
     """
     conn = _connection(connection)
     guard = GUARD_PREFIX + key
-    pending = _text(conn.get(guard))
-    if pending is not None:
-        if guard_is_fresh(pending, delay):
-            return None
-        if _guard_is_stale(conn, pending):
-            _delete_if_equal(conn, guard, pending)
-    job_id = f"{key}-{uuid.uuid4().hex[:12]}"
-    token = f"{job_id}|{int(time.time())}"
-    seconds = _as_timedelta(delay).total_seconds()
-    if not conn.set(guard, token, nx=True, ex=int(seconds) + GUARD_TTL_SECONDS):
-        return None
-    try:
-        enqueue(
-            run_guarded,
-            guard,
-            token,
-            func_path(func),
-            list(args),
-            queue=queue,
-            job_id=job_id,
-            delay=delay,
-            retry=retry,
-            job_timeout=job_timeout,
-            description=f"{func_path(func)}{tuple(args)!r} [{key}]",
-            connection=conn,
-        )
-    except Exception:
-        _delete_if_equal(conn, guard, token)
-        raise
-    return job_id
+    seconds = max(_as_timedelta(delay).total_seconds(), 0.0)
+    for _attempt in range(5):
+        pending = _text(conn.get(guard))
+        now = time.time()
+        job_id = f"{key}-{uuid.uuid4().hex[:12]}"
+        token = f"{job_id}|{int(now)}|{int(now + seconds)}"
+        ttl = int(seconds) + GUARD_TTL_SECONDS
+        if pending is None:
+            if not conn.set(guard, token, nx=True, ex=ttl):
+                continue  # a concurrent call scheduled one: look at it
+        else:
+            if guard_is_fresh(pending, delay):
+                return None
+            if _guard_is_stale(conn, pending):
+                _delete_if_equal(conn, guard, pending)
+                continue
+            due = _pending_due(conn, pending)
+            if due <= now + seconds + REPLACE_SLACK_SECONDS:
+                return None  # the pending job runs soon enough
+            if not _swap_if_equal(conn, guard, pending, token, ttl):
+                continue  # changed under us (another replacement, or it started)
+        try:
+            enqueue(
+                run_guarded,
+                guard,
+                token,
+                func_path(func),
+                list(args),
+                queue=queue,
+                job_id=job_id,
+                delay=delay,
+                retry=retry,
+                job_timeout=job_timeout,
+                description=f"{func_path(func)}{tuple(args)!r} [{key}]",
+                connection=conn,
+            )
+        except Exception:
+            if pending is None:
+                _delete_if_equal(conn, guard, token)
+            else:  # the later job is still scheduled: the guard goes back to it
+                _swap_if_equal(conn, guard, token, pending, ttl)
+            raise
+        if pending is not None:
+            replaced = pending.partition("|")[0]
+            _unschedule(conn, replaced)
+            log.info("%s: job %s replaces %s, due later", key, job_id, replaced)
+        return job_id
+    return None
 
 
 def guard_key(key: str) -> str:
@@ -384,18 +412,32 @@ def guard_key(key: str) -> str:
     return GUARD_PREFIX + key
 
 
-def guard_is_fresh(token: str | bytes | None, delay: float | timedelta) -> bool:
-    """Whether a guard's job surely has not started yet (so nothing needs scheduling).
+def _parse_guard(value: str) -> tuple[str, int, int | None]:
+    """(job id, created, due) of a guard token; tokens written before due times have none."""
+    parts = value.split("|")
+    created = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+    due = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else None
+    return parts[0], created, due
 
-    The webhook's hot path: a guard younger than its job's delay plus a grace period belongs to a
-    job still waiting (starting deletes the guard). Only an older guard needs checking against
-    the job it names.
+
+def guard_is_fresh(token: str | bytes | None, delay: float | timedelta) -> bool:
+    """Whether a guard's job surely has not started yet and runs within ``delay`` (so nothing
+    needs scheduling).
+
+    The webhook's hot path, no job lookup: a guard whose job is not yet due (plus a grace
+    period; starting deletes the guard) belongs to a job still waiting, and it is good enough
+    when it is due within ``delay`` (plus ``REPLACE_SLACK_SECONDS``). A guard past its time, or
+    one due later than asked, needs ``ensure_scheduled``'s closer look.
     """
     value = _text(token)
     if not value:
         return False
-    created = int(value.partition("|")[2] or 0)
-    return time.time() - created < _as_timedelta(delay).total_seconds() + _GUARD_GRACE_SECONDS
+    _job_id, created, due = _parse_guard(value)
+    now = time.time()
+    wanted = _as_timedelta(delay).total_seconds()
+    if due is None:  # a guard written before due times: judged by its age, as then
+        return now - created < wanted + _GUARD_GRACE_SECONDS
+    return now < due + _GUARD_GRACE_SECONDS and due <= now + wanted + REPLACE_SLACK_SECONDS
 
 
 def pending_job_id(key: str, connection: Redis | None = None) -> str | None:
@@ -404,15 +446,50 @@ def pending_job_id(key: str, connection: Redis | None = None) -> str | None:
     return value.partition("|")[0] if value is not None else None
 
 
+def pending_job_due(key: str, connection: Redis | None = None) -> datetime | None:
+    """When the job ``ensure_scheduled`` holds pending for ``key`` is due, if one is."""
+    conn = _connection(connection)
+    value = _text(conn.get(GUARD_PREFIX + key))
+    if value is None:
+        return None
+    return datetime.fromtimestamp(_pending_due(conn, value), UTC)
+
+
+def _pending_due(conn: Redis, token: str) -> float:
+    job_id, _created, due = _parse_guard(token)
+    if due is not None:
+        return float(due)
+    # An older guard: the scheduled registry knows when its job is due.
+    try:
+        job = Job.fetch(job_id, connection=conn, serializer=SERIALIZER)
+    except NoSuchJobError:
+        return 0.0
+    registry = ScheduledJobRegistry(job.origin, connection=conn, serializer=SERIALIZER)
+    score = conn.zscore(registry.key, job_id)
+    return float(score) if score is not None else 0.0
+
+
+def _unschedule(conn: Redis, job_id: str) -> None:
+    """Take a replaced job off the schedule (if the scheduler moved it already, it runs: a
+    flush is idempotent and serialised by the setup lock, so that costs one empty run)."""
+    try:
+        job = Job.fetch(job_id, connection=conn, serializer=SERIALIZER)
+    except NoSuchJobError:
+        return
+    registry = ScheduledJobRegistry(job.origin, connection=conn, serializer=SERIALIZER)
+    if conn.zrem(registry.key, job_id):
+        job.delete()
+
+
 def _guard_is_stale(conn: Redis, token: str) -> bool:
     # A guard whose job is gone or already past the queue (e.g. Redis lost it, or a failed
     # trampoline) must not block scheduling. A job still being created by a concurrent call
     # has no hash yet: that counts as pending for a grace period.
-    job_id, _, created = token.partition("|")
+    job_id, created, _due = _parse_guard(token)
     try:
         status = Job.fetch(job_id, connection=conn, serializer=SERIALIZER).get_status(refresh=False)
     except NoSuchJobError:
-        return time.time() - int(created or 0) > _GUARD_GRACE_SECONDS
+        return time.time() - created > _GUARD_GRACE_SECONDS
     return status not in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED, None)
 
 
@@ -433,6 +510,36 @@ def _delete_if_equal(conn: Redis, key: str, value: str) -> bool:
             return True
         except redis_lib.WatchError:
             return False
+
+
+def _swap_if_equal(conn: Redis, key: str, old: str, new: str, ttl: int) -> bool:
+    with conn.pipeline() as pipe:
+        try:
+            pipe.watch(key)
+            if _text(pipe.get(key)) != old:
+                pipe.unwatch()
+                return False
+            pipe.multi()
+            pipe.set(key, new, ex=ttl)
+            pipe.execute()
+            return True
+        except redis_lib.WatchError:
+            return False
+
+
+def clear_guard(key: str, connection: Redis | None = None) -> str | None:
+    """Forget the pending job of ``key`` and take it off the schedule; return its id.
+
+    For an operator's "try again now": the next ``ensure_scheduled`` schedules afresh.
+    """
+    conn = _connection(connection)
+    guard = GUARD_PREFIX + key
+    value = _text(conn.get(guard))
+    if value is None or not _delete_if_equal(conn, guard, value):
+        return None
+    job_id = value.partition("|")[0]
+    _unschedule(conn, job_id)
+    return job_id
 
 
 def run_guarded(guard: str, token: str, path: str, args: list[Any]) -> Any:

@@ -3,9 +3,10 @@
 Jobs call these functions with a setup id; everything a person may need to see ends up on the
 run (counts, API calls spent, the reason it stopped) or on the connection (needs re-consent):
 
-- Constant Contact's daily quota pauses the setup's pushes until 00:00 UTC, says so on the run
-  and on /readyz, and schedules the flush for when the quota resets; nothing is lost (the dirty
-  ids stay in the intake).
+- Constant Contact's daily quota pauses the setup's pushes until 00:00 UTC, says so (and when
+  it resumes) on the run and on /readyz, and schedules the flush for when the quota resets;
+  nothing is lost (the dirty ids stay in the intake). An operator's resume (`retry_now`) lifts
+  the limiter's block and flushes at once; only a new `quota_exceeded` pauses it again.
 - A revoked connection marks it `needs_reauth` and fails the run with that message; retrying
   cannot help, so the job itself does not fail.
 - Anything else (outages after the clients' own retries) fails the run and re-raises, so RQ
@@ -79,12 +80,49 @@ def build_context(
 
 
 def paused_reason(runtime: Runtime, setup_id: int, now: datetime) -> str | None:
+    state = _pause_state(runtime, setup_id, now)
+    return state[0] if state is not None else None
+
+
+def _pause_state(
+    runtime: Runtime, setup_id: int, now: datetime
+) -> tuple[str, datetime | None] | None:
+    """(reason with its end, end) of a setup's pause in force at ``now``, or ``None``."""
     with runtime.store.transaction() as session:
         setup = setups.get(session, setup_id)
         if setup is None or not setup.is_paused(now):
             return None
-        until = f" until {setup.paused_until.isoformat()}" if setup.paused_until else ""
-        return f"{setup.pause_reason}{until}"
+        until = setup.paused_until
+        if until is not None and until.tzinfo is None:
+            until = until.replace(tzinfo=UTC)  # SQLite keeps no time zone; we store UTC
+        text = f" until {until.isoformat()}" if until else ""
+        return f"{setup.pause_reason}{text}", until
+
+
+QUOTA_REASON = "Constant Contact daily API quota exceeded"
+
+
+def paused_by_quota(pause_reason: str | None) -> bool:
+    """Whether a setup's pause is the one a Constant Contact quota answer put it in."""
+    return bool(pause_reason) and str(pause_reason).startswith(QUOTA_REASON)
+
+
+def retry_now(settings: Any, redis: Any, setup_id: int, *, unblock: bool) -> str | None:
+    """An operator resumed the setup: try again right away; return the flush job scheduled.
+
+    ``unblock`` (the setup was paused by the quota) lifts the application's limiter block, so
+    the next call asks Constant Contact again; if it answers ``quota_exceeded`` again, the setup
+    pauses again until 00:00 UTC. The flush held for the quota reset is replaced by one now
+    (``ensure_scheduled`` lets an earlier job replace a later one); with nothing pending it
+    returns at once.
+    """
+    if unblock:
+        cc_wiring.api_limiter(settings, redis).unblock()
+    resume = _flush_resume(setup_id)
+    job_id = queue.ensure_scheduled(
+        resume.key, resume.func, [setup_id], queue=resume.queue, connection=redis
+    )
+    return job_id or queue.pending_job_id(resume.key, connection=redis)
 
 
 @dataclass(frozen=True)
@@ -215,7 +253,9 @@ def pacing_delay(usage: DailyUsage, *, pending: int, last_flush: float | None, n
     moment = datetime.fromtimestamp(now, UTC)
     midnight = setups.next_utc_midnight(moment)
     interval = CALLS_PER_FLUSH * (midnight - moment).total_seconds() / remaining
-    return max(0.0, last_flush + interval - now)
+    # Never past the quota reset: a flush held longer would outwait the budget it keeps.
+    until_reset = (midnight - moment).total_seconds() + 5
+    return min(max(0.0, last_flush + interval - now), until_reset)
 
 
 def run_sync_now(
@@ -277,8 +317,13 @@ def run(
     to do (its pending changes are dropped). `resume`: the job to schedule when a quota pause
     ends. `now` is the clock the run and its context use.
     """
-    reason = paused_reason(runtime, setup_id, now())
-    if reason is not None:
+    state = _pause_state(runtime, setup_id, now())
+    if state is not None:
+        reason, until = state
+        if resume is not None and until is not None:
+            # An earlier request (a webhook, the clock) may have replaced the job held for the
+            # pause's end; hold one for then again, so the work waits no longer than the pause.
+            _schedule_resume(runtime, setup_id, resume, until, now())
         log.info("setup %s is paused (%s); %s waits", setup_id, reason, kind)
         return {"setup_id": setup_id, "paused": reason}
     ctx = build_context(runtime, setup_id, sf=sf, cc=cc)
@@ -333,6 +378,25 @@ def run(
     return {"setup_id": setup_id, "run_id": run_id, "records": result.records, **summary}
 
 
+def _schedule_resume(
+    runtime: Runtime, setup_id: int, resume: Resume, until: datetime, now: datetime
+) -> None:
+    queue.ensure_scheduled(
+        resume.key,
+        resume.func,
+        [setup_id],
+        delay=max(1.0, (until - now).total_seconds() + 5),
+        queue=resume.queue,
+        connection=runtime.redis,
+    )
+
+
+def _in(delta_seconds: float) -> str:
+    minutes = max(0, round(delta_seconds / 60))
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+
+
 def _paused_by_quota(
     runtime: Runtime,
     ctx: incremental.Context,
@@ -340,27 +404,31 @@ def _paused_by_quota(
     exc: cc_errors.QuotaExceeded,
     resume: Resume | None,
 ) -> dict[str, Any]:
-    reason = "Constant Contact daily API quota exceeded"
+    reason = QUOTA_REASON
+    resume_at = exc.resume_at.astimezone(UTC)
+    left = _in((resume_at - ctx.now()).total_seconds())
+    message = (
+        f"{reason} ({exc}); the setup resumes at {resume_at:%Y-%m-%d %H:%M} UTC (in {left}), "
+        f"or now with POST /admin/api/setups/{ctx.setup_id}/resume; changes wait in the intake"
+    )
     with runtime.store.transaction() as session:
-        setups.pause(session, ctx.setup_id, reason, until=exc.resume_at)
+        setups.pause(session, ctx.setup_id, reason, until=resume_at)
         runs.finish_run(
             session,
             run_id,
             "paused",
-            message=f"{reason}; the setup resumes at {exc.resume_at.isoformat()}",
+            message=message,
             api_calls=api_calls(ctx.sf, ctx.cc),
         )
     if resume is not None:
-        queue.ensure_scheduled(
-            resume.key,
-            resume.func,
-            [ctx.setup_id],
-            delay=max(1.0, (exc.resume_at - ctx.now()).total_seconds() + 5),
-            queue=resume.queue,
-            connection=runtime.redis,
-        )
-    log.warning("setup %s paused until %s: %s", ctx.setup_id, exc.resume_at, reason)
-    return {"setup_id": ctx.setup_id, "run_id": run_id, "paused": reason}
+        _schedule_resume(runtime, ctx.setup_id, resume, resume_at, ctx.now())
+    log.warning("setup %s paused until %s: %s", ctx.setup_id, resume_at, reason)
+    return {
+        "setup_id": ctx.setup_id,
+        "run_id": run_id,
+        "paused": reason,
+        "resumes_at": resume_at.isoformat(),
+    }
 
 
 def mark_needs_reauth(

@@ -73,7 +73,13 @@ NAMESPACE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 PLATFORM_EVENT_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*__e$")
 CC_LIST_NAME_MAX = 255
 
-DEFAULT_SCHEDULE = {"full_sync": "daily", "at": "02:00", "timezone": "UTC", "poll_minutes": 15}
+DEFAULT_SCHEDULE = {
+    "full_sync": "daily",
+    "at": "02:00",
+    "timezone": "UTC",
+    "poll_minutes": 15,
+    "catch_up_minutes": 10,
+}
 DEFAULT_WEBHOOK = {"auth": "shared_secret", "platform_event": None}
 
 _SF_FIELD = validate.Regexp(
@@ -234,6 +240,17 @@ class ScheduleSchema(_Strict):
         strict=True,
         validate=validate.Range(min=1, max=1440),
         metadata=_describe("Minutes between Constant Contact polls (1–1440).", default=15),
+    )
+    catch_up_minutes = fields.Integer(
+        load_default=10,
+        strict=True,
+        validate=validate.Range(min=0, max=1440),
+        metadata=_describe(
+            "Minutes between Salesforce catch-ups (0–1440; 0 = off): records whose "
+            "SystemModstamp moved and records deleted since the last one are synced, so a change "
+            "whose event was lost does not wait for the Full Sync.",
+            default=10,
+        ),
     )
 
     @validates("timezone")
@@ -408,7 +425,7 @@ class SetupSchema(_Strict):
     schedule = fields.Nested(
         ScheduleSchema,
         load_default=lambda: dict(DEFAULT_SCHEDULE),
-        metadata=_describe("Full Sync schedule and CC polling interval."),
+        metadata=_describe("Full Sync schedule, CC polling and Salesforce catch-up intervals."),
     )
     sync_to_cc = _flag(True, "false = don't sync Salesforce records to Constant Contact.")
     sync_to_sf = _flag(True, "false = don't sync contacts from Constant Contact to Salesforce.")

@@ -12,7 +12,8 @@ Both block in ``acquire()`` (with an injected ``sleep`` and clock), count the da
 warning once a day when ``warn_at`` is crossed, and raise :class:`QuotaExceeded` instead of sending
 a call past ``daily_limit`` – set it somewhat below the vendor's 10,000 so that a budget is left for
 interactive actions. ``block_until`` lets the client stop every worker at once when Constant
-Contact itself answers ``quota_exceeded``.
+Contact itself answers ``quota_exceeded``; ``unblock`` lifts that when an operator resumes (the
+next call asks Constant Contact again, and a second ``quota_exceeded`` blocks again).
 """
 
 from __future__ import annotations
@@ -56,6 +57,12 @@ class RateLimiter(Protocol):
 
     def block_until(self, when: datetime) -> None:
         """Refuse every acquisition (all workers) until ``when``."""
+
+    def unblock(self) -> None:
+        """Lift a ``block_until`` at once (an operator's resume: try again now)."""
+
+    def blocked_until(self) -> datetime | None:
+        """When a ``block_until`` in force ends, or ``None``."""
 
     def usage(self) -> DailyUsage:
         """Today's count."""
@@ -178,6 +185,16 @@ class LocalLimiter(_Common):
     def block_until(self, when: datetime) -> None:
         with self._lock:
             self._blocked_until = max(self._blocked_until, when.timestamp())
+
+    def unblock(self) -> None:
+        with self._lock:
+            self._blocked_until = 0.0
+
+    def blocked_until(self) -> datetime | None:
+        with self._lock:
+            if self._blocked_until <= max(self.clock(), self._last):
+                return None
+            return datetime.fromtimestamp(self._blocked_until, UTC)
 
     def usage(self) -> DailyUsage:
         with self._lock:
@@ -304,6 +321,14 @@ class RedisLimiter(_Common):
         ttl_ms = max(int((until - self.clock()) * 1000) + 1000, 1000)
         self._block(keys=[self._keys("")[3]], args=[repr(until), ttl_ms])
 
+    def unblock(self) -> None:
+        self.redis.delete(self._keys("")[3])
+
+    def blocked_until(self) -> datetime | None:
+        raw = self.redis.get(self._keys("")[3])
+        until = float(raw) if raw else 0.0
+        return datetime.fromtimestamp(until, UTC) if until > self.clock() else None
+
     def usage(self) -> DailyUsage:
         day = _day(self.clock())
         return DailyUsage(day, int(self.redis.get(self._keys(day)[1]) or 0), self.daily_limit)
@@ -320,6 +345,12 @@ class NoLimiter:
 
     def block_until(self, when: datetime) -> None:
         pass
+
+    def unblock(self) -> None:
+        pass
+
+    def blocked_until(self) -> datetime | None:
+        return None
 
     def usage(self) -> DailyUsage:
         return DailyUsage(_day(time.time()), self.count, 0)

@@ -17,7 +17,7 @@ every minute; a worker runs it:
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
@@ -83,7 +83,7 @@ def tick(store: Store, redis: Redis, now: datetime) -> dict[str, Any]:
         log.info("setup %s: scheduled Full Sync for %s enqueued", setup_id, slot.isoformat())
         started.append(setup_id)
     resumed = resume_stalled(store, redis, now)
-    flushes = sweep_flushes(store, redis)
+    flushes = sweep_flushes(store, redis, now)
     return {"full_syncs": started, "resumed": resumed, "flushes": flushes}
 
 
@@ -134,18 +134,39 @@ def _alive(redis: Redis, job_id: str) -> bool:
     return str(job.get_status(refresh=False) or "") in ALIVE
 
 
-def sweep_flushes(store: Store, redis: Redis) -> list[int]:
-    """Schedule a flush for setups whose intake holds changes and that have none pending."""
+def sweep_flushes(store: Store, redis: Redis, now: datetime | None = None) -> list[int]:
+    """Schedule a flush for setups whose intake holds changes and whose flush is not due soon.
+
+    A paused setup's flush is held for the pause's end (none for a pause until resumed); any
+    other setup's is due now, and replaces a flush held for later (a quota pause an operator
+    lifted, say): ``ensure_scheduled`` lets an earlier job replace a later one.
+    """
+    at = now or datetime.now(UTC)
     with store.transaction() as session:
-        ids = list(session.scalars(select(Setup.id)))
+        rows = list(session.scalars(select(Setup)))
+        pauses = {
+            s.id: (s.paused_until.replace(tzinfo=s.paused_until.tzinfo or UTC) if s.paused_until
+                   else None)
+            for s in rows
+            if s.is_paused(at)
+        }  # fmt: skip
     scheduled = []
-    for setup_id in ids:
+    for setup_id in [s.id for s in rows]:
         if not intake.pending(redis, setup_id) and not intake.take_catchups(redis, setup_id):
             continue
-        if queue.pending_job_id(f"flush-{setup_id}", connection=redis) is not None:
-            continue
+        delay = 0.0
+        if setup_id in pauses:
+            until = pauses[setup_id]
+            if until is None:
+                continue  # paused until someone resumes it; resuming schedules the flush
+            delay = max(0.0, (until - at).total_seconds() + 5)
         if queue.ensure_scheduled(
-            f"flush-{setup_id}", FLUSH_JOB, [setup_id], queue=queue.WEBHOOKS, connection=redis
+            f"flush-{setup_id}",
+            FLUSH_JOB,
+            [setup_id],
+            delay=delay,
+            queue=queue.WEBHOOKS,
+            connection=redis,
         ):
             scheduled.append(setup_id)
     if scheduled:

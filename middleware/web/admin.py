@@ -1048,17 +1048,17 @@ def pause_setup_view(setup_id: int) -> Response:
     responses={200: s.SetupViewSchema, **_E404},
 )
 def resume_setup_view(setup_id: int) -> Response:
-    """Pending changes are flushed right away."""
+    """Pending changes are flushed right away; a setup paused by Constant Contact's daily quota
+    asks Constant Contact again at once (and pauses again only if it answers `quota_exceeded`)."""
+    from middleware import runner
+
     redis = get_redis()
     with get_store().transaction() as session:
-        get_setup(session, setup_id)
+        quota = runner.paused_by_quota(get_setup(session, setup_id).pause_reason)
         setup_repo.resume(session, setup_id)
         view = setup_view(get_settings(), get_setup(session, setup_id))
     forget_setup(setup_id)
-    if intake.pending(redis, setup_id):
-        queue.ensure_scheduled(
-            f"flush-{setup_id}", FLUSH_JOB, [setup_id], queue=queue.WEBHOOKS, connection=redis
-        )
+    runner.retry_now(get_settings(), redis, setup_id, unblock=quota)
     return dump(s.SetupViewSchema, view)
 
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from middleware import metrics
-from middleware.queue import queue_state
+from middleware.queue import pending_job_due, queue_state
 from middleware.store import connections as connection_repo
 from middleware.store import setups as setup_repo
 from middleware.store.models import utcnow
@@ -80,14 +80,28 @@ def check_connections(now: datetime) -> CheckResult:
     return OK, "; ".join(notes) or "all connections usable"
 
 
+def _pause_detail(setup: Any, now: datetime) -> str:
+    """Why a setup waits and when it goes on: the pause's end, the job held for it, the fix."""
+    text = f"setup {setup.id} ({setup.name}) paused: {setup.pause_reason}"
+    if setup.paused_until is None:
+        return f"{text} until resumed"
+    until = setup.paused_until
+    left = int((until.replace(tzinfo=until.tzinfo or UTC) - now).total_seconds() // 60)
+    text += f" until {until.isoformat()} (resumes in {left // 60} h {left % 60:02d} min"
+    try:
+        due = pending_job_due(f"flush-{setup.id}", connection=get_redis())
+    except Exception:  # Redis down: the redis check says so; the pause is still worth telling
+        due = None
+    text += f"; flush held for {due:%H:%M:%S} UTC)" if due else ")"
+    if str(setup.pause_reason).startswith("Constant Contact daily API quota"):
+        text += f"; POST /admin/api/setups/{setup.id}/resume tries again now"
+    return text
+
+
 def check_setups(now: datetime) -> CheckResult:
     with get_store().session() as session:
         paused = setup_repo.paused(session, now)
-        reasons = [
-            f"setup {s.id} ({s.name}) paused: {s.pause_reason}"
-            + (f" until {s.paused_until.isoformat()}" if s.paused_until else " until resumed")
-            for s in paused
-        ]
+        reasons = [_pause_detail(s, now) for s in paused]
     if reasons:
         return FAIL, "; ".join(reasons)
     return OK, "no setup paused"

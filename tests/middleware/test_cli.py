@@ -182,6 +182,35 @@ def test_update_pause_resume_secret_and_delete(
     assert "does not exist" in gone.output
 
 
+def test_resume_of_a_quota_pause_tries_again_now(
+    app: Flask, tmp_path: Path, connections: dict[str, int]
+) -> None:
+    from datetime import UTC, datetime
+
+    from middleware import runner
+    from middleware.constantcontact import wiring
+
+    created = create(app, tmp_path, connections)
+    setup_id = created["id"]
+    redis = redis_of(app)
+    midnight = setup_repo.next_utc_midnight(datetime.now(UTC))
+    limiter = wiring.api_limiter(app.extensions["middleware"]["settings"], redis)
+    limiter.block_until(midnight)  # Constant Contact said quota_exceeded
+    with store_of(app).transaction() as session:
+        setup_repo.pause(session, setup_id, runner.QUOTA_REASON, midnight)
+    intake.mark_dirty(redis, setup_id, "Contact", ["003A"])
+    held = queue.ensure_scheduled(
+        f"flush-{setup_id}", "jobs.flush.flush_setup", [setup_id], delay=3600, connection=redis
+    )
+    resumed = cli(app, "setups", "resume", str(setup_id))
+    assert resumed.exit_code == 0, resumed.output
+    assert limiter.blocked_until() is None
+    pending = queue.pending_job_id(f"flush-{setup_id}", connection=redis)
+    assert pending is not None and pending != held
+    due = queue.pending_job_due(f"flush-{setup_id}", connection=redis)
+    assert due is not None and (due - datetime.now(UTC)).total_seconds() < 2
+
+
 # --------------------------------------------------------------------------- connections
 
 

@@ -244,3 +244,81 @@ def test_request_id_follows_the_job(conn: Redis) -> None:
     assert job.meta["request_id"] == "req-42"
     run_all(conn)
     assert job.return_value() == "req-42"
+
+
+# --- a later-scheduled guard never refuses an earlier request (issue 9: quota stall) ----------
+
+
+def _scheduled_ids(conn: Redis, name: str = queue.DEFAULT) -> list[str]:
+    return [
+        j if isinstance(j, str) else j.decode()
+        for j in ScheduledJobRegistry(queue=queue.get_queue(conn, name)).get_job_ids()
+    ]
+
+
+def test_an_earlier_request_replaces_a_job_held_for_later(conn: Redis) -> None:
+    midnight = queue.ensure_scheduled("flush-5", record, [5], delay=6 * 3600, connection=conn)
+    assert midnight is not None
+    # A webhook's flush (due in 1 s) is not refused by the job held for the quota reset ...
+    soon = queue.ensure_scheduled("flush-5", record, [5], delay=1.0, connection=conn)
+    assert soon is not None and soon != midnight
+    # ... and still exactly one job is pending: the later one is off the schedule and gone.
+    assert queue.pending_job_id("flush-5", connection=conn) == soon
+    assert _scheduled_ids(conn) == [soon]
+    assert not conn.exists(f"rq:job:{midnight}")
+    due = queue.pending_job_due("flush-5", connection=conn)
+    assert due is not None and due <= datetime.now(UTC) + timedelta(seconds=2)
+    # Further requests, earlier or later, leave the soon one alone.
+    assert queue.ensure_scheduled("flush-5", record, [5], delay=0.5, connection=conn) is None
+    assert queue.ensure_scheduled("flush-5", record, [5], delay=3600, connection=conn) is None
+    assert _scheduled_ids(conn) == [soon]
+    assert run_all(conn, datetime.now(UTC) + timedelta(seconds=3))
+    assert CALLS == [[5]]  # the replaced job never runs
+
+
+def test_the_hot_path_sees_a_guard_held_for_later_as_not_fresh(conn: Redis) -> None:
+    queue.ensure_scheduled("flush-6", record, [6], delay=3600, connection=conn)
+    token = conn.get(queue.guard_key("flush-6"))
+    assert not queue.guard_is_fresh(token, 1.0)  # the webhook goes on to replace it
+    assert queue.guard_is_fresh(token, 3600)
+    queue.ensure_scheduled("flush-6", record, [6], delay=1.0, connection=conn)
+    assert queue.guard_is_fresh(conn.get(queue.guard_key("flush-6")), 1.0)
+
+
+def test_a_guard_written_before_due_times_is_replaced_too(conn: Redis) -> None:
+    # Guards of the previous release say only "job|created": the registry knows when it is due.
+    old = queue.enqueue(record, "old", delay=3 * 3600, connection=conn)
+    conn.set(queue.guard_key("flush-4"), f"{old.id}|{int(datetime.now(UTC).timestamp()) - 120}")
+    new = queue.ensure_scheduled("flush-4", record, [4], connection=conn)
+    assert new is not None
+    assert _scheduled_ids(conn) == [] and not conn.exists(f"rq:job:{old.id}")
+    assert run_all(conn)
+    assert CALLS == [[4]]
+
+
+def test_clear_guard_forgets_and_unschedules_the_pending_job(conn: Redis) -> None:
+    held = queue.ensure_scheduled("flush-2", record, [2], delay=3600, connection=conn)
+    assert queue.clear_guard("flush-2", connection=conn) == held
+    assert queue.pending_job_id("flush-2", connection=conn) is None
+    assert _scheduled_ids(conn) == []
+    assert queue.clear_guard("flush-2", connection=conn) is None
+
+
+def test_concurrent_requests_replace_a_held_job_exactly_once(conn: Redis) -> None:
+    queue.ensure_scheduled("flush-11", record, [11], delay=6 * 3600, connection=conn)
+    results: list[str | None] = []
+    start = threading.Barrier(8)
+
+    def webhook() -> None:
+        start.wait()
+        results.append(queue.ensure_scheduled("flush-11", record, [11], delay=1.0, connection=conn))
+
+    threads = [threading.Thread(target=webhook) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    scheduled = [r for r in results if r is not None]
+    assert len(scheduled) == 1
+    assert _scheduled_ids(conn) == scheduled
+    assert queue.pending_job_id("flush-11", connection=conn) == scheduled[0]

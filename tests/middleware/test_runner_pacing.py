@@ -28,6 +28,8 @@ def usage(used: int, limit: int = 10_000) -> DailyUsage:
         # 1,000 calls left for 43,200 s, 3 calls a flush: one flush per 129.6 s.
         pytest.param(usage(9000), 10, NOON - 29.6, 100.0, id="stretched to last until midnight"),
         pytest.param(usage(9000), 10, NOON - 200, 0.0, id="long enough since the last flush"),
+        # The budget used up: one flush would wait 3 × 43,200 s, but the quota resets at 00:00.
+        pytest.param(usage(10_000), 10, NOON, 43_205.0, id="never held past the quota reset"),
     ],
 )
 def test_pacing_delay(use, pending, last, expected) -> None:

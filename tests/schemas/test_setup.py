@@ -35,7 +35,16 @@ DEFAULTS = [
     ("object_type", "Contact"),
     ("field_map", []),
     ("filter", None),
-    ("schedule", {"full_sync": "daily", "at": "02:00", "timezone": "UTC", "poll_minutes": 15}),
+    (
+        "schedule",
+        {
+            "full_sync": "daily",
+            "at": "02:00",
+            "timezone": "UTC",
+            "poll_minutes": 15,
+            "catch_up_minutes": 10,
+        },
+    ),
     ("sync_to_cc", True),
     ("sync_to_sf", True),
     ("campaign_lists", None),
@@ -115,6 +124,7 @@ def test_normalised_values():
         "at": "23:30",
         "timezone": "UTC",
         "poll_minutes": 15,
+        "catch_up_minutes": 10,
     }
     assert setup["cc_source"] == {"lists": ["VIP", "Events"]}
     assert setup["field_map"] == [
@@ -258,6 +268,24 @@ def test_normalised_values():
             "schedule.poll_minutes",
             "greater than or equal to 1",
             id="poll-at-least-every-minute",
+        ),
+        pytest.param(
+            {"schedule": {"catch_up_minutes": -1}},
+            "schedule.catch_up_minutes",
+            "greater than or equal to 0",
+            id="catch-up-not-negative",
+        ),
+        pytest.param(
+            {"schedule": {"catch_up_minutes": 1441}},
+            "schedule.catch_up_minutes",
+            "less than or equal to 1440",
+            id="catch-up-at-least-daily",
+        ),
+        pytest.param(
+            {"schedule": {"catch_up_minutes": "10"}},
+            "schedule.catch_up_minutes",
+            "Not a valid integer",
+            id="catch-up-an-integer",
         ),
         pytest.param(
             {"schedule": {"timezone": "Mars/Olympus"}},

@@ -213,3 +213,42 @@ def test_redis_block_keeps_the_later_time(redis_client):
     assert info.value.resume_at == later
     clock.t += 3600
     limiter.acquire()
+
+
+def _unblock_lifts_the_block_for_every_client(make) -> None:
+    clock = FakeTime()
+    a, b = make(clock), make(clock)
+    resume = datetime.fromtimestamp(clock.t + 6 * 3600, UTC)
+    a.block_until(resume)
+    assert b.blocked_until() == resume
+    with pytest.raises(e.QuotaExceeded):
+        b.acquire()
+    a.unblock()  # an operator's resume: try again now
+    assert b.blocked_until() is None
+    b.acquire()
+    # Constant Contact saying quota_exceeded again blocks again.
+    b.block_until(resume)
+    with pytest.raises(e.QuotaExceeded):
+        a.acquire()
+
+
+def test_local_unblock_lifts_a_block_at_once():
+    shared = {}
+
+    def make(clock):
+        return shared.setdefault("l", LocalLimiter(4, 1.0, clock=clock, sleep=clock.sleep))
+
+    _unblock_lifts_the_block_for_every_client(make)
+
+
+@pytest.mark.integration
+def test_redis_unblock_lifts_a_block_for_every_worker(real_redis):
+    _unblock_lifts_the_block_for_every_client(
+        lambda clock: RedisLimiter(real_redis, "cc:limit:t", 4, 1.0, clock=clock, sleep=clock.sleep)
+    )
+
+
+def test_fakeredis_unblock_lifts_a_block_for_every_worker(fake_redis):
+    _unblock_lifts_the_block_for_every_client(
+        lambda clock: RedisLimiter(fake_redis, "cc:limit:t", 4, 1.0, clock=clock, sleep=clock.sleep)
+    )
