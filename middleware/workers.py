@@ -108,7 +108,8 @@ def job_state(connection: Redis, job_id: str) -> tuple[bool, str]:
         job = Job.fetch(job_id, connection=connection, serializer=queue.SERIALIZER)
     except NoSuchJobError:
         return False, "its job is gone from Redis"
-    status = job.get_status(refresh=False)
+    raw = job.get_status(refresh=False)
+    status = getattr(raw, "value", raw)
     if status == JobStatus.FINISHED:
         return True, "finished; other jobs carry the run on"
     if status == JobStatus.STARTED:
@@ -348,6 +349,8 @@ class SyncWorker(HerokuWorker):
         self._swept_at = time.monotonic()
         try:
             with self._store.use() as store:
+                for job_id, why in abandoned.items():  # the reason is known: say it
+                    fail_runs_of_job(store, job_id, why)
                 for dead in fail_dead_runs(store, self.connection):
                     self.log.warning("Worker %s: %s", self.name, death_message(
                         dead.kind, dead.job_id, dead.reason))  # fmt: skip
