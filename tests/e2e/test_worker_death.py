@@ -13,6 +13,7 @@ is right in Constant Contact.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -213,10 +214,8 @@ def rig(real_redis: Redis, tmp_path: Path) -> Iterator[Rig]:
     finally:
         for proc in rig.procs:
             for pid in reversed(process_tree(proc.popen.pid)):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             proc.popen.wait(10)
         http.delete(f"{running.cc_url}/_sandbox/faults")
         http.close()
