@@ -258,16 +258,28 @@ def test_a_killed_work_horse_frees_the_setup_and_its_retry_syncs(rig: Rig) -> No
     assert status == 200, body
 
 
+def _kill_the_whole_worker(proc: c.Process) -> float:
+    """The dyno dies: every process of the worker (main, scheduler, work horse) at once."""
+    for pid in process_tree(proc.popen.pid):
+        os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    proc.popen.wait(5)
+    return killed
+
+
+def _synced_after(rig: Rig, email: str, started: float) -> float:
+    try:
+        wait_for("the contact right in Constant Contact", lambda: rig.cc_contact(email), 90)
+    except AssertionError:
+        raise AssertionError(_logs(rig)) from None
+    return time.monotonic() - started
+
+
 def test_a_dead_worker_is_replaced_and_the_setup_syncs_within_a_minute(rig: Rig) -> None:
     first = rig.start_worker("worker-1")
     names = wait_for("the worker registered", rig.live_workers, 20)
     email, token, _horse, run_id = rig.hold_a_flush_mid_import()
-
-    # The dyno dies: every process of the worker (main, scheduler, work horse) at once.
-    for pid in process_tree(first.popen.pid):
-        os.kill(pid, signal.SIGKILL)
-    killed = time.monotonic()
-    first.popen.wait(5)
+    killed = _kill_the_whole_worker(first)
 
     def not_ready() -> dict[str, Any] | None:
         status, body = rig.readyz()
@@ -284,12 +296,7 @@ def test_a_dead_worker_is_replaced_and_the_setup_syncs_within_a_minute(rig: Rig)
     assert not rig.cc_contact(email)
 
     rig.start_worker("worker-2")
-    started = time.monotonic()
-    try:
-        wait_for("the contact right in Constant Contact", lambda: rig.cc_contact(email), 90)
-    except AssertionError:
-        raise AssertionError(_logs(rig)) from None
-    synced = time.monotonic() - started
+    synced = _synced_after(rig, email, time.monotonic())
     print(
         f"\nwhole worker SIGKILL: /readyz 503 after {noticed:.1f}s; "
         f"synced {synced:.1f}s after the replacement started"
@@ -303,7 +310,22 @@ def test_a_dead_worker_is_replaced_and_the_setup_syncs_within_a_minute(rig: Rig)
     assert f"worker {names[0]} stopped heartbeating" in dead.message
     rig.wait_for_a_later_run_to_succeed(run_id)
     assert rig.lock() is None
-    status, body = wait_for(
-        "/readyz ready again", lambda: (lambda r: r if r[0] == 200 else None)(rig.readyz()), 15
-    )
-    assert status == 200
+    wait_for("/readyz ready again", lambda: rig.readyz()[0] == 200, 15)
+
+
+def test_a_replacement_started_at_once_syncs_the_setup_within_a_minute(rig: Rig) -> None:
+    """The worst timing: the dead worker, its scheduler and its lock all still look alive when
+    the replacement starts, so it must notice each of them dying."""
+    first = rig.start_worker("worker-1")
+    names = wait_for("the worker registered", rig.live_workers, 20)
+    email, _token, _horse, run_id = rig.hold_a_flush_mid_import()
+    _kill_the_whole_worker(first)
+    rig.start_worker("worker-2")
+    synced = _synced_after(rig, email, time.monotonic())
+    print(f"\nwhole worker SIGKILL, replaced at once: synced {synced:.1f}s after the replacement")
+    assert synced < RECOVERY_TARGET_SECONDS
+    dead = {r.id: r for r in rig.runs()}[run_id]
+    assert dead.status == "failed"
+    assert dead.message is not None
+    assert dead.message.startswith(f"worker died: worker {names[0]} stopped heartbeating")
+    rig.wait_for_a_later_run_to_succeed(run_id)
