@@ -52,7 +52,9 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5  # a SyncWorker heartbeats this often, idle or busy
 STALE_AFTER_SECONDS = 20  # ... and is dead this long after its last heartbeat
-SCHEDULER_STALE_SECONDS = 15  # RQ's scheduler heartbeats every second
+# RQ's scheduler heartbeats every second; its lock outlives it by 61 s. Half that is a safe
+# verdict (a wrong one only means two schedulers for a moment: jobs are idempotent).
+SCHEDULER_STALE_SECONDS = 30
 RECOVER_EVERY_SECONDS = 5
 SWEEP_RUNS_EVERY_SECONDS = 60
 # Written into a SyncWorker's RQ hash: how often it heartbeats (a stock RQ worker has none, and

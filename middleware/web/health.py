@@ -77,7 +77,8 @@ def check_workers() -> CheckResult:
     if not live:
         detail = "no live RQ worker: jobs wait until one starts (Procfile `worker`)"
         if gone:
-            detail += f"; {'; '.join(gone)}"
+            more = f"; and {len(gone) - 5} more" if len(gone) > 5 else ""
+            detail += f"; {'; '.join(gone[:5])}{more}"
         if died:
             detail += f"; runs that died with their worker: {died}"
         return FAIL, detail
