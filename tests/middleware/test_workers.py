@@ -252,3 +252,38 @@ def test_the_procfile_runs_the_sync_worker() -> None:
     worker = next(line for line in procfile.splitlines() if line.startswith("worker:"))
     assert "--worker-class middleware.workers.SyncWorker" in worker
     assert "--with-scheduler" in worker
+
+
+def test_a_full_sync_killed_with_its_worker_is_failed_resumably_and_revived_by_the_clock(
+    fake_redis: Redis, sqlite_store: Store
+) -> None:
+    from middleware.fullsync import checkpoint as checkpoints
+    from middleware.fullsync import clock
+    from middleware.fullsync import run as fullsync_run
+
+    assert fullsync_run.LOCK_TTL == queue.LOCK_TTL_SECONDS  # renewed while alive, lapses fast
+    worker = sync_worker(fake_redis, sqlite_store)
+    worker.register_birth()
+    register_worker(fake_redis, "dead", heartbeat_age=60)
+    job = started_job(fake_redis, "dead")
+    job.retries_left = 0  # its retries used up: only the clock can revive the run
+    job.save()
+    run_id = open_run(sqlite_store, job.id, kind="full")
+    with sqlite_store.transaction() as session:
+        setup_id = runs.get_run(session, run_id).setup_id
+    checkpoints.save(sqlite_store, setup_id, checkpoints.Checkpoint(run_id=run_id, phase="sync"))
+    lock = f"{queue.LOCK_PREFIX}{fullsync_run.lock_name(setup_id)}"
+    fake_redis.set(lock, queue.lock_token(job.id), px=300)  # what the dead horse left
+
+    worker.recover()
+    run = run_of(sqlite_store, run_id)
+    assert run.status == "failed"
+    assert run.message.endswith("the Full Sync goes on from its checkpoint when it runs again")
+    now = datetime.now(UTC)
+    assert clock.resume_stalled(sqlite_store, fake_redis, now) == []  # its lock still lives
+    time.sleep(0.4)
+    assert clock.resume_stalled(sqlite_store, fake_redis, now) == [setup_id]
+    resumed = queue.get_queue(fake_redis, queue.FULL_SYNC).get_jobs()
+    assert [(j.func_name, j.args) for j in resumed] == [
+        ("jobs.full_sync.full_sync", [setup_id, False, 1, run_id])
+    ]
