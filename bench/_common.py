@@ -255,9 +255,9 @@ def rq_worker(
     redis_url: str,
     env: dict[str, str],
     log_dir: Path,
-    worker_class: str = "rq.worker.HerokuWorker",
+    worker_class: str = "middleware.workers.SyncWorker",
 ) -> Process:
-    """An `rq worker --with-scheduler` as the Procfile runs it (HerokuWorker forks per job)."""
+    """An `rq worker --with-scheduler` as the Procfile runs it (SyncWorker forks per job)."""
     argv = [
         str(VENV_BIN / "rq"),
         "worker",

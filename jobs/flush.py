@@ -10,7 +10,7 @@ from middleware import runner
 from middleware.queue import current_runtime, exclusive_per_setup
 
 
-@exclusive_per_setup(ttl=900)
+@exclusive_per_setup()
 def flush_setup(setup_id: int) -> dict[str, Any]:
     """Sync the changes the setup's webhooks recorded (one job per setup at a time)."""
     job = get_current_job()

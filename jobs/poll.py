@@ -11,7 +11,7 @@ from middleware import poll, queue
 from middleware.queue import current_runtime, exclusive_per_setup
 
 
-@exclusive_per_setup(ttl=900)
+@exclusive_per_setup()
 def poll_setup(setup_id: int) -> dict[str, Any]:
     """Poll one setup (one job per setup at a time, shared with its flushes and syncs)."""
     job = get_current_job()

@@ -10,7 +10,7 @@ from middleware import runner
 from middleware.queue import current_runtime, exclusive_per_setup
 
 
-@exclusive_per_setup(ttl=3600)
+@exclusive_per_setup()
 def sync_now(setup_id: int) -> dict[str, Any]:
     """Catch up on every Salesforce change since the last run, then the pending ones."""
     job = get_current_job()

@@ -10,12 +10,15 @@ Jobs are top-level functions called with plain JSON arguments (ids, strings, dic
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import importlib
 import json
 import logging
+import os
 import pickle
+import socket
 import threading
 import time
 import uuid
@@ -568,25 +571,91 @@ class SetupBusy(RuntimeError):
     """Another job of the same setup holds its lock."""
 
 
+# A setup lock outlives a dead holder by at most LOCK_TTL_SECONDS: a thread of the holder renews
+# it every LOCK_RENEW_SECONDS while the job lives, so a SIGKILLed work horse (or a whole worker
+# gone with its dyno) frees the setup within half a minute instead of a job timeout.
+LOCK_TTL_SECONDS = 30.0
+LOCK_RENEW_SECONDS = 10.0
+# Which locks a running job holds ("name\ntoken" members), so the worker that sees its work
+# horse die can release them at once (see middleware.workers).
+LOCK_HOLDER_PREFIX = "ctct:lock-holder:"
+
+
+def lock_holder_key(job_id: str) -> str:
+    """The Redis set of the locks job ``job_id`` holds."""
+    return LOCK_HOLDER_PREFIX + job_id
+
+
+def lock_token(job_id: str | None = None) -> str:
+    """A lock value naming its holder: ``<job id>|<host>|<pid>|<random>`` (for operators too)."""
+    return f"{job_id or '-'}|{socket.gethostname()}|{os.getpid()}|{uuid.uuid4().hex[:8]}"
+
+
+class _LockKeeper:
+    """A daemon thread renewing a lock's TTL every ``every`` seconds until stopped."""
+
+    def __init__(self, lock: redis_lib.lock.Lock, every: float) -> None:
+        self.lock = lock
+        self.every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="setup-lock-keeper", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.lock.reacquire()
+            except redis_lib.exceptions.LockNotOwnedError:
+                log.error("lock %s lost (expired while its job ran); not renewed", self.lock.name)
+                return
+            except Exception as exc:  # Redis unreachable for a moment: try again next time
+                log.warning("could not renew lock %s: %s", self.lock.name, exc)
+
+    def start(self) -> _LockKeeper:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 @contextmanager
 def setup_lock(
-    connection: Redis, setup_id: int | str, ttl: float = 900.0
+    connection: Redis, setup_id: int | str, ttl: float = LOCK_TTL_SECONDS
 ) -> Iterator[redis_lib.lock.Lock]:
     """Hold the setup's write lock for the block, or raise ``SetupBusy`` at once.
 
-    The lock expires after ``ttl`` seconds so a killed worker cannot wedge a setup; long jobs call
-    ``lock.extend(ttl)`` as they go (after each page of a Full Sync, say).
+    The lock lives ``ttl`` seconds past its holder's last sign of life: a keeper thread renews it
+    every ``ttl / 3`` seconds while the block runs, so a killed worker frees the setup within
+    ``ttl``. Inside an RQ job the lock's value names the job (and the job's holder set lists the
+    lock), so the worker that sees its work horse die releases it at once.
     """
-    lock = connection.lock(f"{LOCK_PREFIX}{setup_id}", timeout=ttl, blocking=False)
-    if not lock.acquire(blocking=False):
+    name = f"{LOCK_PREFIX}{setup_id}"
+    job = get_current_job()
+    token = lock_token(job.id if job is not None else None)
+    # thread_local=False: the keeper thread must see the token to renew it.
+    lock = connection.lock(name, timeout=ttl, blocking=False, thread_local=False)
+    if not lock.acquire(blocking=False, token=token):
         raise SetupBusy(f"setup {setup_id} is busy")
+    holder = lock_holder_key(job.id) if job is not None else None
+    member = f"{name}\n{token}"
+    if holder is not None:
+        with connection.pipeline() as pipe:
+            pipe.sadd(holder, member)
+            pipe.expire(holder, 7 * 24 * 3600)
+            pipe.execute()
+    keeper = _LockKeeper(lock, min(LOCK_RENEW_SECONDS, ttl / 3)).start()
     try:
         yield lock
     finally:
+        keeper.stop()
         try:
             lock.release()
         except redis_lib.exceptions.LockError:
             log.warning("lock of setup %s expired before the job finished", setup_id)
+        if holder is not None:
+            with contextlib.suppress(redis_lib.exceptions.RedisError):  # else it expires
+                connection.srem(holder, member)
 
 
 def requeue_current_job(delay: float = LOCK_BUSY_RETRY_SECONDS) -> Job | None:
@@ -608,7 +677,7 @@ def requeue_current_job(delay: float = LOCK_BUSY_RETRY_SECONDS) -> Job | None:
 
 
 def exclusive_per_setup(
-    ttl: float = 900.0, retry_in: float = LOCK_BUSY_RETRY_SECONDS
+    ttl: float = LOCK_TTL_SECONDS, retry_in: float = LOCK_BUSY_RETRY_SECONDS
 ) -> Callable[[F], F]:
     """Decorate a job whose first argument is a setup id: one such job per setup at a time.
 
@@ -756,6 +825,7 @@ class EmbeddedWorkerThread:
 
     def _loop(self) -> None:
         log.info("embedded worker started")
+        self._fail_dead_runs()
         while not self._stop.is_set():
             try:
                 worked = self.run_pending()
@@ -766,6 +836,17 @@ class EmbeddedWorkerThread:
             if not worked:
                 self._stop.wait(self.poll_interval)
         log.info("embedded worker stopped")
+
+    def _fail_dead_runs(self) -> None:
+        # Runs left "running" by a previous process (its in-process queue died with it).
+        if self.runtime is None:
+            return
+        from middleware import workers
+
+        try:
+            workers.fail_dead_runs(self.runtime.store, self.connection)
+        except Exception:
+            log.exception("could not mark the runs of dead jobs")
 
     def start(self) -> EmbeddedWorkerThread:
         """Start the background thread (daemon: it never holds the process open)."""

@@ -1,7 +1,7 @@
 """Full Sync runs: one setup's Full Sync from start to finish — lock, run record, resume, pauses.
 
 - Never two Full Syncs of one setup at once: a Redis lock per setup (and per partition), renewed
-  as the run goes, so a killed worker's lock lapses within minutes.
+  while the job lives, so a killed worker's lock lapses within half a minute.
 - A run that stops (worker killed, vendor outage after the clients' retries) keeps its
   checkpoint; the job's retry finds it and goes on with the same run record from the next
   unrecorded record. A reset Full Sync drops any checkpoint and starts over.
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 JOB = "jobs.full_sync.full_sync"
 PARTITION_JOB = "jobs.full_sync.full_sync_partition"
-LOCK_TTL = 600.0  # seconds; renewed after every page, so only a dead worker lets it lapse
+LOCK_TTL = queue.LOCK_TTL_SECONDS  # renewed while the job lives: only a dead worker lets it lapse
 FINISH_KEY = "ctct:fullsync:finish:"
 
 

@@ -140,6 +140,32 @@ def active_run(session: Session, setup_id: int, kind: str | None = None) -> Run 
     return session.scalar(stmt.order_by(Run.id.desc()).limit(1))
 
 
+def running_with_jobs(session: Session, job_id: str | None = None) -> list[Run]:
+    """Runs in state ``running`` opened by a job (of ``job_id`` only, if given), oldest first.
+
+    What the worker-death sweep checks against the queue: a running run whose job is no longer
+    alive died with its worker.
+    """
+    stmt = select(Run).where(Run.status == "running", Run.job_id.is_not(None))
+    if job_id is not None:
+        stmt = stmt.where(Run.job_id == job_id)
+    return list(session.scalars(stmt.order_by(Run.id)))
+
+
+def lock_running(session: Session, run_id: int, job_id: str) -> Run | None:
+    """The run, row-locked (PostgreSQL), if it is still running under ``job_id``; else None.
+
+    The sweep re-checks the job under this lock, so a retry that resumes the run meanwhile
+    (a Full Sync going on from its checkpoint) is never marked failed.
+    """
+    stmt = (
+        select(Run)
+        .where(Run.id == run_id, Run.status == "running", Run.job_id == job_id)
+        .with_for_update()
+    )
+    return session.scalar(stmt)
+
+
 def _get(session: Session, run_id: int) -> Run:
     run = session.get(Run, run_id)
     if run is None:

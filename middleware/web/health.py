@@ -2,9 +2,10 @@
 
 /livez checks nothing outside the process, so a slow database never triggers a restart storm.
 /readyz answers 503 when something needs a human or blocks syncing: database or Redis down, a
-queue backlog past its limit, a connection that needs re-authorisation or holds an expired token
-it cannot refresh, a paused setup (quota exceeded until 00:00 UTC, cancelled account). Its JSON
-names each check; ``?verbose`` gives the same as plain text for humans (Kubernetes style).
+queue backlog past its limit, no live RQ worker (or runs whose worker died, named), a connection
+that needs re-authorisation or holds an expired token it cannot refresh, a paused setup (quota
+exceeded until 00:00 UTC, cancelled account). Its JSON names each check; ``?verbose`` gives the
+same as plain text for humans (Kubernetes style).
 ``cc_webhook`` is informational: a ``warn`` (never a failure) while ``CC_WEBHOOK_SECRET`` is unset
 and Constant Contact's partner webhooks are therefore refused.
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from middleware import metrics
+from middleware import metrics, workers
 from middleware.queue import pending_job_due, queue_state
 from middleware.store import connections as connection_repo
 from middleware.store import setups as setup_repo
@@ -53,10 +54,42 @@ def check_queues() -> CheckResult:
     detail = f"waiting: {depths}; failed: {state['failed']}; workers: {len(state['workers'])}"
     if state["backlog"] > limit:
         return FAIL, f"backlog {state['backlog']} over {limit}; {detail}"
-    embedded = get_settings().embedded_worker
-    if not state["workers"] and not embedded:
-        return WARN, f"no RQ worker is running; {detail}"
     return OK, detail
+
+
+def check_workers() -> CheckResult:
+    """A live worker runs the jobs; runs whose worker died are named (see middleware.workers).
+
+    Embedded mode has no RQ worker process: the web process's own worker thread is checked.
+    """
+    if get_settings().embedded:
+        thread = current_app.extensions["middleware"].get("worker")
+        if thread is None:
+            return WARN, "embedded mode without a worker thread (EMBEDDED_WORKER is off)"
+        if not thread.alive:
+            return FAIL, "the embedded worker thread has stopped; restart the web process"
+        return OK, "embedded worker thread running"
+    redis = get_redis()
+    live, gone = workers.live_workers(redis)
+    try:
+        died = "; ".join(d.describe() for d in workers.dead_runs(get_store(), redis))
+    except Exception as exc:  # the database check names the outage
+        log.warning("could not look for runs whose worker died: %s", exc)
+        died = ""
+    if not live:
+        detail = "no live RQ worker: jobs wait until one starts (Procfile `worker`)"
+        if gone:
+            more = f"; and {len(gone) - 5} more" if len(gone) > 5 else ""
+            detail += f"; {'; '.join(gone[:5])}{more}"
+        if died:
+            detail += f"; runs that died with their worker: {died}"
+        return FAIL, detail
+    if died:
+        return FAIL, (
+            f"runs whose worker died (a live worker marks them failed and retries their jobs "
+            f"within a minute): {died}"
+        )
+    return OK, f"{len(live)} live: {', '.join(live)}"
 
 
 def check_connections(now: datetime) -> CheckResult:
@@ -122,6 +155,7 @@ def _checks(now: datetime) -> dict[str, Callable[[], CheckResult]]:
         "database": check_database,
         "redis": check_redis,
         "queues": check_queues,
+        "workers": check_workers,
         "connections": lambda: check_connections(now),
         "setups": lambda: check_setups(now),
         "cc_webhook": check_cc_webhook,
@@ -136,6 +170,9 @@ def run_checks(now: datetime | None = None) -> dict[str, dict[str, Any]]:
     for name, check in _checks(at).items():
         if name == "queues" and "redis" in failed_deps:
             results[name] = {"status": FAIL, "detail": "skipped: Redis is unreachable"}
+            continue
+        if name == "workers" and "redis" in failed_deps:  # the redis check already fails
+            results[name] = {"status": WARN, "detail": "skipped: Redis is unreachable"}
             continue
         if name in ("connections", "setups") and "database" in failed_deps:
             results[name] = {"status": FAIL, "detail": "skipped: database is unreachable"}

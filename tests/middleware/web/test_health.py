@@ -38,6 +38,7 @@ def test_readyz_ok(client: FlaskClient) -> None:
         "database",
         "redis",
         "queues",
+        "workers",
         "connections",
         "setups",
         "cc_webhook",
@@ -120,11 +121,79 @@ def test_readyz_fails_when_the_backlog_is_too_long(
     assert "backlog 3 over 2" in response.json["checks"]["queues"]["detail"]
 
 
-def test_readyz_warns_without_workers_but_stays_ready(config: dict[str, Any]) -> None:
+def test_readyz_fails_without_a_live_worker(config: dict[str, Any]) -> None:
     config["REDIS_URL"] = "redis://unused.example"  # not embedded: an rq worker is expected
     response = _build(config).test_client().get("/readyz")
-    assert response.status_code == 200
-    assert response.json["checks"]["queues"]["status"] == "warn"
+    assert response.status_code == 503
+    assert response.json["failed"] == ["workers"]
+    assert "no live RQ worker" in response.json["checks"]["workers"]["detail"]
+
+
+def _register_worker(redis: Redis, name: str, heartbeat_age: float, ours: bool = True) -> None:
+    from rq.utils import utcformat
+
+    from middleware import workers
+
+    key = f"rq:worker:{name}"
+    at = datetime.now(UTC) - timedelta(seconds=heartbeat_age)
+    redis.hset(key, mapping={"last_heartbeat": utcformat(at), "birth": utcformat(at)})
+    if ours:
+        redis.hset(key, workers.HEARTBEAT_FIELD, workers.HEARTBEAT_SECONDS)
+    redis.sadd("rq:workers", key)
+
+
+def _started_job(redis: Redis, worker: str) -> str:
+    job = queue.enqueue("tests.middleware.test_queue.record", 1, connection=redis)
+    job.set_status("started")
+    job.worker_name = worker
+    job.save()
+    return job.id
+
+
+def test_readyz_names_the_runs_that_died_with_their_worker(
+    config: dict[str, Any], fake_redis: Redis
+) -> None:
+    from middleware.store import runs
+
+    config["REDIS_URL"] = "redis://unused.example"
+    app = _build(config)
+    _register_worker(fake_redis, "gone", heartbeat_age=60)  # a SyncWorker silent for a minute
+    job_id = _started_job(fake_redis, "gone")
+    with app.extensions["middleware"]["store"].transaction() as session:
+        setup = setups.create(session, name="s", options={})
+        run_id = runs.open_run(session, setup.id, "incremental", job_id=job_id).id
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    detail = response.json["checks"]["workers"]["detail"]
+    assert "no live RQ worker" in detail and "worker gone stopped heartbeating" in detail
+    assert f"run {run_id} (setup {setup.id}, incremental, job {job_id}" in detail
+
+    # A live worker: ready again once the dead run is marked failed.
+    _register_worker(fake_redis, "alive", heartbeat_age=1)
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert "runs whose worker died" in response.json["checks"]["workers"]["detail"]
+    from middleware import workers
+
+    assert [
+        d.run_id for d in workers.fail_dead_runs(app.extensions["middleware"]["store"], fake_redis)
+    ] == [run_id]
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 200, response.json
+    assert response.json["checks"]["workers"]["detail"] == "1 live: alive"
+
+
+def test_readyz_in_embedded_mode_checks_the_worker_thread(config: dict[str, Any]) -> None:
+    config["EMBEDDED_WORKER"] = True
+    app = _build(config)
+    client = app.test_client()
+    assert client.get("/readyz").json["checks"]["workers"]["detail"] == (
+        "embedded worker thread running"
+    )
+    app.extensions["middleware"]["worker"].stop()
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert "embedded worker thread has stopped" in response.json["checks"]["workers"]["detail"]
 
 
 @pytest.fixture
