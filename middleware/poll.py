@@ -583,10 +583,10 @@ def sync_contacts(ctx: Context, org: OrgInfo, contacts: Sequence[CcSubscriber]) 
     plan = rules.plan_cc_to_sf(
         ctx.options, batch, matches=matches, linked_emails=linked, org=org, main_list_id=main
     )
-    companies = {c.account_name for c in plan.creates if c.account_name}
-    companies |= {c.affiliation_account for c in plan.creates if c.affiliation_account}
-    if companies:
-        accounts = find_accounts(ctx, org, companies)
+    # Every new Contact's company is looked up, whether or not a missing Account may be
+    # created (create_missing_accounts: false stops only the creation).
+    if plan.account_names:
+        accounts = find_accounts(ctx, org, plan.account_names)
         plan = rules.plan_cc_to_sf(
             ctx.options,
             batch,

@@ -78,3 +78,25 @@ def test_a_one_way_cc_to_sf_setup_is_polled() -> None:
             "SELECT Company, LastName FROM Lead WHERE Email = 'lead@example.org'"
         )
         assert lead == {"Company": "Individual", "LastName": "Hopper"}
+
+
+def test_an_existing_account_is_used_when_missing_ones_are_not_created() -> None:
+    # Issue 9, defect 3: create_missing_accounts: false stops only the creation of an Account.
+    with world(options={"create_missing_accounts": False}) as w:
+        account = w.sf_create("Account", Name="Navy")
+        w.flush()  # the Account's own change event (it has no Contacts yet)
+        sign_up(w, "grace@example.org", company_name="Navy")
+        sign_up(w, "ada@example.org", company_name="Analytical Engines")
+        summary = run_poll(w)
+        assert summary["created_contacts"] == 2
+        assert "accounts_created" not in summary
+        got = {
+            r["Email"]: r["AccountId"]
+            for r in w.sf_client().query_iter("SELECT Email, AccountId FROM Contact")
+        }
+        assert got == {"grace@example.org": account, "ada@example.org": None}
+        # The echo fingerprint counted the Account's name: nothing is written back.
+        assert intake.pending(w.redis, w.setup_id) == 0
+        again = sync_now(w)
+        assert again.get("imported", 0) == 0
+        assert w.last_cc.calls.by_family().get("activities", 0) == 0, w.last_cc.calls.snapshot()

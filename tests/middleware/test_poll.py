@@ -436,3 +436,19 @@ def test_a_thousand_new_subscribers_stay_within_the_call_budget(make_world, obje
     assert summary[f"created_{object_type.lower()}s"] == 1000
     assert w.last_sf.usage.total <= 15, w.last_sf.usage.calls
     assert w.last_cc.calls.total <= 10, w.last_cc.calls.snapshot()
+
+
+def test_an_existing_account_is_linked_when_missing_accounts_are_not_created(make_world) -> None:
+    # create_missing_accounts: false stops only the creation of an Account (issue 9, defect 3).
+    w = make_world(options={"create_missing_accounts": False})
+    account = w.sf_create("Account", Name="Analytical Engines")
+    cc_add(w, "ada@example.org", company_name="ANALYTICAL ENGINES")
+    cc_add(w, "bob@example.org", company_name="Nowhere Ltd")
+    summary = run(w)
+    assert summary["created_contacts"] == 2
+    assert "accounts_created" not in summary
+    assert summary["reported: account not found"] == 1
+    contacts = by_email(w, fields="AccountId")
+    assert contacts["ada@example.org"]["AccountId"] == account
+    assert contacts["bob@example.org"]["AccountId"] is None
+    assert [r["Name"] for r in rows(w, "SELECT Name FROM Account")] == ["Analytical Engines"]
