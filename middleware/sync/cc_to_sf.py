@@ -365,6 +365,11 @@ def opt_out_objects(org: OrgInfo) -> list[SfObject]:
     return ["Lead", "Contact", "Account"] if org.person_accounts else ["Lead", "Contact"]
 
 
+def opt_out_field(sf_object: SfObject) -> str:
+    """The opt-out checkbox of an object type (a Person Account's is on the Account)."""
+    return _OPT_OUT_FIELD[sf_object]
+
+
 def email_fields(setup: Mapping[str, Any], org: OrgInfo, sf_object: SfObject) -> list[str]:
     """The fields of ``sf_object`` an address is looked up in."""
     fields = [EMAIL_FIELD[sf_object]]

@@ -100,3 +100,36 @@ def test_an_existing_account_is_used_when_missing_ones_are_not_created() -> None
         again = sync_now(w)
         assert again.get("imported", 0) == 0
         assert w.last_cc.calls.by_family().get("activities", 0) == 0, w.last_cc.calls.snapshot()
+
+
+def test_an_opt_out_cleared_in_salesforce_is_set_again_by_the_next_change_event() -> None:
+    # Issue 9, defect 2 (DESIGN §5a): consent is the person's; Salesforce cannot take it back.
+    with world() as w:
+        sign_up(w, "grace@example.org")
+        run_poll(w)
+        w.cc_session.post(f"{CC_BASE}/_sandbox/clock", json={"advance": 3600})
+        w.cc_session.post(f"{CC_BASE}/_sandbox/unsubscribe", json={"email": "grace@example.org"})
+        assert run_poll(w, T0 + timedelta(minutes=15))["opted_out"] == 1
+        (row,) = w.sf_client().query_iter(
+            "SELECT Id FROM Contact WHERE Email = 'grace@example.org'"
+        )
+        # A Salesforce user clears the checkbox: its change event reaches the webhook.
+        w.sf_update(row["Id"], HasOptedOutOfEmail=False)
+        assert intake.pending(w.redis, w.setup_id) == 1
+        summary = w.flush()
+        assert summary["opt_outs_set_again"] == 1, summary
+        (again,) = w.sf_client().query_iter(
+            f"SELECT HasOptedOutOfEmail FROM Contact WHERE Id = '{row['Id']}'"
+        )
+        assert again["HasOptedOutOfEmail"] is True
+        # Our write's change event came back and was dropped as our own echo.
+        assert w.last_webhook.get_json()["echoes_ignored"] >= 1
+        assert intake.pending(w.redis, w.setup_id) == 0
+        contact = w.cc_contact("grace@example.org")
+        assert contact["email_address"]["permission_to_send"] == "unsubscribed"
+        assert "Main List" not in contact["list_names"]
+        # An edit later: opted out in Salesforce now, nothing to set and no CC lookup.
+        w.sf_update(row["Id"], Title="Rear Admiral")
+        later = w.flush()
+        assert "opt_outs_set_again" not in later
+        assert w.last_cc.calls.by_family().get("contacts", 0) == 0, w.last_cc.calls.snapshot()

@@ -575,9 +575,10 @@ def test_an_existing_account_is_linked_when_missing_ones_are_not_created() -> No
     assert summary(plan) == [("create", "Contact")]  # nothing to create, nothing to report
     assert (plan.creates[0].account_id, plan.creates[0].account_name) == ("001AE", None)
     # Its echo fingerprint sees the Account's name, as the SF → CC read will.
-    assert plan.creates[0].fingerprint == _created(
-        SETUP, sub(company_name="analytical engines"), accounts=accounts
-    ).fingerprint
+    assert (
+        plan.creates[0].fingerprint
+        == _created(SETUP, sub(company_name="analytical engines"), accounts=accounts).fingerprint
+    )
 
 
 def test_npsp_affiliation_with_an_existing_account_when_missing_ones_are_not_created() -> None:
@@ -586,7 +587,9 @@ def test_npsp_affiliation_with_an_existing_account_when_missing_ones_are_not_cre
     assert plan.account_names == ["Acme"]
     assert plan.accounts_to_create == []
     assert plan.creates[0].affiliation_account is None  # none found yet: no affiliation
-    found = _created(setup, sub(company_name="Acme"), org=NPSP, accounts=[SfAccount("001A", "Acme")])
+    found = _created(
+        setup, sub(company_name="Acme"), org=NPSP, accounts=[SfAccount("001A", "Acme")]
+    )
     assert (found.account_id, found.affiliation_account, found.affiliation_account_id) == (
         None,
         "Acme",
