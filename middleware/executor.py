@@ -316,12 +316,13 @@ def execute(
 NEW_CONTACT_LOOKUPS = 20
 
 
-def new_contact_ids(
+def new_contacts(
     cc: ConstantContactClient,
     rows: Iterable[tuple[str, str]],
     limit: int = NEW_CONTACT_LOOKUPS,
-) -> dict[str, str]:
-    """Contact ids of imported rows ``(sf_id, email)``, one lookup by email each.
+) -> dict[str, dict[str, Any]]:
+    """Constant Contact's contacts of imported rows ``(sf_id, email)``, one lookup by email
+    each (their ids, and whether the address was already unsubscribed).
 
     The JSON import answers no contact ids, so a link made for an import's row is written
     without one. Up to ``limit`` rows are looked up (none when there are more: one export at
@@ -331,7 +332,7 @@ def new_contact_ids(
     wanted = list(dict.fromkeys(rows))
     if not wanted or len(wanted) > limit:
         return {}
-    found: dict[str, str] = {}
+    found: dict[str, dict[str, Any]] = {}
     for sf_id, email in wanted:
         try:
             data = cc.find_contact_by_email(email)
@@ -339,7 +340,7 @@ def new_contact_ids(
             log.info("contact id of an imported row not resolved now: %s", exc)
             break
         if data is not None and data.get("contact_id"):
-            found[sf_id] = str(data["contact_id"])
+            found[sf_id] = data
     return found
 
 
@@ -414,7 +415,7 @@ __all__ = [
     "execute",
     "imported_links",
     "link_rows",
-    "new_contact_ids",
+    "new_contacts",
 ]
 
 

@@ -30,7 +30,7 @@ from middleware.executor import (
     Outcome,
     execute,
     imported_links,
-    new_contact_ids,
+    new_contacts,
     store_changes,
 )
 from middleware.salesforce.client import SalesforceClient, soql_string
@@ -265,9 +265,13 @@ def sync_records(
     )
     outcome = execute(ctx.cc, plan, ctx.custom_field_ids)
     # The links of this batch's imports get their contact ids now when they are few.
-    created = new_contact_ids(ctx.cc, imported_links(plan, outcome.failed_ids))
-    _record(ctx, plan, outcome, link_objs, resolved, by_id, created)
-    set_opt_outs_again(ctx, by_id, contacts, outcome)
+    looked = {
+        sf_id: cc_contact(data)
+        for sf_id, data in new_contacts(ctx.cc, imported_links(plan, outcome.failed_ids)).items()
+    }
+    _record(ctx, plan, outcome, link_objs, resolved, by_id, looked)
+    # A new record at an address CC already held unsubscribed gets the opt-out at once too.
+    set_opt_outs_again(ctx, by_id, [*contacts, *looked.values()], outcome)
     return BatchResult(outcome=outcome, records=len(by_id) + len(missing))
 
 
@@ -335,14 +339,16 @@ def _record(
     before: dict[str, Link],
     resolved: dict[str, str],
     records: Mapping[str, Mapping[str, Any]],
-    created: Mapping[str, str] | None = None,
+    created: Mapping[str, CcContact] | None = None,
 ) -> None:
     failed = outcome.failed_ids
     full_rows, retire = store_changes(plan, failed, ctx.sf_object, before)
     for row in full_rows:
-        # A new link made for an import's row: the contact id looked up after the import.
-        if "cc_contact_id" in row and not row["cc_contact_id"] and row["sf_id"] in (created or {}):
-            row["cc_contact_id"] = (created or {})[row["sf_id"]]
+        # A new link made for an import's row: the contact looked up after the import.
+        found = (created or {}).get(row["sf_id"])
+        if found is not None and "cc_contact_id" in row and not row["cc_contact_id"]:
+            row["cc_contact_id"] = found.contact_id
+            row["subscribed_when_synced"] = not found.unsubscribed
     for sf_id, contact_id in resolved.items():
         if sf_id not in failed and sf_id not in retire:
             full_rows.append(

@@ -60,7 +60,7 @@ from middleware.executor import (
     Outcome,
     execute,
     imported_links,
-    new_contact_ids,
+    new_contacts,
     store_changes,
 )
 from middleware.fullsync import checkpoint as checkpoints
@@ -116,6 +116,8 @@ BULK_PAGE = 50_000
 BULK_POLL_MAX = 2.0
 # New links whose contact id a run looks up after its imports (see _fill_contact_ids).
 FULL_SYNC_LOOKUPS = 10
+# Links without a contact id a run fills from its export, at most (~30 µs each on PostgreSQL).
+FULL_SYNC_FILL_MAX = 250_000
 COLLECTIONS_MAX_ROWS = 2_000  # beyond this, opt-outs go to Salesforce through Bulk 2.0 ingest
 # The opt-out checkbox of the other object types an unsubscribe reaches (a Person Account's
 # is on the Account).
@@ -998,15 +1000,18 @@ class FullSync:
             self._new_links = None
 
     def _fill_contact_ids(self, spool: Spool, imported: Sequence[tuple[str, str]]) -> None:
-        """Every link knows its contact id at the end of a run. Links that had none get the
-        one the export holds at their address; the links this run's imports made (the import
-        answers no ids) get theirs by one lookup each when they are few
-        (``FULL_SYNC_LOOKUPS``), otherwise from one more export of the main list (contact id
-        and address only: 3 calls whatever its size, streamed into the store by 5,000)."""
+        """Links that knew no contact id get the one the export holds at their address (one
+        store statement per 5,000, at most ``FULL_SYNC_FILL_MAX`` a run); the links this
+        run's imports made (the import answers no ids) get theirs by one lookup each when they
+        are few (``FULL_SYNC_LOOKUPS``), the others from the next run's export."""
         filled = 0
+        given = 0
         with self.ctx.store.transaction() as session:
-            for rows in spool.export_contact_ids():
+            for rows in spool.export_contact_ids(page=min(5000, FULL_SYNC_FILL_MAX)):
+                if given >= FULL_SYNC_FILL_MAX:
+                    break  # the next runs fill the rest: no run pays for a million at once
                 filled += links_repo.fill_contact_ids(session, self.ctx.setup_id, rows)
+                given += len(rows)
         taken = {sf_id for sf_id, _ in imported}
         try:
             filled += self._fill_new_links(taken)
@@ -1023,12 +1028,22 @@ class FullSync:
     def _fill_new_links(self, taken: set[str]) -> int:
         filled = 0
         if self._new_links is None:
-            filled += self._fill_from_export()
+            # One more export would cost ~13 s per 100,000 contacts; the next run's export
+            # gives them their ids (one store write each), and readers resolve one they need.
+            log.info(
+                "setup %s: this run's new links get their contact ids from the next Full Sync",
+                self.ctx.setup_id,
+            )
         else:
             new = [(sf_id, email) for sf_id, email in self._new_links if sf_id in taken]
             if new:
                 self._check_budget(cc_next=len(new))
-                found = new_contact_ids(self.ctx.cc, new, limit=FULL_SYNC_LOOKUPS)
+                found = {
+                    sf_id: str(data["contact_id"])
+                    for sf_id, data in new_contacts(
+                        self.ctx.cc, new, limit=FULL_SYNC_LOOKUPS
+                    ).items()
+                }
                 emails = dict(new)
                 with self.ctx.store.transaction() as session:
                     filled += links_repo.fill_contact_ids(
@@ -1036,35 +1051,6 @@ class FullSync:
                         self.ctx.setup_id,
                         [(emails[sf_id], cid) for sf_id, cid in found.items()],
                     )
-        return filled
-
-    def _fill_from_export(self) -> int:
-        self._check_budget(cc_next=3)
-        cc = self.ctx.cc
-        started = time.monotonic()
-        activity = cc.export_contacts(
-            list_ids=[self.ctx.main_list_id], fields=["contact_id", "email_address"]
-        )
-        done = cc.wait_for_activity(str(activity["activity_id"]), timeout=3600.0)
-        table = cc.iter_export_table(done)
-        header = next(table, [])
-        if "contact_id" not in header or "email_address" not in header:
-            return 0
-        id_at, email_at = header.index("contact_id"), header.index("email_address")
-        width = max(id_at, email_at)
-        filled = 0
-        batch: list[tuple[str, str]] = []
-        for row in table:
-            if len(row) > width and row[id_at] and row[email_at]:
-                batch.append((row[email_at], row[id_at]))
-            if len(batch) >= 5000:
-                with self.ctx.store.transaction() as session:
-                    filled += links_repo.fill_contact_ids(session, self.ctx.setup_id, batch)
-                batch = []
-        if batch:
-            with self.ctx.store.transaction() as session:
-                filled += links_repo.fill_contact_ids(session, self.ctx.setup_id, batch)
-        self._sub_phase("verify_contact_ids", started)
         return filled
 
     def _record_import_failures(self, failures: list[Failure]) -> None:

@@ -133,3 +133,22 @@ def test_an_opt_out_cleared_in_salesforce_is_set_again_by_the_next_change_event(
         later = w.flush()
         assert "opt_outs_set_again" not in later
         assert w.last_cc.calls.by_family().get("contacts", 0) == 0, w.last_cc.calls.snapshot()
+
+
+def test_a_new_record_at_an_address_unsubscribed_in_cc_gets_the_opt_out_at_once() -> None:
+    # §5a: every record of an unsubscribed address gets the opt-out; the flush's lookup of a
+    # new contact's id shows it, so it need not wait for the daily scan (issue 9).
+    with world(options={"sync_to_sf": False}) as w:
+        sign_up(w, "ada@example.org")
+        w.cc_session.post(f"{CC_BASE}/_sandbox/unsubscribe", json={"email": "ada@example.org"})
+        sf_id = w.sf_create("Contact", LastName="Lovelace", Email="ada@example.org")
+        summary = w.flush()
+        assert summary["opt_outs_set_again"] == 1, summary
+        (row,) = w.sf_client().query_iter(
+            f"SELECT HasOptedOutOfEmail FROM Contact WHERE Id = '{sf_id}'"
+        )
+        assert row["HasOptedOutOfEmail"] is True
+        contact = w.cc_contact("ada@example.org")
+        assert contact["email_address"]["permission_to_send"] == "unsubscribed"
+        assert "Main List" not in contact["list_names"]
+        assert intake.pending(w.redis, w.setup_id) == 0  # our write's event was an echo

@@ -6,8 +6,6 @@ import contextlib
 import os
 from typing import Any
 
-import pytest
-
 from middleware.fullsync import checkpoint as checkpoints
 from middleware.fullsync import run as fs_run
 from middleware.store import links as links_repo
@@ -122,10 +120,9 @@ def test_drift_on_both_sides_is_repaired_and_only_it_is_written() -> None:
         summary = full_sync(w)
 
         assert summary["unchanged"] == 25
-        # The Salesforce edit and the CC-side edit are imported; the contact deleted in
-        # Constant Contact (its link knows its id since the first run) is revived by PUT.
-        assert summary["imported"] == 2
-        assert summary["updated"] == 1
+        # The Salesforce edit, the CC-side edit, and the contact deleted in Constant Contact
+        # (its link has no contact id yet: it is written again by address, which revives it).
+        assert summary["imported"] == 3
         assert summary["list_removals"] == 1  # the deleted record leaves the main list
         assert summary["opt_outs_to_salesforce"] == 1
         assert w.cc_contact("lin0@example.org")["last_name"] == "Edited"
@@ -494,16 +491,41 @@ def _seed(w: World, n: int) -> dict[str, Any]:
     return {sf_id: w.cc_contact(f"e{i}@example.org") for i, sf_id in enumerate(w.all_ids)}
 
 
-@pytest.mark.parametrize("records", [4, 15], ids=["few-new-looked-up", "many-new-one-export"])
-def test_every_link_a_full_sync_writes_knows_its_contact(records: int) -> None:
+def test_every_link_a_full_sync_writes_knows_its_contact() -> None:
+    # Few new contacts: looked up by address once the imports are done.
     with world(options={"delete_cc_on_blank_email": True}) as w:
-        _seed(w, records)
+        _seed(w, 4)
         summary = full_sync(w)
-        assert summary["imported"] == records
-        assert summary["contact_ids_resolved"] == records
-        ids = {w.cc_contact(f"e{i}@example.org")["contact_id"] for i in range(records)}
+        assert summary["imported"] == 4
+        assert summary["contact_ids_resolved"] == 4
+        ids = {w.cc_contact(f"e{i}@example.org")["contact_id"] for i in range(4)}
         assert {cid for cid, _ in _links(w).values()} == ids
-        assert w.last_cc.calls.total <= 8 + min(records, 4), w.last_cc.calls.snapshot()
+        assert w.last_cc.calls.total <= 8 + 4, w.last_cc.calls.snapshot()
+    # Many: the next run's export gives every one of them its id (no lookup, no write to CC).
+    with world(options={"delete_cc_on_blank_email": True}) as w:
+        _seed(w, 15)
+        first = full_sync(w)
+        assert "contact_ids_resolved" not in first
+        assert {cid for cid, _ in _links(w).values()} == {None}
+        second = full_sync(w)
+        assert second["contact_ids_resolved"] == 15
+        assert second["unchanged"] == 15 and "imported" not in second
+        ids = {w.cc_contact(f"e{i}@example.org")["contact_id"] for i in range(15)}
+        assert {cid for cid, _ in _links(w).values()} == ids
+        assert w.last_cc.calls.total <= 5, w.last_cc.calls.snapshot()
+
+
+def test_a_run_fills_a_bounded_number_of_links_the_next_ones_the_rest(monkeypatch) -> None:
+    from middleware.fullsync import engine
+
+    monkeypatch.setattr(engine, "FULL_SYNC_FILL_MAX", 10)
+    with world() as w:
+        _seed(w, 15)
+        full_sync(w)
+        assert full_sync(w)["contact_ids_resolved"] == 10
+        assert full_sync(w)["contact_ids_resolved"] == 5
+        assert "contact_ids_resolved" not in full_sync(w)
+        assert None not in {cid for cid, _ in _links(w).values()}
 
 
 def test_full_sync_after_unreported_email_changes_and_blanks() -> None:
