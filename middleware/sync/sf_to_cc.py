@@ -26,6 +26,16 @@ Order of questions asked of a record (the first that applies decides, lifecycle 
 
 Echo rule: every write records the new fingerprint, so a record that CC→SF created or changed
 costs at most one write back, and the run after it writes nothing.
+
+A link without a contact id (an import's, before anyone looked its contact up) names no contact:
+the caller looks it up by the link's address first, and one still without an id is treated as
+having no contact in Constant Contact (an email change imports the new address, a blank deletes
+nothing, an opt-out unsubscribes nobody, no list is touched).
+
+:func:`opt_out_to_set_again` is the other direction's rule the callers of this planner apply to
+the records they re-read: an opt-out cleared in Salesforce while Constant Contact holds the
+address unsubscribed is set again (§5a). Links remember (``cc_unsubscribed``) what Constant
+Contact last showed, so the caller knows when to look.
 """
 
 from __future__ import annotations
