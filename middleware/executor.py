@@ -112,6 +112,13 @@ def _put_each(
     for action in actions:
         if action.sf_id in outcome.failed_ids:
             continue
+        if not action.contact_id:
+            # The rules never plan one (a link without a contact id is looked up first); if one
+            # slips through it is that record's error, not a PUT /contacts/ answered 404.
+            outcome.failures.append(
+                Failure(action.sf_id, "no_contact_id", "no Constant Contact contact id known")
+            )
+            continue
         try:
             cc.update_contact(action.contact_id, dict(action.body))
         except CCError as exc:
@@ -304,6 +311,49 @@ def execute(
     return outcome
 
 
+# New links whose contact id a run looks up by email once its imports are done; beyond this,
+# the next Full Sync's export gives them their ids (and every reader resolves one it needs).
+NEW_CONTACT_LOOKUPS = 20
+
+
+def new_contacts(
+    cc: ConstantContactClient,
+    rows: Iterable[tuple[str, str]],
+    limit: int = NEW_CONTACT_LOOKUPS,
+) -> dict[str, dict[str, Any]]:
+    """Constant Contact's contacts of imported rows ``(sf_id, email)``, one lookup by email
+    each (their ids, and whether the address was already unsubscribed).
+
+    The JSON import answers no contact ids, so a link made for an import's row is written
+    without one. Up to ``limit`` rows are looked up (none when there are more: one export at
+    the next Full Sync is cheaper than thousands of lookups). A failed lookup only leaves the
+    id unknown: the import is done, and readers resolve it when they need it.
+    """
+    wanted = list(dict.fromkeys(rows))
+    if not wanted or len(wanted) > limit:
+        return {}
+    found: dict[str, dict[str, Any]] = {}
+    for sf_id, email in wanted:
+        try:
+            data = cc.find_contact_by_email(email)
+        except CCError as exc:
+            log.info("contact id of an imported row not resolved now: %s", exc)
+            break
+        if data is not None and data.get("contact_id"):
+            found[sf_id] = data
+    return found
+
+
+def imported_links(plan: Plan, failed: Iterable[str]) -> list[tuple[str, str]]:
+    """``(sf_id, email)`` of the plan's new links that wait for an import's contact id."""
+    skip = set(failed)
+    return [
+        (change.sf_id, change.email)
+        for change in plan.of_type(LinkRecord)
+        if change.cc_contact_id is None and change.sf_id not in skip
+    ]
+
+
 def link_rows(
     plan: Plan, failed: Iterable[str], sf_object: str
 ) -> tuple[list[dict[str, Any]], list[str], list[tuple[str, str]]]:
@@ -327,7 +377,8 @@ def link_rows(
                 "email": change.email,
                 "fingerprint": change.fingerprint,
                 "lists": list(change.list_ids),
-                "subscribed_when_synced": True,
+                # The column says whether CC held the contact subscribed when last seen.
+                "subscribed_when_synced": not change.cc_unsubscribed,
                 "opted_out_propagated": False,
                 "removed_on_delete": False,
             }
@@ -348,13 +399,24 @@ def link_rows(
                 row["removed_on_delete"] = change.removed_on_delete
             if change.list_ids is not None:
                 row["lists"] = list(change.list_ids)
+            if change.cc_unsubscribed is not None:
+                row["subscribed_when_synced"] = not change.cc_unsubscribed
             upserts.append(row)
         elif isinstance(change, RetireLink):
             retire.append(change.sf_id)
     return upserts, retire, replaced
 
 
-__all__ = ["DeleteContact", "Failure", "Outcome", "RemoveFromLists", "execute", "link_rows"]
+__all__ = [
+    "DeleteContact",
+    "Failure",
+    "Outcome",
+    "RemoveFromLists",
+    "execute",
+    "imported_links",
+    "link_rows",
+    "new_contacts",
+]
 
 
 def store_changes(
@@ -386,7 +448,7 @@ def store_changes(
                 "email": old.email,
                 "fingerprint": old.fingerprint,
                 "lists": list(old.list_ids),
-                "subscribed_when_synced": True,
+                "subscribed_when_synced": not old.cc_unsubscribed,
                 "opted_out_propagated": old.opted_out,
                 "removed_on_delete": old.removed_on_delete,
                 "sf_created": old.sf_created,

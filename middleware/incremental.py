@@ -26,7 +26,13 @@ from redis import Redis
 from middleware import intake
 from middleware.constantcontact.client import ConstantContactClient
 from middleware.constantcontact.errors import NotFound
-from middleware.executor import Outcome, execute, store_changes
+from middleware.executor import (
+    Outcome,
+    execute,
+    imported_links,
+    new_contacts,
+    store_changes,
+)
 from middleware.salesforce.client import SalesforceClient, soql_string
 from middleware.store import cursors, runs
 from middleware.store import errors as errors_repo
@@ -34,9 +40,15 @@ from middleware.store import links as links_repo
 from middleware.store.db import Store
 from middleware.store.models import Link as LinkRow
 from middleware.sync import CcContact, Link
-from middleware.sync.mapping import custom_field_names, record_email, record_opted_out, soql_fields
+from middleware.sync.mapping import (
+    custom_field_names,
+    object_fields,
+    record_email,
+    record_opted_out,
+    soql_fields,
+)
 from middleware.sync.segments import filter_fields, unmatched
-from middleware.sync.sf_to_cc import plan_sf_to_cc
+from middleware.sync.sf_to_cc import opt_out_to_set_again, plan_sf_to_cc
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +137,7 @@ def _to_sync_link(row: LinkRow) -> Link:
         removed_on_delete=bool(getattr(row, "removed_on_delete", False)),
         list_ids=tuple(row.lists or ()),
         sf_created=getattr(row, "sf_created", None),
+        cc_unsubscribed=not row.subscribed_when_synced,
     )
 
 
@@ -156,7 +169,10 @@ def _needs_cc(
         return bool(options.get("delete_cc_on_blank_email"))
     if record_opted_out(options, record):
         return bool(options.get("unsubscribe_on_sf_opt_out")) and not link.opted_out
-    return email != link.email or link.removed_on_delete or link.opted_out
+    # Not opted out in Salesforce while CC was last seen holding the contact unsubscribed: the
+    # opt-out may have been cleared, and is set again if CC still says so (§5a).
+    again = link.cc_unsubscribed and bool(options.get("sync_unsubscribes_to_sf", True))
+    return email != link.email or link.removed_on_delete or link.opted_out or again
 
 
 def _lookups(
@@ -248,8 +264,72 @@ def sync_records(
         reset=reset,
     )
     outcome = execute(ctx.cc, plan, ctx.custom_field_ids)
-    _record(ctx, plan, outcome, link_objs, resolved, by_id)
+    # The links of this batch's imports get their contact ids now when they are few.
+    looked = {
+        sf_id: cc_contact(data)
+        for sf_id, data in new_contacts(ctx.cc, imported_links(plan, outcome.failed_ids)).items()
+    }
+    _record(ctx, plan, outcome, link_objs, resolved, by_id, looked)
+    # A new record at an address CC already held unsubscribed gets the opt-out at once too.
+    set_opt_outs_again(ctx, by_id, [*contacts, *looked.values()], outcome)
     return BatchResult(outcome=outcome, records=len(by_id) + len(missing))
+
+
+def set_opt_outs_again(
+    ctx: Context,
+    records: Mapping[str, Mapping[str, Any]],
+    contacts: Iterable[CcContact],
+    outcome: Outcome,
+) -> int:
+    """Opt-outs someone cleared in Salesforce while Constant Contact still holds the address
+    as unsubscribed are set again (§5a; the rule is :func:`opt_out_to_set_again`).
+
+    One sObject Collections call per 200 records, with our call-options client id (the
+    client adds it), so the change event the write causes is dropped as our own echo. A
+    record Salesforce rejects becomes its sync error. Counted as ``opt_outs_set_again``.
+    """
+    by_email = {c.email: c for c in contacts if not c.deleted}
+    wanted = [
+        sf_id
+        for sf_id, record in sorted(records.items())
+        if opt_out_to_set_again(
+            ctx.options, record, by_email.get(record_email(ctx.options, record) or "")
+        )
+    ]
+    if not wanted:
+        return 0
+    field_name = object_fields(ctx.options).opted_out
+    results = ctx.sf.update_many(ctx.sf_object, [{"Id": i, field_name: True} for i in wanted])
+    done = 0
+    failures: list[dict[str, Any]] = []
+    for sf_id, result in zip(wanted, results, strict=True):
+        if result.success:
+            done += 1
+            continue
+        err = result.error
+        failures.append(
+            {
+                "direction": "cc_to_sf",
+                "vendor": "salesforce",
+                "code": getattr(err, "code", None) or "opt_out_rejected",
+                "message": f"opt-out set again: {getattr(err, 'message', None) or 'rejected'}",
+                "sf_id": sf_id,
+                "email": record_email(ctx.options, records[sf_id]) or None,
+                "payload": {"sf_object": ctx.sf_object, "field": field_name},
+            }
+        )
+    if failures:
+        with ctx.store.transaction() as session:
+            errors_repo.record_errors(session, ctx.setup_id, failures, run_id=ctx.run_id)
+        outcome.warnings.append(f"{len(failures)} opt-out(s) could not be set again")
+    if done:
+        outcome.counts["opt_outs_set_again"] += done
+        log.info(
+            "setup %s: %d opt-out(s) cleared in Salesforce set again (unsubscribed in CC)",
+            ctx.setup_id,
+            done,
+        )
+    return done
 
 
 def _record(
@@ -259,9 +339,16 @@ def _record(
     before: dict[str, Link],
     resolved: dict[str, str],
     records: Mapping[str, Mapping[str, Any]],
+    created: Mapping[str, CcContact] | None = None,
 ) -> None:
     failed = outcome.failed_ids
     full_rows, retire = store_changes(plan, failed, ctx.sf_object, before)
+    for row in full_rows:
+        # A new link made for an import's row: the contact looked up after the import.
+        found = (created or {}).get(row["sf_id"])
+        if found is not None and "cc_contact_id" in row and not row["cc_contact_id"]:
+            row["cc_contact_id"] = found.contact_id
+            row["subscribed_when_synced"] = not found.unsubscribed
     for sf_id, contact_id in resolved.items():
         if sf_id not in failed and sf_id not in retire:
             full_rows.append(

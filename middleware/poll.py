@@ -47,13 +47,13 @@ from middleware.constantcontact.errors import NotFound
 from middleware.executor import Failure, Outcome
 from middleware.incremental import Context, merge_outcomes
 from middleware.queue import Runtime
-from middleware.salesforce.client import RecordResult, SalesforceClient, soql_in
+from middleware.salesforce.client import RecordResult, SalesforceClient, soql_datetime, soql_in
 from middleware.store import cursors, runs, setups
 from middleware.store import errors as errors_repo
 from middleware.store import links as links_repo
 from middleware.store.bulk import chunked
 from middleware.store.db import Store
-from middleware.store.models import Cursor, Setup, SyncError
+from middleware.store.models import Cursor, Link, Setup, SyncError
 from middleware.sync import cc_to_sf as rules
 from middleware.sync.cc_to_sf import CcSubscriber, OrgInfo, SfAccount, SfMatch
 from middleware.sync.emails import mask_email, normalise_email
@@ -377,6 +377,13 @@ def poll(ctx: Context, *, batch_size: int = BATCH_SIZE) -> PollResult:
         for contact in batch:
             optouts.observe(contact, contact.opt_out_date)
 
+    # Opt-outs cleared in Salesforce since the last poll on records whose contact CC holds as
+    # unsubscribed (the scan would find them only within a day).
+    if not scan:
+        cleared = _cleared_opt_outs(ctx, _parse_time(_get(ctx, CURSOR_LAST_POLL)), names)
+        if cleared:
+            record(cleared)
+
     # Contacts whose sync errors someone asked to retry.
     retry = _read_retries(ctx, names)
     if retry:
@@ -426,6 +433,48 @@ def _read_optouts(ctx: Context, since: datetime | None) -> Iterator[CcSubscriber
         filters["optout_after"] = since
     for resource in ctx.cc.iter_contacts(**filters):
         yield rules.subscriber_from_cc(resource)
+
+
+def _cleared_opt_outs(
+    ctx: Context, since: datetime | None, names: Mapping[str, str]
+) -> list[CcSubscriber]:
+    """Contacts to look at again because Salesforce cleared an opt-out that CC still holds.
+
+    Only when some of the setup's links remember an unsubscribed contact: then one query for
+    the setup's records not opted out and modified since the last poll (with the overlap),
+    and a ``GET /contacts/{id}`` for each such record that is one of those links (at most
+    ``RETRY_BATCH``). The batch then goes through the ordinary rules: a contact still
+    unsubscribed sets the opt-out again on every record of its address (rule 2).
+    """
+    if since is None:
+        return []
+    with ctx.store.transaction() as session:
+        flagged = {
+            sf_id: contact_id
+            for sf_id, contact_id in session.execute(
+                select(Link.sf_id, Link.cc_contact_id).where(
+                    Link.setup_id == ctx.setup_id,
+                    Link.status == "active",
+                    Link.subscribed_when_synced.is_(False),
+                )
+            )
+        }
+    if not flagged:
+        return []
+    field_name = rules.opt_out_field(ctx.sf_object)  # type: ignore[arg-type]
+    soql = (
+        f"SELECT Id FROM {ctx.sf_object} WHERE {field_name} = false "
+        f"AND SystemModstamp >= {soql_datetime(since - OVERLAP)}"
+    )
+    wanted = [flagged[str(r["Id"])] for r in ctx.sf.query_iter(soql) if flagged.get(str(r["Id"]))]
+    found: list[CcSubscriber] = []
+    for contact_id in list(dict.fromkeys(wanted))[:RETRY_BATCH]:
+        try:
+            resource = ctx.cc.get_contact(str(contact_id), include=INCLUDE)
+        except NotFound:
+            continue
+        found.append(rules.subscriber_from_cc(resource, names))
+    return found
 
 
 def _read_retries(ctx: Context, names: Mapping[str, str]) -> list[CcSubscriber]:
@@ -563,7 +612,16 @@ def sync_contacts(ctx: Context, org: OrgInfo, contacts: Sequence[CcSubscriber]) 
     batch = list(unique.values())
     emails = {c.email for c in batch if c.email}
     with ctx.store.transaction() as session:
-        linked = set(links_repo.for_emails(session, ctx.setup_id, emails, include_retired=True))
+        known = links_repo.for_emails(session, ctx.setup_id, emails, include_retired=True)
+    linked = set(known)
+    # Links an import made know no contact id until someone looks: the poll sees it here.
+    ids_seen = [
+        (c.email, c.contact_id)
+        for c in batch
+        if c.contact_id
+        and not c.deleted
+        and any(row.status == "active" and not row.cc_contact_id for row in known.get(c.email, ()))
+    ]
     sync_to_sf = bool(ctx.options.get("sync_to_sf", True))
     opt_outs = bool(ctx.options.get("sync_unsubscribes_to_sf", True))
     wanted: dict[str, set[str]] = {}
@@ -583,10 +641,10 @@ def sync_contacts(ctx: Context, org: OrgInfo, contacts: Sequence[CcSubscriber]) 
     plan = rules.plan_cc_to_sf(
         ctx.options, batch, matches=matches, linked_emails=linked, org=org, main_list_id=main
     )
-    companies = {c.account_name for c in plan.creates if c.account_name}
-    companies |= {c.affiliation_account for c in plan.creates if c.affiliation_account}
-    if companies:
-        accounts = find_accounts(ctx, org, companies)
+    # Every new Contact's company is looked up, whether or not a missing Account may be
+    # created (create_missing_accounts: false stops only the creation).
+    if plan.account_names:
+        accounts = find_accounts(ctx, org, plan.account_names)
         plan = rules.plan_cc_to_sf(
             ctx.options,
             batch,
@@ -608,7 +666,23 @@ def sync_contacts(ctx: Context, org: OrgInfo, contacts: Sequence[CcSubscriber]) 
     _write_opt_outs(ctx, plan, outcome, succeeded)
     link_rows, retired = _write_creates(ctx, plan, outcome, succeeded)
     link_rows += _existing_links(ctx, plan, outcome, succeeded)
-    _record(ctx, batch, link_rows, retired, outcome, succeeded)
+    # Links remember that CC holds the contact unsubscribed, so a later Salesforce change
+    # that clears the opt-out is recognised and the opt-out set again (§5a).
+    link_rows += [
+        {"sf_id": row.sf_id, "sf_object": row.sf_object, "subscribed_when_synced": False}
+        for c in batch
+        if c.unsubscribed and not c.deleted
+        for row in known.get(c.email, ())
+        if row.status == "active" and row.subscribed_when_synced
+    ]
+    link_rows += [
+        {"sf_id": row.sf_id, "sf_object": row.sf_object, "subscribed_when_synced": True}
+        for c in batch
+        if not c.unsubscribed and not c.deleted
+        for row in known.get(c.email, ())
+        if row.status == "active" and not row.subscribed_when_synced
+    ]
+    _record(ctx, batch, link_rows, retired, outcome, succeeded, ids_seen)
     return outcome
 
 
@@ -777,6 +851,7 @@ def _record(
     retired: list[str],
     outcome: Outcome,
     succeeded: set[str],
+    ids_seen: Sequence[tuple[str, str]] = (),
 ) -> None:
     failed = {f.cc_contact_id for f in outcome.failures}
     failures = [
@@ -799,6 +874,8 @@ def _record(
             links_repo.upsert_links(session, ctx.setup_id, link_rows)
         if retired:
             links_repo.retire_links(session, ctx.setup_id, retired)
+        if ids_seen:
+            links_repo.fill_contact_ids(session, ctx.setup_id, ids_seen)
         if failures:
             errors_repo.record_errors(session, ctx.setup_id, failures, run_id=ctx.run_id)
         open_ids = _open_error_ids(session, ctx.setup_id, done)

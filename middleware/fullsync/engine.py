@@ -54,8 +54,15 @@ from typing import Any
 from sqlalchemy import select
 
 from middleware import incremental, poll
-from middleware.constantcontact.errors import ActivityFailed
-from middleware.executor import Failure, Outcome, execute, store_changes
+from middleware.constantcontact.errors import ActivityFailed, CCError
+from middleware.executor import (
+    Failure,
+    Outcome,
+    execute,
+    imported_links,
+    new_contacts,
+    store_changes,
+)
 from middleware.fullsync import checkpoint as checkpoints
 from middleware.fullsync.activities import FINAL, attribute_import_errors, list_activities
 from middleware.fullsync.budget import Budget, BudgetExhausted
@@ -107,6 +114,10 @@ BULK_PAGE = 50_000
 # The Bulk query's status polls pause at most this long: a 1M-row job takes half a minute, and
 # the client's default 10 s cap let the run wait up to 10 s more for results that were ready.
 BULK_POLL_MAX = 2.0
+# New links whose contact id a run looks up after its imports (see _fill_contact_ids).
+FULL_SYNC_LOOKUPS = 10
+# Links without a contact id a run fills from its export, at most (~30 µs each on PostgreSQL).
+FULL_SYNC_FILL_MAX = 250_000
 COLLECTIONS_MAX_ROWS = 2_000  # beyond this, opt-outs go to Salesforce through Bulk 2.0 ingest
 # The opt-out checkbox of the other object types an unsubscribe reaches (a Person Account's
 # is on the Account).
@@ -318,6 +329,8 @@ class FullSync:
         self._spool: Spool | None = None
         self._classifier: Classifier | None = None
         self._phase_started: tuple[str, float] | None = None
+        # (sf_id, email) of the links this run's imports made, None once there are too many.
+        self._new_links: list[tuple[str, str]] | None = []
 
     # ------------------------------------------------------------------------------ the run
 
@@ -352,7 +365,8 @@ class FullSync:
             self._phase("duplicates")
             self._duplicates(spool)
             self._phase("verify")
-            self._verify_imports()
+            imported = self._verify_imports()
+            self._fill_contact_ids(spool, imported)
             if self.do_reconcile:
                 self._phase("reconcile")
                 self._reconcile(spool)
@@ -422,6 +436,7 @@ class FullSync:
             LinkModel.lists,
             LinkModel.removed_on_delete,
             LinkModel.sf_created,
+            LinkModel.subscribed_when_synced,
         ).where(LinkModel.setup_id == self.ctx.setup_id, LinkModel.status == "active")
         part = self.partition
         if part.low:
@@ -440,8 +455,19 @@ class FullSync:
                     tuple(lists or ()),
                     bool(removed),
                     created,
+                    subscribed is False,
                 )
-                for sf_id, contact_id, email, fp, opted_out, lists, removed, created in result
+                for (
+                    sf_id,
+                    contact_id,
+                    email,
+                    fp,
+                    opted_out,
+                    lists,
+                    removed,
+                    created,
+                    subscribed,
+                ) in result
             )
         self._sub_phase("read_links", started)
 
@@ -627,7 +653,12 @@ class FullSync:
         clf = self.classifier
         ids = [sf_id for sf_id, _, _ in page]
         links = spool.links_for(ids)
-        emails = sorted({e for _, e, _ in page if e})
+        # A link an import made may know no contact id yet: the export finds its contact at
+        # the link's address (an email changed or blanked since needs that contact).
+        emails = sorted(
+            {e for _, e, _ in page if e}
+            | {lk.email for lk in links.values() if lk.email and not lk.cc_contact_id}
+        )
         cc_by_email = spool.cc_by_email(emails)
         # A linked contact is nearly always at its record's address: look up only the others.
         cc_by_id = {row.contact_id: row for row in cc_by_email.values()}
@@ -869,6 +900,7 @@ class FullSync:
         outcome = execute(self.ctx.cc, rest)  # no Constant Contact actions: no calls
         self._post_imports(plan, outcome, pending.size_of)
         self._record(plan, outcome, pending)
+        self._note_new_links(imported_links(plan, outcome.failed_ids))
         incremental.merge_outcomes(self.result.outcome, outcome)
         written = sum(
             outcome.counts.get(k, 0) for k in ("imported", "updated", "unsubscribed", "deleted")
@@ -919,12 +951,13 @@ class FullSync:
                 self._spool.add_activity_rows(ids[0], [(r.sf_id, r.email) for r in rows])
             outcome.counts["imported"] += len(rows)
 
-    def _verify_imports(self) -> None:
+    def _verify_imports(self) -> list[tuple[str, str]]:
         """Wait once for every import this run posted; rows Constant Contact rejected become
-        sync errors and their links forget the fingerprint, so the next run writes them again."""
+        sync errors and their links forget the fingerprint, so the next run writes them again.
+        Returns ``(sf_id, email)`` of the rows Constant Contact took."""
         pending = list(dict.fromkeys(self.cp.pending_activities))
         if not pending:
-            return
+            return []
         cc = self.ctx.cc
         # Constant Contact runs an account's activities in order: when the last one is done,
         # the others are too, and one listing shows them all.
@@ -941,18 +974,84 @@ class FullSync:
                     final[activity["activity_id"]] = activity
         failures: list[Failure] = []
         unattributed: list[str] = []
+        taken: list[tuple[str, str]] = []
         for activity_id in pending:
             activity = final.get(activity_id) or {}
             rows = self._spool.activity_rows(activity_id) if self._spool is not None else []
             failed, loose = attribute_import_errors(activity, rows)
             failures += failed
             unattributed += loose
+            taken += rows
         if failures:
             self._record_import_failures(failures)
         for message in unattributed:
             self.result.outcome.warnings.append(message)
         self.cp.pending_activities = []
         self._save()
+        rejected = {f.sf_id for f in failures}
+        return [(sf_id, email) for sf_id, email in taken if sf_id not in rejected]
+
+    def _note_new_links(self, rows: Sequence[tuple[str, str]]) -> None:
+        """Remember the new links an import made, up to what _fill_contact_ids looks up."""
+        if self._new_links is None:
+            return  # more than it would look up: the next export resolves them
+        self._new_links.extend(rows)
+        if len(self._new_links) > FULL_SYNC_LOOKUPS:
+            self._new_links = None
+
+    def _fill_contact_ids(self, spool: Spool, imported: Sequence[tuple[str, str]]) -> None:
+        """Links that knew no contact id get the one the export holds at their address (one
+        store statement per 5,000, at most ``FULL_SYNC_FILL_MAX`` a run); the links this
+        run's imports made (the import answers no ids) get theirs by one lookup each when they
+        are few (``FULL_SYNC_LOOKUPS``), the others from the next run's export."""
+        filled = 0
+        given = 0
+        with self.ctx.store.transaction() as session:
+            for rows in spool.export_contact_ids(page=min(5000, FULL_SYNC_FILL_MAX)):
+                if given >= FULL_SYNC_FILL_MAX:
+                    break  # the next runs fill the rest: no run pays for a million at once
+                filled += links_repo.fill_contact_ids(session, self.ctx.setup_id, rows)
+                given += len(rows)
+        taken = {sf_id for sf_id, _ in imported}
+        try:
+            filled += self._fill_new_links(taken)
+        except (BudgetExhausted, CCError) as exc:
+            # Optional: the imports are done, and every reader resolves an id it needs.
+            log.warning(
+                "setup %s: contact ids of this run's imports left for later: %s",
+                self.ctx.setup_id,
+                exc,
+            )
+        if filled:
+            self.result.outcome.counts["contact_ids_resolved"] += filled
+
+    def _fill_new_links(self, taken: set[str]) -> int:
+        filled = 0
+        if self._new_links is None:
+            # One more export would cost ~13 s per 100,000 contacts; the next run's export
+            # gives them their ids (one store write each), and readers resolve one they need.
+            log.info(
+                "setup %s: this run's new links get their contact ids from the next Full Sync",
+                self.ctx.setup_id,
+            )
+        else:
+            new = [(sf_id, email) for sf_id, email in self._new_links if sf_id in taken]
+            if new:
+                self._check_budget(cc_next=len(new))
+                found = {
+                    sf_id: str(data["contact_id"])
+                    for sf_id, data in new_contacts(
+                        self.ctx.cc, new, limit=FULL_SYNC_LOOKUPS
+                    ).items()
+                }
+                emails = dict(new)
+                with self.ctx.store.transaction() as session:
+                    filled += links_repo.fill_contact_ids(
+                        session,
+                        self.ctx.setup_id,
+                        [(emails[sf_id], cid) for sf_id, cid in found.items()],
+                    )
+        return filled
 
     def _record_import_failures(self, failures: list[Failure]) -> None:
         rows = [
@@ -1311,6 +1410,7 @@ def _sync_link(row: LinkRow) -> Link:
         removed_on_delete=row.removed_on_delete,
         list_ids=row.lists,
         sf_created=row.sf_created,
+        cc_unsubscribed=row.cc_unsubscribed,
     )
 
 

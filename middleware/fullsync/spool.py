@@ -38,7 +38,8 @@ CREATE TABLE links (
     opted_out INTEGER NOT NULL,
     lists TEXT NOT NULL,           -- ';'-separated list ids
     removed_on_delete INTEGER NOT NULL,
-    sf_created TEXT
+    sf_created TEXT,
+    cc_unsubscribed INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 """
 _SCHEMA = """
@@ -147,6 +148,7 @@ class LinkRow:
     lists: tuple[str, ...]
     removed_on_delete: bool = False
     sf_created: str | None = None
+    cc_unsubscribed: bool = False
 
 
 class Spool:
@@ -224,7 +226,7 @@ class Spool:
 
     def add_links(self, rows: Iterable[LinkRow]) -> int:
         return self._many(
-            "INSERT OR REPLACE INTO links VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO links VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 (
                     r.sf_id,
@@ -235,6 +237,7 @@ class Spool:
                     ";".join(r.lists),
                     int(r.removed_on_delete),
                     r.sf_created,
+                    int(r.cc_unsubscribed),
                 )
                 for r in rows
             ),
@@ -366,7 +369,7 @@ class Spool:
             for row in self.db.execute(f"SELECT * FROM links WHERE {column} IN ({marks})", chunk):
                 yield LinkRow(row[0], row[1] or "", row[2] or "", row[3], bool(row[4]),
                               tuple(x for x in row[5].split(";") if x), bool(row[6]),
-                              row[7])  # fmt: skip
+                              row[7], bool(row[8]))  # fmt: skip
 
     def cc_by_email(self, emails: Sequence[str]) -> dict[str, CcRow]:
         return {row.email: row for row in self._cc("email", emails)}
@@ -409,6 +412,21 @@ class Spool:
         for (sf_id,) in self.db.execute(sql + " ORDER BY sf_id", params):
             batch.append(sf_id)
             if len(batch) >= 2000:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def export_contact_ids(self, page: int = 5000) -> Iterator[list[tuple[str, str]]]:
+        """``(email, contact_id)`` for the links that know no contact id yet: the contact the
+        export holds at the link's address, in pages."""
+        batch: list[tuple[str, str]] = []
+        for row in self.db.execute(
+            "SELECT DISTINCT l.email, c.contact_id FROM links l JOIN cc c ON c.email = l.email"
+            " WHERE (l.cc_contact_id IS NULL OR l.cc_contact_id = '') ORDER BY l.email"
+        ):
+            batch.append(row)
+            if len(batch) >= page:
                 yield batch
                 batch = []
         if batch:

@@ -182,6 +182,48 @@ def _upsert_json(
     session.connection().execute(text(sql), params)
 
 
+def fill_contact_ids(session: Session, setup_id: int, rows: Iterable[tuple[str, str]]) -> int:
+    """Give active links that know no contact id yet the one found for their address.
+
+    ``rows`` are ``(email, cc_contact_id)`` (Constant Contact holds one contact per address).
+    Only links still without a contact id and still at that address are filled, so a link a run
+    changed meanwhile is left alone. One statement per 5,000 rows (the rows as one JSON
+    document, as :func:`upsert_links`). Returns how many links were filled.
+    """
+    wanted: dict[str, dict[str, str]] = {}
+    for email, contact_id in rows:
+        key = normalise_email(email)
+        if key and contact_id:
+            wanted[key] = {"email": key, "contact_id": contact_id}
+    if not wanted:
+        return 0
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        sql = (
+            "UPDATE links SET cc_contact_id = u.contact_id, updated_at = now() "
+            "FROM json_to_recordset(CAST(:rows AS json)) AS u(email varchar, contact_id varchar) "
+            "WHERE links.setup_id = :setup_id AND links.status = 'active' "
+            "AND links.email = u.email "
+            "AND (links.cc_contact_id IS NULL OR links.cc_contact_id = '')"
+        )
+    else:
+        sql = (
+            "UPDATE links SET cc_contact_id = json_extract(u.value, '$.contact_id'), "
+            "updated_at = strftime('%Y-%m-%d %H:%M:%f', 'now') FROM json_each(:rows) AS u "
+            "WHERE links.setup_id = :setup_id AND links.status = 'active' "
+            "AND links.email = json_extract(u.value, '$.email') "
+            "AND (links.cc_contact_id IS NULL OR links.cc_contact_id = '')"
+        )
+    filled = 0
+    for batch in chunked(wanted.values(), 5000):
+        result = session.connection().execute(
+            text(sql), {"setup_id": setup_id, "rows": json.dumps(batch)}
+        )
+        filled += int(getattr(result, "rowcount", 0) or 0)
+    session.expire_all()
+    return filled
+
+
 def retire_links(session: Session, setup_id: int, sf_ids: Iterable[str]) -> int:
     """Retire the active links of these records (kept so their addresses stay known)."""
     retired = 0

@@ -35,7 +35,8 @@ Contact to Salesforce?", "More Options", the NPSP options) and DESIGN §5a:
    These fill a record only when it is created: Salesforce wins for linked records.
 7. A new Contact's Account is found by company name (Salesforce compares names without regard
    to case, as SOQL does; several: the oldest), created when missing unless
-   ``create_missing_accounts`` is false (then no AccountId, reported). With ``npsp_affiliations``
+   ``create_missing_accounts`` is false (then no AccountId, reported): that option only stops
+   the *creation*, an existing Account is still found and linked. With ``npsp_affiliations``
    the company becomes an Organization Affiliation (``npe5__Affiliation__c``) instead, and NPSP
    gives the Contact its Household Account.
 8. States: CC holds state and country *names*. Default: ``MailingState`` gets the ISO 3166-2 code
@@ -263,11 +264,14 @@ class CcToSfPlan:
 
     ``skips`` are contacts deliberately left alone; ``reports`` are things worth telling about
     records that were still created (an Account not found, a state left out).
+    ``account_names`` are the company names of new Contacts whose Account the job must look up
+    (and plan again with the ``accounts`` found) — whether or not a missing one may be created.
     """
 
     opt_outs: list[OptOut] = field(default_factory=list)
     links: list[LinkExisting] = field(default_factory=list)
     accounts_to_create: list[str] = field(default_factory=list)
+    account_names: list[str] = field(default_factory=list)
     creates: list[NewRecord] = field(default_factory=list)
     skips: list[CcSkip] = field(default_factory=list)
     reports: list[CcSkip] = field(default_factory=list)
@@ -359,6 +363,11 @@ def match_objects(setup: Mapping[str, Any], org: OrgInfo) -> list[SfObject]:
 def opt_out_objects(org: OrgInfo) -> list[SfObject]:
     """Every object type an unsubscribe reaches (rule 2)."""
     return ["Lead", "Contact", "Account"] if org.person_accounts else ["Lead", "Contact"]
+
+
+def opt_out_field(sf_object: SfObject) -> str:
+    """The opt-out checkbox of an object type (a Person Account's is on the Account)."""
+    return _OPT_OUT_FIELD[sf_object]
 
 
 def email_fields(setup: Mapping[str, Any], org: OrgInfo, sf_object: SfObject) -> list[str]:
@@ -589,6 +598,7 @@ def plan_cc_to_sf(
     scope = set(match_objects(setup, org))
     linked = {normalise_email(e) for e in linked_emails}
     new_accounts: dict[str, str] = {}
+    wanted_accounts: dict[str, str] = {}
     seen: set[str] = set()
     for contact in sorted(contacts, key=lambda c: (c.email, c.contact_id)):
         email = contact.email
@@ -649,6 +659,7 @@ def plan_cc_to_sf(
         shown_account: str | None = None
         company = contact.values.get("company_name", "").strip()
         if kind == "Contact" and company:
+            wanted_accounts.setdefault(company.lower(), company)
             account = pick_account(accounts, company)
             create = account is None and bool(setup.get("create_missing_accounts", True))
             if create:
@@ -674,6 +685,7 @@ def plan_cc_to_sf(
         )
         plan.creates.append(record)
     plan.accounts_to_create = sorted(new_accounts.values(), key=str.lower)
+    plan.account_names = sorted(wanted_accounts.values(), key=str.lower)
     plan.warnings = list(dict.fromkeys(plan.warnings))
     return plan
 

@@ -26,6 +26,16 @@ Order of questions asked of a record (the first that applies decides, lifecycle 
 
 Echo rule: every write records the new fingerprint, so a record that CC→SF created or changed
 costs at most one write back, and the run after it writes nothing.
+
+A link without a contact id (an import's, before anyone looked its contact up) names no contact:
+the caller looks it up by the link's address first, and one still without an id is treated as
+having no contact in Constant Contact (an email change imports the new address, a blank deletes
+nothing, an opt-out unsubscribes nobody, no list is touched).
+
+:func:`opt_out_to_set_again` is the other direction's rule the callers of this planner apply to
+the records they re-read: an opt-out cleared in Salesforce while Constant Contact holds the
+address unsubscribed is set again (§5a). Links remember (``cc_unsubscribed``) what Constant
+Contact last showed, so the caller knows when to look.
 """
 
 from __future__ import annotations
@@ -81,6 +91,7 @@ REASON_GONE = "no longer exists in Salesforce"
 REASON_DELETED_IN_CC = "deleted in Constant Contact; opt-out kept on the link"
 REASON_BLANKED = "email blanked in Salesforce"
 REASON_UNMATCHED = "does not match the setup's segmentation"
+REASON_NOT_IN_CC = "no contact in Constant Contact"
 
 _OLDEST = ("", "")
 
@@ -103,10 +114,14 @@ class _Builder:
     removes: dict[str, set[str]] = field(default_factory=dict)
 
     def add(self, contact_id: str, list_ids: Iterable[str]) -> None:
+        if not contact_id:
+            return  # a link whose contact CC does not have (see _push): no list to touch
         for list_id in list_ids:
             self.adds.setdefault(list_id, set()).add(contact_id)
 
     def remove(self, contact_id: str, list_ids: Iterable[str]) -> None:
+        if not contact_id:
+            return
         for list_id in list_ids:
             self.removes.setdefault(list_id, set()).add(contact_id)
 
@@ -414,7 +429,9 @@ def _blank(
     if link is None or not setup.get("delete_cc_on_blank_email", False):
         return
     contact = cc_by_id.get(link.cc_contact_id)
-    if contact is None or not contact.deleted:
+    # A link with no contact id is one whose contact Constant Contact does not hold (the caller
+    # looks an import's contact up by the link's address first): nothing to delete.
+    if link.cc_contact_id and (contact is None or not contact.deleted):
         out.deletes.append(DeleteContact(sf_id, link.cc_contact_id))
     out.links.append(RetireLink(sf_id, REASON_BLANKED))
 
@@ -436,6 +453,11 @@ def _opted_out(
         return
     if not propagate:
         out.skip(sf_id, REASON_OPTED_OUT_NOT_PUSHED)
+        return
+    if not link.cc_contact_id:
+        # Constant Contact holds no contact for the link (not even at its address): there is
+        # nobody to unsubscribe, and nothing to create for an opted-out record.
+        out.skip(sf_id, REASON_NOT_IN_CC)
         return
     contact = cc_by_id.get(link.cc_contact_id)
     if contact is not None and contact.deleted:
@@ -494,8 +516,12 @@ def _push(
         _update_same(sf_id, email, values, fp, link, linked, wanted, custom_field_ids, reset, out)
         return
 
-    in_place = link is not None and (
-        link.email == email or not setup.get("new_cc_contact_on_email_change", False)
+    # A link without a contact id names no contact Constant Contact holds (the caller looks an
+    # import's contact up by the link's address first): the new address is imported instead.
+    in_place = (
+        link is not None
+        and bool(link.cc_contact_id)
+        and (link.email == email or not setup.get("new_cc_contact_on_email_change", False))
     )
     if (
         link is not None
@@ -517,7 +543,9 @@ def _push(
         custom_field_ids,
         out,
         replaces=link.cc_contact_id
-        if link is not None and (at_address is None or at_address.contact_id != link.cc_contact_id)
+        if link is not None
+        and link.cc_contact_id
+        and (at_address is None or at_address.contact_id != link.cc_contact_id)
         else None,
     )
 
@@ -555,6 +583,7 @@ def _change_email(
             email=email,
             list_ids=lists_now if lists_now != link.list_ids else None,
             removed_on_delete=False if link.removed_on_delete else None,
+            cc_unsubscribed=_seen_unsubscribed(link, contact),
         )
     )
 
@@ -582,7 +611,7 @@ def _update_same(
     if unsubscribed:
         # Consent is the person's: fields may follow Salesforce, lists never grow.
         lists_now = tuple(lid for lid in link.list_ids if lid in wanted)
-        if changed:
+        if changed and link.cc_contact_id:
             out.updates.append(
                 UpdateContact(
                     sf_id,
@@ -626,13 +655,15 @@ def _update_same(
     out.remove(link.cc_contact_id, stale)
     if not (wrote or added or stale or undelete):
         out.skip(sf_id, REASON_UNCHANGED)
-    if wrote or undelete or lists_now != link.list_ids:
+    seen = _seen_unsubscribed(link, contact)
+    if wrote or undelete or lists_now != link.list_ids or seen is not None:
         out.links.append(
             UpdateLink(
                 sf_id,
                 fingerprint=fp if wrote else None,
                 list_ids=lists_now if lists_now != link.list_ids else None,
                 removed_on_delete=False if undelete else None,
+                cc_unsubscribed=seen,
             )
         )
 
@@ -682,7 +713,46 @@ def _link_new(
         )
     else:
         out.imports.append(Import(sf_id, email, values, wanted))
-    out.links.append(LinkRecord(sf_id, email, contact.contact_id, fp, lists, created, replaces))
+    out.links.append(
+        LinkRecord(
+            sf_id,
+            email,
+            contact.contact_id,
+            fp,
+            lists,
+            created,
+            replaces,
+            cc_unsubscribed=contact.unsubscribed,
+        )
+    )
 
 
-__all__ = ["RecordError", "duplicate_reason", "plan_sf_to_cc"]
+def _seen_unsubscribed(link: Link, contact: CcContact | None) -> bool | None:
+    """The link's ``cc_unsubscribed`` when what Constant Contact shows now differs from it."""
+    if contact is None or contact.deleted or contact.unsubscribed == link.cc_unsubscribed:
+        return None
+    return contact.unsubscribed
+
+
+def opt_out_to_set_again(
+    setup: Mapping[str, Any], record: Mapping[str, Any], contact: CcContact | None
+) -> bool:
+    """Whether Salesforce must get the record's opt-out set again (DESIGN §5a).
+
+    True when the record is not opted out in Salesforce while Constant Contact holds its
+    address as unsubscribed (someone cleared the checkbox; consent is the person's, and only
+    they can re-subscribe), unless ``sync_unsubscribes_to_sf`` is false. ``contact`` is
+    Constant Contact's contact for the record's address (``None``: unknown). Deleted records
+    and converted Leads are left alone; the reverse (clearing an opt-out) never happens.
+    """
+    if not setup.get("sync_unsubscribes_to_sf", True):
+        return False
+    if contact is None or contact.deleted or not contact.unsubscribed:
+        return False
+    if record.get("IsDeleted") or record.get("IsConverted"):
+        return False
+    email = record_email(setup, record)
+    return bool(email) and email == contact.email and not record_opted_out(setup, record)
+
+
+__all__ = ["RecordError", "duplicate_reason", "opt_out_to_set_again", "plan_sf_to_cc"]

@@ -29,6 +29,9 @@ class Link:
     because the record was deleted in Salesforce (``remove_on_sf_delete``), so an undelete adds it
     back. ``sf_created`` is the record's CreatedDate when known; it settles who owns an email when
     two records of the setup share it (older wins; unknown counts as oldest, the owner keeps it).
+    ``cc_unsubscribed`` is true while Constant Contact was last seen holding the contact as
+    unsubscribed (by the person, or by us): the rules then look at it again when Salesforce no
+    longer has the record opted out, to set the opt-out again (§5a).
     """
 
     sf_id: str
@@ -40,6 +43,7 @@ class Link:
     removed_on_delete: bool = False
     list_ids: tuple[str, ...] = ()
     sf_created: str | None = None
+    cc_unsubscribed: bool = False
 
     @property
     def active(self) -> bool:
@@ -160,6 +164,7 @@ class LinkRecord:
     list_ids: tuple[str, ...]
     sf_created: str | None = None
     replaces: str | None = None
+    cc_unsubscribed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +177,7 @@ class UpdateLink:
     opted_out: bool | None = None
     removed_on_delete: bool | None = None
     list_ids: tuple[str, ...] | None = None
+    cc_unsubscribed: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,3 +78,77 @@ def test_a_one_way_cc_to_sf_setup_is_polled() -> None:
             "SELECT Company, LastName FROM Lead WHERE Email = 'lead@example.org'"
         )
         assert lead == {"Company": "Individual", "LastName": "Hopper"}
+
+
+def test_an_existing_account_is_used_when_missing_ones_are_not_created() -> None:
+    # Issue 9, defect 3: create_missing_accounts: false stops only the creation of an Account.
+    with world(options={"create_missing_accounts": False}) as w:
+        account = w.sf_create("Account", Name="Navy")
+        w.flush()  # the Account's own change event (it has no Contacts yet)
+        sign_up(w, "grace@example.org", company_name="Navy")
+        sign_up(w, "ada@example.org", company_name="Analytical Engines")
+        summary = run_poll(w)
+        assert summary["created_contacts"] == 2
+        assert "accounts_created" not in summary
+        got = {
+            r["Email"]: r["AccountId"]
+            for r in w.sf_client().query_iter("SELECT Email, AccountId FROM Contact")
+        }
+        assert got == {"grace@example.org": account, "ada@example.org": None}
+        # The echo fingerprint counted the Account's name: nothing is written back.
+        assert intake.pending(w.redis, w.setup_id) == 0
+        again = sync_now(w)
+        assert again.get("imported", 0) == 0
+        assert w.last_cc.calls.by_family().get("activities", 0) == 0, w.last_cc.calls.snapshot()
+
+
+def test_an_opt_out_cleared_in_salesforce_is_set_again_by_the_next_change_event() -> None:
+    # Issue 9, defect 2 (DESIGN §5a): consent is the person's; Salesforce cannot take it back.
+    with world() as w:
+        sign_up(w, "grace@example.org")
+        run_poll(w)
+        w.cc_session.post(f"{CC_BASE}/_sandbox/clock", json={"advance": 3600})
+        w.cc_session.post(f"{CC_BASE}/_sandbox/unsubscribe", json={"email": "grace@example.org"})
+        assert run_poll(w, T0 + timedelta(minutes=15))["opted_out"] == 1
+        (row,) = w.sf_client().query_iter(
+            "SELECT Id FROM Contact WHERE Email = 'grace@example.org'"
+        )
+        # A Salesforce user clears the checkbox: its change event reaches the webhook.
+        w.sf_update(row["Id"], HasOptedOutOfEmail=False)
+        assert intake.pending(w.redis, w.setup_id) == 1
+        summary = w.flush()
+        assert summary["opt_outs_set_again"] == 1, summary
+        (again,) = w.sf_client().query_iter(
+            f"SELECT HasOptedOutOfEmail FROM Contact WHERE Id = '{row['Id']}'"
+        )
+        assert again["HasOptedOutOfEmail"] is True
+        # Our write's change event came back and was dropped as our own echo.
+        assert w.last_webhook.get_json()["echoes_ignored"] >= 1
+        assert intake.pending(w.redis, w.setup_id) == 0
+        contact = w.cc_contact("grace@example.org")
+        assert contact["email_address"]["permission_to_send"] == "unsubscribed"
+        assert "Main List" not in contact["list_names"]
+        # An edit later: opted out in Salesforce now, nothing to set and no CC lookup.
+        w.sf_update(row["Id"], Title="Rear Admiral")
+        later = w.flush()
+        assert "opt_outs_set_again" not in later
+        assert w.last_cc.calls.by_family().get("contacts", 0) == 0, w.last_cc.calls.snapshot()
+
+
+def test_a_new_record_at_an_address_unsubscribed_in_cc_gets_the_opt_out_at_once() -> None:
+    # §5a: every record of an unsubscribed address gets the opt-out; the flush's lookup of a
+    # new contact's id shows it, so it need not wait for the daily scan (issue 9).
+    with world(options={"sync_to_sf": False}) as w:
+        sign_up(w, "ada@example.org")
+        w.cc_session.post(f"{CC_BASE}/_sandbox/unsubscribe", json={"email": "ada@example.org"})
+        sf_id = w.sf_create("Contact", LastName="Lovelace", Email="ada@example.org")
+        summary = w.flush()
+        assert summary["opt_outs_set_again"] == 1, summary
+        (row,) = w.sf_client().query_iter(
+            f"SELECT HasOptedOutOfEmail FROM Contact WHERE Id = '{sf_id}'"
+        )
+        assert row["HasOptedOutOfEmail"] is True
+        contact = w.cc_contact("ada@example.org")
+        assert contact["email_address"]["permission_to_send"] == "unsubscribed"
+        assert "Main List" not in contact["list_names"]
+        assert intake.pending(w.redis, w.setup_id) == 0  # our write's event was an echo

@@ -439,3 +439,152 @@ def test_a_record_in_the_recycle_bin_leaves_the_list_once_and_an_undelete_brings
         assert undo.status_code in (200, 204)
         full_sync(w)
         assert w.cc_contact("bin@example.org")["list_memberships"]
+
+
+# --- Salesforce changes no event reported, on links a Full Sync made (issue 9, defect 1) --------
+
+
+def _links(w: World) -> dict[str, Any]:
+    with w.store.transaction() as session:
+        return {
+            sf_id: (row.cc_contact_id, row.email)
+            for sf_id, row in links_repo.for_sf_ids(session, w.setup_id, w.all_ids).items()
+        }
+
+
+def _forget_contact_ids(w: World) -> None:
+    """Links as an import left them before this fix (or a run killed before it filled them)."""
+    from sqlalchemy import update
+
+    from middleware.store.models import Link
+
+    with w.store.transaction() as session:
+        session.execute(update(Link).values(cc_contact_id=None))
+
+
+def _blank_and_move(w: World) -> None:
+    w.sf_update(w.all_ids[0], Email="")
+    w.sf_update(w.all_ids[1], Email="moved1@example.org")
+
+
+def _assert_blanked_and_moved(w: World, before: dict[str, Any]) -> None:
+    blanked = w.cc_contact("e0@example.org")
+    assert blanked is not None and blanked.get("deleted_at"), blanked  # CC's soft delete
+    assert w.cc_contact("e1@example.org") is None  # the same contact took the new address
+    moved = w.cc_contact("moved1@example.org")
+    assert moved is not None and moved["contact_id"] == before[w.all_ids[1]]
+    assert "Main List" in moved["list_names"]
+    links = _links(w)
+    assert w.all_ids[0] not in links
+    assert links[w.all_ids[1]] == (before[w.all_ids[1]], "moved1@example.org")
+    with w.store.transaction() as session:
+        from middleware.store import errors as errors_repo
+
+        assert errors_repo.list_errors(session, w.setup_id) == []
+
+
+def _seed(w: World, n: int) -> dict[str, Any]:
+    w.deliver_to_webhook = False
+    w.all_ids = [
+        w.sf_create(FirstName="Eve", LastName=f"E{i}", Email=f"e{i}@example.org") for i in range(n)
+    ]
+    return {sf_id: w.cc_contact(f"e{i}@example.org") for i, sf_id in enumerate(w.all_ids)}
+
+
+def test_every_link_a_full_sync_writes_knows_its_contact() -> None:
+    # Few new contacts: looked up by address once the imports are done.
+    with world(options={"delete_cc_on_blank_email": True}) as w:
+        _seed(w, 4)
+        summary = full_sync(w)
+        assert summary["imported"] == 4
+        assert summary["contact_ids_resolved"] == 4
+        ids = {w.cc_contact(f"e{i}@example.org")["contact_id"] for i in range(4)}
+        assert {cid for cid, _ in _links(w).values()} == ids
+        assert w.last_cc.calls.total <= 8 + 4, w.last_cc.calls.snapshot()
+    # Many: the next run's export gives every one of them its id (no lookup, no write to CC).
+    with world(options={"delete_cc_on_blank_email": True}) as w:
+        _seed(w, 15)
+        first = full_sync(w)
+        assert "contact_ids_resolved" not in first
+        assert {cid for cid, _ in _links(w).values()} == {None}
+        second = full_sync(w)
+        assert second["contact_ids_resolved"] == 15
+        assert second["unchanged"] == 15 and "imported" not in second
+        ids = {w.cc_contact(f"e{i}@example.org")["contact_id"] for i in range(15)}
+        assert {cid for cid, _ in _links(w).values()} == ids
+        assert w.last_cc.calls.total <= 5, w.last_cc.calls.snapshot()
+
+
+def test_a_run_fills_a_bounded_number_of_links_the_next_ones_the_rest(monkeypatch) -> None:
+    from middleware.fullsync import engine
+
+    monkeypatch.setattr(engine, "FULL_SYNC_FILL_MAX", 10)
+    with world() as w:
+        _seed(w, 15)
+        full_sync(w)
+        assert full_sync(w)["contact_ids_resolved"] == 10
+        assert full_sync(w)["contact_ids_resolved"] == 5
+        assert "contact_ids_resolved" not in full_sync(w)
+        assert None not in {cid for cid, _ in _links(w).values()}
+
+
+def test_full_sync_after_unreported_email_changes_and_blanks() -> None:
+    with world(options={"delete_cc_on_blank_email": True}) as w:
+        _seed(w, 4)
+        full_sync(w)
+        before = {sf_id: cid for sf_id, (cid, _) in _links(w).items()}
+        _blank_and_move(w)  # no event reaches us
+        summary = full_sync(w)
+        assert summary["deleted"] == 1 and summary["updated"] == 1, summary
+        _assert_blanked_and_moved(w, before)
+
+
+def test_links_without_contact_ids_are_resolved_by_address_by_every_reader() -> None:
+    options = {"delete_cc_on_blank_email": True}
+    # Full Sync: the export finds the contacts at the links' addresses.
+    with world(options=options) as w:
+        _seed(w, 4)
+        full_sync(w)
+        before = {sf_id: cid for sf_id, (cid, _) in _links(w).items()}
+        _forget_contact_ids(w)
+        _blank_and_move(w)
+        summary = full_sync(w)
+        assert summary["deleted"] == 1 and summary["updated"] == 1, summary
+        _assert_blanked_and_moved(w, before)
+        # The untouched records' links got their ids back from the export too.
+        assert {cid for cid, _ in _links(w).values()} == {before[sf_id] for sf_id in w.all_ids[1:]}
+    # The change-event flush: one lookup by the link's address.
+    with world(options=options) as w:
+        _seed(w, 4)
+        full_sync(w)
+        before = {sf_id: cid for sf_id, (cid, _) in _links(w).items()}
+        _forget_contact_ids(w)
+        w.deliver_to_webhook = True
+        _blank_and_move(w)
+        summary = w.flush()
+        assert summary["deleted"] == 1 and summary["updated"] == 1, summary
+        _assert_blanked_and_moved(w, before)
+
+
+def test_an_email_change_of_a_link_whose_contact_cc_lacks_imports_the_new_address() -> None:
+    with world() as w:
+        _seed(w, 2)
+        full_sync(w)
+        _forget_contact_ids(w)
+        # The link's address is one Constant Contact never held (say, an import row it dropped).
+        from sqlalchemy import update
+
+        from middleware.store.models import Link
+
+        with w.store.transaction() as session:
+            session.execute(
+                update(Link).where(Link.sf_id == w.all_ids[1]).values(email="ghost@example.org")
+            )
+        w.deliver_to_webhook = True
+        w.sf_update(w.all_ids[1], Email="new1@example.org")
+        summary = w.flush()
+        assert summary.get("errors", 0) == 0, summary
+        assert summary["imported"] == 1
+        new = w.cc_contact("new1@example.org")
+        assert new is not None and "Main List" in new["list_names"]
+        assert _links(w)[w.all_ids[1]] == (new["contact_id"], "new1@example.org")

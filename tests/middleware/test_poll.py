@@ -150,23 +150,52 @@ def test_an_unsubscribe_opts_out_every_lead_and_contact_with_the_address(make_wo
 
 def test_the_daily_scan_sets_an_opt_out_again_that_someone_cleared(make_world) -> None:
     w = make_world()
-    contact = w.sf_create("Contact", LastName="C", Email="gone@example.org")
-    cc_add(w, "gone@example.org")
+    # A Lead the Contact setup never links: only the scan (or a Full Sync) sees it again.
+    lead = w.sf_create("Lead", LastName="L", Company="X", Email="gone@example.org")
+    cc_add(w, "gone@example.org", lists=("Other",))
     run(w)
     unsubscribe(w, "gone@example.org")
     assert run(w, T0 + timedelta(minutes=15))["opted_out"] == 1
-    w.sf_update(contact, HasOptedOutOfEmail=False)
+    w.sf_update(lead, "Lead", HasOptedOutOfEmail=False)
 
     def flag() -> bool:
-        found = rows(w, f"SELECT HasOptedOutOfEmail FROM Contact WHERE Id = '{contact}'")
+        found = rows(w, f"SELECT HasOptedOutOfEmail FROM Lead WHERE Id = '{lead}'")
         return bool(found[0]["HasOptedOutOfEmail"])
 
     quiet = run(w, T0 + timedelta(hours=1))  # optout_after: nothing new since
     assert (quiet.get("opted_out", 0), flag()) == (0, False)
+    assert w.last_sf.usage.total == 0  # no link remembers an unsubscribed contact: no query
     summary = run(w, T0 + timedelta(hours=25))  # the safety-net scan
     assert summary["scanned_unsubscribed"] == 1
     assert summary["opted_out"] == 1
     assert flag() is True
+
+
+def test_the_next_poll_sets_an_opt_out_again_on_a_linked_record(make_world) -> None:
+    # Issue 9, defect 2: a linked record whose contact CC holds unsubscribed is looked at again
+    # by the next poll when Salesforce clears its opt-out (one query), not only by the scan.
+    w = make_world()
+    contact = w.sf_create("Contact", LastName="C", Email="gone@example.org")
+    lead = w.sf_create("Lead", LastName="L", Company="X", Email="gone@example.org")
+    cc_add(w, "gone@example.org")
+    run(w)
+    unsubscribe(w, "gone@example.org")
+    assert run(w, T0 + timedelta(minutes=15))["opted_out"] == 2
+    with w.store.transaction() as session:
+        (link,) = links.for_emails(session, w.setup_id, ["gone@example.org"])["gone@example.org"]
+    assert link.subscribed_when_synced is False  # the link remembers CC's unsubscribe
+    idle = run(w, T0 + timedelta(minutes=30))
+    assert idle.get("opted_out", 0) == 0
+    assert w.last_sf.usage.total == 1  # one query: nothing cleared since the last poll
+    w.sf_update(contact, HasOptedOutOfEmail=False)
+    w.sf_update(lead, "Lead", HasOptedOutOfEmail=False)
+
+    summary = run(w, T0 + timedelta(minutes=45))
+    assert "scanned_unsubscribed" not in summary
+    assert summary["opted_out"] == 2  # every record of the address, as for any unsubscribe
+    for sobject, sf_id in (("Contact", contact), ("Lead", lead)):
+        (got,) = rows(w, f"SELECT HasOptedOutOfEmail FROM {sobject} WHERE Id = '{sf_id}'")
+        assert got["HasOptedOutOfEmail"] is True
 
 
 def test_opted_out_in_salesforce_stays_opted_out_and_is_not_linked(make_world) -> None:
@@ -436,3 +465,37 @@ def test_a_thousand_new_subscribers_stay_within_the_call_budget(make_world, obje
     assert summary[f"created_{object_type.lower()}s"] == 1000
     assert w.last_sf.usage.total <= 15, w.last_sf.usage.calls
     assert w.last_cc.calls.total <= 10, w.last_cc.calls.snapshot()
+
+
+def test_an_existing_account_is_linked_when_missing_accounts_are_not_created(make_world) -> None:
+    # create_missing_accounts: false stops only the creation of an Account (issue 9, defect 3).
+    w = make_world(options={"create_missing_accounts": False})
+    account = w.sf_create("Account", Name="Analytical Engines")
+    cc_add(w, "ada@example.org", company_name="ANALYTICAL ENGINES")
+    cc_add(w, "bob@example.org", company_name="Nowhere Ltd")
+    summary = run(w)
+    assert summary["created_contacts"] == 2
+    assert "accounts_created" not in summary
+    assert summary["reported: account not found"] == 1
+    contacts = by_email(w, fields="AccountId")
+    assert contacts["ada@example.org"]["AccountId"] == account
+    assert contacts["bob@example.org"]["AccountId"] is None
+    assert [r["Name"] for r in rows(w, "SELECT Name FROM Account")] == ["Analytical Engines"]
+
+
+def test_the_poll_gives_a_link_without_contact_id_the_contact_it_sees(make_world) -> None:
+    # Issue 9, defect 1: a link an import made knows no contact id until someone looks.
+    w = make_world()
+    contact_id = cc_add(w, "ann@example.org")
+    with w.store.transaction() as session:
+        links.upsert_links(
+            session,
+            w.setup_id,
+            [{"sf_id": "003000000000001AAA", "sf_object": "Contact", "email": "ann@example.org"}],
+        )
+    summary = run(w)
+    assert summary["skipped"] == {"already linked": 1}
+    assert "created_contacts" not in summary
+    with w.store.transaction() as session:
+        found = links.for_sf_ids(session, w.setup_id, ["003000000000001AAA"])
+    assert found["003000000000001AAA"].cc_contact_id == contact_id

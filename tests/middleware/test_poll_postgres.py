@@ -65,7 +65,11 @@ def test_poll_on_postgresql(pg_world: World) -> None:
         assert found["new@example.org"][0].fingerprint
         (err,) = errors_repo.list_errors(session, w.setup_id)
         assert err.code == "LAST_NAME_REQUIRED"
-    # Nothing new: no Salesforce call.
+    # Nothing new: one Salesforce query, because the known contact's link remembers its
+    # unsubscribe (an opt-out cleared in Salesforce since would be set again, issue 9).
+    with w.store.transaction() as session:
+        (row,) = links.for_emails(session, w.setup_id, ["known@example.org"])["known@example.org"]
+        assert row.subscribed_when_synced is False
     third = run(w, T0 + timedelta(minutes=30))
     assert third["records"] == 0
-    assert w.last_sf.usage.total == 0
+    assert w.last_sf.usage.total == 1

@@ -139,3 +139,36 @@ def test_ten_thousand_upserts_take_well_under_a_second(store: Store, setup_id: i
     print(f"\n{store.dialect}: 10k link inserts {inserted:.3f}s, 10k updates {updated:.3f}s")
     assert inserted < 1.0
     assert updated < 1.0
+
+
+def test_fill_contact_ids_fills_only_links_still_waiting_at_that_address(
+    store: Store, setup_id: int
+) -> None:
+    with store.transaction() as s:
+        links.upsert_links(
+            s,
+            setup_id,
+            [
+                {"sf_id": "003A", "sf_object": "Contact", "email": "a@example.org"},
+                {"sf_id": "003B", "sf_object": "Contact", "email": "b@example.org"},
+                {
+                    "sf_id": "003C",
+                    "sf_object": "Contact",
+                    "email": "c@example.org",
+                    "cc_contact_id": "known",
+                },
+            ],
+        )
+        links.retire_links(s, setup_id, ["003B"])
+    with store.transaction() as s:
+        filled = links.fill_contact_ids(
+            s,
+            setup_id,
+            [("A@Example.org ", "cid-a"), ("b@example.org", "cid-b"), ("c@example.org", "x")],
+        )
+        assert filled == 1
+        found = links.for_emails(s, setup_id, ["a@example.org", "b@example.org", "c@example.org"])
+        assert [r.cc_contact_id for r in found["a@example.org"]] == ["cid-a"]
+        assert [r.cc_contact_id for r in found["b@example.org"]] == [None]  # retired: left
+        assert [r.cc_contact_id for r in found["c@example.org"]] == ["known"]
+        assert links.fill_contact_ids(s, setup_id, []) == 0

@@ -155,7 +155,14 @@ def summary(plan: Plan) -> list[tuple[Any, ...]]:
         elif isinstance(a, UpdateLink):
             changed = {
                 k: ("fp" if k == "fingerprint" else getattr(a, k))
-                for k in ("fingerprint", "email", "opted_out", "removed_on_delete", "list_ids")
+                for k in (
+                    "fingerprint",
+                    "email",
+                    "opted_out",
+                    "removed_on_delete",
+                    "list_ids",
+                    "cc_unsubscribed",
+                )
                 if getattr(a, k) is not None
             }
             rows.append(("update_link", a.sf_id, changed))

@@ -551,3 +551,47 @@ def test_where_addresses_are_searched(setup, org, objects, contact_fields) -> No
     assert r.opt_out_objects(org) == (
         ["Lead", "Contact", "Account"] if org.person_accounts else ["Lead", "Contact"]
     )
+
+
+# --- create_missing_accounts: false stops only the creation (issue 9, defect 3) ---------------
+
+
+def test_every_new_contacts_company_is_asked_for_whatever_create_missing_accounts_says() -> None:
+    for create in (True, False):
+        setup = {**SETUP, "create_missing_accounts": create}
+        plan = r.plan_cc_to_sf(setup, [sub(company_name="Analytical Engines")], matches={})
+        assert plan.account_names == ["Analytical Engines"]
+    # Leads carry the company as text: no Account is looked up for them.
+    plan = r.plan_cc_to_sf(LEAD_SETUP, [sub(company_name="Analytical Engines")], matches={})
+    assert plan.account_names == []
+
+
+def test_an_existing_account_is_linked_when_missing_ones_are_not_created() -> None:
+    setup = {**SETUP, "create_missing_accounts": False}
+    accounts = [SfAccount("001AE", "Analytical Engines", "2020-01-01")]
+    plan = r.plan_cc_to_sf(
+        setup, [sub(company_name="analytical engines")], matches={}, accounts=accounts
+    )
+    assert summary(plan) == [("create", "Contact")]  # nothing to create, nothing to report
+    assert (plan.creates[0].account_id, plan.creates[0].account_name) == ("001AE", None)
+    # Its echo fingerprint sees the Account's name, as the SF → CC read will.
+    assert (
+        plan.creates[0].fingerprint
+        == _created(SETUP, sub(company_name="analytical engines"), accounts=accounts).fingerprint
+    )
+
+
+def test_npsp_affiliation_with_an_existing_account_when_missing_ones_are_not_created() -> None:
+    setup = {**SETUP, "npsp_affiliations": True, "create_missing_accounts": False}
+    plan = r.plan_cc_to_sf(setup, [sub(company_name="Acme")], matches={}, org=NPSP)
+    assert plan.account_names == ["Acme"]
+    assert plan.accounts_to_create == []
+    assert plan.creates[0].affiliation_account is None  # none found yet: no affiliation
+    found = _created(
+        setup, sub(company_name="Acme"), org=NPSP, accounts=[SfAccount("001A", "Acme")]
+    )
+    assert (found.account_id, found.affiliation_account, found.affiliation_account_id) == (
+        None,
+        "Acme",
+        "001A",
+    )

@@ -221,7 +221,7 @@ CASES = [
         contacts=[cc(permission_to_send="unsubscribed", list_memberships=())],
         expected=[
             ("put", "C1", "ann@example.com", None, None),
-            ("update_link", "003A", {"fingerprint": "fp"}),
+            ("update_link", "003A", {"fingerprint": "fp", "cc_unsubscribed": True}),
             ("skip", "003A", r.REASON_UNSUBSCRIBED_IN_CC),
         ],
     ),
@@ -297,7 +297,7 @@ CASES = [
         contacts=[cc(permission_to_send="unsubscribed", list_memberships=())],
         expected=[
             ("put", "C1", "ann@example.com", None, None),
-            ("update_link", "003A", {"fingerprint": "fp"}),
+            ("update_link", "003A", {"fingerprint": "fp", "cc_unsubscribed": True}),
             ("skip", "003A", r.REASON_RESUBSCRIBE),
         ],
     ),
@@ -683,3 +683,139 @@ def test_optout_then_uncheck_cycle_never_resubscribes():
     kinds = {type(a).__name__ for a in back.cc_actions}
     assert not kinds & {"Import", "AddToLists"}
     assert ("skip", "003A", r.REASON_RESUBSCRIBE) in summary(back)
+
+
+# --- links that know no contact id (issue 9, defect 1) -----------------------------------------
+# A link written for an import's row carries no contact id until someone resolves it by the
+# link's address. The caller looks it up first; a link still without one means Constant Contact
+# holds no contact there, and the rules must never act on an empty id (PUT /contacts/ is 404).
+
+NO_ID = link_for(BASE, REC, contact_id="")
+
+
+def test_email_change_of_a_link_without_contact_id_imports_the_new_address() -> None:
+    moved = contact_record(email="new@example.com")
+    plan = run(BASE, [moved], links=[NO_ID])
+    assert summary(plan) == [
+        ("import", "new@example.com", (MAIN,)),
+        ("link", "003A", None, "new@example.com", (MAIN,), None),
+    ]
+
+
+def test_email_change_after_the_caller_resolved_the_contact_id_moves_the_contact() -> None:
+    moved = contact_record(email="new@example.com")
+    resolved = link_for(BASE, REC, contact_id="C1")
+    plan = run(BASE, [moved], links=[resolved], contacts=[cc("C1")])
+    assert [row[:3] for row in summary(plan) if row[0] == "put"] == [
+        ("put", "C1", "new@example.com")
+    ]
+
+
+def test_email_change_to_an_address_cc_holds_links_that_contact() -> None:
+    moved = contact_record(email="new@example.com")
+    plan = run(BASE, [moved], links=[NO_ID], contacts=[cc("C7", email="new@example.com")])
+    assert ("link", "003A", "C7", "new@example.com", (MAIN,), None) in summary(plan)
+    assert not [row for row in summary(plan) if row[0] == "put"]
+
+
+@pytest.mark.parametrize(
+    ("setup", "record", "expected"),
+    [
+        pytest.param(
+            S(delete_cc_on_blank_email=True),
+            contact_record(email=None),
+            [("retire", "003A", r.REASON_BLANKED), ("skip", "003A", r.REASON_NO_EMAIL)],
+            id="blank-email-nothing-to-delete",
+        ),
+        pytest.param(
+            S(unsubscribe_on_sf_opt_out=True),
+            contact_record(HasOptedOutOfEmail=True),
+            [("skip", "003A", r.REASON_NOT_IN_CC)],
+            id="opt-out-nobody-to-unsubscribe",
+        ),
+        pytest.param(
+            S(remove_on_sf_delete=True),
+            contact_record(IsDeleted=True),
+            [
+                ("update_link", "003A", {"removed_on_delete": True}),
+                ("skip", "003A", r.REASON_DELETED),
+            ],
+            id="delete-no-list-to-leave",
+        ),
+    ],
+)
+def test_a_link_without_contact_id_never_acts_on_an_empty_id(setup, record, expected) -> None:
+    plan = run(setup, [record], links=[NO_ID])
+    assert summary(plan) == expected
+    for action in plan.cc_actions:
+        assert getattr(action, "contact_id", "x"), action
+        assert all(getattr(action, "contact_ids", ("x",))), action
+
+
+def test_blank_email_with_a_resolved_link_deletes_the_contact() -> None:
+    setup = S(delete_cc_on_blank_email=True)
+    plan = run(setup, [contact_record(email=None)], links=[link_for(BASE, REC)], contacts=[cc()])
+    assert ("delete", "C1") in summary(plan)
+
+
+# --- an opt-out cleared in Salesforce while CC holds the address unsubscribed (defect 2) --------
+
+UNSUB = cc(permission_to_send="unsubscribed", list_memberships=())
+
+
+@pytest.mark.parametrize(
+    ("setup", "record", "contact", "expected"),
+    [
+        pytest.param(BASE, REC, UNSUB, True, id="cleared-while-unsubscribed-in-cc"),
+        pytest.param(BASE, contact_record(HasOptedOutOfEmail=True), UNSUB, False, id="opted-out"),
+        pytest.param(BASE, REC, cc(), False, id="subscribed-in-cc"),
+        pytest.param(BASE, REC, None, False, id="cc-unknown"),
+        pytest.param(
+            S(sync_unsubscribes_to_sf=False), REC, UNSUB, False, id="unsubscribes-not-synced"
+        ),
+        pytest.param(BASE, contact_record(IsDeleted=True), UNSUB, False, id="deleted-record"),
+        pytest.param(
+            {"object_type": "Lead"}, lead_record(IsConverted=True), UNSUB, False, id="converted"
+        ),
+        pytest.param(
+            BASE,
+            REC,
+            cc(permission_to_send="unsubscribed", deleted=True),
+            False,
+            id="deleted-in-cc",
+        ),
+        pytest.param(BASE, contact_record(email="other@example.com"), UNSUB, False, id="other"),
+        pytest.param(
+            {"object_type": "Account"},
+            {
+                "Id": "001A",
+                "PersonEmail": "ann@example.com",
+                "LastName": "Lee",
+                "PersonHasOptedOutOfEmail": False,
+                "IsPersonAccount": True,
+            },
+            UNSUB,
+            True,
+            id="person-account",
+        ),
+    ],
+)
+def test_an_opt_out_cleared_in_salesforce_is_set_again(setup, record, contact, expected) -> None:
+    assert r.opt_out_to_set_again(setup, record, contact) is expected
+
+
+def test_links_remember_that_cc_holds_the_contact_unsubscribed() -> None:
+    # Seen unsubscribed: the link says so (the flush then looks at CC when the opt-out clears).
+    plan = run(BASE, [REC], links=[link_for(BASE, REC)], contacts=[UNSUB])
+    assert ("update_link", "003A", {"cc_unsubscribed": True}) in summary(plan)
+    # Already known: nothing to write.
+    known = link_for(BASE, REC, cc_unsubscribed=True, list_ids=())
+    plan = run(BASE, [REC], links=[known], contacts=[UNSUB])
+    assert [row for row in summary(plan) if row[0] == "update_link"] == []
+    # Re-subscribed by the person: the link forgets it.
+    plan = run(BASE, [REC], links=[known], contacts=[cc()])
+    assert ("update_link", "003A", {"list_ids": (MAIN,), "cc_unsubscribed": False}) in summary(plan)
+    # A first link to an unsubscribed contact says so too.
+    plan = run(BASE, [REC], contacts=[cc("C9", permission_to_send="unsubscribed")])
+    (link,) = [a for a in plan.link_changes if a.sf_id == "003A"]
+    assert link.cc_unsubscribed is True
