@@ -466,6 +466,11 @@ def _opted_out(
             out.links.append(UpdateLink(sf_id, opted_out=True))
         out.skip(sf_id, REASON_DELETED_IN_CC)
         return
+    if contact is None and link.opted_out:
+        # Propagated before (unsubscribed and taken off this setup's lists then); unread now, so
+        # nothing says it changed since: another list removal would be a write for nothing.
+        out.skip(sf_id, REASON_UNCHANGED)
+        return
     lists = _setup_lists(link, main_list_id)
     if contact is not None:
         lists = tuple(lid for lid in lists if lid in contact.list_memberships)

@@ -279,6 +279,15 @@ CASES = [
         expected=[("skip", "003A", r.REASON_UNCHANGED)],
     ),
     case(
+        # The flush does not read CC for an opt-out it already propagated: re-planning it (any
+        # later edit, a catch-up) must not send another list removal.
+        "opt-out-already-propagated-and-unread-writes-nothing",
+        setup=S(unsubscribe_on_sf_opt_out=True),
+        records=[contact_record(HasOptedOutOfEmail=True, Title="Later edit")],
+        links=[link_for(BASE, REC, opted_out=True, list_ids=(MAIN, SEG))],
+        expected=[("skip", "003A", r.REASON_UNCHANGED)],
+    ),
+    case(
         "opt-out-of-contact-deleted-in-cc-is-remembered-not-revived",
         setup=S(unsubscribe_on_sf_opt_out=True),
         records=[contact_record(HasOptedOutOfEmail=True)],
