@@ -326,9 +326,9 @@ def test_sync_poll_wait_prints_the_run_and_fails_with_it(
 def test_sync_poll_refuses_a_setup_with_nothing_to_poll(
     app: Flask, tmp_path: Path, connections: dict[str, int]
 ) -> None:
-    setup_id = create(
-        app, tmp_path, connections, sync_to_sf=False, sync_unsubscribes_to_sf=False
-    )["id"]
+    setup_id = create(app, tmp_path, connections, sync_to_sf=False, sync_unsubscribes_to_sf=False)[
+        "id"
+    ]
     result = cli(app, "sync", "poll", str(setup_id))
     assert result.exit_code == 1
     assert "nothing to carry into Salesforce" in result.output

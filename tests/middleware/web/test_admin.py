@@ -480,9 +480,7 @@ def test_a_poll_job_run_by_a_worker_opens_a_poll_run(
         ).work(burst=True)
     assert seen == [setup_id]
     runs = api.get(f"/setups/{setup_id}/runs").json["items"]
-    assert [(r["kind"], r["status"], r["job_id"]) for r in runs] == [
-        ("poll", "succeeded", job_id)
-    ]
+    assert [(r["kind"], r["status"], r["job_id"]) for r in runs] == [("poll", "succeeded", job_id)]
 
 
 def test_full_sync_is_501_until_its_job_exists(
