@@ -933,7 +933,14 @@ def list_connections_view() -> Response:
     summary="Start an OAuth connect flow",
     tag="connections",
     body=s.ConnectionStartRequestSchema,
-    responses={201: s.ConnectionStartSchema, 400: _PROBLEM, 404: _PROBLEM, 422: _PROBLEM, **_E401},
+    responses={
+        201: s.ConnectionStartSchema,
+        400: _PROBLEM,
+        404: _PROBLEM,
+        409: _PROBLEM,
+        422: _PROBLEM,
+        **_E401,
+    },
 )
 def start_connection_view() -> Response:
     """Returns a signed start link (open it in a browser) and the vendor consent URL."""
@@ -944,9 +951,8 @@ def start_connection_view() -> Response:
         with get_store().transaction() as session:
             row = get_connection(session, data["connection_id"])
             if row.vendor != data["vendor"]:
-                raise invalid(
-                    {"connection_id": [f"Connection {row.id} is a {row.vendor} connection."]}
-                )
+                message = f"Connection {row.id} is a {row.vendor} connection."
+                raise ApiError(409, "Conflict", message, {"connection_id": [message]})
     flow = oauth.begin_flow(
         get_settings(),
         get_redis(),

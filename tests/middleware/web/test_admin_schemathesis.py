@@ -11,16 +11,19 @@ Sync Now, Full Sync and poll only enqueue on the in-process fake Redis, so nothi
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import schemathesis
 from flask import Flask
 from redis import Redis
@@ -29,7 +32,9 @@ from schemathesis.engine import Status, events, from_schema
 from werkzeug.serving import make_server
 
 from app import create_app
+from middleware.store import connections as connection_repo
 from middleware.store.db import Store
+from middleware.store.models import utcnow
 
 pytestmark = pytest.mark.slow
 
@@ -103,7 +108,50 @@ def run_schemathesis(base_url: str, seed: int) -> tuple[int, list[str]]:
     return made, list(failures.values())
 
 
+class Refusing(requests.adapters.BaseAdapter):
+    """Vendors that refuse every token at once (no retries to wait for): a connection check
+    answers 200 with `ok: false` and marks the connection `needs_reauth`."""
+
+    def send(self, request: requests.PreparedRequest, **_: Any) -> requests.Response:
+        response = requests.Response()
+        response.status_code = 401
+        response.url = request.url or ""
+        response.request = request
+        response.headers["Content-Type"] = "application/json"
+        response._content = json.dumps(
+            {"error": "invalid_grant", "error_description": "fuzz test: refused"}
+        ).encode()
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def offline_session(_vendor: str) -> requests.Session:
+    session = requests.Session()
+    session.mount("http://", Refusing())
+    session.mount("https://", Refusing())
+    return session
+
+
+def seed_connections(app: Flask) -> None:
+    """Connections 1 (Salesforce) and 2 (Constant Contact), so generated setups can use them and
+    Sync Now, poll, Full Sync and connection deletes get past 404 into their real answers."""
+    app.config["VENDOR_SESSION"] = offline_session
+    with app.extensions["middleware"]["store"].transaction() as session:
+        for vendor in ("salesforce", "constantcontact"):
+            connection_repo.create(
+                session,
+                vendor=vendor,
+                label=f"fuzz {vendor}",
+                access_token="fuzz-access-token",
+                refresh_token="fuzz-refresh-token",
+                expires_at=utcnow() + timedelta(hours=2),
+            )
+
+
 def check_app(app: Flask) -> None:
+    seed_connections(app)
     seed = int(os.environ.get("SCHEMATHESIS_SEED", "20261207"))
     with served(app) as base_url:
         made, failures = run_schemathesis(base_url, seed)
