@@ -276,7 +276,8 @@ def test_reauthorising_needs_a_connection_of_that_vendor(
         json={"vendor": "salesforce", "connection_id": cc["id"]},
         headers=AUTH,
     )
-    assert response.status_code == 422
+    # Valid on its own; the stored connection is of the other vendor: a conflict with the state.
+    assert response.status_code == 409
     assert "connection_id" in response.json["errors"]
     missing = client.post(
         "/admin/api/connections/start",
