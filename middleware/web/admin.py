@@ -538,8 +538,8 @@ def update_setup(
     """Apply a JSON merge patch to a setup and store the validated result."""
     row = get_setup(session, setup_id)
     for option in IMMUTABLE_OPTIONS:
-        stored = row.name if option == "name" else (row.options or {}).get(option)
-        if option in patch and patch[option] is not None and patch[option] != stored:
+        stored = (row.options or {}).get(option)
+        if option in patch and patch[option] != stored:
             raise ApiError(
                 409,
                 "Conflict",
