@@ -20,12 +20,15 @@ from typing import Any
 import click
 from flask import Flask, Response, g, request
 from flask.cli import AppGroup
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError, StatementError
 from werkzeug.exceptions import HTTPException
 
 from middleware.logging import configure_logging, request_id_var
 from middleware.settings import ConfigError, Settings, env_names
 from middleware.store.db import Store
-from middleware.web import EXTENSION, handles, problem
+from middleware.web import EXTENSION, BadInput, handles, problem
 
 log = logging.getLogger("app")
 
@@ -165,6 +168,43 @@ def _install_error_handlers(app: Flask) -> None:
             allowed = getattr(exc, "valid_methods", None)
             if allowed:
                 response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    @app.errorhandler(BadInput)
+    def _bad_input(exc: BadInput) -> Response:
+        return problem(exc.status, exc.title, exc.detail)
+
+    @app.errorhandler(OverflowError)
+    def _overflow(exc: OverflowError) -> Response:
+        # A number or date beyond what Python, the database or a vendor can hold came in.
+        log.info("refused out-of-range input on %s %s: %s", request.method, request.path, exc)
+        detail = f"A number or date in the request is out of range: {exc}"
+        return problem(400, "Bad Request", detail)
+
+    @app.errorhandler(StatementError)
+    def _statement_error(exc: StatementError) -> Response:
+        # Values the database cannot take (PostgreSQL INTEGER overflow, a date out of range) are
+        # the caller's; an unreachable database is an outage; anything else is our bug.
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return _unavailable("The database is unreachable")
+        if isinstance(exc.orig, OverflowError) or isinstance(exc, DataError):
+            log.info("database refused a value on %s %s: %s", request.method, request.path, exc)
+            detail = "A value in the request is out of range for the database."
+            return problem(400, "Bad Request", detail)
+        if isinstance(exc, OperationalError):
+            log.warning("database unavailable on %s %s: %s", request.method, request.path, exc)
+            return _unavailable("The database is unavailable")
+        return _unexpected(exc)
+
+    @app.errorhandler(RedisConnectionError)
+    @app.errorhandler(RedisTimeoutError)
+    def _redis_down(exc: Exception) -> Response:
+        log.warning("Redis unavailable on %s %s: %s", request.method, request.path, exc)
+        return _unavailable("Redis is unavailable")
+
+    def _unavailable(what: str) -> Response:
+        response = problem(503, "Service Unavailable", f"{what}; try again shortly.")
+        response.headers["Retry-After"] = "30"
         return response
 
     @app.errorhandler(Exception)

@@ -478,6 +478,22 @@ def sync_full(
     _follow(started, setup_id, wait, timeout, as_json, "full", since)
 
 
+@sync_cli.command("poll")
+@click.argument("setup_id", type=int)
+@click.option("--wait", is_flag=True, help="Follow the run until it finishes.")
+@click.option("--timeout", default=3600.0, show_default=True, help="Seconds to wait at most.")
+@json_option
+def sync_poll(setup_id: int, wait: bool, timeout: float, as_json: bool) -> None:
+    """Poll Constant Contact now: CC changes and opt-outs into Salesforce, on their own."""
+    since = utcnow()
+    with _transaction() as session:
+        started = admin.start_poll(session, setup_id, _redis())
+    _follow(started, setup_id, wait, timeout, as_json, "poll", since)
+
+
+_WHAT = {"sync_now": "Sync Now", "full": "Full Sync", "poll": "Poll"}
+
+
 def _follow(
     started: dict[str, Any],
     setup_id: int,
@@ -487,7 +503,7 @@ def _follow(
     kind: str,
     since: datetime,
 ) -> None:
-    what = "Sync Now" if kind == "sync_now" else "Full Sync"
+    what = _WHAT[kind]
     if not wait:
         if as_json:
             click.echo(json.dumps(s.JobStartedSchema().dump(started), indent=2, sort_keys=True))

@@ -8,10 +8,20 @@ from these classes, so a field's ``metadata["description"]`` is its documentatio
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates,
+    validates_schema,
+)
 
+from middleware.queue import QUEUE_NAMES
 from middleware.store.models import (
     CONNECTION_STATUSES,
     DIRECTIONS,
@@ -20,7 +30,7 @@ from middleware.store.models import (
     RUN_STATUSES,
     VENDORS,
 )
-from schemas.setup import WEBHOOK_AUTH, SetupSchema
+from schemas.setup import MAX_ID, WEBHOOK_AUTH, SetupSchema, StrictBoolean
 
 ERROR_STATUS_FILTERS = (*ERROR_STATUSES, "all")
 MAX_PAGE = 500
@@ -113,7 +123,7 @@ class ConnectionStartRequestSchema(_Request):
         load_default=None,
         allow_none=True,
         strict=True,
-        validate=validate.Range(min=1),
+        validate=validate.Range(min=1, max=MAX_ID),
         metadata=_d("Re-authorise this connection (same vendor) instead of adding a new one."),
     )
 
@@ -191,6 +201,15 @@ class PauseRequestSchema(_Request):
         metadata=_d("Resume automatically at this time; empty = until resumed."),
     )
 
+    @validates("until")
+    def _storable(self, value: datetime | None, **_: Any) -> None:
+        if value is None:
+            return
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("Out of range once converted to UTC.") from None
+
 
 class ProgressSchema(Schema):
     done = fields.Integer(required=True)
@@ -266,7 +285,7 @@ class JobStartedSchema(Schema):
 
 
 class FullSyncRequestSchema(_Request):
-    reset = fields.Boolean(
+    reset = StrictBoolean(
         load_default=False,
         metadata=_d("Ignore fingerprints and cursors and re-match both sides by email."),
     )
@@ -314,18 +333,18 @@ class ErrorsQuerySchema(_Request):
     )
     code = fields.String(load_default=None, metadata=_d("Only this error code."))
     limit = fields.Integer(load_default=100, validate=validate.Range(1, MAX_PAGE))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(0, MAX_ID))
 
 
 class ErrorSelectionRequestSchema(_Request):
     """Either ``ids`` or ``all: true`` (optionally narrowed by ``code``)."""
 
     ids = fields.List(
-        fields.Integer(strict=True),
+        fields.Integer(strict=True, validate=validate.Range(1, MAX_ID)),
         validate=validate.Length(1, 10_000),
         metadata=_d("Sync error ids."),
     )
-    all = fields.Boolean(metadata=_d("Every unresolved error of the setup."))
+    all = StrictBoolean(metadata=_d("Every unresolved error of the setup."))
     code = fields.String(metadata=_d("With `all`: only errors with this code."))
 
     @validates_schema
@@ -402,13 +421,23 @@ class FailedJobListSchema(Schema):
 
 
 class FailedQuerySchema(_Request):
-    queue = fields.String(load_default=None, metadata=_d("Only this queue."))
+    queue = fields.String(
+        load_default=None,
+        validate=validate.OneOf(QUEUE_NAMES),
+        metadata=_d("Only this queue.", enum=list(QUEUE_NAMES)),
+    )
     limit = fields.Integer(load_default=100, validate=validate.Range(1, MAX_PAGE))
 
 
 class RequeueRequestSchema(_Request):
-    ids = fields.List(fields.String(), validate=validate.Length(1, 10_000))
-    all = fields.Boolean()
+    """Either ``ids`` or ``all: true``."""
+
+    ids = fields.List(
+        fields.String(validate=validate.Length(1, 200)),
+        validate=validate.Length(1, 1_000),
+        metadata=_d("Failed job ids (at most 1,000; `all` requeues every one)."),
+    )
+    all = StrictBoolean(metadata=_d("Every failed job of every queue."))
 
     @validates_schema
     def _one_selection(self, data: dict[str, Any], **_: Any) -> None:
@@ -434,7 +463,9 @@ class ConnectionCreatedSchema(Schema):
 
 class StartQuerySchema(_Request):
     flow = fields.String(
-        required=True, metadata=_d("The signed flow token from `POST /connections/start`.")
+        required=True,
+        validate=validate.Length(min=1),
+        metadata=_d("The signed flow token from `POST /connections/start`."),
     )
 
 

@@ -371,8 +371,21 @@ class CampaignSelectionField(fields.Field):
         raise ValidationError('Use "all" or a non-empty list of campaign names.')
 
 
+class StrictBoolean(fields.Boolean):
+    """JSON ``true`` or ``false`` only: ``0``, ``"yes"`` and friends are refused, as documented."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
+# Ids the store can hold (PostgreSQL INTEGER); middleware.web.MAX_DB_ID says the same.
+MAX_ID = 2**31 - 1
+
+
 def _flag(default: bool, text: str) -> fields.Boolean:
-    return fields.Boolean(load_default=default, metadata=_describe(text, default=default))
+    return StrictBoolean(load_default=default, metadata=_describe(text, default=default))
 
 
 class SetupSchema(_Strict):
@@ -396,14 +409,14 @@ class SetupSchema(_Strict):
         load_default=None,
         allow_none=True,
         strict=True,
-        validate=validate.Range(min=1),
+        validate=validate.Range(min=1, max=MAX_ID),
         metadata=_describe("Id of a stored Salesforce connection."),
     )
     constant_contact_connection = fields.Integer(
         load_default=None,
         allow_none=True,
         strict=True,
-        validate=validate.Range(min=1),
+        validate=validate.Range(min=1, max=MAX_ID),
         metadata=_describe("Id of a stored Constant Contact connection."),
     )
     main_list = fields.String(
@@ -462,7 +475,10 @@ class SetupSchema(_Strict):
         load_default=None,
         allow_none=True,
         metadata=_describe(
-            "Salesforce managed-package namespace, 1–15 characters, without the trailing `__`."
+            "Salesforce managed-package namespace, 1–15 characters, without the trailing `__`.",
+            pattern=r"^[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)*$",
+            minLength=1,
+            maxLength=15,
         ),
     )
     sync_role_addresses = _flag(False, "true = don't filter role email addresses.")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hmac
 import importlib
 import importlib.util
-import json
 import logging
 import re
 import uuid
@@ -41,9 +40,26 @@ from middleware.store import runs as run_repo
 from middleware.store import setups as setup_repo
 from middleware.store.db import Store
 from middleware.store.models import Connection, Run, Setup, SyncError, utcnow
-from middleware.web import get_redis, get_settings, get_store, problem
+from middleware.web import (
+    MAX_DB_ID,
+    BadInput,
+    check_text,
+    get_redis,
+    get_settings,
+    get_store,
+    parse_json,
+    problem,
+)
 from schemas import admin as s
-from schemas.setup import SetupSchema, apply_patch, flatten_messages, validate_setup
+from schemas.setup import (
+    CC_LIST_NAME_MAX,
+    FILTER_OPS,
+    IMMUTABLE_OPTIONS,
+    SetupSchema,
+    apply_patch,
+    flatten_messages,
+    validate_setup,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +68,7 @@ bp = Blueprint("admin_api", __name__, url_prefix="/admin/api")
 SYNC_NOW_JOB = "jobs.sync.sync_now"
 FULL_SYNC_JOB = "jobs.full_sync.full_sync"
 FLUSH_JOB = "jobs.flush.flush_setup"
+POLL_JOB = "jobs.poll.poll_setup"
 
 
 # --------------------------------------------------------------------------- errors
@@ -76,6 +93,15 @@ class ApiError(Exception):
 
 def not_found(what: str, ident: Any) -> ApiError:
     return ApiError(404, "Not Found", f"{what} {ident} does not exist.")
+
+
+def storable_id(ident: Any) -> bool:
+    """Whether ``ident`` can be a row id at all (1 .. PostgreSQL's INTEGER maximum).
+
+    Ids outside that range cannot exist, and handing them to the database fails (SQLite: Python
+    int too large; PostgreSQL: integer out of range), so lookups answer "does not exist" first.
+    """
+    return isinstance(ident, int) and not isinstance(ident, bool) and 1 <= ident <= MAX_DB_ID
 
 
 def invalid(
@@ -133,6 +159,7 @@ class Endpoint:
     auth: bool = True
     description: str | None = None
     body_required: bool = True
+    html: bool = False  # answers browsers with text/html too (the OAuth pages)
 
 
 ENDPOINTS: list[Endpoint] = []
@@ -185,9 +212,9 @@ def json_body(required: bool = True) -> dict[str, Any]:
             raise ApiError(400, "Bad Request", "Send a JSON object as the request body.")
         return {}
     try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise ApiError(400, "Bad Request", f"The body is not valid JSON: {exc}") from None
+        data = parse_json(raw)
+    except BadInput as exc:
+        raise ApiError(400, "Bad Request", exc.detail) from None
     if not isinstance(data, dict):
         raise ApiError(400, "Bad Request", "The body must be a JSON object.")
     return data
@@ -205,7 +232,14 @@ def load(schema: type[Schema], data: Mapping[str, Any], *, status: int = 422) ->
 
 
 def query_args(schema: type[Schema]) -> dict[str, Any]:
-    return load(schema, request.args.to_dict(), status=400)
+    args = request.args.to_dict()
+    for name, value in args.items():
+        try:
+            check_text(name, "A query parameter name")
+            check_text(value, f"The query parameter {name[:40]}")
+        except BadInput as exc:
+            raise ApiError(400, "Bad Request", exc.detail, {name[:40]: [exc.detail]}) from None
+    return load(schema, args, status=400)
 
 
 def dump(schema: type[Schema], obj: Any, status: int = 200) -> Response:
@@ -353,7 +387,7 @@ def list_connections(session: Session) -> list[dict[str, Any]]:
 
 
 def get_connection(session: Session, connection_id: int) -> Connection:
-    row = connection_repo.get(session, connection_id)
+    row = connection_repo.get(session, connection_id) if storable_id(connection_id) else None
     if row is None:
         raise not_found("Connection", connection_id)
     return row
@@ -442,13 +476,14 @@ def _check_connections(session: Session, setup: Mapping[str, Any]) -> None:
         conn_id = setup.get(option)
         if conn_id is None:
             continue
-        row = connection_repo.get(session, conn_id)
+        row = connection_repo.get(session, conn_id) if storable_id(conn_id) else None
         if row is None:
             errors[option] = [f"Connection {conn_id} does not exist."]
         elif row.vendor != vendor:
             errors[option] = [f"Connection {conn_id} is a {row.vendor} connection, not {vendor}."]
     if errors:
-        raise invalid(errors)
+        # Valid on its own, but not with the connections stored now: a conflict with the state.
+        raise ApiError(409, "Conflict", "The setup names connections that cannot be used.", errors)
 
 
 def _check_name_free(session: Session, name: str, setup_id: int | None = None) -> None:
@@ -491,7 +526,7 @@ def create_setup(settings: Settings, session: Session, data: Mapping[str, Any]) 
 
 
 def get_setup(session: Session, setup_id: int) -> Setup:
-    row = setup_repo.get(session, setup_id)
+    row = setup_repo.get(session, setup_id) if storable_id(setup_id) else None
     if row is None:
         raise not_found("Setup", setup_id)
     return row
@@ -502,6 +537,26 @@ def update_setup(
 ) -> dict[str, Any]:
     """Apply a JSON merge patch to a setup and store the validated result."""
     row = get_setup(session, setup_id)
+    for option in IMMUTABLE_OPTIONS:
+        stored = (row.options or {}).get(option)
+        if option in patch and patch[option] != stored:
+            raise ApiError(
+                409,
+                "Conflict",
+                f"Setup {setup_id} syncs {option} {stored!r}; that cannot change once a setup "
+                "exists: create a new setup instead.",
+                {option: [f"{option} cannot change once a setup exists; create a new setup."]},
+            )
+    if "webhook" in patch and patch["webhook"] is None:
+        # Resetting it would silently change how Salesforce must authenticate its callouts.
+        raise invalid(
+            {
+                "webhook": [
+                    "Cannot be null: send the webhook settings to change, e.g. "
+                    '{"auth": "shared_secret"}.'
+                ]
+            }
+        )
     current = dict(row.options or {})
     # The row is the truth for what the options also carry.
     current.update(
@@ -580,6 +635,31 @@ def start_sync_now(session: Session, setup_id: int, redis: Redis | None = None) 
         connection=redis,
     )
     log.info("setup %s: Sync Now enqueued as %s", setup_id, job.id)
+    return {"setup_id": setup_id, "job_id": job.id, "queue": queue.DEFAULT}
+
+
+def start_poll(session: Session, setup_id: int, redis: Redis | None = None) -> dict[str, Any]:
+    """Enqueue one Constant Contact poll of a setup (CC → SF changes and opt-outs) on its own."""
+    from middleware import poll
+
+    row = get_setup(session, setup_id)
+    _refuse_unready(row)
+    if not poll.polls(row.options or {}):
+        raise ApiError(
+            409,
+            "Conflict",
+            f"Setup {setup_id} has sync_to_sf and sync_unsubscribes_to_sf both off: a poll would "
+            "have nothing to carry into Salesforce.",
+        )
+    job = queue.enqueue(
+        POLL_JOB,
+        setup_id,
+        queue=queue.DEFAULT,
+        job_id=f"poll-now-{setup_id}-{uuid.uuid4().hex[:12]}",
+        description=f"Constant Contact poll of setup {setup_id}",
+        connection=redis,
+    )
+    log.info("setup %s: poll enqueued as %s", setup_id, job.id)
     return {"setup_id": setup_id, "job_id": job.id, "queue": queue.DEFAULT}
 
 
@@ -853,7 +933,14 @@ def list_connections_view() -> Response:
     summary="Start an OAuth connect flow",
     tag="connections",
     body=s.ConnectionStartRequestSchema,
-    responses={201: s.ConnectionStartSchema, 400: _PROBLEM, 404: _PROBLEM, 422: _PROBLEM, **_E401},
+    responses={
+        201: s.ConnectionStartSchema,
+        400: _PROBLEM,
+        404: _PROBLEM,
+        409: _PROBLEM,
+        422: _PROBLEM,
+        **_E401,
+    },
 )
 def start_connection_view() -> Response:
     """Returns a signed start link (open it in a browser) and the vendor consent URL."""
@@ -864,9 +951,8 @@ def start_connection_view() -> Response:
         with get_store().transaction() as session:
             row = get_connection(session, data["connection_id"])
             if row.vendor != data["vendor"]:
-                raise invalid(
-                    {"connection_id": [f"Connection {row.id} is a {row.vendor} connection."]}
-                )
+                message = f"Connection {row.id} is a {row.vendor} connection."
+                raise ApiError(409, "Conflict", message, {"connection_id": [message]})
     flow = oauth.begin_flow(
         get_settings(),
         get_redis(),
@@ -1100,6 +1186,24 @@ def sync_now_view(setup_id: int) -> Response:
 
 
 @endpoint(
+    "/setups/<int:setup_id>/poll",
+    "POST",
+    summary="Poll Constant Contact now",
+    tag="runs",
+    responses={202: s.JobStartedSchema, 409: _PROBLEM, **_E404},
+)
+def poll_now_view(setup_id: int) -> Response:
+    """One Constant Contact poll on its own: CC changes and opt-outs into Salesforce.
+
+    409 while the setup is paused or not connected, or when it syncs nothing to Salesforce
+    (`sync_to_sf` and `sync_unsubscribes_to_sf` both off).
+    """
+    with get_store().transaction() as session:
+        result = start_poll(session, setup_id, get_redis())
+    return _started(result)
+
+
+@endpoint(
     "/setups/<int:setup_id>/full-sync",
     "POST",
     summary="Full Sync",
@@ -1143,7 +1247,7 @@ def list_runs_view(setup_id: int) -> Response:
 )
 def get_run_view(run_id: int) -> Response:
     with get_store().transaction() as session:
-        row = run_repo.get_run(session, run_id)
+        row = run_repo.get_run(session, run_id) if storable_id(run_id) else None
         if row is None:
             raise not_found("Run", run_id)
         return dump(s.RunSchema, run_view(row))
@@ -1222,13 +1326,6 @@ def queue_view() -> Response:
 )
 def failed_jobs_view() -> Response:
     args = query_args(s.FailedQuerySchema)
-    if args["queue"] is not None and args["queue"] not in queue.QUEUE_NAMES:
-        raise ApiError(
-            400,
-            "Bad Request",
-            "Unknown queue.",
-            {"queue": [f"One of {', '.join(queue.QUEUE_NAMES)}."]},
-        )
     return dump(s.FailedJobListSchema, failed_jobs(get_redis(), args["queue"], args["limit"]))
 
 
@@ -1280,8 +1377,18 @@ def _schema_field_types() -> Callable[..., dict[str, Any]]:
                     {
                         "type": "object",
                         "required": ["lists"],
+                        "additionalProperties": False,
                         "properties": {
-                            "lists": {"type": "array", "minItems": 1, "items": {"type": "string"}}
+                            "lists": {
+                                "type": "array",
+                                "minItems": 1,
+                                "items": {
+                                    "type": "string",
+                                    "minLength": 1,
+                                    "maxLength": CC_LIST_NAME_MAX,
+                                    "pattern": r"\S",
+                                },
+                            }
                         },
                     },
                 ]
@@ -1290,7 +1397,11 @@ def _schema_field_types() -> Callable[..., dict[str, Any]]:
             return {
                 "oneOf": [
                     {"type": "string", "enum": ["all"]},
-                    {"type": "array", "minItems": 1, "items": {"type": "string"}},
+                    {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"type": "string", "minLength": 1},
+                    },
                 ]
             }
         return {}
@@ -1316,7 +1427,8 @@ def _operation(ep: Endpoint, params: list[dict[str, Any]]) -> dict[str, Any]:
             "required": ep.body_required,
             "content": {"application/json": {"schema": ep.body}},
         }
-    for status, schema in sorted(ep.responses.items()):
+    responses = {**_implied_responses(ep), **ep.responses}
+    for status, schema in sorted(responses.items()):
         if schema is None:
             text = _STATUS_TEXT.get(status, "Redirect to the vendor's consent page.")
             op["responses"][str(status)] = {"description": text}
@@ -1326,12 +1438,27 @@ def _operation(ep: Endpoint, params: list[dict[str, Any]]) -> dict[str, Any]:
                 }
             continue
         media = "application/problem+json" if schema is s.ProblemSchema else "application/json"
+        content: dict[str, Any] = {media: {"schema": schema}}
+        if ep.html and status != 503:
+            content["text/html"] = {"schema": {"type": "string"}}
         op["responses"][str(status)] = {
             "description": _STATUS_TEXT.get(status, "Answer."),
-            "content": {media: {"schema": schema}},
+            "content": content,
         }
     op["security"] = [{"adminToken": []}] if ep.auth else []
     return op
+
+
+def _implied_responses(ep: Endpoint) -> dict[int, Any]:
+    """Statuses every route of a kind can answer, so no route's document forgets them."""
+    implied: dict[int, Any] = {}
+    if ep.body is not None:
+        implied |= {400: s.ProblemSchema, 413: s.ProblemSchema}
+    if ep.query is not None:
+        implied[400] = s.ProblemSchema
+    if ep.view != "openapi_document":  # every other route reads the database or Redis
+        implied[503] = s.ProblemSchema
+    return implied
 
 
 _STATUS_TEXT = {
@@ -1340,12 +1467,15 @@ _STATUS_TEXT = {
     202: "Accepted: the job is queued.",
     400: "The request is malformed (the problem names the fields).",
     401: "Missing or wrong admin token.",
+    403: "The vendor did not grant access.",
     404: "No such resource.",
     409: "Conflicts with the current state (the problem says why).",
     422: "Invalid fields (the problem names each one).",
     410: "The link expired or was already used.",
+    413: "The body is larger than the configured limit (WEBHOOK_MAX_BYTES).",
     501: "Not available in this version.",
     502: "The vendor refused or could not be reached.",
+    503: "The database or Redis is unavailable; retry after the Retry-After seconds.",
 }
 
 
@@ -1389,7 +1519,11 @@ def build_spec(server_url: str = "") -> dict[str, Any]:
                 "in": "path",
                 "name": m.group(2),
                 "required": True,
-                "schema": {"type": "integer" if m.group(1) == "int" else "string"}
+                "schema": (
+                    {"type": "integer", "minimum": 1, "maximum": MAX_DB_ID}
+                    if m.group(1) == "int"
+                    else {"type": "string"}
+                )
                 | ({"enum": list(oauth.VENDORS)} if m.group(2) == "vendor" else {}),
             }
             for m in _PATH_PARAM.finditer(ep.rule)
@@ -1397,7 +1531,126 @@ def build_spec(server_url: str = "") -> dict[str, Any]:
         paths.setdefault(openapi_path(ep.rule), {})[ep.method.lower()] = _operation(ep, params)
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)
-    return spec.to_dict()
+    document = _nullable_refs(spec.to_dict())
+    schemas = document["components"]["schemas"]
+    _patch_nulls_reset(schemas["SetupPatch"])
+    _one_selection(schemas["ErrorSelectionRequest"], narrowed_by="code")
+    _one_selection(schemas["RequeueRequest"])
+    _filter_condition(schemas["FilterCondition"])
+    _storable_text(document)
+    return document  # type: ignore[no-any-return]
+
+
+# Text the database can store: no NUL (PostgreSQL refuses it); ``parse_json`` enforces it.
+NO_NUL = "^[^\\x00]*$"
+
+
+def _storable_text(document: dict[str, Any]) -> None:
+    """Say on every free-text string a request can carry that NUL is refused (400)."""
+    request_refs: list[str] = []
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            for param in operation.get("parameters", []):
+                if param.get("in") == "query":
+                    _no_nul(param["schema"], request_refs)
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            if body:
+                _no_nul(body["schema"], request_refs)
+    schemas = document["components"]["schemas"]
+    done: set[str] = set()
+    while request_refs:
+        name = request_refs.pop().rsplit("/", 1)[-1]
+        if name not in done:
+            done.add(name)
+            _no_nul(schemas[name], request_refs)
+
+
+def _no_nul(node: Any, refs: list[str]) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _no_nul(item, refs)
+        return
+    if not isinstance(node, dict):
+        return
+    if isinstance(node.get("$ref"), str):
+        refs.append(node["$ref"])
+    if node.get("type") == "string" and not {"pattern", "enum", "format"} & set(node):
+        node["pattern"] = NO_NUL
+    for key, value in node.items():
+        if key not in ("enum", "default", "example"):
+            _no_nul(value, refs)
+
+
+def _filter_condition(schema: dict[str, Any]) -> None:
+    """A condition's value depends on its op: none, a non-empty list, or one scalar."""
+    from schemas.setup import _LIST_OPS, _VALUELESS_OPS
+
+    base = {k: v for k, v in schema["properties"].items() if k != "value"}
+    scalar = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
+    items = {"anyOf": [{"type": "string"}, {"type": "number"}]}
+    shapes = [
+        (_VALUELESS_OPS, {"nullable": True, "enum": [None]}, False),
+        (_LIST_OPS, {"type": "array", "minItems": 1, "items": items}, True),
+        (tuple(op for op in FILTER_OPS if op not in (*_VALUELESS_OPS, *_LIST_OPS)), scalar, True),
+    ]
+    schema["oneOf"] = [
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["field", "op", *(["value"] if needs_value else [])],
+            "properties": base | {"op": {**base["op"], "enum": list(ops)}, "value": value},
+        }
+        for ops, value, needs_value in shapes
+    ]
+
+
+def _nullable_refs(node: Any) -> Any:
+    """apispec renders a nullable nested schema as ``anyOf: [$ref, {type: object, nullable}]``,
+    which admits *any* object; say "this schema or null" instead."""
+    if isinstance(node, list):
+        return [_nullable_refs(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _nullable_refs(value) for key, value in node.items()}
+    variants = node.get("anyOf")
+    if (
+        isinstance(variants, list)
+        and len(variants) == 2
+        and "$ref" in variants[0]
+        and variants[1] == {"nullable": True, "type": "object"}
+    ):
+        del node["anyOf"]
+        node.update(allOf=[variants[0]], nullable=True)
+    return node
+
+
+def _patch_nulls_reset(patch: dict[str, Any]) -> None:
+    """In a merge patch, ``null`` resets an option that has a default (``webhook`` excepted)."""
+    fields = SetupSchema().fields
+    for name, prop in patch["properties"].items():
+        field_ = fields.get(name)
+        if field_ is None or field_.required or name == "webhook":
+            continue
+        prop["nullable"] = True
+
+
+def _one_selection(schema: dict[str, Any], narrowed_by: str | None = None) -> None:
+    """Either ``ids`` (alone) or ``all: true`` (optionally narrowed): what the view enforces."""
+    props = schema["properties"]
+    by_ids = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["ids"],
+        "properties": {"ids": props["ids"], "all": {**props["all"], "enum": [False]}},
+    }
+    everything = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["all"],
+        "properties": {"all": {**props["all"], "enum": [True]}}
+        | ({narrowed_by: props[narrowed_by]} if narrowed_by else {}),
+    }
+    schema["oneOf"] = [by_ids, everything]
 
 
 __all__ = [
@@ -1417,6 +1670,7 @@ __all__ = [
     "rotate_secret",
     "setup_status",
     "start_full_sync",
+    "start_poll",
     "start_sync_now",
     "update_setup",
 ]

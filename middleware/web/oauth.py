@@ -162,9 +162,10 @@ def open_start_link(settings: Settings, redis: Redis, vendor: str, token: str) -
     except SignatureExpired:
         raise FlowError(410, "This start link has expired; start connecting again.") from None
     except BadSignature:
-        raise FlowError(400, "This start link is not valid.") from None
+        # A capability link that does not verify is no link at all.
+        raise FlowError(404, "This start link is not valid.") from None
     if not isinstance(data, dict) or data.get("v") != vendor or not data.get("s"):
-        raise FlowError(400, "This start link is not for this vendor.")
+        raise FlowError(404, "This start link is not for this vendor.")
     state = str(data["s"])
     if not redis.delete(_key(_START_PREFIX, state)):
         raise FlowError(410, "This start link was already used or has expired; start again.")
@@ -199,7 +200,8 @@ def complete_flow(
     """Exchange the code of a pending flow and store the tokens; return the connection view."""
     flow = _take_flow(redis, state) if state else None
     if flow is None:
-        raise FlowError(400, "This sign-in is unknown, already used or expired; start again.")
+        # The state names a pending flow; none is pending under it (any more).
+        raise FlowError(404, "This sign-in is unknown, already used or expired; start again.")
     if flow["vendor"] != vendor:
         raise FlowError(400, f"This sign-in was started for {flow['vendor']}, not {vendor}.")
     if not code:
@@ -311,7 +313,13 @@ def _failure(status: int, message: str) -> Response:
     if _wants_json():
         from middleware.web.admin import problem_response
 
-        titles = {400: "Bad Request", 404: "Not Found", 409: "Conflict", 410: "Gone"}
+        titles = {
+            400: "Bad Request",
+            403: "Forbidden",
+            404: "Not Found",
+            409: "Conflict",
+            410: "Gone",
+        }
         return problem_response(status, titles.get(status, "Bad Gateway"), message)
     return _page("Could not connect", message, status)
 
@@ -330,7 +338,10 @@ def _flow_error(exc: FlowError) -> Response:
 def start(vendor: str) -> Any:
     """Open a signed start link: redirect to the vendor's consent page."""
     _check_vendor(vendor)
-    url = open_start_link(get_settings(), get_redis(), vendor, request.args.get("flow", ""))
+    token = request.args.get("flow", "")
+    if not token:
+        raise FlowError(400, "The start link has no `flow` token; copy the whole link.")
+    url = open_start_link(get_settings(), get_redis(), vendor, token)
     response = redirect(url, code=302)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -346,7 +357,7 @@ def callback(vendor: str) -> Response:
         if args.get("state"):
             _take_flow(get_redis(), args["state"])  # the flow is over either way
         text = args.get("error_description") or args["error"]
-        raise FlowError(400, f"{VENDOR_NAMES[vendor]} did not grant access: {text}")
+        raise FlowError(403, f"{VENDOR_NAMES[vendor]} did not grant access: {text}")
     view = complete_flow(
         get_settings(),
         get_store(),
@@ -380,8 +391,10 @@ ENDPOINTS = [
         query=StartQuerySchema,
         responses={302: None, 400: ProblemSchema, 410: ProblemSchema, **_VENDOR_PATH_ONLY},
         auth=False,
+        html=True,
         description="Redirects to the vendor's consent page. The link is the authentication: "
-        "signed, single use, valid 10 minutes.",
+        "signed, single use, valid 10 minutes: 404 when it does not verify, 410 once used or "
+        "expired. Errors are a small HTML page, or problem+json with `Accept: application/json`.",
     ),
     Endpoint(
         rule="/oauth/<vendor>/callback",
@@ -390,9 +403,19 @@ ENDPOINTS = [
         summary="The vendor's redirect back with the authorization code",
         tag="oauth",
         query=CallbackQuerySchema,
-        responses={201: ConnectionCreatedSchema, 400: ProblemSchema, 502: ProblemSchema},
+        responses={
+            201: ConnectionCreatedSchema,
+            400: ProblemSchema,
+            403: ProblemSchema,
+            404: ProblemSchema,
+            409: ProblemSchema,
+            502: ProblemSchema,
+        },
         auth=False,
+        html=True,
         description="Validates the state, exchanges the code (PKCE) and stores the connection. "
-        "Answers a small HTML page, or JSON with `Accept: application/json`.",
+        "Answers a small HTML page, or JSON with `Accept: application/json`. 404: no pending "
+        "sign-in has this state; 403: the vendor did not grant access; 409: re-authorised with "
+        "another org or account; 502: the vendor refused the code.",
     ),
 ]

@@ -231,8 +231,11 @@ def test_connections_list_never_shows_tokens(app: Flask, connections: dict[str, 
 class FakeRun:
     """Stands in for the worker while the CLI waits: opens the run, advances it, finishes it."""
 
-    def __init__(self, app: Flask, setup_id: int, steps: list[dict[str, Any]]) -> None:
+    def __init__(
+        self, app: Flask, setup_id: int, steps: list[dict[str, Any]], kind: str = "sync_now"
+    ) -> None:
         self.app = app
+        self.kind = kind
         self.setup_id = setup_id
         self.steps = steps
         self.run_id: int | None = None
@@ -250,7 +253,7 @@ class FakeRun:
         with store_of(self.app).transaction() as session:
             if self.run_id is None:
                 run = run_repo.open_run(
-                    session, self.setup_id, "sync_now", job_id=self.job_id(), total=step["total"]
+                    session, self.setup_id, self.kind, job_id=self.job_id(), total=step["total"]
                 )
                 self.run_id = run.id
             elif "finish" in step:
@@ -317,6 +320,49 @@ def test_sync_now_wait_gives_up_after_the_timeout(
     result = cli(app, "sync", "now", str(setup_id), "--wait", "--timeout", "30")
     assert result.exit_code == 1
     assert "still running after 30s" in result.output
+
+
+def test_sync_poll_enqueues_the_poll_job(
+    app: Flask, tmp_path: Path, connections: dict[str, int]
+) -> None:
+    setup_id = create(app, tmp_path, connections)["id"]
+    result = cli(app, "sync", "poll", str(setup_id), "--json")
+    assert result.exit_code == 0, result.output
+    job_id = json.loads(result.stdout)["job_id"]
+    job = Job.fetch(job_id, connection=redis_of(app), serializer=queue.SERIALIZER)
+    assert job.func_name == "jobs.poll.poll_setup"
+    assert job.args == [setup_id]
+    human = cli(app, "sync", "poll", str(setup_id))
+    assert "Poll queued as job poll-now-" in human.output
+
+
+@pytest.mark.parametrize(("outcome", "exit_code"), [("succeeded", 0), ("failed", 1)])
+def test_sync_poll_wait_prints_the_run_and_fails_with_it(
+    app: Flask, tmp_path: Path, connections: dict[str, int], outcome: str, exit_code: int
+) -> None:
+    setup_id = create(app, tmp_path, connections)["id"]
+    fake = FakeRun(app, setup_id, [{"total": None}, {"finish": outcome}], kind="poll")
+    app.config["CLI_SLEEP"] = fake
+    result = cli(app, "sync", "poll", str(setup_id), "--wait")
+    assert result.exit_code == exit_code, result.output
+    assert "waiting for it to finish" in result.output
+    assert f"poll  {outcome}" in result.output
+    assert "updated=4" in result.output
+    if outcome == "failed":
+        assert f"run {fake.run_id} ended failed: done" in result.output
+
+
+def test_sync_poll_refuses_a_setup_with_nothing_to_poll(
+    app: Flask, tmp_path: Path, connections: dict[str, int]
+) -> None:
+    setup_id = create(app, tmp_path, connections, sync_to_sf=False, sync_unsubscribes_to_sf=False)[
+        "id"
+    ]
+    result = cli(app, "sync", "poll", str(setup_id))
+    assert result.exit_code == 1
+    assert "nothing to carry into Salesforce" in result.output
+    assert cli(app, "sync", "poll", "999").exit_code == 1
+    assert queue.get_queue(redis_of(app), queue.DEFAULT).count == 0
 
 
 def test_sync_now_refuses_an_unconnected_setup(app: Flask, tmp_path: Path) -> None:

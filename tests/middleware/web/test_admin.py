@@ -258,7 +258,8 @@ def test_connections_of_a_setup_must_exist_and_be_of_the_right_vendor(
             "constant_contact_connection": 999,
         },
     )
-    assert response.status_code == 422
+    # A valid setup that does not fit the stored connections: a conflict with the state.
+    assert response.status_code == 409
     assert "constantcontact" in response.json["errors"]["salesforce_connection"][0]
     assert "999" in response.json["errors"]["constant_contact_connection"][0]
 
@@ -298,8 +299,9 @@ def test_patch_is_a_merge_patch_validated_as_a_whole(api: Api, connected: dict[s
     reset = api.patch(f"/setups/{setup_id}", {"sync_address": None})
     assert reset.json["options"]["sync_address"] is True
 
+    # Valid on its own, but the stored setup syncs Contacts: a conflict with its state.
     refused = api.patch(f"/setups/{setup_id}", {"object_type": "Lead"})
-    assert refused.status_code == 422
+    assert refused.status_code == 409
     assert "object_type" in refused.json["errors"]
     nested = api.patch(
         f"/setups/{setup_id}", {"field_map": [{"sf_field": "1bad", "cc_field": "x"}]}
@@ -412,6 +414,73 @@ def test_sync_now_needs_connections_and_an_unpaused_setup(
     assert "paused" in paused.json["detail"]
     assert api.post("/setups/999/sync").status_code == 404
     assert queue.get_queue(api.redis, queue.DEFAULT).count == 0
+
+
+def test_poll_enqueues_one_constant_contact_poll(api: Api, connected: dict[str, int]) -> None:
+    setup_id = new_setup(api, **connected)["id"]
+    response = api.post(f"/setups/{setup_id}/poll")
+    assert response.status_code == 202
+    assert response.json["setup_id"] == setup_id
+    job = Job.fetch(response.json["job_id"], connection=api.redis, serializer=queue.SERIALIZER)
+    assert job.func_name == "jobs.poll.poll_setup"
+    assert job.args == [setup_id]
+    assert job.origin == queue.DEFAULT
+    assert response.headers["Location"].endswith(f"/setups/{setup_id}/runs")
+    # Each request is its own poll (they run one after another under the setup's lock).
+    again = api.post(f"/setups/{setup_id}/poll")
+    assert again.status_code == 202
+    assert again.json["job_id"] != response.json["job_id"]
+
+
+def test_poll_is_refused_when_it_cannot_run(api: Api, connected: dict[str, int]) -> None:
+    assert api.post("/setups/999/poll").status_code == 404
+    unconnected = new_setup(api)["id"]
+    refused = api.post(f"/setups/{unconnected}/poll")
+    assert refused.status_code == 409
+    assert "not connected" in refused.json["detail"]
+
+    one_way = new_setup(
+        api, name="One way", sync_to_sf=False, sync_unsubscribes_to_sf=False, **connected
+    )["id"]
+    nothing = api.post(f"/setups/{one_way}/poll")
+    assert nothing.status_code == 409
+    assert "sync_to_sf and sync_unsubscribes_to_sf both off" in nothing.json["detail"]
+
+    setup_id = new_setup(api, name="Paused", **connected)["id"]
+    api.post(f"/setups/{setup_id}/pause", {"reason": "quota"})
+    paused = api.post(f"/setups/{setup_id}/poll")
+    assert paused.status_code == 409
+    assert "paused" in paused.json["detail"]
+    assert queue.get_queue(api.redis, queue.DEFAULT).count == 0
+
+
+def test_a_poll_job_run_by_a_worker_opens_a_poll_run(
+    api: Api, connected: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from middleware import poll
+
+    seen: list[int] = []
+
+    def fake_run_poll(runtime: Any, setup_id: int, *, job_id: str | None = None) -> Any:
+        seen.append(setup_id)
+        with runtime.store.transaction() as session:
+            run = run_repo.open_run(session, setup_id, "poll", job_id=job_id)
+            run_repo.finish_run(session, run.id, "succeeded", counts={"created": 1})
+        return {"setup_id": setup_id}
+
+    monkeypatch.setattr(poll, "run_poll", fake_run_poll)
+    setup_id = new_setup(api, **connected)["id"]
+    job_id = api.post(f"/setups/{setup_id}/poll").json["job_id"]
+    runtime = api.app.extensions["middleware"]["runtime"]
+    with queue.use_runtime(runtime):
+        SimpleWorker(
+            [queue.get_queue(api.redis, queue.DEFAULT)],
+            connection=api.redis,
+            serializer=queue.SERIALIZER,
+        ).work(burst=True)
+    assert seen == [setup_id]
+    runs = api.get(f"/setups/{setup_id}/runs").json["items"]
+    assert [(r["kind"], r["status"], r["job_id"]) for r in runs] == [("poll", "succeeded", job_id)]
 
 
 def test_full_sync_is_501_until_its_job_exists(

@@ -111,3 +111,32 @@ def test_admin_api_end_to_end_on_postgres_and_redis(pg_app: Flask, real_redis: R
     assert client.get("/admin/api/openapi.json", headers=AUTH).status_code == 200
     assert client.delete(f"/admin/api/setups/{setup_id}", headers=AUTH).status_code == 204
     assert intake.pending(real_redis, setup_id) == 0
+
+
+def test_ids_beyond_integer_and_unstorable_text_are_4xx_on_postgres(pg_app: Flask) -> None:
+    # PostgreSQL raises on INTEGER overflow and NUL in text where SQLite does not.
+    client = pg_app.test_client()
+    for ident in (2**31, 2**63, 10**30):
+        for method, path in (
+            ("GET", f"/admin/api/setups/{ident}"),
+            ("GET", f"/admin/api/connections/{ident}"),
+            ("GET", f"/admin/api/runs/{ident}"),
+            ("POST", f"/admin/api/setups/{ident}/poll"),
+            ("DELETE", f"/admin/api/setups/{ident}"),
+        ):
+            response = client.open(path, method=method, headers=AUTH)
+            assert response.status_code == 404, (method, path, response.json)
+    created = client.post(
+        "/admin/api/setups",
+        json={"name": "PG", "main_list": "Main", "salesforce_connection": 2**31},
+        headers=AUTH,
+    )
+    assert created.status_code == 422
+    assert "salesforce_connection" in created.json["errors"]
+    nul = client.post(
+        "/admin/api/setups", json={"name": "a\u0000b", "main_list": "Main"}, headers=AUTH
+    )
+    assert nul.status_code == 400
+    assert "NUL" in nul.json["detail"]
+    errors = client.get("/admin/api/setups/1/errors?code=%00", headers=AUTH)
+    assert errors.status_code == 400

@@ -104,3 +104,59 @@ def test_query_parameters_come_from_the_query_schemas(document: dict[str, Any]) 
 def test_flask_rules_become_openapi_paths(rule: str, path: str) -> None:
     assert openapi_path(rule) == path
     assert not re.search(r"[<>]", openapi_path(rule))
+
+
+def test_the_poll_route_is_documented(document: dict[str, Any]) -> None:
+    poll = document["paths"]["/admin/api/setups/{setup_id}/poll"]["post"]
+    assert poll["operationId"] == "poll_now_view"
+    assert set(poll["responses"]) == {"202", "401", "404", "409", "503"}
+    started = poll["responses"]["202"]["content"]["application/json"]["schema"]["$ref"]
+    assert started.endswith("/JobStarted")
+    assert "sync_unsubscribes_to_sf" in poll["description"]
+
+
+def test_every_status_a_route_can_answer_is_documented(document: dict[str, Any]) -> None:
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            statuses = set(operation["responses"])
+            where = f"{method} {path}"
+            if "requestBody" in operation:
+                assert {"400", "413"} <= statuses, where
+            if any(p["in"] == "query" for p in operation.get("parameters", [])):
+                assert "400" in statuses, where
+            if any(
+                p["in"] == "path" and p["name"] != "vendor" for p in operation.get("parameters", [])
+            ):
+                assert "404" in statuses, where
+            if not path.endswith("/openapi.json"):
+                assert "503" in statuses, where
+            for status, answer in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert "application/problem+json" in answer["content"], f"{where} {status}"
+
+
+def test_ids_are_documented_with_the_database_range(document: dict[str, Any]) -> None:
+    params = document["paths"]["/admin/api/runs/{run_id}"]["get"]["parameters"]
+    assert params[0]["schema"] == {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+    setup = document["components"]["schemas"]["Setup"]["properties"]
+    assert setup["salesforce_connection"]["maximum"] == 2**31 - 1
+
+
+def test_rules_json_schema_can_state_are_stated(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    # A nullable nested option is "that schema or null", not "any object".
+    webhook = schemas["Webhook"]["properties"]["platform_event"]
+    assert webhook["nullable"] is True
+    assert webhook["allOf"][0]["$ref"].endswith("/PlatformEvent")
+    # In a merge patch null resets options with a default; the webhook cannot be reset.
+    patch = schemas["SetupPatch"]["properties"]
+    assert patch["sync_to_cc"]["nullable"] is True
+    assert not patch["webhook"].get("nullable")
+    # Either ids or all: true.
+    selection = schemas["ErrorSelectionRequest"]["oneOf"]
+    assert [v["required"] for v in selection] == [["ids"], ["all"]]
+    # A filter condition's value fits its op.
+    shapes = {tuple(v["properties"]["op"]["enum"]): v for v in schemas["FilterCondition"]["oneOf"]}
+    assert shapes[("in", "not_in")]["properties"]["value"]["minItems"] == 1
+    # Free text refuses NUL, which PostgreSQL cannot store.
+    assert schemas["Setup"]["properties"]["name"]["pattern"] == "^[^\\x00]*$"
