@@ -37,6 +37,7 @@ from typing import Any
 from marshmallow import ValidationError
 
 from middleware.salesforce import ids
+from schemas.json_input import BadJson, load_json
 from schemas.salesforce_events import (
     ChangeEventPayloadSchema,
     CometDEnvelopeSchema,
@@ -45,7 +46,6 @@ from schemas.salesforce_events import (
     flatten_errors,
     platform_event_payload_schema,
 )
-from schemas.webhook_json import BadJson, load_json
 
 log = logging.getLogger(__name__)
 

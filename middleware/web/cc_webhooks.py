@@ -43,7 +43,7 @@ from middleware.store.models import Connection, Setup
 from middleware.web import get_redis, get_settings, get_store
 from middleware.web.webhook_input import BodyTooLarge, read_body
 from schemas.cc_webhooks import STOPPING_EVENTS, PartnerWebhookSchema
-from schemas.webhook_json import BadJson, load_json
+from schemas.json_input import BadJson, load_json
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Webhook bodies in: read within the size limit, chunked bodies included.
 
 Both webhook endpoints (Salesforce change events, Constant Contact partner webhooks) take raw
-bodies from senders we do not control; `schemas.webhook_json.load_json` parses them.
+bodies from senders we do not control; `schemas.json_input.load_json` parses them.
 `read_body` answers `BodyTooLarge` for a body over the limit whether or not it declares its
 length: a chunked body (no Content-Length) is read from the server-terminated stream up to one
 byte past the limit, where werkzeug's own limited stream silently truncates it at the limit (and

@@ -339,7 +339,7 @@ def test_an_impossible_commit_timestamp_is_400_naming_it(client, setup, contact_
     body = body.replace("1764151200000", str(stamp))
     r = _raw(client, setup, body.encode())
     assert r.status_code == 400, r.json
-    if stamp not in ("Infinity", "-Infinity", "NaN"):  # those are not JSON at all
+    if stamp not in ("Infinity", "-Infinity", "NaN", "1e400"):  # not JSON, or past a float
         assert r.json["field"].endswith("commitTimestamp")
 
 
