@@ -467,8 +467,15 @@ def _cleared_opt_outs(
         f"AND SystemModstamp >= {soql_datetime(since - OVERLAP)}"
     )
     wanted = [flagged[str(r["Id"])] for r in ctx.sf.query_iter(soql) if flagged.get(str(r["Id"]))]
+    return _read_contacts(ctx, list(dict.fromkeys(wanted))[:RETRY_BATCH], names)
+
+
+def _read_contacts(
+    ctx: Context, contact_ids: Iterable[Any], names: Mapping[str, str]
+) -> list[CcSubscriber]:
+    """These Constant Contact contacts, one read each; one deleted meanwhile is left out."""
     found: list[CcSubscriber] = []
-    for contact_id in list(dict.fromkeys(wanted))[:RETRY_BATCH]:
+    for contact_id in contact_ids:
         try:
             resource = ctx.cc.get_contact(str(contact_id), include=INCLUDE)
         except NotFound:
@@ -493,14 +500,7 @@ def _read_retries(ctx: Context, names: Mapping[str, str]) -> list[CcSubscriber]:
             )
         )
         wanted = [(row.payload or {}).get("cc_contact_id") or row.cc_contact_id for row in rows]
-    found: list[CcSubscriber] = []
-    for contact_id in dict.fromkeys(w for w in wanted if w):
-        try:
-            resource = ctx.cc.get_contact(str(contact_id), include=INCLUDE)
-        except NotFound:
-            continue
-        found.append(rules.subscriber_from_cc(resource, names))
-    return found
+    return _read_contacts(ctx, dict.fromkeys(w for w in wanted if w), names)
 
 
 # ------------------------------------------------------------------------------- one batch
