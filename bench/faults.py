@@ -571,6 +571,7 @@ class Scenario:
             SALESFORCE_CLIENT_ID="sandbox-client-id",
             SALESFORCE_CLIENT_SECRET="sandbox-client-secret",
             CC_API_URL=f"{self.running.cc_url}/v3",
+            CC_WEBHOOK_SECRET="bench-cc-webhook-secret",  # as deployed; unset is a finding
             PROMETHEUS_MULTIPROC_DIR=str(self.tmp / "prom"),
         )
         (self.tmp / "prom").mkdir(exist_ok=True)
@@ -1144,6 +1145,7 @@ def print_report(results: list[Result], load: tuple[float, float, float], args: 
         f"machine load (1/5/15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on "
         f"{os.cpu_count()} cores"
     )
+    print(f"setup options: {json.dumps(setup_options(args), sort_keys=True)}")
     print("  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
     for row in rows:
@@ -1202,6 +1204,7 @@ def run(args: argparse.Namespace) -> int:
             "load": list(load),
             "load_after_each_row": [list(x) for x in load_samples],
             "cores": os.cpu_count(),
+            "setup_options": setup_options(args),
             "rows": [{**asdict(r), "passed": r.passed} for r in results],
         }
         print(json.dumps(doc, indent=2))
