@@ -194,6 +194,7 @@ class Delivery(requests.Session):
         self._url = ""
         self._stop = threading.Event()
         self._holder: threading.Thread | None = None
+        self._releasing = threading.Lock()
 
     def post(self, url: Any, data: Any = None, json: Any = None, **kwargs: Any) -> Any:
         self._url = str(url)
@@ -233,12 +234,13 @@ class Delivery(requests.Session):
             self.release()
 
     def release(self) -> None:
-        """POST what is held, shuffled (reorder mode)."""
-        with self.lock:
-            held, self._held = self._held, []
-        self.rng.shuffle(held)
-        for body, headers in held:
-            self._send(body, {**headers, "webhook-id": f"msg_{uuid.uuid4().hex}"})
+        """POST what is held, shuffled (reorder mode); one release at a time."""
+        with self._releasing:
+            with self.lock:
+                held, self._held = self._held, []
+            self.rng.shuffle(held)
+            for body, headers in held:
+                self._send(body, {**headers, "webhook-id": f"msg_{uuid.uuid4().hex}"})
 
     def redeliver(self) -> int:
         """POST every kept batch again, shuffled, under new webhook-ids (duplicate mode)."""
@@ -525,7 +527,7 @@ class Scenario:
         cc = self.http.post(f"{self.running.cc_url}/_sandbox/tokens")
         sf_tokens, cc_token = sf.json(), cc.json()["access_token"]
         self.prepared = c.prepare_store(
-            self.args.database_url or f"sqlite:///{self.tmp / 'faults.sqlite3'}",
+            f"sqlite:///{self.tmp / 'faults.sqlite3'}",  # a fresh store per row
             sf_base=self.running.sf_url,
             sf_token=sf_tokens["access_token"],
             sf_refresh_token=sf_tokens.get("refresh_token"),
@@ -955,7 +957,9 @@ def fault_worker_kill(s: Scenario) -> None:
             killed = kill_tree(s.procs["worker"])
         else:
             time.sleep(0.01)
-    s.notes.append(f"worker killed mid-flush ({killed})" if killed else "no flush seen to kill")
+    if not killed:
+        raise RuntimeError("no flush seen within 60 s: nothing to kill mid-flush")
+    s.notes.append(f"worker killed mid-flush ({killed})")
     lock = Redis.from_url(s.redis.url)
     ttl = lock.ttl(f"ctct:lock:setup:{s.prepared.setup_id}")  # type: ignore[union-attr]
     lock.close()
@@ -1246,7 +1250,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "schedule.catch_up_minutes=1 when the build has it)",
     )
     parser.add_argument("--no-clock", action="store_true", help="do not run the rq cron clock")
-    parser.add_argument("--database-url", default="", help="default: a SQLite file per row")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = parser.parse_args(argv)
     if args.events < 10:

@@ -115,6 +115,34 @@ def test_fault_matrix_judges_contacts_as_the_targets_say() -> None:
     assert verdict.extra == ["c@x.org", "z@x.org"] and not verdict.all_right
 
 
+def test_fault_watcher_notes_re_subscribes_and_when_all_is_right(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bench import faults
+
+    states: list[dict[str, dict[str, object]]] = [
+        {"u@x.org": {"_permission": "unsubscribed"}, "a@x.org": {"job_title": "old"}},
+        {"u@x.org": {"_permission": "unsubscribed"}, "a@x.org": {"job_title": "new"}},
+        {"u@x.org": {"_permission": "implicit"}, "a@x.org": {"job_title": "new"}},
+    ]
+    monkeypatch.setattr(faults.c, "cc_contacts_by_email", lambda _app: states.pop(0))
+    watcher = faults.Watcher(cc_app=None, unsubscribed=set())
+    watcher.look()
+    assert watcher.unsubscribed == {"u@x.org"} and watcher.verdict is None
+    watcher.expect(
+        {
+            "u@x.org": faults.Expected("unsubscribed"),
+            "a@x.org": faults.Expected("subscribed", "new"),
+        },
+        {"u@x.org", "a@x.org"},
+    )
+    watcher.look()
+    assert watcher.right_since is not None and not watcher.resubscribed
+    watcher.look()
+    assert watcher.resubscribed == {"u@x.org"} and watcher.right_since is None
+    assert watcher.verdict is not None and watcher.verdict.wrong == ["u@x.org"]
+
+
 def test_fault_workload_mixes_every_kind_of_change() -> None:
     from bench.faults import plan_workload
 
