@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install demo test lint typecheck unit bench faults clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,13 @@ demo: install
 
 bench: install
 	$(BIN)/python bench/sandbox_throughput.py
+
+# The fault matrix (~10-15 min on 2 cores): one row per fault, each from nothing; needs
+# redis-server on PATH (a private one per row, never the system Redis). Narrow it with e.g.
+# make faults FAULTS_ARGS="--faults cc_5xx,duplicate --events 100".
+FAULTS_ARGS ?=
+faults: install
+	$(BIN)/python -m bench.faults $(FAULTS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -126,8 +126,12 @@ def prepare_store(
     cc_token: str,
     options: dict[str, Any] | None = None,
     keys: str | None = None,
+    sf_refresh_token: str | None = None,
 ) -> Prepared:
-    """Migrate `database_url` and create two connections and one setup (like the admin API)."""
+    """Migrate `database_url` and create two connections and one setup (like the admin API).
+
+    With `sf_refresh_token` the Salesforce connection can refresh an expired session.
+    """
     from middleware.store import connections as connection_repo
     from middleware.store import setups as setup_repo
     from middleware.store.db import Store
@@ -142,7 +146,7 @@ def prepare_store(
     with store.transaction() as session:
         sf_conn = connection_repo.create(
             session, vendor="salesforce", label="sandbox org", base_url=sf_base,
-            access_token=sf_token,
+            access_token=sf_token, refresh_token=sf_refresh_token,
         )  # fmt: skip
         cc_conn = connection_repo.create(
             session, vendor="constantcontact", label="sandbox", access_token=cc_token

@@ -82,3 +82,95 @@ def test_full_sync_runs_briefly_and_writes_exactly_the_drift() -> None:
     exact = figures["exact"]
     assert exact["imports_are_the_edits"] and exact["removals_are_the_deletes"], exact
     assert exact["optouts_reached_salesforce"] and exact["other_cc_writes"] == {}, exact
+
+
+# ------------------------------------------------------------------------------- fault matrix
+
+
+def test_fault_matrix_judges_contacts_as_the_targets_say() -> None:
+    from bench.faults import Expected, evaluate
+
+    expected = {
+        "a@x.org": Expected("subscribed", "t-2"),
+        "b@x.org": Expected("unsubscribed"),
+        "c@x.org": Expected("absent"),
+        "d@x.org": Expected("subscribed", "t-1"),
+    }
+    allowed = {"a@x.org", "b@x.org", "d@x.org", "old@x.org"}
+    contacts = {
+        "a@x.org": {"job_title": "t-2", "_permission": "implicit", "_deleted": False},
+        "b@x.org": {"job_title": "x", "_permission": "unsubscribed", "_deleted": False},
+        "d@x.org": {"job_title": "t-1", "_permission": "explicit", "_deleted": False},
+        "old@x.org": {"_permission": "implicit", "_deleted": False},
+    }
+    assert evaluate(expected, allowed, contacts).all_right
+    stale = {**contacts, "a@x.org": {**contacts["a@x.org"], "job_title": "t-1"}}
+    assert evaluate(expected, allowed, stale).wrong == ["a@x.org"]
+    resubscribed = {**contacts, "b@x.org": {**contacts["b@x.org"], "_permission": "implicit"}}
+    assert evaluate(expected, allowed, resubscribed).wrong == ["b@x.org"]
+    deleted = {**contacts, "d@x.org": {**contacts["d@x.org"], "_deleted": True}}
+    assert evaluate(expected, allowed, deleted).wrong == ["d@x.org"]
+    leaked = {**contacts, "c@x.org": {"_permission": "implicit"}, "z@x.org": {}}
+    verdict = evaluate(expected, allowed, leaked)
+    assert verdict.extra == ["c@x.org", "z@x.org"] and not verdict.all_right
+
+
+def test_fault_watcher_notes_re_subscribes_and_when_all_is_right(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bench import faults
+
+    states: list[dict[str, dict[str, object]]] = [
+        {"u@x.org": {"_permission": "unsubscribed"}, "a@x.org": {"job_title": "old"}},
+        {"u@x.org": {"_permission": "unsubscribed"}, "a@x.org": {"job_title": "new"}},
+        {"u@x.org": {"_permission": "implicit"}, "a@x.org": {"job_title": "new"}},
+    ]
+    monkeypatch.setattr(faults.c, "cc_contacts_by_email", lambda _app: states.pop(0))
+    watcher = faults.Watcher(cc_app=None, unsubscribed=set())
+    watcher.look()
+    assert watcher.unsubscribed == {"u@x.org"} and watcher.verdict is None
+    watcher.expect(
+        {
+            "u@x.org": faults.Expected("unsubscribed"),
+            "a@x.org": faults.Expected("subscribed", "new"),
+        },
+        {"u@x.org", "a@x.org"},
+    )
+    watcher.look()
+    assert watcher.right_since is not None and not watcher.resubscribed
+    watcher.look()
+    assert watcher.resubscribed == {"u@x.org"} and watcher.right_since is None
+    assert watcher.verdict is not None and watcher.verdict.wrong == ["u@x.org"]
+
+
+def test_fault_workload_mixes_every_kind_of_change() -> None:
+    from bench.faults import plan_workload
+
+    linked = [(f"003{i:015d}", f"p{i}@x.org") for i in range(80)]
+    unsubscribed = [(f"003{i:015d}", f"u{i}@x.org") for i in range(100, 104)]
+    actions = plan_workload(60, linked, unsubscribed, seed=1)
+    kinds = {a.kind for a in actions}
+    assert len(actions) == 60
+    assert kinds == {"edit", "unsub_edit", "opt_out", "create", "create_opted_out"}
+    edited = [a.record_id for a in actions if a.kind == "edit"]
+    assert len(set(edited)) < len(edited)  # some records change more than once: order matters
+    opted_out = {a.record_id for a in actions if a.kind == "opt_out"}
+    assert not opted_out & set(edited)
+
+
+@pytest.mark.integration
+def test_fault_matrix_runs_one_cheap_row() -> None:
+    """Duplicate deliveries of 20 events through gunicorn, an rq worker, the clock, a private
+    redis-server and both sandboxes on sockets; each row starts from nothing (~20 s)."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    from bench import faults
+
+    parsed = faults.parse_args(["--faults", "duplicate", "--events", "20", "--row-timeout", "60"])
+    result = faults.run_row(parsed, faults.BY_NAME["duplicate"], tls_dir=None)
+    assert result.error == "", result.notes
+    assert result.events == 20
+    assert result.deliveries.get("202", 0) >= 2  # every batch twice at least
+    assert result.lost == 0 and result.extra == 0 and result.resubscribed == 0, result.notes
+    assert result.seconds_to_right is not None
+    assert result.readyz_row  # /readyz was watched
