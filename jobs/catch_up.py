@@ -11,7 +11,7 @@ from middleware import catch_up, queue
 from middleware.queue import current_runtime, exclusive_per_setup
 
 
-@exclusive_per_setup(ttl=900)
+@exclusive_per_setup()
 def catch_up_setup(setup_id: int) -> dict[str, Any]:
     """One setup's catch-up, under the setup's lock like a flush."""
     job = get_current_job()
