@@ -31,7 +31,7 @@ from sqlalchemy import select
 
 from middleware import incremental
 from middleware.constantcontact.client import ConstantContactClient
-from middleware.queue import Runtime
+from middleware.queue import Runtime, interval_passed
 from middleware.salesforce.client import SalesforceClient
 from middleware.salesforce.errors import SalesforceError
 from middleware.store import cursors
@@ -90,8 +90,7 @@ def due_setups(store: Store, now: datetime) -> list[int]:
             connected = setup.salesforce_connection_id and setup.constant_contact_connection_id
             if not connected:
                 continue
-            previous = _parse(last.get(setup.id))
-            if previous is None or now - previous >= every:
+            if interval_passed(_parse(last.get(setup.id)), every, now):
                 due.append(setup.id)
     return due
 

@@ -46,7 +46,7 @@ from middleware.constantcontact.client import LISTS_FILTER_MAX, ConstantContactC
 from middleware.constantcontact.errors import NotFound
 from middleware.executor import Failure, Outcome
 from middleware.incremental import Context, merge_outcomes
-from middleware.queue import Runtime
+from middleware.queue import Runtime, interval_passed
 from middleware.salesforce.client import RecordResult, SalesforceClient, soql_datetime, soql_in
 from middleware.store import cursors, runs, setups
 from middleware.store import errors as errors_repo
@@ -117,8 +117,7 @@ def due_setups(store: Store, now: datetime) -> list[int]:
             options = setup.options or {}
             if setup.is_paused(now) or not polls(options):
                 continue
-            previous = _parse_time(last.get(setup.id))
-            if previous is None or now - previous >= poll_interval(options):
+            if interval_passed(_parse_time(last.get(setup.id)), poll_interval(options), now):
                 due.append(setup.id)
     return due
 

@@ -156,6 +156,8 @@ def test_due_setups_follow_catch_up_minutes_and_skip_what_cannot_push() -> None:
         run_catch_up(w, now)
         assert catch_up.due_setups(w.store, now + timedelta(minutes=9)) == []
         assert catch_up.due_setups(w.store, now + timedelta(minutes=10)) == [w.setup_id]
+        # the minute tick a few seconds short of the interval counts: not every other tick
+        assert catch_up.due_setups(w.store, now + timedelta(minutes=9, seconds=50)) == [w.setup_id]
         for schedule_change, expected in (
             ({"catch_up_minutes": 0}, []),
             ({"catch_up_minutes": 30}, []),

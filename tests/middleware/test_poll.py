@@ -406,6 +406,8 @@ def test_due_setups_follow_poll_minutes_and_pauses(make_world) -> None:
     run(w)
     assert poll.due_setups(w.store, T0 + timedelta(minutes=9)) == []
     assert poll.due_setups(w.store, T0 + timedelta(minutes=10)) == [w.setup_id]
+    # the minute tick a few seconds short of the interval counts: not every other tick
+    assert poll.due_setups(w.store, T0 + timedelta(minutes=9, seconds=50)) == [w.setup_id]
     with w.store.transaction() as session:
         setups.pause(session, w.setup_id, "Constant Contact account cancelled")
     assert poll.due_setups(w.store, T0 + timedelta(minutes=10)) == []
