@@ -78,16 +78,6 @@ SERIALIZER = JobSerializer
 RETRY_MAX = 3
 RETRY_INTERVALS = (10, 60, 300)
 DEFAULT_JOB_TIMEOUT = {WEBHOOKS: 300, DEFAULT: 900, FULL_SYNC: 4 * 3600}
-# The clock (jobs/cron.py) ticks once a minute and a job starts a little after its tick: an
-# interval counts as passed this much early, or a 1-minute interval would come due every other tick.
-CLOCK_TICK_SLACK = timedelta(seconds=30)
-
-
-def interval_passed(previous: datetime | None, every: timedelta, now: datetime) -> bool:
-    """Whether a clock-driven job last started at ``previous`` is due again at ``now``."""
-    return previous is None or now - previous >= every - CLOCK_TICK_SLACK
-
-
 RESULT_TTL = 24 * 3600
 FAILURE_TTL = 365 * 24 * 3600
 
@@ -103,6 +93,16 @@ REPLACE_SLACK_SECONDS = 5
 
 _NO_RETRY: Any = object()
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+# The clock (jobs/cron.py) ticks once a minute and a job starts a little after its tick: an
+# interval counts as passed this much early, or a 1-minute interval would come due every other tick.
+CLOCK_TICK_SLACK = timedelta(seconds=30)
+
+
+def interval_passed(previous: datetime | None, every: timedelta, now: datetime) -> bool:
+    """Whether a clock-driven job last started at ``previous`` is due again at ``now``."""
+    return previous is None or now - previous >= every - CLOCK_TICK_SLACK
 
 
 # --------------------------------------------------------------------------- connections
