@@ -11,18 +11,18 @@ or unsubscribe webhooks: those changes are polled (:mod:`middleware.poll`).
   unverifiable body could pause any setup), and ``/readyz?verbose`` says so too.
 - Replays: a signed body acted on is remembered (its signature, in Redis) for
   ``REPLAY_WINDOW_SECONDS`` (24 h). The signature covers only the body, which carries no id or
-  time, so the same signed body again is either Constant Contact retrying a delivery whose answer
-  it never saw or someone replaying it: it is acknowledged with 200 and ``"replay": true`` and
-  does nothing (Constant Contact retries every non-2xx answer each minute for an hour, api-notes
-  §8, so a 4xx would only buy an hour of retries). A delivery that failed (400, 401, 503) is not
-  remembered, so its retry is acted on.
+  time, so the same signed body again is refused with 409 (``"replay": true``) and does nothing:
+  a captured cancel replayed after an operator resumed must not pause the setup again. A
+  delivery that failed (400, 401, 503) is not remembered, so Constant Contact's retry of it is
+  acted on; the one cost is a delivery whose 200 Constant Contact never saw, which it retries
+  (each minute for an hour, api-notes §8) into 409s that change nothing.
 - ``account.cancel`` / ``account.disable`` pause every setup whose Constant Contact connection is
   that account (until someone resumes it): nothing is read from or written to a dead account,
   and ``/readyz`` and the admin API show the reason. Tier changes are acknowledged and logged.
 - No vendor calls: the view only records the pause. Answers 200 with what it did (an unknown
   account is not an error), 400 malformed naming the field (invalid JSON, nesting too deep ...),
-  401 bad signature, 403 not configured, 413 too large (chunked bodies too), 503 when the store
-  or Redis is down so Constant Contact retries.
+  401 bad signature, 403 not configured, 409 a replay, 413 too large (chunked bodies too), 503
+  when the store or Redis is down so Constant Contact retries.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from sqlalchemy import select
 from middleware import metrics
 from middleware.store import setups as setup_repo
 from middleware.store.models import Connection, Setup
-from middleware.web import get_redis, get_settings, get_store
+from middleware.web import get_redis, get_settings, get_store, problem
 from middleware.web.webhook_input import BodyTooLarge, read_body
 from schemas.cc_webhooks import STOPPING_EVENTS, PartnerWebhookSchema
 from schemas.json_input import BadJson, load_json
@@ -70,14 +70,6 @@ def _secret() -> str | None:
 def replay_key(signature: str) -> str:
     """The Redis key remembering a signed body acted on."""
     return REPLAY_PREFIX + hashlib.sha256(signature.encode()).hexdigest()
-
-
-def _problem(status: int, title: str, detail: str, **extra: object) -> Response:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    response = jsonify(body)
-    response.status_code = status
-    response.mimetype = "application/problem+json"
-    return response
 
 
 def pause_account(account_id: str, reason: str) -> list[int]:
@@ -112,14 +104,14 @@ def constantcontact() -> Response | tuple[Response, int]:
         body = read_body(settings.webhook_max_bytes)
     except BodyTooLarge:
         metrics.webhook_event(SOURCE, "rejected", "too_large")
-        return _problem(
+        return problem(
             413, "Payload Too Large", f"bodies are limited to {settings.webhook_max_bytes} bytes"
         )
 
     secret = _secret()
     if secret is None:
         metrics.webhook_event(SOURCE, "rejected", "not_configured")
-        return _problem(
+        return problem(
             403,
             "Forbidden",
             "Constant Contact partner webhooks are not configured on this service: set "
@@ -129,22 +121,22 @@ def constantcontact() -> Response | tuple[Response, int]:
     given = request.headers.get(SIGNATURE_HEADER, "")
     if not given or not hmac.compare_digest(given.encode(), sign(secret, body).encode()):
         metrics.webhook_event(SOURCE, "rejected", "unauthorized")
-        return _problem(401, "Unauthorized", f"missing or wrong {SIGNATURE_HEADER}")
+        return problem(401, "Unauthorized", f"missing or wrong {SIGNATURE_HEADER}")
 
     try:
         payload = load_json(body or b"null")
     except BadJson as exc:
         metrics.webhook_event(SOURCE, "rejected", "invalid")
-        return _problem(400, "Bad Request", f"the body is not JSON: {exc}")
+        return problem(400, "Bad Request", f"the body is not JSON: {exc}")
     if not isinstance(payload, dict):
         metrics.webhook_event(SOURCE, "rejected", "invalid")
-        return _problem(400, "Bad Request", "the body must be a JSON object")
+        return problem(400, "Bad Request", "the body must be a JSON object")
     try:
         event = PartnerWebhookSchema().load(payload)
     except ValidationError as exc:
         metrics.webhook_event(SOURCE, "rejected", "invalid")
         field = next(iter(exc.normalized_messages()), None)
-        return _problem(
+        return problem(
             400,
             "Bad Request",
             "invalid partner webhook",
@@ -162,7 +154,7 @@ def constantcontact() -> Response | tuple[Response, int]:
     except RedisError:
         log.exception("Redis unavailable; refusing %s for a Constant Contact account", event_type)
         metrics.webhook_event(SOURCE, "rejected", "redis_down")
-        response = _problem(503, "Service Unavailable", "queue unavailable; retry later")
+        response = problem(503, "Service Unavailable", "queue unavailable; retry later")
         response.headers["Retry-After"] = "60"
         return response
     if not fresh:
@@ -171,13 +163,15 @@ def constantcontact() -> Response | tuple[Response, int]:
             event_type,
             account_id,
         )
-        metrics.webhook_event(SOURCE, "accepted", "replay")
-        return jsonify(
+        metrics.webhook_event(SOURCE, "rejected", "replay")
+        return problem(
+            409,
+            "Conflict",
+            "a replay: this signed delivery was already received and acted on; ignored",
             event_type=event_type,
             account_id=account_id,
             paused_setups=[],
             replay=True,
-            detail="this signed delivery was already received and acted on; ignored",
         )
 
     paused: list[int] = []
@@ -191,7 +185,7 @@ def constantcontact() -> Response | tuple[Response, int]:
             )
             _forget(seen)
             metrics.webhook_event(SOURCE, "rejected", "store_down")
-            response = _problem(503, "Service Unavailable", "store unavailable; retry later")
+            response = problem(503, "Service Unavailable", "store unavailable; retry later")
             response.headers["Retry-After"] = "60"
             return response
         log.warning(

@@ -1,4 +1,4 @@
-"""Constant Contact partner webhooks: required HMAC, replays ignored, a cancelled account pauses."""
+"""Constant Contact partner webhooks: required HMAC, replays refused, a cancelled account pauses."""
 
 from __future__ import annotations
 
@@ -154,7 +154,7 @@ def _resume(w: World) -> None:
         setup.paused_until = None
 
 
-def test_a_replayed_delivery_is_acknowledged_and_does_nothing(w: World) -> None:
+def test_a_replayed_delivery_is_refused_and_does_nothing(w: World) -> None:
     """A captured cancel replayed after the operator resumed must not pause the setup again."""
     raw = json.dumps(event("account.cancel")).encode()
     first = post(w, raw)
@@ -162,7 +162,7 @@ def test_a_replayed_delivery_is_acknowledged_and_does_nothing(w: World) -> None:
     assert first.get_json()["replay"] is False
     _resume(w)
     again = post(w, raw)
-    assert again.status_code == 200  # acked: Constant Contact retries non-2xx for an hour
+    assert again.status_code == 409
     assert again.get_json()["replay"] is True and again.get_json()["paused_setups"] == []
     assert paused_reason(w) is None
     # A different delivery is not a replay.
