@@ -116,8 +116,10 @@ BULK_PAGE = 50_000
 BULK_POLL_MAX = 2.0
 # New links whose contact id a run looks up after its imports (see _fill_contact_ids).
 FULL_SYNC_LOOKUPS = 10
-# Links without a contact id a run fills from its export, at most (~30 µs each on PostgreSQL).
-FULL_SYNC_FILL_MAX = 250_000
+# Links without a contact id a run fills from its export, at most: a link row rewritten costs
+# ~50 µs at 100,000 links and ~180 µs at 1,000,000 on PostgreSQL (measured), so a million-link
+# initial sync is filled over its next nights for ~9 s each; every reader copes meanwhile.
+FULL_SYNC_FILL_MAX = 50_000
 COLLECTIONS_MAX_ROWS = 2_000  # beyond this, opt-outs go to Salesforce through Bulk 2.0 ingest
 # The opt-out checkbox of the other object types an unsubscribe reaches (a Person Account's
 # is on the Account).
@@ -365,8 +367,8 @@ class FullSync:
             self._phase("duplicates")
             self._duplicates(spool)
             self._phase("verify")
-            imported = self._verify_imports()
-            self._fill_contact_ids(spool, imported)
+            rejected = self._verify_imports()
+            self._fill_contact_ids(spool, rejected)
             if self.do_reconcile:
                 self._phase("reconcile")
                 self._reconcile(spool)
@@ -951,13 +953,13 @@ class FullSync:
                 self._spool.add_activity_rows(ids[0], [(r.sf_id, r.email) for r in rows])
             outcome.counts["imported"] += len(rows)
 
-    def _verify_imports(self) -> list[tuple[str, str]]:
+    def _verify_imports(self) -> set[str]:
         """Wait once for every import this run posted; rows Constant Contact rejected become
         sync errors and their links forget the fingerprint, so the next run writes them again.
-        Returns ``(sf_id, email)`` of the rows Constant Contact took."""
+        Returns the Salesforce ids of the rows Constant Contact rejected."""
         pending = list(dict.fromkeys(self.cp.pending_activities))
         if not pending:
-            return []
+            return set()
         cc = self.ctx.cc
         # Constant Contact runs an account's activities in order: when the last one is done,
         # the others are too, and one listing shows them all.
@@ -974,22 +976,19 @@ class FullSync:
                     final[activity["activity_id"]] = activity
         failures: list[Failure] = []
         unattributed: list[str] = []
-        taken: list[tuple[str, str]] = []
         for activity_id in pending:
             activity = final.get(activity_id) or {}
             rows = self._spool.activity_rows(activity_id) if self._spool is not None else []
             failed, loose = attribute_import_errors(activity, rows)
             failures += failed
             unattributed += loose
-            taken += rows
         if failures:
             self._record_import_failures(failures)
         for message in unattributed:
             self.result.outcome.warnings.append(message)
         self.cp.pending_activities = []
         self._save()
-        rejected = {f.sf_id for f in failures}
-        return [(sf_id, email) for sf_id, email in taken if sf_id not in rejected]
+        return {f.sf_id for f in failures}
 
     def _note_new_links(self, rows: Sequence[tuple[str, str]]) -> None:
         """Remember the new links an import made, up to what _fill_contact_ids looks up."""
@@ -999,7 +998,7 @@ class FullSync:
         if len(self._new_links) > FULL_SYNC_LOOKUPS:
             self._new_links = None
 
-    def _fill_contact_ids(self, spool: Spool, imported: Sequence[tuple[str, str]]) -> None:
+    def _fill_contact_ids(self, spool: Spool, rejected: set[str]) -> None:
         """Links that knew no contact id get the one the export holds at their address (one
         store statement per 5,000, at most ``FULL_SYNC_FILL_MAX`` a run); the links this
         run's imports made (the import answers no ids) get theirs by one lookup each when they
@@ -1012,9 +1011,8 @@ class FullSync:
                     break  # the next runs fill the rest: no run pays for a million at once
                 filled += links_repo.fill_contact_ids(session, self.ctx.setup_id, rows)
                 given += len(rows)
-        taken = {sf_id for sf_id, _ in imported}
         try:
-            filled += self._fill_new_links(taken)
+            filled += self._fill_new_links(rejected)
         except (BudgetExhausted, CCError) as exc:
             # Optional: the imports are done, and every reader resolves an id it needs.
             log.warning(
@@ -1025,7 +1023,7 @@ class FullSync:
         if filled:
             self.result.outcome.counts["contact_ids_resolved"] += filled
 
-    def _fill_new_links(self, taken: set[str]) -> int:
+    def _fill_new_links(self, rejected: set[str]) -> int:
         filled = 0
         if self._new_links is None:
             # One more export would cost ~13 s per 100,000 contacts; the next run's export
@@ -1035,7 +1033,7 @@ class FullSync:
                 self.ctx.setup_id,
             )
         else:
-            new = [(sf_id, email) for sf_id, email in self._new_links if sf_id in taken]
+            new = [(sf_id, email) for sf_id, email in self._new_links if sf_id not in rejected]
             if new:
                 self._check_budget(cc_next=len(new))
                 found = {
