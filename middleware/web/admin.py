@@ -54,7 +54,6 @@ from schemas import admin as s
 from schemas.setup import (
     CC_LIST_NAME_MAX,
     FILTER_OPS,
-    IMMUTABLE_OPTIONS,
     SetupSchema,
     apply_patch,
     flatten_messages,
@@ -482,8 +481,7 @@ def _check_connections(session: Session, setup: Mapping[str, Any]) -> None:
         elif row.vendor != vendor:
             errors[option] = [f"Connection {conn_id} is a {row.vendor} connection, not {vendor}."]
     if errors:
-        # Valid on its own, but not with the connections stored now: a conflict with the state.
-        raise ApiError(409, "Conflict", "The setup names connections that cannot be used.", errors)
+        raise invalid(errors)
 
 
 def _check_name_free(session: Session, name: str, setup_id: int | None = None) -> None:
@@ -537,16 +535,6 @@ def update_setup(
 ) -> dict[str, Any]:
     """Apply a JSON merge patch to a setup and store the validated result."""
     row = get_setup(session, setup_id)
-    for option in IMMUTABLE_OPTIONS:
-        stored = (row.options or {}).get(option)
-        if option in patch and patch[option] != stored:
-            raise ApiError(
-                409,
-                "Conflict",
-                f"Setup {setup_id} syncs {option} {stored!r}; that cannot change once a setup "
-                "exists: create a new setup instead.",
-                {option: [f"{option} cannot change once a setup exists; create a new setup."]},
-            )
     if "webhook" in patch and patch["webhook"] is None:
         # Resetting it would silently change how Salesforce must authenticate its callouts.
         raise invalid(
@@ -933,14 +921,7 @@ def list_connections_view() -> Response:
     summary="Start an OAuth connect flow",
     tag="connections",
     body=s.ConnectionStartRequestSchema,
-    responses={
-        201: s.ConnectionStartSchema,
-        400: _PROBLEM,
-        404: _PROBLEM,
-        409: _PROBLEM,
-        422: _PROBLEM,
-        **_E401,
-    },
+    responses={201: s.ConnectionStartSchema, 400: _PROBLEM, 404: _PROBLEM, 422: _PROBLEM, **_E401},
 )
 def start_connection_view() -> Response:
     """Returns a signed start link (open it in a browser) and the vendor consent URL."""
@@ -951,8 +932,9 @@ def start_connection_view() -> Response:
         with get_store().transaction() as session:
             row = get_connection(session, data["connection_id"])
             if row.vendor != data["vendor"]:
-                message = f"Connection {row.id} is a {row.vendor} connection."
-                raise ApiError(409, "Conflict", message, {"connection_id": [message]})
+                raise invalid(
+                    {"connection_id": [f"Connection {row.id} is a {row.vendor} connection."]}
+                )
     flow = oauth.begin_flow(
         get_settings(),
         get_redis(),

@@ -162,10 +162,9 @@ def open_start_link(settings: Settings, redis: Redis, vendor: str, token: str) -
     except SignatureExpired:
         raise FlowError(410, "This start link has expired; start connecting again.") from None
     except BadSignature:
-        # A capability link that does not verify is no link at all.
-        raise FlowError(404, "This start link is not valid.") from None
+        raise FlowError(400, "This start link is not valid.") from None
     if not isinstance(data, dict) or data.get("v") != vendor or not data.get("s"):
-        raise FlowError(404, "This start link is not for this vendor.")
+        raise FlowError(400, "This start link is not for this vendor.")
     state = str(data["s"])
     if not redis.delete(_key(_START_PREFIX, state)):
         raise FlowError(410, "This start link was already used or has expired; start again.")
@@ -200,8 +199,7 @@ def complete_flow(
     """Exchange the code of a pending flow and store the tokens; return the connection view."""
     flow = _take_flow(redis, state) if state else None
     if flow is None:
-        # The state names a pending flow; none is pending under it (any more).
-        raise FlowError(404, "This sign-in is unknown, already used or expired; start again.")
+        raise FlowError(400, "This sign-in is unknown, already used or expired; start again.")
     if flow["vendor"] != vendor:
         raise FlowError(400, f"This sign-in was started for {flow['vendor']}, not {vendor}.")
     if not code:
@@ -357,7 +355,7 @@ def callback(vendor: str) -> Response:
         if args.get("state"):
             _take_flow(get_redis(), args["state"])  # the flow is over either way
         text = args.get("error_description") or args["error"]
-        raise FlowError(403, f"{VENDOR_NAMES[vendor]} did not grant access: {text}")
+        raise FlowError(400, f"{VENDOR_NAMES[vendor]} did not grant access: {text}")
     view = complete_flow(
         get_settings(),
         get_store(),
@@ -393,7 +391,7 @@ ENDPOINTS = [
         auth=False,
         html=True,
         description="Redirects to the vendor's consent page. The link is the authentication: "
-        "signed, single use, valid 10 minutes: 404 when it does not verify, 410 once used or "
+        "signed, single use, valid 10 minutes: 400 when it does not verify, 410 once used or "
         "expired. Errors are a small HTML page, or problem+json with `Accept: application/json`.",
     ),
     Endpoint(
@@ -406,16 +404,15 @@ ENDPOINTS = [
         responses={
             201: ConnectionCreatedSchema,
             400: ProblemSchema,
-            403: ProblemSchema,
-            404: ProblemSchema,
             409: ProblemSchema,
+            **_VENDOR_PATH_ONLY,
             502: ProblemSchema,
         },
         auth=False,
         html=True,
         description="Validates the state, exchanges the code (PKCE) and stores the connection. "
-        "Answers a small HTML page, or JSON with `Accept: application/json`. 404: no pending "
-        "sign-in has this state; 403: the vendor did not grant access; 409: re-authorised with "
+        "Answers a small HTML page, or JSON with `Accept: application/json`. 400: no pending "
+        "sign-in has this state, or the vendor did not grant access; 409: re-authorised with "
         "another org or account; 502: the vendor refused the code.",
     ),
 ]

@@ -258,8 +258,7 @@ def test_connections_of_a_setup_must_exist_and_be_of_the_right_vendor(
             "constant_contact_connection": 999,
         },
     )
-    # A valid setup that does not fit the stored connections: a conflict with the state.
-    assert response.status_code == 409
+    assert response.status_code == 422
     assert "constantcontact" in response.json["errors"]["salesforce_connection"][0]
     assert "999" in response.json["errors"]["constant_contact_connection"][0]
 
@@ -299,9 +298,8 @@ def test_patch_is_a_merge_patch_validated_as_a_whole(api: Api, connected: dict[s
     reset = api.patch(f"/setups/{setup_id}", {"sync_address": None})
     assert reset.json["options"]["sync_address"] is True
 
-    # Valid on its own, but the stored setup syncs Contacts: a conflict with its state.
     refused = api.patch(f"/setups/{setup_id}", {"object_type": "Lead"})
-    assert refused.status_code == 409
+    assert refused.status_code == 422
     assert "object_type" in refused.json["errors"]
     nested = api.patch(
         f"/setups/{setup_id}", {"field_map": [{"sf_field": "1bad", "cc_field": "x"}]}
