@@ -231,6 +231,50 @@ def _print_status(status: dict[str, Any]) -> None:
         )
 
 
+@setups_cli.command("status")
+@click.argument("setup_id", type=int)
+@json_option
+def setups_status(setup_id: int, as_json: bool) -> None:
+    """What a setup is doing and what needs attention (as GET /admin/api/setups/<id>/status)."""
+    with _transaction() as session:
+        status = admin.setup_status(session, _redis(), setup_id)
+    _out(s.SetupStatusSchema, status, as_json, _print_full_status)
+
+
+def _print_full_status(status: dict[str, Any]) -> None:
+    if status["paused"]:
+        until = f" until {_cell(status['paused_until'])}" if status["paused_until"] else ""
+        click.echo(f"setup {status['setup_id']}: paused{until} ({status['pause_reason']})")
+    else:
+        click.echo(f"setup {status['setup_id']}: active")
+    active = status["active_run"]
+    if active:
+        progress = active.get("progress") or {}
+        done = f", {_cell(progress)}" if progress else ""
+        click.echo(
+            f"running: #{active['id']} {active['kind']} {active['status']}"
+            f" (phase {active['phase'] or '-'}{done})"
+        )
+    else:
+        click.echo("running: nothing")
+    catch_ups = status["catch_ups"]
+    click.echo(f"catch-ups waiting: {_cell(catch_ups) if catch_ups else 'none'}")
+    _print_status(status)
+    if len(status["last_runs"]) > 1:
+        click.echo("\nrecent runs:")
+        click.echo(table(status["last_runs"], _RUN_STATUS_COLUMNS))
+
+
+_RUN_STATUS_COLUMNS = [
+    ("id", "RUN"),
+    ("kind", "KIND"),
+    ("status", "STATUS"),
+    ("created_at", "CREATED"),
+    ("duration_seconds", "SECONDS"),
+    ("message", "MESSAGE"),
+]
+
+
 @setups_cli.command("create")
 @click.option("--file", "path", required=True, type=click.Path(dir_okay=False), help="Setup JSON.")
 @click.option("--sf-connection", type=int, help="Salesforce connection id (overrides the file).")

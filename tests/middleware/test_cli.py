@@ -211,6 +211,52 @@ def test_resume_of_a_quota_pause_tries_again_now(
     assert due is not None and (due - datetime.now(UTC)).total_seconds() < 2
 
 
+def test_setups_status_says_what_the_api_status_says(
+    app: Flask, tmp_path: Path, connections: dict[str, int]
+) -> None:
+    setup_id = create(app, tmp_path, connections)["id"]
+    redis = redis_of(app)
+    intake.mark_dirty(redis, setup_id, "Contact", ["003A", "003B"])
+    with store_of(app).transaction() as session:
+        done = run_repo.open_run(session, setup_id, "incremental")
+        run_repo.finish_run(session, done.id, "succeeded", counts={"created": 3})
+        error_repo.record_errors(
+            session,
+            setup_id,
+            [{"direction": "sf_to_cc", "code": "invalid_email", "sf_id": "003A"}],
+            run_id=done.id,
+        )
+        running = run_repo.open_run(session, setup_id, "full")
+        setup_repo.pause(session, setup_id, "audit")
+
+    result = cli(app, "setups", "status", str(setup_id))
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert f"setup {setup_id}: paused (audit)" in out
+    assert f"running: #{running.id} full" in out
+    assert "pending changes: 2" in out
+    assert "open errors: 1 (invalid_email=1)" in out
+    assert "connections: salesforce=active, constantcontact=active" in out
+    assert "recent runs:" in out and "succeeded" in out
+
+    as_json = json.loads(cli(app, "setups", "status", str(setup_id), "--json").stdout)
+    api = app.test_client().get(
+        f"/admin/api/setups/{setup_id}/status",
+        headers={"Authorization": "Bearer test-admin-token"},
+    )
+    assert api.status_code == 200
+    from_api = api.get_json()
+    for view in (as_json, from_api):  # a running run's duration grows between the two calls
+        for run in [view["active_run"], *view["last_runs"]]:
+            run.pop("duration_seconds")
+    assert as_json == from_api
+    assert as_json["pending"] == 2 and as_json["open_errors_total"] == 1
+
+    missing = cli(app, "setups", "status", "999")
+    assert missing.exit_code == 1
+    assert "does not exist" in missing.output
+
+
 # --------------------------------------------------------------------------- connections
 
 
