@@ -39,6 +39,25 @@ def configure_logging(level: str = "INFO") -> None:
     # Only our loggers follow LOG_LEVEL; libraries stay at the root's WARNING unless asked.
     for name in ("middleware", "jobs", "app", "sandbox"):
         logging.getLogger(name).setLevel(level)
+    _drop_rq_handlers()
+
+
+def _drop_rq_handlers() -> None:
+    """Let RQ's loggers print through our handler only.
+
+    ``rq worker`` gives ``rq.worker`` and ``rq.job`` (``rq cron``/the scheduler: theirs) their own
+    stdout/stderr handlers when no handler is set yet; their records also propagate to the root,
+    so once we configure logging (the first job of an ``rq worker``) every RQ line was printed
+    twice. Removing RQ's handlers keeps one line, in our format with the job id; RQ's logger
+    levels (``--logging_level``, ``--quiet``) still apply. RQ adds none after this: it sees ours.
+    """
+    from rq.logutils import ColorizingStreamHandler
+
+    for name in ["rq", *(n for n in logging.root.manager.loggerDict if n.startswith("rq."))]:
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if isinstance(handler, ColorizingStreamHandler):
+                logger.removeHandler(handler)
 
 
 def mask_email(email: str | None) -> str | None:
