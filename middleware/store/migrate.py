@@ -1,6 +1,7 @@
 """Store migrations runner: Alembic upgrade/current, and the Procfile's ``release:`` entry point.
 
-``python -m middleware.store.migrate`` reads the environment like the web process does, applies
+``python -m middleware.store.migrate`` reads the environment like the web process does (``.env``
+too, as the ``flask`` CLI: real environment variables win over it), applies
 every pending migration and exits non-zero on failure, so a bad release never boots.
 """
 
@@ -57,10 +58,15 @@ def head_revision() -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Release phase: migrate the configured database to head."""
+    from flask.cli import load_dotenv
+
     from middleware.settings import ConfigError, Settings
     from middleware.store.db import make_engine
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    # As `flask --app app ...` does: .flaskenv and .env (found from the working directory up)
+    # fill the variables the real environment does not set; the real environment wins.
+    load_dotenv()
     try:
         settings = Settings.from_env()
     except ConfigError as exc:

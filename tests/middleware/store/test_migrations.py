@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -71,11 +73,43 @@ def test_release_entry_point_migrates_configured_database(
     store.dispose()
 
 
-def test_release_entry_point_refuses_missing_secrets(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_release_entry_point_reads_dotenv_without_overriding_the_environment(
+    tmp_path: Path, fernet_key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from middleware.store import migrate
 
+    from_file = tmp_path / "from-dotenv.sqlite3"
+    real = tmp_path / "from-environment.sqlite3"
+    (tmp_path / ".env").write_text(
+        f"SECRET_KEY=s\nADMIN_TOKEN=a\nTOKEN_ENCRYPTION_KEY={fernet_key}\n"
+        f"DATABASE_URL=sqlite:///{from_file}\n"
+    )
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)  # found from the working directory up, as the flask CLI does
+    for name in ("SECRET_KEY", "ADMIN_TOKEN", "TOKEN_ENCRYPTION_KEY", "DATABASE_URL"):
+        monkeypatch.setenv(name, "")  # so that what .env sets is removed after the test
+        monkeypatch.delenv(name)
+    assert migrate.main([]) == 0
+    store = Store(f"sqlite:///{from_file}", (fernet_key,))
+    assert current_revision(store.engine) == head_revision()
+    store.dispose()
+
+    from_file.unlink()
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{real}")  # the real environment wins
+    assert migrate.main([]) == 0
+    store = Store(f"sqlite:///{real}", (fernet_key,))
+    assert current_revision(store.engine) == head_revision()
+    store.dispose()
+    assert not from_file.exists()
+
+
+def test_release_entry_point_refuses_missing_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from middleware.store import migrate
+
+    monkeypatch.chdir(tmp_path)  # no .env here
     for name in ("SECRET_KEY", "ADMIN_TOKEN", "TOKEN_ENCRYPTION_KEY"):
         monkeypatch.delenv(name, raising=False)
     assert migrate.main([]) == 2
