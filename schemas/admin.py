@@ -459,6 +459,12 @@ class ConnectionCreatedSchema(Schema):
     """The JSON answer of an OAuth callback (``Accept: application/json``)."""
 
     connection = fields.Nested(ConnectionSchema, required=True)
+    reused = fields.Boolean(
+        metadata=_d(
+            "True when the signed-in org/account already had a connection: it got the new "
+            "tokens (no second connection)."
+        )
+    )
 
 
 class StartQuerySchema(_Request):

@@ -195,6 +195,18 @@ def mark_status(
     log.warning("connection %s is now %s", connection_id, status)
 
 
+def find_by_account(session: Session, vendor: str, account_id: str | None) -> Connection | None:
+    """The oldest ``vendor`` connection to org/account ``account_id`` (none for an unknown id)."""
+    if not account_id:
+        return None
+    return session.scalars(
+        select(Connection)
+        .where(Connection.vendor == vendor, Connection.account_id == account_id)
+        .order_by(Connection.id)
+        .limit(1)
+    ).first()
+
+
 def all_connections(session: Session) -> list[Connection]:
     """Every connection, oldest first."""
     return list(session.scalars(select(Connection).order_by(Connection.id)))

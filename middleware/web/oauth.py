@@ -6,7 +6,9 @@ answer holds a signed, single-use start link (``GET /oauth/<vendor>/start?flow=.
 the browser that will grant access, which redirects to the vendor's consent page. The vendor sends
 the browser back to ``GET /oauth/<vendor>/callback?code&state``: the state is taken from Redis
 (single use), the code is exchanged through the vendor's OAuth client, and the tokens are stored
-encrypted as a new connection, or as fresh tokens of the connection being re-authorised.
+encrypted as a new connection, or as fresh tokens of the connection being re-authorised — also
+when the signed-in org (Salesforce) or account (Constant Contact, when its id is known) already has
+a connection: that one is re-authorised and the answer says ``"reused": true``.
 
 ``begin_flow`` and ``complete_flow`` are plain functions: ``flask sandbox connect`` runs the same
 path without a browser.
@@ -213,13 +215,23 @@ def complete_flow(
         log.warning("%s refused the authorization code: %s", vendor, type(exc).__name__)
         raise FlowError(502, f"{VENDOR_NAMES[vendor]} refused the sign-in: {exc}") from None
     with store.transaction() as db:
+        reused = False
         if flow.get("connection_id"):
             row = _reauthorise(db, int(flow["connection_id"]), vendor, values)
+        elif (
+            same := connection_repo.find_by_account(db, vendor, values["account_id"])
+        ) is not None:
+            # The same org / account again: fresh tokens for the connection it already has, not
+            # a second connection whose setups would race the first one's refreshes.
+            row = _reauthorise(db, same.id, vendor, values)
+            reused = True
         else:
             row = connection_repo.create(
                 db, vendor=vendor, label=flow["label"] or _default_label(vendor, values), **values
             )
-        return connection_view(row, setups_using(db, row.id))
+        view = connection_view(row, setups_using(db, row.id))
+        view["reused"] = reused
+        return view
 
 
 def _default_label(vendor: str, values: dict[str, Any]) -> str:
@@ -252,12 +264,38 @@ def _exchange_constant_contact(
         log.warning("Constant Contact issued no refresh token (offline_access not granted)")
     return {
         "base_url": settings.cc_api_url,
-        "account_id": None,
+        "account_id": _cc_account_id(settings, tokens.access_token, session),
         "access_token": tokens.access_token,
         "refresh_token": tokens.refresh_token,
         "expires_at": tokens.expires_at,
         "scopes": tokens.scope.split(),
     }
+
+
+def _cc_account_id(
+    settings: Settings, access_token: str, session: requests.Session | None
+) -> str | None:
+    """The account's ``encoded_account_id`` (``GET /account/summary``), or ``None``.
+
+    The token answer does not name the account. The real API answers this call; where it does
+    not (the local sandbox has no such route, or the call fails), the account stays unknown and
+    the connection is stored as before: a second connect to it then adds a second connection.
+    """
+    http = session or requests.Session()
+    try:
+        answer = http.get(
+            f"{settings.cc_api_url}/account/summary",
+            headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+            timeout=15,
+        )
+        if answer.status_code != 200:
+            log.info("Constant Contact account summary answered %s", answer.status_code)
+            return None
+        account = answer.json().get("encoded_account_id")
+    except (requests.RequestException, ValueError, AttributeError) as exc:
+        log.info("Constant Contact account summary failed: %s", type(exc).__name__)
+        return None
+    return str(account)[:100] if account else None
 
 
 def _reauthorise(db: Any, connection_id: int, vendor: str, values: dict[str, Any]) -> Any:
@@ -365,15 +403,22 @@ def callback(vendor: str) -> Response:
         state=args.get("state", ""),
         session=vendor_session(vendor),
     )
+    reused = bool(view.get("reused"))
     if _wants_json():
-        response = jsonify({"connection": ConnectionSchema().dump(view)})
+        response = jsonify({"connection": ConnectionSchema().dump(view), "reused": reused})
         response.status_code = 201
         return response
     account = f" ({view['account_id']})" if view.get("account_id") else ""
+    if reused:
+        stored = (
+            f"This {'org' if vendor == 'salesforce' else 'account'}{account} was already "
+            f"connected: connection {view['id']} now uses the new sign-in."
+        )
+    else:
+        stored = f"Stored as connection {view['id']}{account}."
     return _page(
         f"{VENDOR_NAMES[vendor]} connected",
-        f"Stored as connection {view['id']}{account}. You can close this window and pick it "
-        "in a setup.",
+        f"{stored} You can close this window and pick it in a setup.",
         201,
     )
 
@@ -411,7 +456,9 @@ ENDPOINTS = [
         auth=False,
         html=True,
         description="Validates the state, exchanges the code (PKCE) and stores the connection. "
-        "Answers a small HTML page, or JSON with `Accept: application/json`. 400: no pending "
+        "Answers a small HTML page, or JSON with `Accept: application/json`; `reused` is true when "
+        "the org/account already had a connection, which got the new tokens instead of a second "
+        "connection being added. 400: no pending "
         "sign-in has this state, or the vendor did not grant access; 409: re-authorised with "
         "another org or account; 502: the vendor refused the code.",
     ),

@@ -11,6 +11,7 @@ import pytest
 import requests
 import time_machine
 from flask import Flask
+from flask import request as flask_request
 from flask.testing import FlaskClient
 
 from app import create_app
@@ -263,6 +264,69 @@ def test_reauthorising_updates_the_same_connection(
     assert after.access_token != before.access_token
     assert after.version > before.version
     assert len(client.get("/admin/api/connections", headers=AUTH).json["items"]) == 1
+
+
+def test_connecting_the_same_org_again_reauthorises_its_connection(
+    app: Flask, client: FlaskClient, http: requests.Session
+) -> None:
+    first = connect(client, http, "salesforce", label="Main org")
+    assert first.json["reused"] is False
+    conn = first.json["connection"]
+    assert conn["account_id"].startswith("00D")
+    store = app.extensions["middleware"]["store"]
+    with store.transaction() as session:
+        before = connection_repo.tokens(session, conn["id"])
+        connection_repo.mark_status(session, conn["id"], "needs_reauth", "refresh token revoked")
+
+    again = connect(client, http, "salesforce", label="Another label")
+    assert again.status_code == 201
+    assert again.json["reused"] is True
+    assert again.json["connection"]["id"] == conn["id"]
+    assert again.json["connection"]["label"] == "Main org"
+    assert again.json["connection"]["status"] == "active"
+    with store.transaction() as session:
+        after = connection_repo.tokens(session, conn["id"])
+    assert after.access_token != before.access_token
+    assert after.version > before.version
+    assert len(client.get("/admin/api/connections", headers=AUTH).json["items"]) == 1
+
+    flow = start(client, "salesforce")
+    back = consent(http, client.get(local(flow["start_url"])).headers["Location"])
+    page = client.get(local(back), headers={"Accept": "text/html"})
+    assert page.status_code == 201
+    assert f"already connected: connection {conn['id']} now uses the new sign-in" in page.get_data(
+        as_text=True
+    )
+
+
+def test_a_constant_contact_account_is_matched_when_its_id_is_known(
+    app: Flask, client: FlaskClient, http: requests.Session
+) -> None:
+    # The sandbox has no GET /account/summary: the account is unknown, so connecting twice adds
+    # two connections (the documented limit).
+    unknown = [connect(client, http, "constantcontact").json for _ in range(2)]
+    assert [a["reused"] for a in unknown] == [False, False]
+    assert unknown[0]["connection"]["account_id"] is None
+    assert unknown[0]["connection"]["id"] != unknown[1]["connection"]["id"]
+
+    # The real API names the account: the same account twice is one connection.
+    summary = Flask("account-summary")
+    seen: list[str] = []
+
+    @summary.get("/v3/account/summary")
+    def account_summary() -> Any:
+        seen.append(str(flask_request.headers.get("Authorization")))
+        return {"encoded_account_id": "a07e1ab1cd23", "organization_name": "Sandbox"}
+
+    mount(http, f"{CC_BASE}/v3/account", summary)
+    first = connect(client, http, "constantcontact").json
+    assert first["reused"] is False
+    assert first["connection"]["account_id"] == "a07e1ab1cd23"
+    again = connect(client, http, "constantcontact").json
+    assert again["reused"] is True
+    assert again["connection"]["id"] == first["connection"]["id"]
+    assert len(seen) == 2 and all(s.startswith("Bearer ") for s in seen)
+    assert len(client.get("/admin/api/connections", headers=AUTH).json["items"]) == 3
 
 
 def test_reauthorising_needs_a_connection_of_that_vendor(
