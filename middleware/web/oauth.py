@@ -288,6 +288,7 @@ def _cc_account_id(
             headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
             timeout=15,
         )
+        answer.close()
         if answer.status_code != 200:
             log.info("Constant Contact account summary answered %s", answer.status_code)
             return None
@@ -295,6 +296,9 @@ def _cc_account_id(
     except (requests.RequestException, ValueError, AttributeError) as exc:
         log.info("Constant Contact account summary failed: %s", type(exc).__name__)
         return None
+    finally:
+        if session is None:
+            http.close()
     return str(account)[:100] if account else None
 
 
