@@ -388,6 +388,13 @@ def _flag(default: bool, text: str) -> fields.Boolean:
     return StrictBoolean(load_default=default, metadata=_describe(text, default=default))
 
 
+def _not_available_yet(option: str, off: str) -> str:
+    return (
+        f"{option} is not available yet: campaign lists and campaign results are not built; "
+        f"use {off}."
+    )
+
+
 class SetupSchema(_Strict):
     """A setup (DESIGN §5): one Salesforce connection, one CC connection, one object type."""
 
@@ -446,7 +453,10 @@ class SetupSchema(_Strict):
         CampaignListsSchema,
         load_default=None,
         allow_none=True,
-        metadata=_describe("One CC list per Campaign / List View; none = off."),
+        metadata=_describe(
+            "One CC list per Campaign / List View; none = off. Not available yet: "
+            "any value but null is refused with 422."
+        ),
     )
     checkbox_lists = fields.List(
         fields.Nested(CheckboxListSchema),
@@ -520,13 +530,16 @@ class SetupSchema(_Strict):
     npsp_affiliations = _flag(False, "NPSP: create Organization Affiliations for new records.")
     sync_unsubscribes_to_sf = _flag(True, "false = don't sync unsubscribes to Salesforce.")
     sync_all_campaign_recipients = _flag(
-        False, "Create Salesforce records for campaign recipients outside the main list."
+        False,
+        "Create Salesforce records for campaign recipients outside the main list. "
+        "Not available yet: true is refused with 422.",
     )
     campaign_response_mode = fields.String(
         load_default="none",
         validate=validate.OneOf(CAMPAIGN_RESPONSE_MODES),
         metadata=_describe(
-            "Campaign metrics back to Salesforce.",
+            "Campaign metrics back to Salesforce. Not available yet: any value but "
+            "`none` is refused with 422.",
             enum=list(CAMPAIGN_RESPONSE_MODES),
             default="none",
         ),
@@ -534,7 +547,8 @@ class SetupSchema(_Strict):
     campaign_selection = CampaignSelectionField(
         load_default="all",
         metadata=_describe(
-            "`all` or the CC campaign names whose metrics sync.",
+            "`all` or the CC campaign names whose metrics sync. Not available yet: "
+            "any value but `all` is refused with 422.",
             oneOf=[
                 {"type": "string", "enum": ["all"]},
                 {"type": "array", "items": {"type": "string"}, "minItems": 1},
@@ -552,6 +566,29 @@ class SetupSchema(_Strict):
         load_default=lambda: dict(DEFAULT_WEBHOOK),
         metadata=_describe("Authentication of this setup's Salesforce webhook."),
     )
+
+    # Campaign lists and campaign results are not built yet: their options stay in the contract
+    # (documented, defaults returned) but anything other than "off" is refused rather than
+    # accepted and silently ignored.
+    @validates("campaign_lists")
+    def _campaign_lists_not_yet(self, value: Any, **_: Any) -> None:
+        if value is not None:
+            raise ValidationError(_not_available_yet("campaign_lists", "null or leave it out"))
+
+    @validates("sync_all_campaign_recipients")
+    def _campaign_recipients_not_yet(self, value: bool, **_: Any) -> None:
+        if value:
+            raise ValidationError(_not_available_yet("sync_all_campaign_recipients", "false"))
+
+    @validates("campaign_response_mode")
+    def _campaign_response_not_yet(self, value: str, **_: Any) -> None:
+        if value != "none":
+            raise ValidationError(_not_available_yet("campaign_response_mode", '"none"'))
+
+    @validates("campaign_selection")
+    def _campaign_selection_not_yet(self, value: Any, **_: Any) -> None:
+        if value != "all":
+            raise ValidationError(_not_available_yet("campaign_selection", '"all"'))
 
     @validates("namespace_prefix")
     def _namespace(self, value: str | None, **_: Any) -> None:
@@ -692,15 +729,8 @@ def setup_warnings(setup: Mapping[str, Any], given: Mapping[str, Any]) -> list[s
     schedule = setup["schedule"]
     if schedule.get("weekday") and schedule["full_sync"] != "weekly":
         warnings.append(f"schedule.weekday is ignored for a {schedule['full_sync']} Full Sync.")
-    campaign_lists = setup["campaign_lists"]
-    if (
-        campaign_lists
-        and campaign_lists["source"] == "list_views"
-        and campaign_lists["record_type_labels"]
-    ):
-        warnings.append("campaign_lists.record_type_labels only applies to Campaigns.")
-    if setup["campaign_response_mode"] == "none" and setup["campaign_selection"] != "all":
-        warnings.append("campaign_selection has no effect while campaign_response_mode is none.")
+    # The campaign options' own warnings (record_type_labels on List Views, campaign_selection
+    # without a response mode) come back with the features; until then they are refused.
     if setup["salesforce_connection"] is None or setup["constant_contact_connection"] is None:
         missing = [
             name

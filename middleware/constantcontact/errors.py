@@ -40,6 +40,7 @@ class CCError(Exception):
         errors: list[tuple[str, str]] | None = None,
         method: str = "",
         path: str = "",
+        advice: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -48,12 +49,15 @@ class CCError(Exception):
         self.errors = errors or []
         self.method = method
         self.path = path
+        #: What a person should do, said after the call that failed (never read as its target).
+        self.advice = advice
 
     def __str__(self) -> str:
         where = f" ({self.method} {self.path})" if self.method or self.path else ""
         status = f"{self.status} " if self.status is not None else ""
         key = f"{self.error_key}: " if self.error_key else ""
-        return f"{status}{key}{self.message}{where}"
+        advice = f"; {self.advice}" if self.advice else ""
+        return f"{status}{key}{self.message}{where}{advice}"
 
 
 class Throttled(CCError):
@@ -84,6 +88,15 @@ class AuthRevoked(CCError):
     """The refresh token was refused (``invalid_grant``): the account must be connected again."""
 
     needs_attention = True
+
+
+def reconnect_advice(connection_id: str | int | None = None) -> str:
+    """How a person gives a Constant Contact connection new tokens (the admin API's OAuth flow)."""
+    target = str(connection_id) if connection_id is not None else "<id>"
+    return (
+        "connect the account again: POST /admin/api/connections/start "
+        f'{{"vendor": "constantcontact", "connection_id": {target}}}'
+    )
 
 
 class Forbidden(CCError):

@@ -40,6 +40,7 @@ from middleware.constantcontact.errors import (
     Throttled,
     Validation,
     error_for,
+    reconnect_advice,
 )
 from middleware.constantcontact.limiter import RateLimiter
 
@@ -282,11 +283,12 @@ class OAuthClient:
         where: dict[str, Any] = {"method": "POST", "path": "/token", "status": response.status_code}
         if error == "invalid_grant":
             what = "refresh token" if grant_type == "refresh_token" else "authorization code"
-            message = f"Constant Contact refused the {what} ({description or error}); reconnect"
-            return AuthRevoked(message, error_key=error, **where)
+            message = f"Constant Contact refused the {what} ({description or error})"
+            return AuthRevoked(message, error_key=error, advice=reconnect_advice(), **where)
         if error in {"invalid_client", "unauthorized_client"}:
-            message = f"Constant Contact refused the client credentials ({error}); check settings"
-            return AuthRevoked(message, error_key=error, **where)
+            message = f"Constant Contact refused the client credentials ({error})"
+            advice = "check CC_CLIENT_ID and CC_CLIENT_SECRET"
+            return AuthRevoked(message, error_key=error, advice=advice, **where)
         if response.status_code == 429:
             return Throttled("token endpoint: too many requests", error_key=error, **where)
         if error:
@@ -340,10 +342,13 @@ class RefreshingTokenSource:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         margin: timedelta = timedelta(minutes=5),
         sleep: Callable[[float], None] = time.sleep,
+        connection_id: str | int | None = None,
     ) -> None:
         self.oauth = oauth
         self.store = store
         self.lock = lock
+        #: The stored connection's id, named in the advice of an `AuthRevoked`.
+        self.connection_id = connection_id
         self.now = now
         self.margin = margin
         self.sleep = sleep
@@ -355,7 +360,10 @@ class RefreshingTokenSource:
     def _load(self) -> StoredTokens:
         stored = self.store.load()
         if stored is None:
-            raise AuthRevoked("this Constant Contact connection has no tokens; connect it first")
+            raise AuthRevoked(
+                "this Constant Contact connection has no tokens",
+                advice=reconnect_advice(self.connection_id),
+            )
         self._cached = stored.tokens
         return stored
 
@@ -377,8 +385,16 @@ class RefreshingTokenSource:
                 # Another worker refreshed while we waited for the lock.
                 return tokens.access_token
             if not tokens.refresh_token:
-                raise AuthRevoked("the access token expired and no refresh token is stored")
-            fresh = self._refresh_call(tokens.refresh_token)
+                raise AuthRevoked(
+                    "the access token expired and no refresh token is stored",
+                    advice=reconnect_advice(self.connection_id),
+                )
+            try:
+                fresh = self._refresh_call(tokens.refresh_token)
+            except AuthRevoked as exc:
+                if exc.error_key == "invalid_grant":
+                    exc.advice = reconnect_advice(self.connection_id)
+                raise
             self.refreshes += 1
             if not self.store.save(fresh, stored.version):
                 # Someone wrote without the lock. Ours is the newest pair Constant Contact issued

@@ -123,7 +123,12 @@ def build_client(
     """A client for one stored Constant Contact connection, sharing the application's limits."""
     oauth = oauth_client(settings, session, redis, now=now)
     tokens = RefreshingTokenSource(
-        oauth, store, refresh_lock(connection_id, redis), now=now, sleep=sleep
+        oauth,
+        store,
+        refresh_lock(connection_id, redis),
+        now=now,
+        sleep=sleep,
+        connection_id=connection_id,
     )
     return ConstantContactClient(
         settings.cc_api_url,

@@ -92,25 +92,51 @@ def check_workers() -> CheckResult:
     return OK, f"{len(live)} live: {', '.join(live)}"
 
 
+def reconnect_advice(vendor: str, connection_id: int) -> str:
+    """The call that gives a connection new tokens (the OAuth flow, re-authorising this row)."""
+    return (
+        f'reconnect: POST /admin/api/connections/start {{"vendor": "{vendor}", '
+        f'"connection_id": {connection_id}}}'
+    )
+
+
 def check_connections(now: datetime) -> CheckResult:
+    """Each connection's *stored* state: what the last job or check that used it recorded.
+
+    No vendor is called here (a probe every few seconds must not spend API quota): a job that
+    meets a revoked token marks the connection ``needs_reauth`` (``runner.mark_needs_reauth``),
+    ``POST /admin/api/connections/N/check`` verifies one now.
+    """
     problems, notes = [], []
+    active = 0
     with get_store().session() as session:
         for conn in connection_repo.all_connections(session):
             label = f" ({conn.label})" if conn.label else ""
             name = f"{conn.vendor} connection {conn.id}{label}"
+            advice = reconnect_advice(conn.vendor, conn.id)
             if conn.status != "active":
                 why = f": {conn.last_error}" if conn.last_error else ""
-                problems.append(f"{name} is {conn.status}{why}")
+                fix = f"; {advice}" if conn.status == "needs_reauth" else ""
+                problems.append(f"{name} is {conn.status}{why}{fix}")
             elif conn.expires_at is not None and conn.expires_at <= now:
                 if conn.refresh_token_encrypted is None:
-                    problems.append(f"{name}: access token expired and no refresh token; reconnect")
+                    problems.append(f"{name}: access token expired and no refresh token; {advice}")
                 else:
                     notes.append(f"{name}: access token expired, refreshed on next use")
+                    active += 1
             elif conn.access_token_encrypted is None:
-                problems.append(f"{name} has no access token; connect it")
+                problems.append(f"{name} has no access token; {advice}")
+            else:
+                active += 1
     if problems:
         return FAIL, "; ".join(problems)
-    return OK, "; ".join(notes) or "all connections usable"
+    if not active:
+        return OK, "no connection stored yet"
+    known = (
+        f"{active} connection{'s' if active != 1 else ''} active as last recorded by a job or a "
+        "check (POST /admin/api/connections/N/check verifies one now)"
+    )
+    return OK, "; ".join([*notes, known])
 
 
 def _pause_detail(setup: Any, now: datetime) -> str:

@@ -469,16 +469,6 @@ def test_not_an_object():
             id="weekday-on-daily-schedule",
         ),
         pytest.param(
-            {"campaign_lists": {"source": "list_views", "record_type_labels": ["X"]}},
-            "record_type_labels only applies",
-            id="record-types-on-list-views",
-        ),
-        pytest.param(
-            {"campaign_selection": ["Spring"]},
-            "campaign_response_mode is none",
-            id="campaign-selection-without-response-mode",
-        ),
-        pytest.param(
             {"salesforce_connection": None},
             "Not connected yet (salesforce_connection)",
             id="not-connected-yet",
@@ -498,12 +488,63 @@ def test_consistent_setup_has_no_warnings():
         object_type="Lead",
         remove_converted_leads=True,
         unsubscribe_on_sf_opt_out=True,
-        campaign_response_mode="campaign",
-        campaign_selection=["Spring"],
         schedule={"full_sync": "weekly", "weekday": "friday"},
         remove_unmatched_from_all_lists=True,
     )
     assert warnings == []
+
+
+NOT_AVAILABLE_YET = [
+    pytest.param(
+        {"campaign_lists": {"source": "campaigns"}}, "campaign_lists", id="campaign-lists"
+    ),
+    pytest.param(
+        {"campaign_lists": {"source": "list_views", "selected": ["Spring"]}},
+        "campaign_lists",
+        id="campaign-lists-list-views",
+    ),
+    pytest.param(
+        {"sync_all_campaign_recipients": True},
+        "sync_all_campaign_recipients",
+        id="campaign-recipients",
+    ),
+    pytest.param(
+        {"campaign_response_mode": "campaign"}, "campaign_response_mode", id="response-campaign"
+    ),
+    pytest.param(
+        {"campaign_response_mode": "campaign_and_activity"},
+        "campaign_response_mode",
+        id="response-campaign-and-activity",
+    ),
+    pytest.param({"campaign_selection": ["Spring"]}, "campaign_selection", id="campaign-selection"),
+]
+
+
+@pytest.mark.parametrize(("options", "option"), NOT_AVAILABLE_YET)
+def test_campaign_options_are_refused_until_built(options, option):
+    errors = errors_of(**options)
+    assert list(errors) == [option]
+    assert any(f"{option} is not available yet" in m for m in errors[option]), errors
+
+
+def test_campaign_options_off_values_stay_accepted():
+    setup, warnings = load(
+        campaign_lists=None,
+        sync_all_campaign_recipients=False,
+        campaign_response_mode="none",
+        campaign_selection="all",
+    )
+    assert setup["campaign_lists"] is None
+    assert not setup["sync_all_campaign_recipients"]
+    assert (setup["campaign_response_mode"], setup["campaign_selection"]) == ("none", "all")
+    assert warnings == []
+
+
+def test_patch_cannot_turn_a_campaign_option_on():
+    current = load()[0]
+    with pytest.raises(ValidationError) as info:
+        apply_patch(current, {"campaign_response_mode": "activity"})
+    assert "not available yet" in str(info.value.messages["campaign_response_mode"])
 
 
 class TestPatch:

@@ -117,6 +117,28 @@ def test_refresh_of_a_used_token_means_the_connection_must_be_reconnected():
         client.refresh("r0")
     assert info.value.needs_attention
     assert info.value.error_key == "invalid_grant"
+    # The advice is the admin API's OAuth flow, said after the failed call, not "POST /token".
+    text = str(info.value)
+    assert text.endswith(
+        "connect the account again: POST /admin/api/connections/start "
+        '{"vendor": "constantcontact", "connection_id": <id>}'
+    ), text
+    assert "reconnect (POST /token)" not in text
+
+
+def test_a_revoked_connection_names_its_own_id_in_the_advice():
+    store = MemoryTokenStore(Tokens("a0", "r0", NOW + timedelta(hours=1)))
+    endpoint = TokenEndpoint()
+    oauth_client(endpoint).refresh("r0")  # r0 is now used up
+    with pytest.raises(e.AuthRevoked) as info:
+        source(endpoint, store, connection_id="7").refresh("a0")
+    assert str(info.value).endswith(
+        'POST /admin/api/connections/start {"vendor": "constantcontact", "connection_id": 7}'
+    ), str(info.value)
+    assert "(POST /token)" in str(info.value)  # the failed call is still named
+    empty = source(endpoint, MemoryTokenStore(None), connection_id=7)
+    with pytest.raises(e.AuthRevoked, match=r'"connection_id": 7\}$'):
+        empty.access_token()
 
 
 def test_token_endpoint_is_metered_by_its_own_limiter():

@@ -246,6 +246,31 @@ def test_invalid_setups_are_refused_naming_the_field(
     assert api.get("/setups").json["items"] == []
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"campaign_lists": {"source": "campaigns"}},
+        {"sync_all_campaign_recipients": True},
+        {"campaign_response_mode": "activity"},
+        {"campaign_selection": ["Spring"]},
+    ],
+)
+def test_campaign_options_are_refused_as_not_available_yet(api: Api, body: dict[str, Any]) -> None:
+    (option,) = body
+    response = api.post("/setups", {"name": "Campaigns", "main_list": "List", **body})
+    assert response.status_code == 422
+    assert "not available yet" in response.json["errors"][option][0], response.json
+    assert api.get("/setups").json["items"] == []
+    setup_id = new_setup(api)["id"]
+    patched = api.patch(f"/setups/{setup_id}", body)
+    assert patched.status_code == 422
+    assert "not available yet" in patched.json["errors"][option][0], patched.json
+    stored = api.get(f"/setups/{setup_id}").json["options"]
+    assert stored["campaign_lists"] is None
+    assert stored["sync_all_campaign_recipients"] is False
+    assert (stored["campaign_response_mode"], stored["campaign_selection"]) == ("none", "all")
+
+
 def test_connections_of_a_setup_must_exist_and_be_of_the_right_vendor(
     api: Api, connected: dict[str, int]
 ) -> None:

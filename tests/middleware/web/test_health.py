@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -89,6 +90,63 @@ def test_readyz_fails_on_a_connection_needing_reauthorisation(
     response = client.get("/readyz")
     assert response.status_code == 503
     assert "needs_reauth: invalid_grant" in response.json["checks"]["connections"]["detail"]
+
+
+def test_readyz_fails_as_soon_as_jobs_meet_revoked_tokens_of_both_connections(
+    app: Flask, client: FlaskClient
+) -> None:
+    """The job path (runner.run → mark_needs_reauth), not a connection check, makes it fail."""
+    from middleware import runner
+    from middleware.constantcontact import errors as cc_errors
+    from middleware.salesforce import errors as sf_errors
+    from middleware.web import get_redis, get_settings
+
+    with app.app_context():
+        with get_store().transaction() as session:
+            sf = connections.create(
+                session, vendor="salesforce", label="org", access_token="a", refresh_token="r"
+            )
+            cc = connections.create(
+                session, vendor="constantcontact", access_token="a", refresh_token="r"
+            )
+            setup_id = setups.create(
+                session,
+                name="Both",
+                options={},
+                salesforce_connection_id=sf.id,
+                constant_contact_connection_id=cc.id,
+            ).id
+        runtime = queue.Runtime(settings=get_settings(), store=get_store(), redis=get_redis())
+    before = client.get("/readyz").json["checks"]["connections"]
+    assert before["status"] == "ok"
+    assert "2 connections active as last recorded" in before["detail"]
+    assert "usable" not in before["detail"]  # nothing here calls a vendor: it claims no more
+    clients = SimpleNamespace(usage=SimpleNamespace(total=0), calls=SimpleNamespace(total=0))
+    revoked: list[Exception] = [
+        cc_errors.AuthRevoked("refused", status=400, error_key="invalid_grant"),
+        sf_errors.AuthRevoked("expired access/refresh token"),
+    ]
+    for exc in revoked:
+
+        def body(_ctx: Any, exc: Exception = exc) -> Any:
+            raise exc
+
+        result = runner.run(runtime, setup_id, "incremental", body, sf=clients, cc=clients)
+        assert result["failed"].endswith("needs_reauth")
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert "connections" in response.json["failed"]
+    detail = response.json["checks"]["connections"]["detail"]
+    assert f"salesforce connection {sf.id} (org) is needs_reauth" in detail
+    assert f"constantcontact connection {cc.id} is needs_reauth" in detail
+    assert (
+        f'POST /admin/api/connections/start {{"vendor": "salesforce", "connection_id": {sf.id}}}'
+        in detail
+    )
+    assert (
+        "POST /admin/api/connections/start "
+        f'{{"vendor": "constantcontact", "connection_id": {cc.id}}}' in detail
+    )
 
 
 def test_readyz_fails_while_a_setup_is_paused(app: Flask, client: FlaskClient) -> None:
