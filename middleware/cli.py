@@ -8,6 +8,9 @@ for scripts; every failure exits non-zero with one clear message (and the offend
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -790,22 +793,80 @@ def connect_sandbox(
         raise click.ClickException(exc.message) from None
 
 
-def _env_hints(current: Settings, wanted: Settings) -> list[str]:
-    names = {
-        "salesforce_login_url": "SALESFORCE_LOGIN_URL",
-        "salesforce_client_id": "SALESFORCE_CLIENT_ID",
-        "salesforce_client_secret": "SALESFORCE_CLIENT_SECRET",
-        "salesforce_ca_bundle": "SALESFORCE_CA_BUNDLE",
-        "cc_api_url": "CC_API_URL",
-        "cc_auth_url": "CC_AUTH_URL",
-        "cc_client_id": "CC_CLIENT_ID",
-        "cc_client_secret": "CC_CLIENT_SECRET",
-    }
-    return [
-        f"{env}={getattr(wanted, attr) or ''}"
-        for attr, env in names.items()
-        if getattr(current, attr) != getattr(wanted, attr)
-    ]
+# The settings the web and worker processes need to use sandbox connections (Settings attribute
+# -> environment variable). Nothing else is ever printed or written: not ADMIN_TOKEN, not
+# TOKEN_ENCRYPTION_KEY, not SECRET_KEY.
+SANDBOX_ENV = {
+    "salesforce_login_url": "SALESFORCE_LOGIN_URL",
+    "salesforce_client_id": "SALESFORCE_CLIENT_ID",
+    "salesforce_client_secret": "SALESFORCE_CLIENT_SECRET",
+    "salesforce_ca_bundle": "SALESFORCE_CA_BUNDLE",
+    "cc_api_url": "CC_API_URL",
+    "cc_auth_url": "CC_AUTH_URL",
+    "cc_client_id": "CC_CLIENT_ID",
+    "cc_client_secret": "CC_CLIENT_SECRET",
+}
+_BARE_VALUE = re.compile(r"[A-Za-z0-9_./:@%+,=-]*")
+
+
+def sandbox_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that point the service at the sandboxes, in a stable order."""
+    return {env: str(getattr(settings, attr) or "") for attr, env in SANDBOX_ENV.items()}
+
+
+def export_line(env: Mapping[str, str]) -> str:
+    """One POSIX shell line that sets ``env``: ``export A=... B=...``."""
+    return "export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in env.items())
+
+
+def _dotenv_value(value: str) -> str:
+    if "\n" in value or "\r" in value:
+        raise click.ClickException("a setting with a line break cannot go into a .env file")
+    if _BARE_VALUE.fullmatch(value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_env_file(path: Path, env: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """Set ``env`` in the .env file at ``path``, keeping every other line; (updated, added).
+
+    A variable already in the file is rewritten in place (a repeated one keeps only its first
+    line, so python-dotenv and honcho agree on its value); missing ones are appended. The file is
+    replaced atomically and keeps its mode (a new one is readable by its owner only).
+    """
+    try:
+        lines = path.read_text().splitlines(keepends=True) if path.exists() else []
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {path}: {exc.strerror or exc}") from None
+    pattern = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
+    updated: list[str] = []
+    out: list[str] = []
+    for line in lines:
+        match = pattern.match(line)
+        name = match.group(1) if match else None
+        if name is None or name not in env:
+            out.append(line)
+        elif name not in updated:
+            updated.append(name)
+            out.append(f"{name}={_dotenv_value(env[name])}\n")
+    added = [name for name in env if name not in updated]
+    if added:
+        if out and not out[-1].endswith("\n"):
+            out[-1] += "\n"
+        out.append("# The local sandboxes (written by `flask --app app sandbox connect`)\n")
+        out.extend(f"{name}={_dotenv_value(env[name])}\n" for name in added)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("".join(out))
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise click.ClickException(f"cannot write {path}: {exc.strerror or exc}") from None
+    return updated, added
 
 
 @sandbox_cli.command("connect")
@@ -818,6 +879,15 @@ def _env_hints(current: Settings, wanted: Settings) -> list[str]:
 )
 @click.option("--sf-label", default="Salesforce sandbox", show_default=True)
 @click.option("--cc-label", default="Constant Contact sandbox", show_default=True)
+@click.option(
+    "--write-env",
+    "env_file",
+    is_flag=False,
+    flag_value=".env",
+    default=None,
+    metavar="[PATH]",
+    help="Also set the sandbox settings in this .env file (default .env), keeping its other lines.",
+)
 @json_option
 def sandbox_connect(
     sf_url: str,
@@ -825,9 +895,14 @@ def sandbox_connect(
     ca_bundle: str | None,
     sf_label: str,
     cc_label: str,
+    env_file: str | None,
     as_json: bool,
 ) -> None:
-    """Connect to running sandboxes through their real OAuth flows; prints the connection ids."""
+    """Connect to running sandboxes through their real OAuth flows; prints the connection ids.
+
+    Then prints the settings the web and worker processes need to use these connections, as one
+    `export ...` line to source (on stderr with --json); --write-env puts them in a .env file.
+    """
     from flask.cli import ScriptInfo
 
     ctx = click.get_current_context()
@@ -847,7 +922,9 @@ def sandbox_connect(
             vendor: connect_sandbox(settings, _store(), _redis(), vendor, label, http)
             for vendor, label in (("salesforce", sf_label), ("constantcontact", cc_label))
         }
-        hints = _env_hints(current, settings)
+        env = sandbox_env(settings)
+        stale = [name for name, value in env.items() if sandbox_env(current)[name] != value]
+    written = write_env_file(Path(env_file), env) if env_file else None
     if as_json:
         click.echo(
             json.dumps(
@@ -863,10 +940,19 @@ def sandbox_connect(
             f"--sf-connection {made['salesforce']['id']} "
             f"--cc-connection {made['constantcontact']['id']}"
         )
-    if hints:
+    if written is not None:
+        updated, added = written
+        click.echo(
+            f"{env_file}: updated {len(updated)} and added {len(added)} of the "
+            f"{len(env)} sandbox settings (other lines kept); restart the web and worker "
+            "processes so they read them",
+            err=True,
+        )
+    elif stale:
         click.secho(
-            "The web and worker processes use these connections only with these settings:\n  "
-            + "\n  ".join(hints),
+            f"The web and worker processes use these connections only with {', '.join(stale)} "
+            "set as below: source the line in their shells, or rerun with --write-env",
             fg="yellow",
             err=True,
         )
+    click.echo(export_line(env), err=as_json)
