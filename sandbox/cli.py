@@ -10,16 +10,17 @@ from typing import Any
 import click
 import requests
 
+from sandbox.connect import DEFAULT_CC_URL, DEFAULT_SF_URL, sandbox_connect
 from sandbox.server import CC_PORT, SF_PORT
 from sandbox.tls import DEFAULT_DIR
-
-DEFAULT_SF_URL = f"https://127.0.0.1:{SF_PORT}"
-DEFAULT_CC_URL = f"http://127.0.0.1:{CC_PORT}"
 
 
 @click.group("sandbox")
 def sandbox_cli() -> None:
     """Local Salesforce and Constant Contact sandboxes."""
+
+
+sandbox_cli.add_command(sandbox_connect)
 
 
 @sandbox_cli.command("serve")

@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -712,3 +713,44 @@ def test_connections_connect_prints_a_start_link_and_delete_refuses_used_ones(
         spare = connection_repo.create(session, vendor="salesforce", label="spare").id
     assert cli(app, "connections", "delete", str(spare), "--yes").exit_code == 0
     assert cli(app, "connections", "delete", str(spare), "--yes").exit_code == 1
+
+
+def test_the_product_never_imports_the_sandbox() -> None:
+    """`sandbox connect` is the sandbox's own command; nothing under middleware/ imports sandbox."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "middleware"
+    offenders = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(n == "sandbox" or n.startswith("sandbox.") for n in names):
+                offenders.append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    assert offenders == []
+    from sandbox.cli import sandbox_cli
+
+    assert "connect" in sandbox_cli.commands  # also under `python -m sandbox`
+
+
+def test_sandbox_connect_without_settings_names_what_is_missing(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    flask = str(Path(sys.executable).with_name("flask"))
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    done = subprocess.run(
+        [flask, "--app", "app", "sandbox", "connect", "--sf-url", "http://127.0.0.1:9"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "ADMIN_TOKEN is required" in done.stderr
