@@ -1,4 +1,4 @@
-"""Operator CLI: ``flask --app app setups|connections|sync ...`` and ``sandbox connect``.
+"""Operator CLI: ``flask --app app setups|connections|sync ...``.
 
 Commands do what the admin API does, through the same functions (``middleware.web.admin``), so
 validation, messages and side effects are identical. Output is a table for people and ``--json``
@@ -14,10 +14,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import click
-import requests
 from flask import current_app
 from flask.cli import AppGroup
 from marshmallow import Schema
@@ -35,12 +33,8 @@ from middleware.store.db import Store
 from middleware.store.models import Run, utcnow
 from middleware.web import admin, handles
 from middleware.web import oauth as oauth_flow
-from sandbox.cli import DEFAULT_CC_URL, DEFAULT_SF_URL, sandbox_cli
-from sandbox.tls import DEFAULT_DIR
 from schemas import admin as s
 
-SANDBOX_CLIENT_ID = "sandbox-client-id"
-SANDBOX_CLIENT_SECRET = "sandbox-client-secret"
 WAIT_POLL_SECONDS = 0.5
 
 setups_cli = AppGroup("setups", help="Create, change, pause and inspect setups.")
@@ -765,152 +759,3 @@ def sync_errors(
             click.echo(f"... {data['total'] - len(data['items'])} more (use --limit)")
 
     _out(s.ErrorListSchema, listed, as_json, human)
-
-
-# --------------------------------------------------------------------------- sandbox connect
-
-
-def sandbox_settings(
-    settings: Settings, sf_url: str, cc_url: str, ca_bundle: str | None
-) -> Settings:
-    """The app's settings pointed at the local sandboxes and their connected app."""
-    return settings.replace(
-        salesforce_login_url=sf_url.rstrip("/"),
-        salesforce_client_id=SANDBOX_CLIENT_ID,
-        salesforce_client_secret=SANDBOX_CLIENT_SECRET,
-        salesforce_ca_bundle=ca_bundle,
-        cc_auth_url=f"{cc_url.rstrip('/')}/oauth2/default/v1",
-        cc_api_url=f"{cc_url.rstrip('/')}/v3",
-        cc_client_id=SANDBOX_CLIENT_ID,
-        cc_client_secret=SANDBOX_CLIENT_SECRET,
-    )
-
-
-def _loopback_redirect(settings: Settings, vendor: str) -> str:
-    # The sandboxes redirect only to loopback URIs with a port; the code is read from the
-    # redirect itself, so nothing has to listen there.
-    parts = urlsplit(settings.public_url)
-    if parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1") and parts.port:
-        return oauth_flow.callback_uri(settings, vendor)
-    return f"http://127.0.0.1:5000/oauth/{vendor}/callback"
-
-
-def connect_sandbox(
-    settings: Settings,
-    store: Store,
-    redis: Redis,
-    vendor: str,
-    label: str,
-    http: requests.Session,
-) -> dict[str, Any]:
-    """One real OAuth flow against a running sandbox; returns the stored connection's view."""
-    name = oauth_flow.VENDOR_NAMES[vendor]
-    flow = oauth_flow.begin_flow(
-        settings, redis, vendor, label, redirect_uri=_loopback_redirect(settings, vendor)
-    )
-    try:
-        answer = http.get(flow.authorize_url, allow_redirects=False, timeout=30)
-    except requests.RequestException as exc:
-        raise click.ClickException(
-            f"cannot reach the {name} sandbox ({type(exc).__name__}); is "
-            "`flask --app app sandbox serve` running, and is --ca-bundle its CA?"
-        ) from None
-    location = answer.headers.get("Location", "")
-    query = parse_qs(urlsplit(location).query)
-    if answer.status_code != 302 or "code" not in query:
-        reason = (query.get("error_description") or query.get("error") or [answer.text[:200]])[0]
-        raise click.ClickException(f"the {name} sandbox did not approve: {reason}")
-    try:
-        return oauth_flow.complete_flow(
-            settings,
-            store,
-            redis,
-            vendor,
-            code=query["code"][0],
-            state=(query.get("state") or [""])[0],
-            session=http,
-        )
-    except oauth_flow.FlowError as exc:
-        raise click.ClickException(exc.message) from None
-
-
-def _env_hints(current: Settings, wanted: Settings) -> list[str]:
-    names = {
-        "salesforce_login_url": "SALESFORCE_LOGIN_URL",
-        "salesforce_client_id": "SALESFORCE_CLIENT_ID",
-        "salesforce_client_secret": "SALESFORCE_CLIENT_SECRET",
-        "salesforce_ca_bundle": "SALESFORCE_CA_BUNDLE",
-        "cc_api_url": "CC_API_URL",
-        "cc_auth_url": "CC_AUTH_URL",
-        "cc_client_id": "CC_CLIENT_ID",
-        "cc_client_secret": "CC_CLIENT_SECRET",
-    }
-    return [
-        f"{env}={getattr(wanted, attr) or ''}"
-        for attr, env in names.items()
-        if getattr(current, attr) != getattr(wanted, attr)
-    ]
-
-
-@sandbox_cli.command("connect")
-@click.option("--sf-url", default=DEFAULT_SF_URL, show_default=True)
-@click.option("--cc-url", default=DEFAULT_CC_URL, show_default=True)
-@click.option(
-    "--ca-bundle",
-    default=None,
-    help=f"CA of the Salesforce sandbox's certificate [default: {DEFAULT_DIR / 'ca.pem'}].",
-)
-@click.option("--sf-label", default="Salesforce sandbox", show_default=True)
-@click.option("--cc-label", default="Constant Contact sandbox", show_default=True)
-@json_option
-def sandbox_connect(
-    sf_url: str,
-    cc_url: str,
-    ca_bundle: str | None,
-    sf_label: str,
-    cc_label: str,
-    as_json: bool,
-) -> None:
-    """Connect to running sandboxes through their real OAuth flows; prints the connection ids."""
-    from flask.cli import ScriptInfo
-
-    ctx = click.get_current_context()
-    app = ctx.ensure_object(ScriptInfo).load_app()
-    with app.app_context():
-        current = _settings()
-        bundle = ca_bundle or str(DEFAULT_DIR / "ca.pem")
-        if sf_url.startswith("https://") and not Path(bundle).is_file():
-            raise click.ClickException(
-                f"no CA bundle at {bundle}; pass --ca-bundle (the sandbox prints its path)"
-            )
-        settings = sandbox_settings(current, sf_url, cc_url, bundle)
-        http = requests.Session()
-        http.trust_env = False
-        http.verify = bundle
-        made = {
-            vendor: connect_sandbox(settings, _store(), _redis(), vendor, label, http)
-            for vendor, label in (("salesforce", sf_label), ("constantcontact", cc_label))
-        }
-        hints = _env_hints(current, settings)
-    if as_json:
-        click.echo(
-            json.dumps(
-                {v: s.ConnectionSchema().dump(c) for v, c in made.items()}, indent=2, sort_keys=True
-            )
-        )
-    else:
-        for vendor, conn in made.items():
-            account = f" ({conn['account_id']})" if conn.get("account_id") else ""
-            click.echo(f"{oauth_flow.VENDOR_NAMES[vendor]} connection: {conn['id']}{account}")
-        click.echo(
-            "create a setup with: flask --app app setups create --file setup.json "
-            f"--sf-connection {made['salesforce']['id']} "
-            f"--cc-connection {made['constantcontact']['id']}"
-        )
-    if hints:
-        click.secho(
-            "The web and worker processes use these connections only with these settings:\n  "
-            + "\n  ".join(hints),
-            fg="yellow",
-            err=True,
-        )

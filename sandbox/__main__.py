@@ -1,4 +1,7 @@
-"""`python -m sandbox serve|seed|fault|clock`: the sandbox CLI without the service's settings."""
+"""`python -m sandbox serve|seed|fault|clock|events|connect`: the sandbox CLI.
+
+Every command but `connect` works without the service's settings.
+"""
 
 from sandbox.cli import sandbox_cli
 

@@ -10,16 +10,17 @@ from typing import Any
 import click
 import requests
 
+from sandbox.connect import DEFAULT_CC_URL, DEFAULT_SF_URL, sandbox_connect
 from sandbox.server import CC_PORT, SF_PORT
 from sandbox.tls import DEFAULT_DIR
-
-DEFAULT_SF_URL = f"https://127.0.0.1:{SF_PORT}"
-DEFAULT_CC_URL = f"http://127.0.0.1:{CC_PORT}"
 
 
 @click.group("sandbox")
 def sandbox_cli() -> None:
     """Local Salesforce and Constant Contact sandboxes."""
+
+
+sandbox_cli.add_command(sandbox_connect)
 
 
 @sandbox_cli.command("serve")
@@ -42,6 +43,11 @@ def sandbox_cli() -> None:
     multiple=True,
     help="Header sent with change events, NAME=VALUE (e.g. X-Webhook-Secret=...).",
 )
+@click.option(
+    "--event-secret",
+    default=None,
+    help="Sign change events like Standard Webhooks with this secret (whsec_... or any string).",
+)
 @click.option("--cc-rate", default=4, show_default=True, help="CC requests/s (0 = no limit).")
 @click.option("--cc-quota", default=10000, show_default=True, help="CC requests/day (0 = none).")
 @click.option(
@@ -61,6 +67,7 @@ def serve(
     cc_snapshot: str | None,
     event_url: str | None,
     event_header: tuple[str, ...],
+    event_secret: str | None,
     cc_rate: int,
     cc_quota: int,
     cc_activity_seconds: float,
@@ -68,7 +75,7 @@ def serve(
     """Serve both sandboxes until interrupted."""
     from sandbox import server
 
-    headers = dict(h.split("=", 1) for h in event_header)
+    headers = _headers(event_header, "--event-header")
     running = server.start(
         host=host,
         sf_port=sf_port,
@@ -80,6 +87,7 @@ def serve(
             "SNAPSHOT": sf_snapshot,
             "EVENT_URL": event_url,
             "EVENT_HEADERS": headers,
+            "EVENT_HMAC_SECRET": event_secret,
         },
         cc_config={
             "SNAPSHOT": cc_snapshot,
@@ -101,6 +109,16 @@ def serve(
         running.stop()
 
 
+def _headers(pairs: tuple[str, ...], option: str) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint=option)
+        headers[name.strip()] = value
+    return headers
+
+
 def _session(ca_bundle: str | None) -> requests.Session:
     session = requests.Session()
     session.trust_env = False
@@ -109,7 +127,19 @@ def _session(ca_bundle: str | None) -> requests.Session:
 
 
 def _post(session: requests.Session, url: str, body: dict[str, Any]) -> dict[str, Any]:
-    resp = session.post(url, json=body, timeout=600)
+    return _call(session, "POST", url, body)
+
+
+def _call(
+    session: requests.Session, method: str, url: str, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    try:
+        resp = session.request(method, url, json=body, timeout=600)
+    except requests.RequestException as exc:
+        raise click.ClickException(
+            f"cannot reach {url} ({type(exc).__name__}); is `sandbox serve` running there, "
+            "and is --ca-bundle its CA?"
+        ) from None
     if resp.status_code >= 400:
         raise click.ClickException(f"{url} answered {resp.status_code}: {resp.text[:500]}")
     return resp.json() if resp.content else {}
@@ -216,3 +246,46 @@ def clock(
     base = sf_url if vendor == "salesforce" else cc_url
     body: dict[str, Any] = {"advance": advance} if advance is not None else {"set": set_to}
     click.echo(json.dumps(_post(_session(ca_bundle), f"{base}/_sandbox/clock", body)))
+
+
+@sandbox_cli.command("events")
+@click.option("--url", default=None, help="POST the Salesforce change events here from now on.")
+@click.option("--header", "headers", multiple=True, help="NAME=VALUE sent with each batch.")
+@click.option("--secret", default=None, help="Sign each batch (Standard Webhooks) with this.")
+@click.option("--batch-size", type=click.IntRange(1, 2000), default=None, help="[default: 200]")
+@click.option("--off", is_flag=True, help="Stop delivering (events are still kept for replay).")
+@click.option("--sf-url", default=DEFAULT_SF_URL, show_default=True)
+@click.option("--ca-bundle", default=None)
+def events(
+    url: str | None,
+    headers: tuple[str, ...],
+    secret: str | None,
+    batch_size: int | None,
+    off: bool,
+    sf_url: str,
+    ca_bundle: str | None,
+) -> None:
+    """Show or change where the running Salesforce sandbox delivers its change events.
+
+    Without options, shows the current target. --url replaces it (headers, secret and batch size
+    with it) without restarting the sandbox, so the org is kept.
+    """
+    endpoint = f"{sf_url.rstrip('/')}/_sandbox/events/delivery"
+    session = _session(ca_bundle)
+    if off:
+        if url or headers or secret or batch_size:
+            raise click.UsageError("--off takes no --url, --header, --secret or --batch-size")
+        _call(session, "DELETE", endpoint)
+        click.echo("change-event delivery stopped (events are still kept for replay)")
+        return
+    if url is None:
+        if headers or secret or batch_size:
+            raise click.UsageError("--header, --secret and --batch-size need --url")
+        click.echo(json.dumps(_call(session, "GET", endpoint), sort_keys=True))
+        return
+    body: dict[str, Any] = {"url": url, "headers": _headers(headers, "--header")}
+    if secret:
+        body["hmac_secret"] = secret
+    if batch_size is not None:
+        body["batch_size"] = batch_size
+    click.echo(json.dumps(_call(session, "PUT", endpoint, body), sort_keys=True))

@@ -792,10 +792,25 @@ def get_delivery() -> Response:
     return jsonify(hub.target.describe())
 
 
-@bp.post("/delivery")
+DELIVERY_KEYS = frozenset({"url", "headers", "batch_size", "hmac_secret"})
+
+
+@bp.route("/delivery", methods=["PUT", "POST"])
 def set_delivery() -> Response | tuple[Response, int]:
+    """Replace the delivery target at run time: `{url, headers?, batch_size?, hmac_secret?}`.
+
+    The org and its kept events stay; `POST /_sandbox/reset` goes back to the configured target.
+    """
     hub: EventHub = current_sandbox().events
-    body = request.get_json(silent=True) or {}
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return _error('send a JSON object: {"url", "headers"?, "batch_size"?, "hmac_secret"?}')
+    unknown = sorted(set(body) - DELIVERY_KEYS)
+    if unknown:
+        return _error(
+            f"unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(sorted(DELIVERY_KEYS))}"
+        )
     url = body.get("url")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         return _error("'url' must be an http(s) URL")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -537,8 +540,100 @@ def test_sandbox_connect_prints_ids_and_the_settings_workers_need(app: Flask, ru
     assert "Salesforce connection: 1 (00D" in result.stdout  # a fresh app: ids start at 1
     assert "Constant Contact connection: 2" in result.stdout
     assert "--sf-connection 1 --cc-connection 2" in result.stdout
-    assert f"SALESFORCE_LOGIN_URL={running.sf_url}" in result.stderr
-    assert f"CC_API_URL={running.cc_url}/v3" in result.stderr
+    assert "SALESFORCE_LOGIN_URL, SALESFORCE_CLIENT_ID" in result.stderr  # what is missing
+    # The last line is one the user can source; a shell that does sees all eight settings.
+    line = result.stdout.strip().splitlines()[-1]
+    assert line.startswith("export ")
+    shell = subprocess.run(
+        ["sh", "-c", f'{line}; env | grep -E "^(SALESFORCE|CC)_"'],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": os.environ.get("PATH", "")},
+    )
+    assert dict(x.split("=", 1) for x in shell.stdout.splitlines()) == {
+        "SALESFORCE_LOGIN_URL": running.sf_url,
+        "SALESFORCE_CLIENT_ID": "sandbox-client-id",
+        "SALESFORCE_CLIENT_SECRET": "sandbox-client-secret",
+        "SALESFORCE_CA_BUNDLE": str(running.tls.ca_cert),
+        "CC_API_URL": f"{running.cc_url}/v3",
+        "CC_AUTH_URL": f"{running.cc_url}/oauth2/default/v1",
+        "CC_CLIENT_ID": "sandbox-client-id",
+        "CC_CLIENT_SECRET": "sandbox-client-secret",
+    }
+    assert "test-admin-token" not in result.output
+
+
+def test_sandbox_connect_write_env_updates_a_dotenv_file_in_place(
+    app: Flask,
+    config: dict[str, Any],
+    running: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dotenv import dotenv_values
+
+    from app import create_app as build
+
+    # A CA bundle in a directory with a space and a quote: the file must still parse.
+    odd = tmp_path / 'my "tls" dir'
+    odd.mkdir()
+    bundle = odd / "ca.pem"
+    bundle.write_bytes(running.tls.ca_cert.read_bytes())
+    env_file = tmp_path / "service.env"
+    kept = (
+        "# my settings\n"
+        "ADMIN_TOKEN=mine-not-yours\n"
+        "TOKEN_ENCRYPTION_KEY=keep-this-key\n"
+        "export SALESFORCE_LOGIN_URL=https://login.salesforce.com\n"
+        "CC_CLIENT_ID=old\n"
+        "CC_CLIENT_ID=older\n"
+        "LOG_LEVEL=DEBUG"  # no final newline
+    )
+    env_file.write_text(kept)
+    env_file.chmod(0o640)
+    args = ["--sf-url", running.sf_url, "--cc-url", running.cc_url, "--ca-bundle", str(bundle)]
+    result = cli(app, "sandbox", "connect", *args, "--write-env", str(env_file), "--json")
+    assert result.exit_code == 0, result.output
+    json.loads(result.stdout)  # stdout stays pure JSON for scripts
+    assert "updated 2 and added 6 of the 8 sandbox settings" in result.stderr
+    assert "export SALESFORCE_LOGIN_URL=" in result.stderr
+    text = env_file.read_text()
+    lines = text.splitlines()
+    assert lines[:3] == [
+        "# my settings",
+        "ADMIN_TOKEN=mine-not-yours",
+        "TOKEN_ENCRYPTION_KEY=keep-this-key",
+    ]
+    assert lines[3] == f"SALESFORCE_LOGIN_URL={running.sf_url}"  # rewritten where it was
+    assert lines[4] == "CC_CLIENT_ID=sandbox-client-id" and "older" not in text
+    assert lines[5] == "LOG_LEVEL=DEBUG"
+    assert env_file.stat().st_mode & 0o777 == 0o640
+    values = dotenv_values(env_file)
+    assert values["SALESFORCE_CA_BUNDLE"] == str(bundle)
+    assert values["CC_AUTH_URL"] == f"{running.cc_url}/oauth2/default/v1"
+    assert values["ADMIN_TOKEN"] == "mine-not-yours"
+    # Connecting again changes nothing in the file: same values, same lines.
+    again = cli(app, "sandbox", "connect", *args, "--write-env", str(env_file))
+    assert again.exit_code == 0, again.output
+    assert env_file.read_text() == text
+    # A worker started with that file uses the new connections as they are.
+    names = ("SALESFORCE_", "CC_API_URL", "CC_AUTH_URL", "CC_CLIENT_")
+    fresh = {k: str(v) for k, v in values.items() if k.startswith(names)}
+    assert len(fresh) == 8
+    worker_app = build({**config, **fresh, "STORE": store_of(app)})
+    for conn in ("1", "2"):
+        checked = cli(worker_app, "connections", "check", conn)
+        assert checked.exit_code == 0 and ": ok" in checked.output, checked.output
+    # Without a path: a new .env in the working directory, readable by its owner only.
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    made = cli(app, "sandbox", "connect", *args, "--write-env")
+    assert made.exit_code == 0, made.output
+    assert "updated 0 and added 8" in made.stderr
+    assert (work / ".env").stat().st_mode & 0o777 == 0o600
+    assert dotenv_values(work / ".env") == {**fresh}
 
 
 def _closed_port() -> int:
@@ -664,3 +759,44 @@ def test_connections_connect_prints_a_start_link_and_delete_refuses_used_ones(
         spare = connection_repo.create(session, vendor="salesforce", label="spare").id
     assert cli(app, "connections", "delete", str(spare), "--yes").exit_code == 0
     assert cli(app, "connections", "delete", str(spare), "--yes").exit_code == 1
+
+
+def test_the_product_never_imports_the_sandbox() -> None:
+    """`sandbox connect` is the sandbox's own command; nothing under middleware/ imports sandbox."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "middleware"
+    offenders = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(n == "sandbox" or n.startswith("sandbox.") for n in names):
+                offenders.append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    assert offenders == []
+    from sandbox.cli import sandbox_cli
+
+    assert "connect" in sandbox_cli.commands  # also under `python -m sandbox`
+
+
+def test_sandbox_connect_without_settings_names_what_is_missing(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    flask = str(Path(sys.executable).with_name("flask"))
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    done = subprocess.run(
+        [flask, "--app", "app", "sandbox", "connect", "--sf-url", "http://127.0.0.1:9"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "ADMIN_TOKEN is required" in done.stderr

@@ -402,3 +402,83 @@ def test_sign_matches_standard_webhooks_with_plain_secret():
     sig = sign("plain", "msg_1", 1700000000, b'{"a":1}')
     mac = hmac.new(b"plain", b'msg_1.1700000000.{"a":1}', hashlib.sha256).digest()
     assert sig == "v1," + base64.b64encode(mac).decode()
+
+
+def test_delivery_is_replaced_at_run_time_and_unknown_keys_are_refused():
+    receiver = Receiver()
+    app, sandbox, store = make_app(
+        {"EVENT_HTTP": receiver.session(), "EVENT_URL": "https://hooks.test/old"}
+    )
+    client = app.test_client()
+    store.create("Contact", {"LastName": "Before"})
+    assert sandbox.events.flush(2)
+    put = client.put(
+        "/_sandbox/events/delivery",
+        json={"url": "https://hooks.test/hook", "headers": {"X-Webhook-Secret": "s3cret"}},
+    )
+    assert put.status_code == 200
+    assert put.get_json()["url"] == "https://hooks.test/hook"
+    assert put.get_json()["headers"] == ["X-Webhook-Secret"]  # names only, never values
+    store.create("Contact", {"LastName": "After"})
+    assert sandbox.events.flush(2)
+    headers, body, _ = receiver.calls[-1]
+    assert headers["X-Webhook-Secret"] == "s3cret"
+    assert json.loads(body)[0]["data"]["payload"]["Name"]["LastName"] == "After"
+    assert store.count("Contact") == 2  # the org is kept: no restart
+    # A misspelt option is refused, never silently dropped.
+    bad = client.put("/_sandbox/events/delivery", json={"url": "https://h.test", "secret": "x"})
+    assert bad.status_code == 400
+    assert "'secret'" in bad.get_json()["error"] and "hmac_secret" in bad.get_json()["error"]
+    assert client.put("/_sandbox/events/delivery", json=["x"]).status_code == 400
+    assert client.get("/_sandbox/events/delivery").get_json()["url"] == "https://hooks.test/hook"
+    # Reset (POST /_sandbox/reset) goes back to the target the sandbox was started with.
+    sandbox.events.reset()
+    assert client.get("/_sandbox/events/delivery").get_json()["url"] == "https://hooks.test/old"
+    sandbox.events.close()
+
+
+def test_sandbox_events_cli_changes_delivery_of_a_running_sandbox(tmp_path):
+    from click.testing import CliRunner
+    from werkzeug.serving import make_server
+
+    from sandbox import server
+    from sandbox.cli import sandbox_cli
+
+    got: list[tuple[dict[str, str], bytes]] = []
+    hook = Flask("hook")
+
+    @hook.post("/hook")
+    def _hook():  # type: ignore[no-untyped-def]
+        got.append((dict(request.headers), request.get_data()))
+        return "", 204
+
+    http = make_server("127.0.0.1", 0, hook, threaded=True)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    running = server.start(sf_port=0, cc_port=0, tls_dir=tmp_path / "tls")
+    try:
+        common = ["--sf-url", running.sf_url, "--ca-bundle", str(running.tls.ca_cert)]
+        runner = CliRunner()
+        url = f"http://127.0.0.1:{http.server_port}/hook"
+        set_ = runner.invoke(
+            sandbox_cli,
+            ["events", "--url", url, "--header", "X-Webhook-Secret=abc", "--secret", "k", *common],
+        )
+        assert set_.exit_code == 0, set_.output
+        assert json.loads(set_.output)["signed"] is True and "abc" not in set_.output
+        running.sf.store.create("Contact", {"LastName": "Cli"})
+        assert running.sf.events.flush(5)
+        assert got and got[0][0]["X-Webhook-Secret"] == "abc"
+        assert got[0][0]["Webhook-Signature"].startswith("v1,")
+        shown = runner.invoke(sandbox_cli, ["events", *common])
+        assert json.loads(shown.output)["url"] == url
+        off = runner.invoke(sandbox_cli, ["events", "--off", *common])
+        assert off.exit_code == 0 and "stopped" in off.output
+        assert running.sf.events.target.enabled is False
+        bad = runner.invoke(sandbox_cli, ["events", "--url", url, "--header", "nope", *common])
+        assert bad.exit_code == 2 and "NAME=VALUE" in bad.output
+        lonely = runner.invoke(sandbox_cli, ["events", "--header", "A=b", *common])
+        assert lonely.exit_code == 2 and "need --url" in lonely.output
+    finally:
+        running.stop()
+        running.sf.events.close(timeout=1)
+        http.shutdown()
