@@ -292,7 +292,10 @@ def test_a_dead_worker_is_replaced_and_the_setup_syncs_within_a_minute(rig: Rig)
     assert "no live RQ worker" in detail
     assert f"worker {names[0]} stopped heartbeating" in detail
     assert f"run {run_id} (setup {rig.prepared.setup_id}, incremental" in detail
-    assert rig.lock() == token  # still held: nobody guesses a live horse is dead
+    if time.monotonic() - killed < queue.LOCK_TTL_SECONDS - 2:
+        # Still held: nobody guesses a live horse is dead. (On a loaded machine /readyz may
+        # notice after the lock's TTL, when it has lapsed on its own: that proves nothing.)
+        assert rig.lock() == token
     assert not rig.cc_contact(email)
 
     rig.start_worker("worker-2")
