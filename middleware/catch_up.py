@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from middleware import incremental
+from middleware import incremental, runner
 from middleware.constantcontact.client import ConstantContactClient
 from middleware.queue import Runtime, interval_passed
 from middleware.salesforce.client import SalesforceClient
@@ -62,16 +62,6 @@ def interval(options: Mapping[str, Any]) -> timedelta | None:
     return timedelta(minutes=minutes) if minutes > 0 else None
 
 
-def _parse(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return incremental._parse_modstamp(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def due_setups(store: Store, now: datetime) -> list[int]:
     """Setups whose catch-up is due at ``now``: on, pushing to CC, not paused, interval passed."""
     with store.transaction() as session:
@@ -90,7 +80,7 @@ def due_setups(store: Store, now: datetime) -> list[int]:
             connected = setup.salesforce_connection_id and setup.constant_contact_connection_id
             if not connected:
                 continue
-            if interval_passed(_parse(last.get(setup.id)), every, now):
+            if interval_passed(incremental.parse_modstamp(last.get(setup.id)), every, now):
                 due.append(setup.id)
     return due
 
@@ -118,7 +108,7 @@ def _changed(
     """Rows of ``sobject`` whose SystemModstamp moved since its watermark, not handled yet; the
     new watermark and memory go into ``state`` (saved by the caller once all is recorded)."""
     mark = state.get(sobject) or {}
-    at = _parse(mark.get("at")) or start
+    at = incremental.parse_modstamp(mark.get("at")) or start
     seen: dict[str, str] = dict(mark.get("seen") or {})
     fresh: list[dict[str, Any]] = []
     newest = at
@@ -128,14 +118,14 @@ def _changed(
             continue
         seen[str(row["Id"])] = stamp
         fresh.append(row)
-        parsed = incremental._parse_modstamp(stamp)
+        parsed = incremental.parse_modstamp(stamp)
         if parsed is not None and parsed > newest:
             newest = parsed
     horizon = newest - OVERLAP
     keep = {
         i: s
         for i, s in seen.items()
-        if (incremental._parse_modstamp(s) or incremental.EPOCH) >= horizon
+        if (incremental.parse_modstamp(s) or incremental.EPOCH) >= horizon
     }
     if len(keep) > SEEN_MAX:  # a huge burst: remember the newest; the rest is re-planned once
         keep = dict(sorted(keep.items(), key=lambda kv: kv[1])[-SEEN_MAX:])
@@ -148,7 +138,7 @@ def _deleted(
 ) -> list[str]:
     """Ids deleted since the last catch-up (getDeleted) that this setup still has linked."""
     now = ctx.now()
-    since = _parse(state.get(DELETED)) or start
+    since = incremental.parse_modstamp(state.get(DELETED)) or start
     earliest = now - timedelta(days=DELETED_DAYS) + timedelta(minutes=5)
     begin = max(since - OVERLAP, earliest)
     if now - begin < timedelta(minutes=1):
@@ -190,7 +180,7 @@ def catch_up(
     if ctx.sf_object == "Contact" and ctx.options.get("sync_company", True):
         accounts = [str(r["Id"]) for r in _changed(ctx, "Account", [], state, start)]
         if accounts:
-            ids = [i for i in incremental._expand(ctx, {"Account": accounts}) if i not in seen]
+            ids = [i for i in incremental.expand_ids(ctx, {"Account": accounts}) if i not in seen]
             more, _gone = incremental.read_records(ctx, ids)
             records += more
             seen.update(str(r["Id"]) for r in more)
@@ -208,10 +198,7 @@ def catch_up(
         incremental.prepare_targets(ctx)
         for index in range(0, max(len(records), 1), batch_size):
             chunk = records[index : index + batch_size]
-            done = incremental.sync_records(ctx, chunk, missing if index == 0 else ())
-            result.records += done.records
-            result.batches += 1
-            incremental.merge_outcomes(result.outcome, done.outcome)
+            result.add(incremental.sync_records(ctx, chunk, missing if index == 0 else ()))
     with ctx.store.transaction() as session:
         cursors.set_cursor(session, ctx.setup_id, CURSOR_STATE, json.dumps(state))
     return result
@@ -228,8 +215,6 @@ def run_catch_up(
 ) -> dict[str, Any]:
     """One setup's scheduled catch-up through the runner's run lifecycle (a paused setup waits;
     a quota answer pauses it; an outage fails the run and RQ retries)."""
-    from middleware import runner
-
     clock = now or (lambda: datetime.now(UTC))
     with runtime.store.transaction() as session:
         setup = session.get(Setup, setup_id)

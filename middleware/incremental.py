@@ -387,7 +387,7 @@ def _upsert(session: Any, setup_id: int, rows: list[dict[str, Any]]) -> None:
 # ------------------------------------------------------------------------------- the flush
 
 
-def _expand(ctx: Context, ids: Mapping[str, list[str]]) -> list[str]:
+def expand_ids(ctx: Context, ids: Mapping[str, list[str]]) -> list[str]:
     """Record ids of the setup's object for a batch; Account changes reach their contacts."""
     own = list(ids.get(ctx.sf_object, []))
     accounts = ids.get("Account", []) if ctx.sf_object == "Contact" else []
@@ -429,6 +429,12 @@ class FlushResult:
     outcome: Outcome = field(default_factory=Outcome)
     more: bool = False  # stopped by its time bound with changes still waiting
 
+    def add(self, done: BatchResult) -> None:
+        """Count one recorded batch in."""
+        self.records += done.records
+        self.batches += 1
+        merge_outcomes(self.outcome, done.outcome)
+
 
 def merge_outcomes(total: Outcome, part: Outcome) -> None:
     """Add one batch's outcome to a run's (each warning once)."""
@@ -466,7 +472,7 @@ def flush(
         if not prepared:
             prepare_targets(ctx)
             prepared = True
-        records, missing = read_records(ctx, _expand(ctx, batch.ids))
+        records, missing = read_records(ctx, expand_ids(ctx, batch.ids))
         for entity, stamp in catchups.items():
             if entity == ctx.sf_object:
                 since = datetime.fromtimestamp(stamp / 1000, UTC)
@@ -475,9 +481,7 @@ def flush(
         done = sync_records(ctx, records, missing)
         intake.ack(redis, ctx.setup_id, batch)
         intake.ack_catchups(redis, ctx.setup_id, catchups)
-        result.records += done.records
-        result.batches += 1
-        merge_outcomes(result.outcome, done.outcome)
+        result.add(done)
         if ctx.run_id is not None:
             with ctx.store.transaction() as session:
                 runs.progress(session, ctx.run_id, done=result.records)
@@ -487,7 +491,7 @@ CURSOR_MODSTAMP = "sf_systemmodstamp"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _parse_modstamp(value: Any) -> datetime | None:
+def parse_modstamp(value: Any) -> datetime | None:
     if not value:
         return None
     text = str(value).replace("Z", "+00:00")
@@ -508,7 +512,7 @@ def catch_up_all(ctx: Context, *, batch_size: int = BATCH_SIZE) -> FlushResult:
     """
     with ctx.store.transaction() as session:
         raw = cursors.get_cursor(session, ctx.setup_id, CURSOR_MODSTAMP)
-    since = _parse_modstamp(raw) or EPOCH
+    since = parse_modstamp(raw) or EPOCH
     overlap = CATCH_UP_OVERLAP if raw else timedelta(0)
     prepare_targets(ctx)
     result = FlushResult()
@@ -517,9 +521,7 @@ def catch_up_all(ctx: Context, *, batch_size: int = BATCH_SIZE) -> FlushResult:
 
     def record(batch: list[dict[str, Any]]) -> None:
         done = sync_records(ctx, batch)
-        result.records += done.records
-        result.batches += 1
-        merge_outcomes(result.outcome, done.outcome)
+        result.add(done)
         with ctx.store.transaction() as session:
             cursors.set_cursor(session, ctx.setup_id, CURSOR_MODSTAMP, newest.isoformat())
             if ctx.run_id is not None:
@@ -529,7 +531,7 @@ def catch_up_all(ctx: Context, *, batch_size: int = BATCH_SIZE) -> FlushResult:
         ctx.sf_object, select_fields(ctx.options), since, overlap=overlap
     ):
         pending.append(row)
-        stamp = _parse_modstamp(row.get("SystemModstamp"))
+        stamp = parse_modstamp(row.get("SystemModstamp"))
         if stamp is not None and stamp > newest:
             newest = stamp
         if len(pending) >= batch_size:
