@@ -254,6 +254,21 @@ def gunicorn(
     return spawn(name, argv, env, log_dir)
 
 
+def thread_sessions(ca_bundle: str) -> Callable[[], requests.Session]:
+    """A function giving each calling thread its own session that trusts ``ca_bundle`` and
+    ignores proxy variables (a workload's writer threads share nothing)."""
+    local = threading.local()
+
+    def session() -> requests.Session:
+        if not hasattr(local, "s"):
+            local.s = requests.Session()
+            local.s.trust_env = False
+            local.s.verify = ca_bundle
+        return local.s  # type: ignore[no-any-return]
+
+    return session
+
+
 def rq_worker(
     name: str,
     redis_url: str,

@@ -674,16 +674,8 @@ class Scenario:
         return thread
 
     def _drive(self) -> None:
-        local = threading.local()
         sf = self.running.sf_url
-        ca = str(self.running.tls.ca_cert)
-
-        def session() -> requests.Session:
-            if not hasattr(local, "s"):
-                local.s = requests.Session()
-                local.s.trust_env = False
-                local.s.verify = ca
-            return local.s  # type: ignore[no-any-return]
+        session = c.thread_sessions(str(self.running.tls.ca_cert))
 
         def write(seq: int, action: Action) -> None:
             stamp = f"f-{self.name[:8]}-{seq}"

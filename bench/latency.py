@@ -126,14 +126,7 @@ def drive(
     """Send `rate` edits a second for `seconds`, round-robin over the records; bounded."""
     total = int(args.rate * args.seconds)
     changes: list[Change] = []
-    local = threading.local()
-
-    def session() -> requests.Session:
-        if not hasattr(local, "s"):
-            local.s = requests.Session()
-            local.s.trust_env = False
-            local.s.verify = ca
-        return local.s  # type: ignore[no-any-return]
+    session = c.thread_sessions(ca)
 
     def edit(change: Change) -> None:
         body = {"Title": f"t-{change.seq}-{time.monotonic_ns()}"}
