@@ -90,6 +90,11 @@ def catchup_key(setup_id: int) -> str:
     return f"ctct:catchup:{setup_id}"
 
 
+def flush_job_key(setup_id: int) -> str:
+    """The ``queue.ensure_scheduled`` key of the one flush job that drains this intake."""
+    return f"flush-{setup_id}"
+
+
 def _seen_prefix(setup_id: int) -> str:
     return f"ctct:seen:{setup_id}:"
 

@@ -174,7 +174,7 @@ class BothWays:
 
 
 def _flush_resume(setup_id: int) -> Resume:
-    return Resume(f"flush-{setup_id}", "jobs.flush.flush_setup", queue.WEBHOOKS)
+    return Resume(intake.flush_job_key(setup_id), "jobs.flush.flush_setup", queue.WEBHOOKS)
 
 
 def run_flush(
@@ -391,7 +391,8 @@ def _schedule_resume(
     )
 
 
-def _in(delta_seconds: float) -> str:
+def time_left(delta_seconds: float) -> str:
+    """``3 h 05 min`` / ``42 min``: how long a pause still lasts, in words a person reads."""
     minutes = max(0, round(delta_seconds / 60))
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
@@ -406,7 +407,7 @@ def _paused_by_quota(
 ) -> dict[str, Any]:
     reason = QUOTA_REASON
     resume_at = exc.resume_at.astimezone(UTC)
-    left = _in((resume_at - ctx.now()).total_seconds())
+    left = time_left((resume_at - ctx.now()).total_seconds())
     message = (
         f"{reason} ({exc}); the setup resumes at {resume_at:%Y-%m-%d %H:%M} UTC (in {left}), "
         f"or now with POST /admin/api/setups/{ctx.setup_id}/resume; changes wait in the intake"

@@ -161,7 +161,7 @@ def sweep_flushes(store: Store, redis: Redis, now: datetime | None = None) -> li
                 continue  # paused until someone resumes it; resuming schedules the flush
             delay = max(0.0, (until - at).total_seconds() + 5)
         if queue.ensure_scheduled(
-            f"flush-{setup_id}",
+            intake.flush_job_key(setup_id),
             FLUSH_JOB,
             [setup_id],
             delay=delay,

@@ -792,7 +792,7 @@ def retry_errors(
         marked += intake.mark_dirty(redis, setup_id, sf_object, sorted(ids))
     flush_job = None
     if marked:
-        key = f"flush-{setup_id}"
+        key = intake.flush_job_key(setup_id)
         flush_job = queue.ensure_scheduled(
             key, FLUSH_JOB, [setup_id], queue=queue.WEBHOOKS, connection=redis
         ) or queue.pending_job_id(key, connection=redis)

@@ -20,7 +20,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from middleware import metrics, workers
+from middleware import intake, metrics, runner, workers
 from middleware.queue import pending_job_due, queue_state
 from middleware.store import connections as connection_repo
 from middleware.store import setups as setup_repo
@@ -145,14 +145,14 @@ def _pause_detail(setup: Any, now: datetime) -> str:
     if setup.paused_until is None:
         return f"{text} until resumed"
     until = setup.paused_until
-    left = int((until.replace(tzinfo=until.tzinfo or UTC) - now).total_seconds() // 60)
-    text += f" until {until.isoformat()} (resumes in {left // 60} h {left % 60:02d} min"
+    left = runner.time_left((until.replace(tzinfo=until.tzinfo or UTC) - now).total_seconds())
+    text += f" until {until.isoformat()} (resumes in {left}"
     try:
-        due = pending_job_due(f"flush-{setup.id}", connection=get_redis())
+        due = pending_job_due(intake.flush_job_key(setup.id), connection=get_redis())
     except Exception:  # Redis down: the redis check says so; the pause is still worth telling
         due = None
     text += f"; flush held for {due:%H:%M:%S} UTC)" if due else ")"
-    if str(setup.pause_reason).startswith("Constant Contact daily API quota"):
+    if runner.paused_by_quota(setup.pause_reason):
         text += f"; POST /admin/api/setups/{setup.id}/resume tries again now"
     return text
 

@@ -276,7 +276,7 @@ def salesforce(setup_id: int) -> Response | tuple[Response, int]:
     keep, echoes, other = _relevant(hints, view.object_type)
     try:
         redis = get_redis()
-        flush_key = f"flush-{setup_id}"
+        flush_key = intake.flush_job_key(setup_id)
         added = intake.add_hints(redis, setup_id, keep, guard_key=queue.guard_key(flush_key))
     except RedisError:
         log.exception("Redis unavailable; refusing events for setup %s", setup_id)
