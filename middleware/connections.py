@@ -17,6 +17,7 @@ from redis import Redis
 from middleware.constantcontact import oauth as cc_oauth
 from middleware.constantcontact import wiring as cc_wiring
 from middleware.constantcontact.client import ConstantContactClient
+from middleware.salesforce import errors as sf_errors
 from middleware.salesforce import oauth as sf_oauth
 from middleware.salesforce.client import SalesforceClient
 from middleware.settings import Settings
@@ -151,7 +152,9 @@ def salesforce_client(
     )
     stored = tokens.load()
     if stored is None:
-        raise LookupError(f"Salesforce connection {connection_id} has no tokens; connect it first")
+        raise sf_errors.AuthRevoked(
+            f"Salesforce connection {connection_id} has no tokens; connect it first"
+        )
     return SalesforceClient(
         stored.tokens.instance_url,
         source,

@@ -7,8 +7,10 @@ run (counts, API calls spent, the reason it stopped) or on the connection (needs
   it resumes) on the run and on /readyz, and schedules the flush for when the quota resets;
   nothing is lost (the dirty ids stay in the intake). An operator's resume (`retry_now`) lifts
   the limiter's block and flushes at once; only a new `quota_exceeded` pauses it again.
-- A revoked connection marks it `needs_reauth` and fails the run with that message; retrying
-  cannot help, so the job itself does not fail.
+- A connection that needs re-consent (any `vendor_errors.NeedsReauth`: a revoked or refused
+  refresh, no tokens stored, a 401 after refreshing, Constant Contact's 403) is marked
+  `needs_reauth`, which /readyz reports, and the run fails with that message; retrying cannot
+  help, so the job itself does not fail.
 - Anything else (outages after the clients' own retries) fails the run and re-raises, so RQ
   retries the job and, in the end, keeps it in the failed registry.
 """
@@ -22,14 +24,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from middleware import connections, incremental, intake, queue
+from middleware import connections, incremental, intake, queue, vendor_errors
 from middleware.constantcontact import errors as cc_errors
 from middleware.constantcontact import wiring as cc_wiring
 from middleware.constantcontact.client import ConstantContactClient
 from middleware.constantcontact.limiter import DailyUsage
 from middleware.executor import Outcome
 from middleware.queue import Runtime
-from middleware.salesforce import errors as sf_errors
 from middleware.salesforce.client import SalesforceClient
 from middleware.store import connections as connection_repo
 from middleware.store import runs, setups
@@ -67,7 +68,15 @@ def build_context(
     if sf is None:
         if sf_conn is None:
             raise LookupError(f"setup {setup_id} has no Salesforce connection")
-        sf = connections.salesforce_client(runtime.settings, runtime.store, runtime.redis, sf_conn)
+        try:
+            sf = connections.salesforce_client(
+                runtime.settings, runtime.store, runtime.redis, sf_conn
+            )
+        except vendor_errors.NeedsReauth as exc:
+            # Found before any run opened (no tokens stored): mark it for every caller.
+            with runtime.store.transaction() as session:
+                connection_repo.mark_status(session, sf_conn, "needs_reauth", str(exc))
+            raise
     if cc is None:
         if cc_conn is None:
             raise LookupError(f"setup {setup_id} has no Constant Contact connection")
@@ -326,7 +335,13 @@ def run(
             _schedule_resume(runtime, setup_id, resume, until, now())
         log.info("setup %s is paused (%s); %s waits", setup_id, reason, kind)
         return {"setup_id": setup_id, "paused": reason}
-    ctx = build_context(runtime, setup_id, sf=sf, cc=cc)
+    try:
+        ctx = build_context(runtime, setup_id, sf=sf, cc=cc)
+    except vendor_errors.NeedsReauth as exc:
+        with runtime.store.transaction() as session:
+            run_id = runs.open_run(session, setup_id, kind, job_id=job_id, phase=phase).id
+        vendor = mark_needs_reauth(runtime, setup_id, run_id, exc, {})
+        return {"setup_id": setup_id, "run_id": run_id, "failed": f"{vendor} needs_reauth"}
     if ctx is None:
         log.warning("setup %s no longer exists; dropping its pending changes", setup_id)
         _drop_intake(runtime, setup_id)
@@ -344,7 +359,7 @@ def run(
         result = body(ctx)
     except cc_errors.QuotaExceeded as exc:
         return _paused_by_quota(runtime, ctx, run_id, exc, resume)
-    except (cc_errors.AuthRevoked, sf_errors.AuthRevoked) as exc:
+    except vendor_errors.NeedsReauth as exc:
         return _needs_reauth(runtime, ctx, run_id, exc)
     except Exception as exc:
         with runtime.store.transaction() as session:
@@ -441,7 +456,7 @@ def mark_needs_reauth(
     *,
     note: str = "",
 ) -> str:
-    """A revoked connection: mark it `needs_reauth` and fail the run saying so; return vendor."""
+    """A connection needing re-consent: mark it `needs_reauth`, fail the run; return the vendor."""
     vendor = "constantcontact" if isinstance(exc, cc_errors.CCError) else "salesforce"
     with runtime.store.transaction() as session:
         setup = setups.get(session, setup_id)

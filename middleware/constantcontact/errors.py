@@ -5,16 +5,18 @@ API gateway answers 401 and 429 with a single *object* of the same shape (api-no
 parsed by :func:`parse_error_body`; :func:`error_for` turns a status, a body and the request path
 into one of the classes below. The table is data (``ERROR_TABLE``) so it is tested without HTTP.
 
-What each class tells the caller:
+Each class is one kind of :mod:`middleware.vendor_errors`, which says what the caller does:
 
-- ``retryable`` errors (``Throttled``, ``TooManyActivities``, ``ServerError``) are retried by the
-  client with backoff; when retries run out they propagate and the job is retried later.
-- ``QuotaExceeded`` means nothing more can be sent until ``resume_at`` (next 00:00 UTC): the job
-  pauses the setup and says so.
-- ``AuthExpired`` is refreshed once by the client; ``AuthRevoked`` / ``Forbidden`` need a person to
-  reconnect the account, so they must be shown on the connection.
-- ``Validation``, ``Conflict``, ``NotFound`` are about the record: don't retry it unchanged;
-  record a visible sync error for that record and let the batch go on.
+- retry later: ``Throttled``, ``TooManyActivities``, ``ServerError``, ``ActivityTimeout`` are
+  retried by the client with backoff; when retries run out they propagate and the job is retried.
+- quota pause: ``QuotaExceeded`` means nothing more can be sent until ``resume_at`` (next
+  00:00 UTC): the job pauses the setup and says so.
+- needs reauth: ``AuthExpired`` is refreshed once by the client (a 401 after that refresh
+  propagates); ``AuthRevoked`` / ``Forbidden`` need a person to reconnect the account, so they are
+  shown on the connection.
+- record rejected: ``Validation``, ``Conflict``, ``NotFound`` are about the record: don't retry
+  it unchanged; record a visible sync error for that record and let the batch go on.
+- ``ActivityFailed`` (a bulk activity ended badly) is neither: its callers read its errors.
 """
 
 from __future__ import annotations
@@ -23,13 +25,17 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from middleware.vendor_errors import (
+    NeedsReauth,
+    QuotaPause,
+    RecordRejected,
+    RetryLater,
+    VendorError,
+)
 
-class CCError(Exception):
+
+class CCError(VendorError):
     """A Constant Contact call that did not do what was asked."""
-
-    retryable: bool = False
-    #: True when a person has to act (reconnect, fix scopes); jobs surface these on the connection.
-    needs_attention: bool = False
 
     def __init__(
         self,
@@ -60,34 +66,31 @@ class CCError(Exception):
         return f"{status}{key}{self.message}{where}{advice}"
 
 
-class Throttled(CCError):
+class Throttled(CCError, RetryLater):
     """429 ``throttled``: more than 4 requests/s for the application; retry in a moment."""
 
-    retryable = True
 
-
-class TooManyActivities(CCError):
+class TooManyActivities(CCError, RetryLater):
     """429 on ``/activities/*``: 1,000 bulk activities already queued; back off for longer."""
 
-    retryable = True
 
-
-class QuotaExceeded(CCError):
+class QuotaExceeded(CCError, QuotaPause):
     """429 ``quota_exceeded`` (or our own daily budget): stop until ``resume_at`` (00:00 UTC)."""
 
     def __init__(self, message: str, *, resume_at: datetime, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
-        self.resume_at = resume_at
+        self.resume_at: datetime = resume_at
 
 
-class AuthExpired(CCError):
-    """401: the access token is expired or invalid; refresh it once and retry."""
+class AuthExpired(CCError, NeedsReauth):
+    """401: the access token is expired or invalid; refresh it once and retry.
+
+    The client does that refresh itself; a 401 that survives it needs a reconnect.
+    """
 
 
-class AuthRevoked(CCError):
+class AuthRevoked(CCError, NeedsReauth):
     """The refresh token was refused (``invalid_grant``): the account must be connected again."""
-
-    needs_attention = True
 
 
 def reconnect_advice(connection_id: str | int | None = None) -> str:
@@ -99,28 +102,24 @@ def reconnect_advice(connection_id: str | int | None = None) -> str:
     )
 
 
-class Forbidden(CCError):
+class Forbidden(CCError, NeedsReauth):
     """403: missing scope, missing user privilege, or the application was deactivated."""
 
-    needs_attention = True
 
-
-class NotFound(CCError):
+class NotFound(CCError, RecordRejected):
     """404: no such contact, list or activity (also Constant Contact's answer to malformed ids)."""
 
 
-class Conflict(CCError):
+class Conflict(CCError, RecordRejected):
     """409: e.g. ``contacts.api.conflict`` – the email already exists, even as a deleted contact."""
 
 
-class Validation(CCError):
+class Validation(CCError, RecordRejected):
     """400/405/415 and other 4xx: the request or record is wrong; never retry it unchanged."""
 
 
-class ServerError(CCError):
+class ServerError(CCError, RetryLater):
     """5xx, timeouts and broken connections: retried with backoff, then a visible failure."""
-
-    retryable = True
 
 
 class ActivityFailed(CCError):
@@ -141,18 +140,17 @@ class ActivityFailed(CCError):
         self.activity_errors: list[Any] = list(activity.get("activity_errors") or [])
 
 
-class ActivityTimeout(CCError):
+class ActivityTimeout(CCError, RetryLater):
     """We stopped waiting for an activity; it still runs at Constant Contact. Wait again later."""
-
-    retryable = True
 
     def __init__(self, message: str, *, activity: dict[str, Any], **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.activity = activity
 
 
-# (status, error_key) → class; error_key None matches any key for that status. Looked up first
-# with the exact key, then with None, then by status class (see `error_class_for`).
+# (status, error_key) → class, and through the class → kind (`vendor_errors.kind_of`). error_key
+# None matches any key for that status. Looked up first with the exact key, then with None, then
+# by status class (see `error_class_for`).
 ERROR_TABLE: dict[tuple[int, str | None], type[CCError]] = {
     (400, None): Validation,
     (401, None): AuthExpired,

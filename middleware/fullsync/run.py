@@ -22,7 +22,7 @@ from typing import Any
 from redis import Redis
 from sqlalchemy import func, select
 
-from middleware import queue, runner
+from middleware import queue, runner, vendor_errors
 from middleware.constantcontact import errors as cc_errors
 from middleware.constantcontact.client import ConstantContactClient
 from middleware.fullsync import checkpoint as checkpoints
@@ -32,7 +32,6 @@ from middleware.fullsync.engine import FullSync, Segmenter
 from middleware.fullsync.partitions import Partition, plan_partitions
 from middleware.incremental import Context
 from middleware.queue import Runtime, SetupBusy, setup_lock
-from middleware.salesforce import errors as sf_errors
 from middleware.salesforce.client import SalesforceClient
 from middleware.store import links as links_repo
 from middleware.store import runs
@@ -172,7 +171,7 @@ def _drive(runtime: Runtime, ctx: Context, engine: FullSync) -> dict[str, Any]:
         result = engine.run()
     except (BudgetExhausted, cc_errors.QuotaExceeded) as exc:
         return _pause(runtime, ctx, engine, exc)
-    except (cc_errors.AuthRevoked, sf_errors.AuthRevoked) as exc:
+    except vendor_errors.NeedsReauth as exc:
         checkpoints.save(store, ctx.setup_id, engine.snapshot())
         return _needs_reauth(runtime, ctx, engine, exc)
     except Exception as exc:

@@ -1,14 +1,18 @@
 """Salesforce errors, grouped by what the caller should do about them, and the table that picks one.
 
-The classes, from the caller's point of view:
+Each class is one kind of `middleware.vendor_errors` (retry later, needs reauth, record rejected,
+quota pause, or plain failed); from the caller's point of view:
 
-- `SessionExpired`: the access token is no longer valid; refresh once and retry the call.
-- `AuthRevoked`: the refresh token was refused (`invalid_grant`); the connection needs re-consent.
+- `SessionExpired`: the access token is no longer valid; refresh once and retry the call (a 401
+  after that refresh needs re-consent).
+- `AuthRevoked`: the refresh token was refused (`invalid_grant`), or there is none; the connection
+  needs re-consent.
 - `OAuthFailed`: the token endpoint refused us for another reason (wrong consumer key or secret,
-  bad redirect URI): a configuration problem, not worth retrying.
+  bad redirect URI): not worth retrying; the connection needs attention (re-consent once fixed).
 - `ApiLimitExceeded`: the org's daily API allocation is spent (`TotalRequests`); stop for the day,
-  checkpoint, never sleep-retry. Its subclass `ConcurrencyLimitExceeded` (too many long-running
-  requests, `ConcurrentPerOrgLongTxn`) is also `Retryable`: try again in a while.
+  checkpoint, never sleep-retry (quota pause). Its subclass `ConcurrencyLimitExceeded` (too many
+  long-running requests, `ConcurrentPerOrgLongTxn`) is also `Retryable`, and its kind is retry
+  later: try again in a while.
 - `Retryable`: 5xx, timeouts, connection errors, `UNABLE_TO_LOCK_ROW`, `SERVER_UNAVAILABLE`; the
   same call may well succeed later (RQ's retry is the natural home for it).
 - `QueryError`: `MALFORMED_QUERY` / `INVALID_FIELD` / `INVALID_TYPE`: a bug or a bad field mapping;
@@ -30,14 +34,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
+
+from middleware import vendor_errors
+from middleware.vendor_errors import Kind, NeedsReauth, QuotaPause, RetryLater, VendorError
 
 
-class SalesforceError(Exception):
+class SalesforceError(VendorError):
     """Base of every error the Salesforce client raises."""
-
-    #: True when the same call may succeed if made again later.
-    retryable: bool = False
 
     def __init__(
         self,
@@ -64,33 +68,34 @@ class SalesforceError(Exception):
         return f"{prefix}{self.message}{suffix}"
 
 
-class SessionExpired(SalesforceError):
-    """The access token expired or was invalidated: refresh once and retry."""
+class SessionExpired(SalesforceError, NeedsReauth):
+    """The access token expired or was invalidated: refresh once and retry.
 
-    retryable = True
+    The client does that refresh itself; a 401 that survives it needs re-consent.
+    """
 
 
-class AuthRevoked(SalesforceError):
+class AuthRevoked(SalesforceError, NeedsReauth):
     """The refresh token is no longer accepted: the user must connect Salesforce again."""
 
 
-class OAuthFailed(SalesforceError):
+class OAuthFailed(SalesforceError, NeedsReauth):
     """The OAuth endpoint refused the request for a reason other than a revoked grant."""
 
 
-class ApiLimitExceeded(SalesforceError):
+class ApiLimitExceeded(SalesforceError, QuotaPause):
     """The org's rolling 24-hour API allocation is used up: stop and checkpoint, don't sleep."""
 
 
-class Retryable(SalesforceError):
+class Retryable(SalesforceError, RetryLater):
     """A transient failure: the same request may succeed later."""
-
-    retryable = True
 
 
 class ConcurrencyLimitExceeded(ApiLimitExceeded, Retryable):
     """Too many concurrent long-running requests in the org: retry in a while."""
 
+    # An API limit, but one that clears within minutes: what to do is retry, not pause.
+    kind: ClassVar[Kind] = Kind.RETRY_LATER
     retryable = True
 
 
@@ -102,11 +107,11 @@ class AccessDenied(SalesforceError):
     """The integration user lacks a permission (object, field-level security, API access)."""
 
 
-class NotFound(SalesforceError):
+class NotFound(SalesforceError, vendor_errors.RecordRejected):
     """The requested record or resource does not exist."""
 
 
-class MultipleMatches(SalesforceError):
+class MultipleMatches(SalesforceError, vendor_errors.RecordRejected):
     """An upsert's external id matched several records (HTTP 300); nothing was written."""
 
 
@@ -122,7 +127,7 @@ TRANSIENT_RECORD_CODES = frozenset(
 )
 
 
-class RecordRejected(SalesforceError):
+class RecordRejected(SalesforceError, vendor_errors.RecordRejected):
     """Salesforce refused one record; `code`, `message` and `fields` say why."""
 
     def __init__(
@@ -205,9 +210,9 @@ _ACCESS_CODES = (
     "FUNCTIONALITY_NOT_ENABLED",
 )
 
-# (status, errorCode) -> class. `None` in either place is a wildcard; the most specific row wins:
-# (status, code), then (None, code), then (status, None). Anything still unmatched falls back to
-# the status family in `error_for`.
+# (status, errorCode) -> class, and through the class -> kind (`vendor_errors.kind_of`). `None` in
+# either place is a wildcard; the most specific row wins: (status, code), then (None, code), then
+# (status, None). Anything still unmatched falls back to the status family in `error_for`.
 ERROR_TABLE: dict[tuple[int | None, str | None], type[SalesforceError]] = {
     (401, None): SessionExpired,
     (None, "INVALID_SESSION_ID"): SessionExpired,

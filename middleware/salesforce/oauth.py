@@ -41,7 +41,6 @@ from middleware.salesforce.errors import (
     AuthRevoked,
     OAuthFailed,
     Retryable,
-    SalesforceError,
     SessionExpired,
     error_from_response,
 )
@@ -295,7 +294,7 @@ class RefreshingTokenSource:
     def current(self) -> StoredTokens:
         stored = self.store.load()
         if stored is None:
-            raise SalesforceError("this Salesforce connection has no tokens; connect it first")
+            raise AuthRevoked("this Salesforce connection has no tokens; connect it first")
         return stored
 
     def access_token(self) -> str:

@@ -427,8 +427,7 @@ def check_connection(
 ) -> dict[str, Any]:
     """Make one cheap authenticated call with the stored tokens and record the outcome."""
     from middleware import connections as factories
-    from middleware.constantcontact import errors as cc_errors
-    from middleware.salesforce import errors as sf_errors
+    from middleware import vendor_errors
 
     with store.transaction() as db:
         vendor = get_connection(db, connection_id).vendor
@@ -449,9 +448,9 @@ def check_connection(
             fields_seen = sum(1 for _ in cc.iter_custom_fields())
             detail = f"GET /contact_custom_fields answered ({fields_seen} custom fields)"
         ok = True
-    except (sf_errors.AuthRevoked, cc_errors.AuthRevoked, LookupError) as exc:
+    except (vendor_errors.NeedsReauth, LookupError) as exc:
         status, detail = "needs_reauth", f"{type(exc).__name__}: {exc}"
-    except (sf_errors.SalesforceError, cc_errors.CCError) as exc:
+    except vendor_errors.VendorError as exc:
         # An outage says nothing about the connection: keep its status, report the failure.
         status = None if exc.retryable else "error"
         detail = f"{type(exc).__name__}: {exc}"

@@ -32,9 +32,8 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from redis import Redis
 
 from middleware import connections as factories
-from middleware.constantcontact import errors as cc_errors
+from middleware import vendor_errors
 from middleware.constantcontact.oauth import make_pkce_pair
-from middleware.salesforce import errors as sf_errors
 from middleware.settings import Settings
 from middleware.store import connections as connection_repo
 from middleware.store.db import Store
@@ -211,7 +210,7 @@ def complete_flow(
             values = _exchange_salesforce(settings, flow, code, session)
         else:
             values = _exchange_constant_contact(settings, flow, code, session)
-    except (sf_errors.SalesforceError, cc_errors.CCError) as exc:
+    except vendor_errors.VendorError as exc:
         log.warning("%s refused the authorization code: %s", vendor, type(exc).__name__)
         raise FlowError(502, f"{VENDOR_NAMES[vendor]} refused the sign-in: {exc}") from None
     with store.transaction() as db:
