@@ -1,4 +1,4 @@
-"""The runner marks a connection `needs_reauth` for every kind of dead credential, and /readyz says so.
+"""The runner marks a connection `needs_reauth` for each kind of dead credential; /readyz says so.
 
 Each case is a different way a job meets a connection no refresh can repair: Salesforce with no
 tokens stored (found while building the client, before any run opens), Salesforce's token endpoint
