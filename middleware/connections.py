@@ -8,12 +8,14 @@ rotated refresh token is durably saved before anyone uses it and never refreshed
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import requests
 from redis import Redis
 
+from middleware import oauth_tokens
 from middleware.constantcontact import oauth as cc_oauth
 from middleware.constantcontact import wiring as cc_wiring
 from middleware.constantcontact.client import ConstantContactClient
@@ -43,77 +45,95 @@ def _present(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v}
 
 
-class SqlSalesforceTokens:
-    """`salesforce.oauth.TokenStore` over one row of the connections table."""
+T = TypeVar("T", bound=oauth_tokens.OAuthTokens)
 
-    def __init__(self, store: Store, connection_id: int) -> None:
+
+class SqlTokenStore(Generic[T]):
+    """`oauth_tokens.TokenStore` over one row of the connections table, for either vendor.
+
+    `read` turns the row's decrypted tokens into the vendor's (None: the row has none usable);
+    `columns` gives `save_tokens` the columns to write. The row format is the same for both.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        connection_id: int,
+        read: Callable[[repo.Tokens], T | None],
+        columns: Callable[[T], dict[str, Any]],
+    ) -> None:
         self.store = store
         self.connection_id = connection_id
+        self.read = read
+        self.columns = columns
 
-    def load(self) -> sf_oauth.StoredTokens | None:
+    def load(self) -> oauth_tokens.StoredTokens[T] | None:
         with self.store.transaction() as session:
             row = repo.tokens(session, self.connection_id)
-        if not row.access_token or not row.base_url:
-            return None
-        tokens = sf_oauth.Tokens(
-            access_token=row.access_token,
-            instance_url=row.base_url,
-            refresh_token=row.refresh_token,
-            scope=" ".join(str(s) for s in row.scopes) or None,
-        )
-        return sf_oauth.StoredTokens(tokens, row.version)
+        tokens = self.read(row)
+        return None if tokens is None else oauth_tokens.StoredTokens(tokens, row.version)
 
-    def save(self, tokens: sf_oauth.Tokens, expected_version: int | None) -> bool:
+    def save(self, tokens: T, expected_version: int | None) -> bool:
         try:
             with self.store.transaction() as session:
                 repo.save_tokens(
                     session,
                     self.connection_id,
                     expected_version=expected_version or 0,
-                    access_token=tokens.access_token,
-                    expires_at=datetime.now(UTC) + SF_ACCESS_TOKEN_LIFETIME,
-                    **_present(refresh_token=tokens.refresh_token, base_url=tokens.instance_url),
+                    **self.columns(tokens),
                 )
         except repo.StaleTokens:
             return False
         return True
 
 
-class SqlConstantContactTokens:
-    """`constantcontact.oauth.TokenStore` over one row of the connections table."""
+def _salesforce_read(row: repo.Tokens) -> sf_oauth.Tokens | None:
+    if not row.access_token or not row.base_url:
+        return None
+    return sf_oauth.Tokens(
+        access_token=row.access_token,
+        instance_url=row.base_url,
+        refresh_token=row.refresh_token,
+        scope=" ".join(str(s) for s in row.scopes) or None,
+    )
 
-    def __init__(self, store: Store, connection_id: int) -> None:
-        self.store = store
-        self.connection_id = connection_id
 
-    def load(self) -> cc_oauth.StoredTokens | None:
-        with self.store.transaction() as session:
-            row = repo.tokens(session, self.connection_id)
-        if not row.access_token:
-            return None
-        tokens = cc_oauth.Tokens(
-            access_token=row.access_token,
-            refresh_token=row.refresh_token,
-            expires_at=row.expires_at,
-            scope=" ".join(str(s) for s in row.scopes),
-        )
-        return cc_oauth.StoredTokens(tokens, row.version)
+def _salesforce_columns(tokens: sf_oauth.Tokens) -> dict[str, Any]:
+    return {
+        "access_token": tokens.access_token,
+        "expires_at": datetime.now(UTC) + SF_ACCESS_TOKEN_LIFETIME,
+        **_present(refresh_token=tokens.refresh_token, base_url=tokens.instance_url),
+    }
 
-    def save(self, tokens: cc_oauth.Tokens, expected_version: int | None) -> bool:
-        try:
-            with self.store.transaction() as session:
-                repo.save_tokens(
-                    session,
-                    self.connection_id,
-                    expected_version=expected_version or 0,
-                    access_token=tokens.access_token,
-                    expires_at=tokens.expires_at,
-                    refresh_token=tokens.refresh_token,
-                    scopes=tokens.scope.split() if tokens.scope else None,
-                )
-        except repo.StaleTokens:
-            return False
-        return True
+
+def _constant_contact_read(row: repo.Tokens) -> cc_oauth.Tokens | None:
+    if not row.access_token:
+        return None
+    return cc_oauth.Tokens(
+        access_token=row.access_token,
+        refresh_token=row.refresh_token,
+        expires_at=row.expires_at,
+        scope=" ".join(str(s) for s in row.scopes),
+    )
+
+
+def _constant_contact_columns(tokens: cc_oauth.Tokens) -> dict[str, Any]:
+    return {
+        "access_token": tokens.access_token,
+        "expires_at": tokens.expires_at,
+        "refresh_token": tokens.refresh_token,
+        "scopes": tokens.scope.split() if tokens.scope else None,
+    }
+
+
+def salesforce_tokens(store: Store, connection_id: int) -> SqlTokenStore[sf_oauth.Tokens]:
+    """The stored Salesforce connection's tokens."""
+    return SqlTokenStore(store, connection_id, _salesforce_read, _salesforce_columns)
+
+
+def constant_contact_tokens(store: Store, connection_id: int) -> SqlTokenStore[cc_oauth.Tokens]:
+    """The stored Constant Contact connection's tokens."""
+    return SqlTokenStore(store, connection_id, _constant_contact_read, _constant_contact_columns)
 
 
 def salesforce_oauth(settings: Settings, session: requests.Session | None = None) -> Any:
@@ -140,7 +160,7 @@ def salesforce_client(
 ) -> SalesforceClient:
     """A client for a stored Salesforce connection (refreshing, with our call-options tag)."""
     session = session or _session(settings.salesforce_ca_bundle)
-    tokens = SqlSalesforceTokens(store, connection_id)
+    tokens = salesforce_tokens(store, connection_id)
     source = sf_oauth.RefreshingTokenSource(
         tokens,
         salesforce_oauth(settings, session),
@@ -177,7 +197,7 @@ def constant_contact_client(
     return cc_wiring.build_client(
         settings,
         session or _session(),
-        SqlConstantContactTokens(store, connection_id),
+        constant_contact_tokens(store, connection_id),
         str(connection_id),
         redis,
     )

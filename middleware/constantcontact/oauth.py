@@ -1,15 +1,10 @@
 """Constant Contact OAuth2: consent URL, code exchange, and refresh with rotating refresh tokens.
 
 Constant Contact's default refresh tokens *rotate*: each refresh returns a new pair and kills every
-earlier refresh token at once (api-notes §1, §11). Two rules follow, and
-:class:`RefreshingTokenSource` enforces both:
-
-1. **Persist before use.** The new pair is saved through the :class:`TokenStore` before the new
-   access token is handed to anyone. If saving fails the token is not used; the error propagates.
-2. **Serialise refreshes.** Only one worker refreshes a connection at a time (a lock the caller
-   supplies: :class:`RedisRefreshLock` across processes, ``threading.Lock`` in one process). Inside
-   the lock we re-read the store: if another worker already refreshed, we take its token and spend
-   no call.
+earlier refresh token at once (api-notes §1, §11). :class:`RefreshingTokenSource` is the shared
+one of :mod:`middleware.oauth_tokens` (persist before use, one refresh at a time under a lock)
+with Constant Contact's rules: rotating pairs, a throttled refresh retried, and the reconnect
+advice naming the connection.
 
 The token endpoint allows 1 request/s per application, so the OAuth client takes its own limiter.
 """
@@ -17,22 +12,20 @@ The token endpoint allows 1 request/s per application, so the OAuth client takes
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
 import logging
 import secrets
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlencode
 
 import requests
 
+from middleware import oauth_tokens
 from middleware.constantcontact.errors import (
     AuthRevoked,
     CCError,
@@ -43,6 +36,12 @@ from middleware.constantcontact.errors import (
     reconnect_advice,
 )
 from middleware.constantcontact.limiter import RateLimiter
+from middleware.oauth_tokens import MemoryTokenStore as MemoryTokenStore
+from middleware.oauth_tokens import RefreshLock
+from middleware.oauth_tokens import StoredTokens as StoredTokens
+from middleware.oauth_tokens import TokenSource as TokenSource
+from middleware.oauth_tokens import TokenStore as TokenStore
+from middleware.oauth_tokens import thread_lock as thread_lock
 
 log = logging.getLogger(__name__)
 
@@ -85,80 +84,10 @@ class Tokens:
         )
 
 
-@dataclass(frozen=True)
-class StoredTokens:
-    """Tokens plus the store's version of them (for compare-and-swap saves)."""
+class RedisRefreshLock(oauth_tokens.RedisRefreshLock):
+    """The shared cross-process refresh lock; one held too long is a retryable ``ServerError``."""
 
-    tokens: Tokens
-    version: int
-
-
-class TokenStore(Protocol):
-    """Where one Constant Contact connection's tokens live (the service implements it in SQL).
-
-    ``load()`` returns the current tokens and their version, or ``None`` if the connection has
-    none. ``save(tokens, expected_version)`` writes them only if the stored version still equals
-    ``expected_version`` (``None`` = nothing stored yet), bumps the version, commits durably, and
-    returns whether it wrote. It must not return before the write is durable: the caller uses the
-    tokens right after.
-    """
-
-    def load(self) -> StoredTokens | None: ...
-
-    def save(self, tokens: Tokens, expected_version: int | None) -> bool: ...
-
-
-class MemoryTokenStore:
-    """A ``TokenStore`` in memory: for tests, the demo, and the embedded mode."""
-
-    def __init__(self, tokens: Tokens | None = None) -> None:
-        self._lock = threading.Lock()
-        self._stored = StoredTokens(tokens, 1) if tokens else None
-        self.saves = 0
-
-    def load(self) -> StoredTokens | None:
-        with self._lock:
-            return self._stored
-
-    def save(self, tokens: Tokens, expected_version: int | None) -> bool:
-        with self._lock:
-            current = self._stored.version if self._stored else None
-            if current != expected_version:
-                return False
-            self._stored = StoredTokens(tokens, (current or 0) + 1)
-            self.saves += 1
-            return True
-
-
-class RedisRefreshLock:
-    """A cross-process lock around one connection's refresh (redis-py's ``Lock``, auto-expiring)."""
-
-    def __init__(
-        self, redis: Any, name: str, timeout: float = 30.0, blocking_timeout: float = 60.0
-    ):
-        self.redis = redis
-        self.name = name
-        self.timeout = timeout
-        self.blocking_timeout = blocking_timeout
-
-    @contextlib.contextmanager
-    def __call__(self) -> Iterator[None]:
-        lock = self.redis.lock(
-            self.name, timeout=self.timeout, blocking_timeout=self.blocking_timeout
-        )
-        if not lock.acquire():
-            raise ServerError(f"could not take the token refresh lock {self.name!r}; retry later")
-        try:
-            yield
-        finally:
-            with contextlib.suppress(Exception):  # expired lock: someone else may hold it now
-                lock.release()
-
-
-def thread_lock() -> Callable[[], AbstractContextManager[Any]]:
-    """A refresh lock for one process (embedded mode, tests)."""
-    lock = threading.Lock()
-    return lambda: lock
+    unavailable = ServerError
 
 
 def make_pkce_pair() -> tuple[str, str]:
@@ -309,35 +238,21 @@ def _jwt_expiry(token: str) -> datetime | None:
         return None
 
 
-class TokenSource(Protocol):
-    """What the API client needs: a current access token, and a refresh after a 401."""
-
-    def access_token(self) -> str: ...
-
-    def refresh(self, rejected_token: str) -> str: ...
-
-
-class StaticTokenSource:
+class StaticTokenSource(oauth_tokens.StaticTokenSource):
     """A fixed access token (sandbox demos, tests); a 401 cannot be repaired."""
 
     def __init__(self, token: str) -> None:
-        self.token = token
-
-    def access_token(self) -> str:
-        return self.token
-
-    def refresh(self, rejected_token: str) -> str:
-        raise AuthRevoked("the access token was rejected and this connection cannot refresh it")
+        super().__init__(token, AuthRevoked)
 
 
-class RefreshingTokenSource:
+class RefreshingTokenSource(oauth_tokens.RefreshingTokenSource[Tokens]):
     """One connection's tokens, refreshed before expiry or after a 401: once, for all workers."""
 
     def __init__(
         self,
         oauth: OAuthClient,
-        store: TokenStore,
-        lock: Callable[[], AbstractContextManager[Any]],
+        store: TokenStore[Tokens],
+        lock: RefreshLock,
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         margin: timedelta = timedelta(minutes=5),
@@ -345,69 +260,17 @@ class RefreshingTokenSource:
         connection_id: str | int | None = None,
     ) -> None:
         self.oauth = oauth
-        self.store = store
-        self.lock = lock
+        self.sleep = sleep
         #: The stored connection's id, named in the advice of an `AuthRevoked`.
         self.connection_id = connection_id
-        self.now = now
-        self.margin = margin
-        self.sleep = sleep
-        self.refreshes = 0
-        # The last tokens read; an access token stays valid after another worker's refresh, so
-        # the store is read again only near expiry or after a 401, not before every call.
-        self._cached: Tokens | None = None
-
-    def _load(self) -> StoredTokens:
-        stored = self.store.load()
-        if stored is None:
-            raise AuthRevoked(
-                "this Constant Contact connection has no tokens",
-                advice=reconnect_advice(self.connection_id),
-            )
-        self._cached = stored.tokens
-        return stored
-
-    def access_token(self) -> str:
-        tokens = self._cached
-        if tokens is None or tokens.expired(self.now(), self.margin):
-            tokens = self._load().tokens
-        if tokens.expired(self.now(), self.margin) and tokens.refresh_token:
-            return self.refresh(tokens.access_token)
-        return tokens.access_token
-
-    def refresh(self, rejected_token: str) -> str:
-        with self.lock():
-            stored = self._load()
-            tokens = stored.tokens
-            if tokens.access_token != rejected_token and not tokens.expired(
-                self.now(), self.margin
-            ):
-                # Another worker refreshed while we waited for the lock.
-                return tokens.access_token
-            if not tokens.refresh_token:
-                raise AuthRevoked(
-                    "the access token expired and no refresh token is stored",
-                    advice=reconnect_advice(self.connection_id),
-                )
-            try:
-                fresh = self._refresh_call(tokens.refresh_token)
-            except AuthRevoked as exc:
-                if exc.error_key == "invalid_grant":
-                    exc.advice = reconnect_advice(self.connection_id)
-                raise
-            self.refreshes += 1
-            if not self.store.save(fresh, stored.version):
-                # Someone wrote without the lock. Ours is the newest pair Constant Contact issued
-                # (rotation killed theirs), so it must win.
-                log.error(
-                    "token store changed during a locked refresh; overwriting with the new pair"
-                )
-                latest = self.store.load()
-                if not self.store.save(fresh, latest.version if latest else None):
-                    raise ServerError("could not persist refreshed Constant Contact tokens")
-            self._cached = fresh
-            log.info("refreshed Constant Contact tokens (version %d)", stored.version + 1)
-            return fresh.access_token
+        advice = reconnect_advice(connection_id)
+        rules = oauth_tokens.TokenRules[Tokens](
+            vendor="Constant Contact",
+            revoked=lambda message: AuthRevoked(message, advice=advice),
+            unavailable=ServerError,
+            rotates=True,
+        )
+        super().__init__(store, self._refresh_call, lock, rules, now=now, margin=margin)
 
     def _refresh_call(self, refresh_token: str) -> Tokens:
         # The token endpoint's 1/s limit: a throttled refresh is safe to repeat, since a 429 did
@@ -419,4 +282,8 @@ class RefreshingTokenSource:
                 if attempt == 2:
                     raise
                 self.sleep(1.0 + attempt)
+            except AuthRevoked as exc:
+                if exc.error_key == "invalid_grant":
+                    exc.advice = reconnect_advice(self.connection_id)
+                raise
         raise AssertionError("unreachable")

@@ -4,20 +4,14 @@
 test.salesforce.com, a My Domain, or the local sandbox): the authorization URL (state, optional
 PKCE), the code exchange, refresh and revoke, all on `/services/oauth2/*`.
 
-Tokens are the caller's to keep. The service persists them through a `TokenStore`:
+Tokens are the caller's to keep: the service persists them through a `TokenStore`
+(`middleware.oauth_tokens`: load, and a compare-and-set save on a version).
 
-    load() -> StoredTokens | None
-        The connection's current tokens and their version (any integer that changes on every
-        save, e.g. a row version column). None when the connection has no tokens.
-    save(tokens, expected_version) -> bool
-        Compare-and-set: store `tokens` only if the stored version is still `expected_version`,
-        and return whether it did. (None as expected_version: there must be no tokens yet.)
-
-`RefreshingTokenSource` hands the client its access token and refreshes it when a call answers
-401. Several RQ workers share one connection, so refreshes are serialised by a lock the caller
-supplies (a `redis.lock.Lock`, or a `threading.Lock` in one process): inside the lock we reload
-first, and if another worker already replaced the token we use theirs instead of refreshing again.
-Salesforce does not rotate refresh tokens by default; when it does, the new one is kept.
+`RefreshingTokenSource` is the shared one of `middleware.oauth_tokens` (persist before use, one
+refresh at a time under a lock the caller supplies) with Salesforce's rules: it refreshes when a
+call answers 401 (Salesforce does not say when a session ends), refresh tokens do not rotate by
+default (when they do, the new one is kept), and what a refresh answer omits (identity, scope)
+is kept from the stored tokens.
 """
 
 from __future__ import annotations
@@ -27,16 +21,20 @@ import hashlib
 import hmac
 import logging
 import secrets
-import threading
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlencode
 
 import requests
 
+from middleware import oauth_tokens
+from middleware.oauth_tokens import MemoryTokenStore as MemoryTokenStore
+from middleware.oauth_tokens import StoredTokens as StoredTokens
+from middleware.oauth_tokens import TokenSource as TokenSource
+from middleware.oauth_tokens import TokenStore as TokenStore
 from middleware.salesforce.errors import (
     AuthRevoked,
     OAuthFailed,
@@ -62,6 +60,10 @@ class Tokens:
     identity_url: str | None = None
     scope: str | None = None
 
+    def expired(self, now: datetime, margin: timedelta = timedelta(0)) -> bool:
+        """Never known in advance: Salesforce does not say when a session ends (a 401 does)."""
+        return False
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-able form for the store (which encrypts it at rest)."""
         return {
@@ -84,42 +86,6 @@ class Tokens:
             identity_url=data.get("identity_url"),
             scope=data.get("scope"),
         )
-
-
-@dataclass(frozen=True)
-class StoredTokens:
-    tokens: Tokens
-    version: int
-
-
-class TokenStore(Protocol):
-    """Where one connection's tokens live (see the module docstring for the contract)."""
-
-    def load(self) -> StoredTokens | None: ...
-
-    def save(self, tokens: Tokens, expected_version: int | None) -> bool: ...
-
-
-class MemoryTokenStore:
-    """A `TokenStore` in memory: for tests, the demo and one-off CLI runs."""
-
-    def __init__(self, tokens: Tokens | None = None) -> None:
-        self._lock = threading.Lock()
-        self._stored = StoredTokens(tokens, 1) if tokens is not None else None
-        self.saves = 0
-
-    def load(self) -> StoredTokens | None:
-        with self._lock:
-            return self._stored
-
-    def save(self, tokens: Tokens, expected_version: int | None) -> bool:
-        with self._lock:
-            current = self._stored.version if self._stored else None
-            if current != expected_version:
-                return False
-            self._stored = StoredTokens(tokens, (current or 0) + 1)
-            self.saves += 1
-            return True
 
 
 @dataclass(frozen=True)
@@ -257,69 +223,39 @@ class SalesforceOAuth:
             raise OAuthFailed("the token response signature does not match our client secret")
 
 
-class TokenSource(Protocol):
-    """What `SalesforceClient` needs: the current access token, and a fresh one on demand."""
-
-    def access_token(self) -> str: ...
-
-    def refresh(self, stale_token: str) -> str: ...
-
-
-class StaticTokenSource:
+class StaticTokenSource(oauth_tokens.StaticTokenSource):
     """A fixed token that cannot be refreshed (tests, one-off scripts): 401 stays an error."""
 
     def __init__(self, token: str) -> None:
-        self._token = token
-
-    def access_token(self) -> str:
-        return self._token
-
-    def refresh(self, stale_token: str) -> str:
-        raise SessionExpired("the session expired and this token source cannot refresh it")
+        super().__init__(token, SessionExpired)
 
 
-class RefreshingTokenSource:
+def _keep_identity(fresh: Tokens, stored: Tokens) -> Tokens:
+    """Keep what the refresh response does not repeat (identity, scope)."""
+    return replace(
+        fresh,
+        identity_url=fresh.identity_url or stored.identity_url,
+        scope=fresh.scope or stored.scope,
+    )
+
+
+class RefreshingTokenSource(oauth_tokens.RefreshingTokenSource[Tokens]):
     """Tokens from a `TokenStore`, refreshed through `SalesforceOAuth` under a shared lock."""
 
     def __init__(
         self,
-        store: TokenStore,
+        store: TokenStore[Tokens],
         oauth: SalesforceOAuth,
         lock: AbstractContextManager[Any],
     ) -> None:
-        self.store = store
         self.oauth = oauth
-        self.lock = lock
-
-    def current(self) -> StoredTokens:
-        stored = self.store.load()
-        if stored is None:
-            raise AuthRevoked("this Salesforce connection has no tokens; connect it first")
-        return stored
-
-    def access_token(self) -> str:
-        return self.current().tokens.access_token
+        rules = oauth_tokens.TokenRules[Tokens](
+            vendor="Salesforce",
+            revoked=lambda message: AuthRevoked(f"{message}; connect Salesforce again"),
+            unavailable=Retryable,
+            keep=_keep_identity,
+        )
+        super().__init__(store, oauth.refresh, lambda: lock, rules)
 
     def instance_url(self) -> str:
         return self.current().tokens.instance_url
-
-    def refresh(self, stale_token: str) -> str:
-        with self.lock:
-            stored = self.current()
-            if stored.tokens.access_token != stale_token:
-                # Another worker refreshed while we waited for the lock.
-                return stored.tokens.access_token
-            if not stored.tokens.refresh_token:
-                raise AuthRevoked("no refresh token stored; connect Salesforce again")
-            fresh = self.oauth.refresh(stored.tokens.refresh_token)
-            # Keep what the refresh response does not repeat (identity, scope).
-            fresh = replace(
-                fresh,
-                identity_url=fresh.identity_url or stored.tokens.identity_url,
-                scope=fresh.scope or stored.tokens.scope,
-            )
-            if self.store.save(fresh, stored.version):
-                log.info("salesforce access token refreshed")
-                return fresh.access_token
-            # Lost a race with a writer that did not take our lock: theirs is as good as ours.
-            return self.current().tokens.access_token
