@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from marshmallow import ValidationError
 from sqlalchemy import select
 
 from middleware import incremental, runner
@@ -38,12 +39,15 @@ from middleware.store import cursors
 from middleware.store import links as links_repo
 from middleware.store.db import Store
 from middleware.store.models import Cursor, Setup
+from middleware.sync.options import SetupOptions
+from schemas.setup import setup_options
 
 log = logging.getLogger(__name__)
 
 CURSOR_STATE = "sf_catch_up"  # JSON: per object {"at": SystemModstamp, "seen": {Id: stamp}}
 CURSOR_LAST = "sf_catch_up_last"  # when the last catch-up started (the clock's due check)
-DEFAULT_MINUTES = 10
+# How far back a catch-up started by hand looks while the setup's own interval is off (0).
+OFF_FIRST_WINDOW = timedelta(minutes=10)
 OVERLAP = timedelta(minutes=2)
 DELETED_DAYS = 15  # getDeleted answers no further back
 SEEN_MAX = 10_000
@@ -55,10 +59,9 @@ def job_key(setup_id: int) -> str:
     return f"catch-up-{setup_id}"
 
 
-def interval(options: Mapping[str, Any]) -> timedelta | None:
+def interval(options: SetupOptions) -> timedelta | None:
     """The setup's catch-up interval, or ``None`` when it is off (0)."""
-    raw = (options.get("schedule") or {}).get("catch_up_minutes", DEFAULT_MINUTES)
-    minutes = int(DEFAULT_MINUTES if raw is None else raw)
+    minutes = options.schedule.catch_up_minutes
     return timedelta(minutes=minutes) if minutes > 0 else None
 
 
@@ -73,9 +76,13 @@ def due_setups(store: Store, now: datetime) -> list[int]:
         )
         due: list[int] = []
         for setup in rows:
-            options = setup.options or {}
+            try:
+                options = setup_options(setup.options)
+            except ValidationError as exc:
+                log.warning("setup %s has unusable options: %s", setup.id, exc.messages)
+                continue
             every = interval(options)
-            if every is None or not options.get("sync_to_cc", True) or setup.is_paused(now):
+            if every is None or not options.sync_to_cc or setup.is_paused(now):
                 continue
             connected = setup.salesforce_connection_id and setup.constant_contact_connection_id
             if not connected:
@@ -177,7 +184,7 @@ def catch_up(
     fields = incremental.select_fields(ctx.options)
     records = _changed(ctx, ctx.sf_object, fields, state, start)
     seen = {str(r["Id"]) for r in records}
-    if ctx.sf_object == "Contact" and ctx.options.get("sync_company", True):
+    if ctx.sf_object == "Contact" and ctx.options.sync_company:
         accounts = [str(r["Id"]) for r in _changed(ctx, "Account", [], state, start)]
         if accounts:
             ids = [i for i in incremental.expand_ids(ctx, {"Account": accounts}) if i not in seen]
@@ -220,11 +227,11 @@ def run_catch_up(
         setup = session.get(Setup, setup_id)
         if setup is None:
             return {"setup_id": setup_id, "records": 0}
-        options = dict(setup.options or {})
+        options = setup_options(setup.options)
         # Claimed before the work, so a failing catch-up is retried by RQ, not re-queued by
         # every clock tick on top of that.
         cursors.set_cursor(session, setup_id, CURSOR_LAST, clock().isoformat())
-    every = interval(options) or timedelta(minutes=DEFAULT_MINUTES)
+    every = interval(options) or OFF_FIRST_WINDOW
 
     def body(ctx: incremental.Context) -> incremental.FlushResult:
         return catch_up(ctx, first_window=every)

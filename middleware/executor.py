@@ -36,6 +36,7 @@ from middleware.sync import (
     UpdateLink,
 )
 from middleware.sync.mapping import import_row, put_body
+from middleware.sync.sf_to_cc import cc_contact, joins_lists
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +44,6 @@ _ROW_INDEX = re.compile(r"import_data\[(\d+)\]")
 # The JSON import takes addresses of at most 50 characters; a contact's address may have 80.
 IMPORT_EMAIL_MAX = 50
 CONTACT_EMAIL_MAX = 80
-TOP_LEVEL = (
-    "first_name",
-    "last_name",
-    "job_title",
-    "company_name",
-    "birthday_month",
-    "birthday_day",
-    "anniversary",
-)
 _EMAIL = re.compile(r"[^\s'\"<>(),;:]+@[^\s'\"<>(),;:]+\.[A-Za-z]{2,}")
 
 
@@ -203,19 +195,17 @@ def _one_by_one(
                 body["list_memberships"] = list(row.list_ids)
                 cc.create_contact(body)
             else:
-                current = {k: found[k] for k in TOP_LEVEL if found.get(k) is not None}
-                unsubscribed = (found.get("email_address") or {}).get(
-                    "permission_to_send"
-                ) == "unsubscribed"
+                contact = cc_contact(found)
+                # An unsubscribed contact's fields follow Salesforce; its lists never grow.
                 lists = (
-                    None
-                    if unsubscribed
-                    else sorted({*(found.get("list_memberships") or ()), *row.list_ids})
+                    sorted({*contact.list_memberships, *row.list_ids})
+                    if joins_lists(contact)
+                    else None
                 )
                 body = put_body(
                     row.values,
                     custom_field_ids=custom_field_ids,
-                    current_fields=current,
+                    current_fields=contact.fields,
                     list_ids=lists,
                 )
                 cc.update_contact(str(found["contact_id"]), body)

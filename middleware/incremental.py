@@ -41,14 +41,18 @@ from middleware.store.db import Store
 from middleware.store.models import Link as LinkRow
 from middleware.sync import CcContact, Link
 from middleware.sync.mapping import (
-    custom_field_names,
     object_fields,
     record_email,
-    record_opted_out,
     soql_fields,
 )
+from middleware.sync.options import SetupOptions
 from middleware.sync.segments import filter_fields, unmatched
-from middleware.sync.sf_to_cc import opt_out_to_set_again, plan_sf_to_cc
+from middleware.sync.sf_to_cc import (
+    cc_contact,
+    needs_cc_contact,
+    opt_out_to_set_again,
+    plan_sf_to_cc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +62,6 @@ FLUSH_MAX_SECONDS = 60.0
 CATCH_UP_OVERLAP = timedelta(minutes=5)
 CURSOR_MAIN_LIST = "cc_main_list"
 CURSOR_CUSTOM_FIELDS = "cc_custom_fields"
-TOP_LEVEL_FIELDS = (
-    "first_name",
-    "last_name",
-    "job_title",
-    "company_name",
-    "birthday_month",
-    "birthday_day",
-    "anniversary",
-)
 
 
 @dataclass
@@ -74,7 +69,7 @@ class Context:
     """Everything one setup's sync needs, built once per job."""
 
     setup_id: int
-    options: Mapping[str, Any]
+    options: SetupOptions
     store: Store
     sf: SalesforceClient
     cc: ConstantContactClient
@@ -85,25 +80,15 @@ class Context:
 
     @property
     def sf_object(self) -> str:
-        return str(self.options.get("object_type", "Contact"))
+        return self.options.object_type
 
 
 # ------------------------------------------------------------------------------- CC targets
 
 
-def _mapped_custom_fields(options: Mapping[str, Any]) -> list[str]:
-    names = [
-        entry["cc_field"]
-        for key in ("field_map", "other_email_fields")
-        for entry in options.get(key) or ()
-        if entry.get("direction", "sf_to_cc") in ("sf_to_cc", "both")
-    ]
-    return sorted(set(custom_field_names(names)))
-
-
 def prepare_targets(ctx: Context) -> None:
     """The main list's id and the mapped custom fields' ids, created when missing, cached."""
-    main = str(ctx.options.get("main_list") or "")
+    main = ctx.options.main_list
     with ctx.store.transaction() as session:
         cached_list = cursors.get_cursor(session, ctx.setup_id, CURSOR_MAIN_LIST)
         cached_fields = cursors.get_cursor(session, ctx.setup_id, CURSOR_CUSTOM_FIELDS)
@@ -115,7 +100,7 @@ def prepare_targets(ctx: Context) -> None:
     ctx.main_list_id = list_id
 
     known: dict[str, str] = json.loads(cached_fields) if cached_fields else {}
-    wanted = _mapped_custom_fields(ctx.options)
+    wanted = list(ctx.options.custom_fields_to_cc)
     if any(name not in known for name in wanted):
         known.update(ctx.cc.ensure_custom_fields(wanted))
         with ctx.store.transaction() as session:
@@ -141,40 +126,6 @@ def _to_sync_link(row: LinkRow) -> Link:
     )
 
 
-def cc_contact(data: Mapping[str, Any]) -> CcContact:
-    """Constant Contact's contact resource as the planner sees it."""
-    email = data.get("email_address") or {}
-    return CcContact(
-        contact_id=str(data["contact_id"]),
-        email=str(email.get("address") or "").strip().lower(),
-        permission_to_send=str(email.get("permission_to_send") or "implicit"),
-        list_memberships=tuple(data.get("list_memberships") or ()),
-        deleted=bool(data.get("deleted_at")),
-        fields={k: data[k] for k in TOP_LEVEL_FIELDS if data.get(k) is not None},
-    )
-
-
-def _needs_cc(
-    options: Mapping[str, Any], record: Mapping[str, Any] | None, link: Link, outside: bool
-) -> bool:
-    """Whether the rules need to see this linked record's contact in Constant Contact."""
-    if outside and record is not None and not record.get("IsDeleted"):
-        return not link.cc_contact_id  # it leaves this setup's lists: its contact id is needed
-    if record is None or record.get("IsDeleted"):
-        return bool(options.get("remove_on_sf_delete")) and not link.removed_on_delete
-    if record.get("IsConverted"):
-        return bool(options.get("remove_converted_leads"))
-    email = record_email(options, record)
-    if not email:
-        return bool(options.get("delete_cc_on_blank_email"))
-    if record_opted_out(options, record):
-        return bool(options.get("unsubscribe_on_sf_opt_out")) and not link.opted_out
-    # Not opted out in Salesforce while CC was last seen holding the contact unsubscribed: the
-    # opt-out may have been cleared, and is set again if CC still says so (§5a).
-    again = link.cc_unsubscribed and bool(options.get("sync_unsubscribes_to_sf", True))
-    return email != link.email or link.removed_on_delete or link.opted_out or again
-
-
 def _lookups(
     ctx: Context,
     records: Mapping[str, Mapping[str, Any]],
@@ -191,7 +142,7 @@ def _lookups(
         if (
             link is None
             or not link.active
-            or not _needs_cc(ctx.options, record, link, sf_id in outside)
+            or not needs_cc_contact(ctx.options, record, link, sf_id in outside)
         ):
             continue
         contact_id = link.cc_contact_id
@@ -398,7 +349,7 @@ def expand_ids(ctx: Context, ids: Mapping[str, list[str]]) -> list[str]:
     return list(dict.fromkeys(own))
 
 
-def select_fields(options: Mapping[str, Any]) -> list[str]:
+def select_fields(options: SetupOptions) -> list[str]:
     """What a batch re-reads: the mapped fields and the fields the setup's filter looks at."""
     return list(dict.fromkeys([*soql_fields(options), *filter_fields(options)]))
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from marshmallow import ValidationError
 from sqlalchemy import select
 
 from middleware import incremental, runner
@@ -57,7 +58,8 @@ from middleware.store.models import Cursor, Link, Setup, SyncError
 from middleware.sync import cc_to_sf as rules
 from middleware.sync.cc_to_sf import CcSubscriber, OrgInfo, SfAccount, SfMatch
 from middleware.sync.emails import mask_email, normalise_email
-from middleware.sync.fields import CUSTOM_PREFIX
+from middleware.sync.options import SetupOptions
+from schemas.setup import setup_options
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,6 @@ BATCH_SIZE = 5_000
 BULK_THRESHOLD = 2_000
 RETRY_BATCH = 100
 MAX_SEEN = 10_000  # contacts a cursor remembers inside its overlap window
-DEFAULT_POLL_MINUTES = 15
 INCLUDE = ("custom_fields", "phone_numbers", "street_addresses", "list_memberships")
 POLL_JOB = "jobs.poll.poll_setup"
 
@@ -89,14 +90,14 @@ def poll_job_key(setup_id: int) -> str:
 # ------------------------------------------------------------------------------- schedule
 
 
-def polls(options: Mapping[str, Any]) -> bool:
-    """Whether a setup has anything to poll for (records to create or opt-outs to carry)."""
-    return bool(options.get("sync_to_sf", True) or options.get("sync_unsubscribes_to_sf", True))
+def polls(stored: Mapping[str, Any]) -> bool:
+    """Whether a setup with these stored options has anything to poll for (the admin API asks
+    with the dict it holds; jobs read ``SetupOptions.polls``)."""
+    return setup_options(stored).polls
 
 
-def poll_interval(options: Mapping[str, Any]) -> timedelta:
-    schedule = options.get("schedule") or {}
-    return timedelta(minutes=int(schedule.get("poll_minutes") or DEFAULT_POLL_MINUTES))
+def poll_interval(options: SetupOptions) -> timedelta:
+    return timedelta(minutes=options.schedule.poll_minutes)
 
 
 def due_setups(store: Store, now: datetime) -> list[int]:
@@ -114,8 +115,14 @@ def due_setups(store: Store, now: datetime) -> list[int]:
         )
         due: list[int] = []
         for setup in rows:
-            options = setup.options or {}
-            if setup.is_paused(now) or not polls(options):
+            if setup.is_paused(now):
+                continue
+            try:
+                options = setup_options(setup.options)
+            except ValidationError as exc:
+                log.warning("setup %s has unusable options: %s", setup.id, exc.messages)
+                continue
+            if not options.polls:
                 continue
             if interval_passed(_parse_time(last.get(setup.id)), poll_interval(options), now):
                 due.append(setup.id)
@@ -141,8 +148,8 @@ def run_poll(
     """
     with runtime.store.transaction() as session:
         setup = setups.get(session, setup_id)
-        options = dict(setup.options or {}) if setup is not None else {}
-    if setup is not None and not polls(options):
+        options = setup_options(setup.options) if setup is not None else None
+    if options is not None and not options.polls:
         return {"setup_id": setup_id, "records": 0, "polls": False}
     return runner.run(
         runtime,
@@ -222,7 +229,7 @@ def org_info(ctx: Context) -> OrgInfo:
 
 def main_list_id(ctx: Context) -> str:
     """The main list's id (created if missing, as the SF→CC direction does), cached."""
-    main = str(ctx.options.get("main_list") or "")
+    main = ctx.options.main_list
     name, _, list_id = (_get(ctx, incremental.CURSOR_MAIN_LIST) or "").rpartition("|")
     if name != main or not list_id:
         list_id = str(ctx.cc.get_or_create_list(main)["list_id"])
@@ -237,13 +244,12 @@ def source_list_ids(ctx: Context) -> list[str] | None:
     ``{lists: [...]}`` reads the main list *and* the named lists: the seed's "Sync Contacts from
     Specific Constant Contact List(s)" brings those back "aside from your specified Main List".
     """
-    source = ctx.options.get("cc_source", "main_list")
     main = main_list_id(ctx)
-    if source == "all_active":
+    if ctx.options.cc_source == "all_active":
         return None
-    if not isinstance(source, Mapping):
+    names = ctx.options.source_lists
+    if names is None:
         return [main]
-    names = [str(n) for n in source.get("lists") or ()]
     cached = json.loads(_get(ctx, CURSOR_SOURCE_LISTS) or "{}")
     if any(n not in cached for n in names):
         cached = {}
@@ -261,12 +267,7 @@ def source_list_ids(ctx: Context) -> list[str] | None:
 
 def custom_field_names(ctx: Context) -> dict[str, str]:
     """CC custom field id → name, for the ``cf:`` entries ``field_map`` reads from CC."""
-    wanted = {
-        str(e["cc_field"])[len(CUSTOM_PREFIX) :]
-        for e in ctx.options.get("field_map") or ()
-        if e.get("direction", "sf_to_cc") in ("cc_to_sf", "both")
-        and str(e.get("cc_field", "")).startswith(CUSTOM_PREFIX)
-    }
+    wanted = set(ctx.options.custom_fields_from_cc)
     if not wanted:
         return {}
     cached: dict[str, str] = json.loads(_get(ctx, CURSOR_CUSTOM_FIELD_NAMES) or "{}")
@@ -621,8 +622,8 @@ def sync_contacts(ctx: Context, org: OrgInfo, contacts: Sequence[CcSubscriber]) 
         and not c.deleted
         and any(row.status == "active" and not row.cc_contact_id for row in known.get(c.email, ()))
     ]
-    sync_to_sf = bool(ctx.options.get("sync_to_sf", True))
-    opt_outs = bool(ctx.options.get("sync_unsubscribes_to_sf", True))
+    sync_to_sf = ctx.options.sync_to_sf
+    opt_outs = ctx.options.sync_unsubscribes_to_sf
     wanted: dict[str, set[str]] = {}
     for contact in batch:
         if not contact.email or contact.deleted:

@@ -34,6 +34,7 @@ from middleware.queue import Runtime
 from middleware.salesforce.client import SalesforceClient
 from middleware.store import connections as connection_repo
 from middleware.store import runs, setups
+from schemas.setup import setup_options
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def build_context(
         setup = setups.get(session, setup_id)
         if setup is None:
             return None
-        options = dict(setup.options or {})
+        options = setup_options(setup.options)
         sf_conn, cc_conn = setup.salesforce_connection_id, setup.constant_contact_connection_id
     if sf is None:
         if sf_conn is None:
@@ -282,10 +283,10 @@ def run_sync_now(
 
     def body(ctx: incremental.Context) -> BothWays:
         result = BothWays()
-        if ctx.options.get("sync_to_cc", True):
+        if ctx.options.sync_to_cc:
             for part in (incremental.catch_up_all(ctx), incremental.flush(ctx, runtime.redis)):
                 result.add("sf_to_cc", part)
-        if poll.polls(ctx.options):
+        if ctx.options.polls:
             result.add("cc_to_sf", poll.poll(ctx))
         return result
 
@@ -347,7 +348,7 @@ def run(
         _drop_intake(runtime, setup_id)
         return {"setup_id": setup_id, "records": 0}
     ctx.now = now
-    if needs_sync_to_cc and not ctx.options.get("sync_to_cc", True):
+    if needs_sync_to_cc and not ctx.options.sync_to_cc:
         # One-way CC → SF: Salesforce changes have nowhere to go.
         _drop_intake(runtime, setup_id)
         return {"setup_id": setup_id, "records": 0, "sync_to_cc": False}

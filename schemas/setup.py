@@ -40,6 +40,7 @@ from marshmallow import (
 )
 
 from middleware.sync.fields import CC_CONTACT_FIELDS, is_valid_cc_field, is_valid_custom_field
+from middleware.sync.options import SetupOptions
 
 OBJECT_TYPES = ("Contact", "Lead", "Account")
 NEW_RECORD_OBJECT_TYPES = ("Lead", "Contact")
@@ -750,6 +751,15 @@ def validate_setup(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         raise ValidationError({"_schema": ["A setup is a JSON object."]})
     setup: dict[str, Any] = SetupSchema().load(dict(data))
     return setup, setup_warnings(setup, data)
+
+
+def setup_options(data: Mapping[str, Any]) -> SetupOptions:
+    """The typed options of a setup (validated, defaults filled): what rules and jobs read.
+
+    Jobs call this once where they load a setup from the store; the stored dict was validated
+    when it was saved, so this only fills options a newer version added, with their defaults.
+    """
+    return SetupOptions.from_validated(SetupSchema().load(dict(data)))
 
 
 IMMUTABLE_OPTIONS = ("object_type",)

@@ -47,6 +47,7 @@ from middleware.constantcontact.errors import (
 )
 from middleware.constantcontact.limiter import RateLimiter
 from middleware.constantcontact.oauth import TokenSource
+from middleware.sync.fields import CC_SCALAR_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +63,6 @@ ACTIVITY_LISTS_MAX = 50  # list_ids per activity
 CUSTOM_FIELDS_PAGE = 100
 FINAL_STATES = {"completed", "failed", "cancelled", "timed_out"}
 FAILED_STATES = {"failed", "cancelled", "timed_out"}
-# Top-level contact properties a PUT would null when omitted (sub-resources are kept).
-PUT_TOP_LEVEL = (
-    "first_name",
-    "last_name",
-    "job_title",
-    "company_name",
-    "birthday_month",
-    "birthday_day",
-    "anniversary",
-)
 
 
 @dataclass(frozen=True)
@@ -391,7 +382,9 @@ class ConstantContactClient:
             return contact
         if not email.get("address"):
             raise Validation("contact has no email address to unsubscribe", path="/contacts")
-        body: dict[str, Any] = {k: contact[k] for k in PUT_TOP_LEVEL if contact.get(k) is not None}
+        body: dict[str, Any] = {
+            k: contact[k] for k in CC_SCALAR_FIELDS if contact.get(k) is not None
+        }
         body["email_address"] = {"address": email["address"], "permission_to_send": "unsubscribed"}
         return self.update_contact(contact_id, body)
 

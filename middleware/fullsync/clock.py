@@ -20,6 +20,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from marshmallow import ValidationError
 from redis import Redis
 from sqlalchemy import func, select
 
@@ -28,6 +29,7 @@ from middleware.fullsync import checkpoint as checkpoints
 from middleware.fullsync import schedule
 from middleware.store.db import Store
 from middleware.store.models import Run, Setup
+from schemas.setup import setup_options
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +64,12 @@ def due_full_syncs(store: Store, now: datetime) -> list[tuple[int, datetime]]:
         if setup_id in busy or checkpoints.load(store, setup_id) is not None:
             continue  # running, or waiting to resume: the resume is its slot's run
         try:
-            slot = schedule.is_due((options or {}).get("schedule"), now, last.get(setup_id),
-                                   created=created)  # fmt: skip
-        except (ValueError, KeyError) as exc:
+            every = setup_options(options).schedule
+            slot = schedule.is_due(every, now, last.get(setup_id), created=created)
+        except ValidationError as exc:
+            log.warning("setup %s has unusable options: %s", setup_id, exc.messages)
+            continue
+        except ValueError as exc:
             log.warning("setup %s has an unusable schedule: %s", setup_id, exc)
             continue
         if slot is not None:

@@ -86,7 +86,7 @@ from middleware.store.models import Run, SyncError
 from middleware.store.runs import merge_counts
 from middleware.sync import CcContact, Link, Plan, cc_to_sf
 from middleware.sync.emails import normalise_email
-from middleware.sync.fields import CC_SCALAR_FIELDS, CUSTOM_PREFIX
+from middleware.sync.fields import CC_INT_FIELDS, CC_SCALAR_FIELDS, CUSTOM_PREFIX
 from middleware.sync.mapping import (
     import_row,
     import_row_size,
@@ -126,7 +126,6 @@ COLLECTIONS_MAX_ROWS = 2_000  # beyond this, opt-outs go to Salesforce through B
 OPT_OUT_FIELDS = {"Account": "PersonHasOptedOutOfEmail"}
 # Constant Contact values the export carries and a Full Sync can compare with Salesforce's.
 COMPARABLE = ("first_name", "last_name", "job_title", "company_name")
-_INT_FIELDS = ("birthday_month", "birthday_day")
 
 
 @dataclass
@@ -1185,7 +1184,7 @@ class FullSync:
         with the poll's chunked ``Email IN (...)`` queries, once per run: by the whole run, or
         by the partition holding the lowest Ids.
         """
-        if not self.options.get("sync_unsubscribes_to_sf", True):
+        if not self.options.sync_unsubscribes_to_sf:
             return
         opted_at = self.columns.index(self.spec.opted_out)
         deleted_at = self.columns.index("IsDeleted") if "IsDeleted" in self.columns else None
@@ -1418,7 +1417,7 @@ def _cc_contact(row: CcRow) -> CcContact:
         value = row.fields.get(key)
         if not value:
             continue
-        if key in _INT_FIELDS:
+        if key in CC_INT_FIELDS:
             if not str(value).isdigit():
                 continue
             fields[key] = int(value)

@@ -14,25 +14,23 @@ occurrence.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
+from middleware.sync.options import Schedule
+
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-DEFAULT = {"full_sync": "daily", "at": "02:00", "timezone": "UTC"}
 # A missed slot is caught up on for this long; beyond that the next slot is the better choice.
 MISSED_GRACE = timedelta(hours=20)
 
 
-def _parts(schedule: Mapping[str, Any] | None) -> tuple[str, time, ZoneInfo, int | None]:
-    merged = {**DEFAULT, **(schedule or {})}
-    mode = str(merged.get("full_sync") or "daily")
-    hours, _, minutes = str(merged.get("at") or "02:00").partition(":")
+def _parts(schedule: Schedule) -> tuple[str, time, ZoneInfo, int | None]:
+    mode = schedule.full_sync
+    hours, _, minutes = schedule.at.partition(":")
     at = time(int(hours), int(minutes or 0))
-    zone = ZoneInfo(str(merged.get("timezone") or "UTC"))
-    weekday = merged.get("weekday")
-    day = WEEKDAYS.index(str(weekday).lower()) if mode == "weekly" and weekday else None
+    zone = ZoneInfo(schedule.timezone)
+    weekday = schedule.weekday
+    day = WEEKDAYS.index(weekday.lower()) if mode == "weekly" and weekday else None
     if mode == "weekly" and day is None:
         raise ValueError("a weekly Full Sync needs a weekday")
     if mode not in ("manual", "daily", "weekly"):
@@ -55,7 +53,7 @@ def _slot(day: date, at: time, zone: ZoneInfo) -> datetime:
     return as_utc
 
 
-def _slots_around(schedule: Mapping[str, Any] | None, now: datetime) -> list[datetime]:
+def _slots_around(schedule: Schedule, now: datetime) -> list[datetime]:
     mode, at, zone, weekday = _parts(schedule)
     if mode == "manual":
         return []
@@ -69,20 +67,20 @@ def _slots_around(schedule: Mapping[str, Any] | None, now: datetime) -> list[dat
     return sorted(out)
 
 
-def previous_run(schedule: Mapping[str, Any] | None, now: datetime) -> datetime | None:
+def previous_run(schedule: Schedule, now: datetime) -> datetime | None:
     """The latest scheduled slot at or before ``now`` (UTC); ``None`` for a manual schedule."""
     past = [slot for slot in _slots_around(schedule, now) if slot <= now]
     return past[-1] if past else None
 
 
-def next_run(schedule: Mapping[str, Any] | None, now: datetime) -> datetime | None:
+def next_run(schedule: Schedule, now: datetime) -> datetime | None:
     """The first scheduled slot strictly after ``now`` (UTC); ``None`` for a manual schedule."""
     future = [slot for slot in _slots_around(schedule, now) if slot > now]
     return future[0] if future else None
 
 
 def is_due(
-    schedule: Mapping[str, Any] | None,
+    schedule: Schedule,
     now: datetime,
     last_started: datetime | None,
     *,
@@ -106,7 +104,7 @@ def is_due(
     return slot
 
 
-def describe(schedule: Mapping[str, Any] | None) -> str:
+def describe(schedule: Schedule) -> str:
     """``daily at 02:00 Europe/Paris`` — for run messages and the admin page."""
     mode, at, zone, weekday = _parts(schedule)
     if mode == "manual":

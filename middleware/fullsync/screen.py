@@ -18,16 +18,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from middleware.fullsync.spool import SEP, joined_page, open_reader
-from middleware.sync.emails import is_role_address, is_valid_email
 from middleware.sync.mapping import fingerprint, map_record, object_fields
+from middleware.sync.options import SetupOptions
 from middleware.sync.segments import matches_filter
+from middleware.sync.sf_to_cc import claims_address
 
 # A segmentation hook (filter, campaign / list-view / checkbox lists, a later issue): for a record,
 # whether it matches the setup's segmentation and, if known, the segmentation lists it belongs on.
 Segmenter = Callable[[Mapping[str, Any]], tuple[bool, tuple[str, ...] | None]]
 
 
-def filter_segmenter(options: Mapping[str, Any]) -> Segmenter:
+def filter_segmenter(options: SetupOptions) -> Segmenter:
     """The setup's ``filter`` (seed Step 4); deleted records are left to the delete rules."""
     return FilterSegmenter(options)
 
@@ -37,7 +38,7 @@ class FilterSegmenter:
     """:func:`filter_segmenter`'s segmenter: a class, not a closure, so it pickles (the
     screening processes receive it)."""
 
-    options: Mapping[str, Any]
+    options: SetupOptions
 
     def __call__(self, record: Mapping[str, Any]) -> tuple[bool, tuple[str, ...] | None]:
         return bool(record.get("IsDeleted")) or matches_filter(self.options, record), None
@@ -65,7 +66,7 @@ class Classifier:
 
     def __init__(
         self,
-        options: Mapping[str, Any],
+        options: SetupOptions,
         columns: list[str],
         segmenter: Segmenter,
         dropped: frozenset[str],
@@ -77,9 +78,8 @@ class Classifier:
         self.dropped = dropped
         self.compiled = compiled
         self.spec = object_fields(options)
-        self.allow_roles = bool(options.get("sync_role_addresses", False))
         bools = {"IsDeleted", "IsConverted", "IsPersonAccount", self.spec.opted_out}
-        bools.update(e["field"] for e in options.get("checkbox_lists") or ())
+        bools.update(e.field for e in options.checkbox_lists)
         self.plain: list[tuple[int, str]] = []
         self.booleans: list[tuple[int, str]] = []
         self.nested: list[tuple[int, str, str]] = []
@@ -106,13 +106,7 @@ class Classifier:
 
     def claims(self, record: Mapping[str, Any], email: str | None) -> bool:
         """Whether the record would claim its address in the planner (the ordinary case)."""
-        if not email or record.get("IsDeleted") or record.get("IsConverted"):
-            return False
-        if _flag(record.get(self.spec.opted_out)):
-            return False
-        if not is_valid_email(email):
-            return False
-        return self.allow_roles or not is_role_address(email)
+        return claims_address(self.options, record, email or "")
 
     def map(self, record: Mapping[str, Any]) -> dict[str, str]:
         """The record's values as the planner writes them (custom fields CC lacks left out)."""

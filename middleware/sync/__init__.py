@@ -6,11 +6,15 @@ an argument. Jobs read current state in bulk, call a planner, and hand the plan 
 Modules
 -------
 ``types``     the data types below.
+``options``   ``SetupOptions``: a setup's options, typed, built once from ``schemas.setup``'s
+              load output (``schemas.setup.setup_options``); every rule takes it, not the dict.
 ``emails``    ``normalise_email``, ``is_valid_email``, ``is_role_address`` (DESIGN §5a).
-``fields``    the vocabulary of Constant Contact field names (shared with ``schemas.setup``).
+``fields``    the vocabulary of Constant Contact field names (shared with ``schemas.setup``), the
+              one list of a contact's top-level fields (``CC_SCALAR_FIELDS``).
 ``mapping``   Salesforce record → CC values (``map_record``), ``fingerprint``, ``soql_fields``,
               ``import_row`` / ``put_body`` (the two shapes the values are written in).
-``sf_to_cc``  every DESIGN §5a rule for that direction::
+``sf_to_cc``  every DESIGN §5a rule for that direction, and the decisions the jobs ask before
+              planning (``claims_address``, ``needs_cc_contact``, ``joins_lists``)::
 
                   plan_sf_to_cc(setup, records, *, links, cc_contacts, main_list_id,
                                 custom_field_ids, now, missing_ids=(), segment_lists=None,

@@ -58,8 +58,9 @@ from typing import Any, Literal
 import pycountry
 
 from middleware.sync.emails import normalise_email
-from middleware.sync.fields import CUSTOM_PREFIX
+from middleware.sync.fields import CC_INT_FIELDS, CC_SCALAR_FIELDS, CUSTOM_PREFIX
 from middleware.sync.mapping import apply_namespace, fingerprint, map_record
+from middleware.sync.options import SetupOptions
 
 SfObject = Literal["Lead", "Contact", "Account"]
 
@@ -303,11 +304,11 @@ def subscriber_from_cc(
     """
     email = resource.get("email_address") or {}
     values: dict[str, str] = {}
-    for key in ("first_name", "last_name", "job_title", "company_name", "anniversary"):
+    for key in (k for k in CC_SCALAR_FIELDS if k not in CC_INT_FIELDS):
         text = str(resource.get(key) or "").strip()
         if text:
             values[key] = text
-    for key in ("birthday_month", "birthday_day"):
+    for key in CC_INT_FIELDS:
         if resource.get(key) is not None:
             values[key] = str(resource[key])
     for phone in resource.get("phone_numbers") or ():
@@ -343,16 +344,14 @@ def subscriber_from_cc(
 # Which records to look for
 
 
-def new_record_type(setup: Mapping[str, Any]) -> Literal["Lead", "Contact"]:
-    kind = setup.get("new_record_object_type")
-    if kind in ("Lead", "Contact"):
-        return kind  # type: ignore[no-any-return]
-    return "Lead" if setup.get("object_type") == "Account" else "Contact"
+def new_record_type(setup: SetupOptions) -> Literal["Lead", "Contact"]:
+    """The object type created for a new subscriber (the schema resolves its default)."""
+    return setup.new_record_object_type
 
 
-def match_objects(setup: Mapping[str, Any], org: OrgInfo) -> list[SfObject]:
+def match_objects(setup: SetupOptions, org: OrgInfo) -> list[SfObject]:
     """The object types searched before creating (rule 5)."""
-    if setup.get("match_same_type_only"):
+    if setup.match_same_type_only:
         return [new_record_type(setup)]
     found: list[SfObject] = ["Lead", "Contact"]
     if org.person_accounts:
@@ -370,10 +369,10 @@ def opt_out_field(sf_object: SfObject) -> str:
     return _OPT_OUT_FIELD[sf_object]
 
 
-def email_fields(setup: Mapping[str, Any], org: OrgInfo, sf_object: SfObject) -> list[str]:
+def email_fields(setup: SetupOptions, org: OrgInfo, sf_object: SfObject) -> list[str]:
     """The fields of ``sf_object`` an address is looked up in."""
     fields = [EMAIL_FIELD[sf_object]]
-    if sf_object == "Contact" and setup.get("npsp_alternate_emails") and org.npsp:
+    if sf_object == "Contact" and setup.npsp_alternate_emails and org.npsp:
         fields += NPSP_EMAIL_FIELDS
     return fields
 
@@ -427,7 +426,7 @@ def state_code(state: str, country: str | None) -> tuple[str, str, str] | None:
 
 
 def address_fields(
-    setup: Mapping[str, Any], org: OrgInfo, sf_object: SfObject, values: Mapping[str, str]
+    setup: SetupOptions, org: OrgInfo, sf_object: SfObject, values: Mapping[str, str]
 ) -> tuple[dict[str, str], dict[str, str], str | None]:
     """Salesforce address fields for CC's address (rule 8).
 
@@ -461,7 +460,7 @@ def address_fields(
         return write, held, problem
     if state:
         found = state_code(state, country_code(country) if country else None)
-        text = state if setup.get("state_names") or found is None else found[1]
+        text = state if setup.state_names or found is None else found[1]
         write[prefix + "State"] = held[prefix + "State"] = _cut(prefix + "State", text)
     if country:
         write[prefix + "Country"] = held[prefix + "Country"] = _cut(prefix + "Country", country)
@@ -490,7 +489,7 @@ def pick_account(accounts: Sequence[SfAccount], company: str) -> SfAccount | Non
 
 
 def new_record_fields(
-    setup: Mapping[str, Any], org: OrgInfo, contact: CcSubscriber
+    setup: SetupOptions, org: OrgInfo, contact: CcSubscriber
 ) -> tuple[dict[str, Any] | None, dict[str, str], CcRecordError | None, str | None]:
     """The fields of a new record for ``contact`` (rule 6 and 8).
 
@@ -502,7 +501,7 @@ def new_record_fields(
     first = values.get("first_name", "").strip()
     last = values.get("last_name", "").strip()
     if not last:
-        if not setup.get("allow_blank_last_name"):
+        if not setup.allow_blank_last_name:
             return (
                 None,
                 {},
@@ -516,7 +515,7 @@ def new_record_fields(
                 None,
             )
         last = contact.email.partition("@")[0]
-    if not first and not setup.get("allow_blank_first_name"):
+    if not first and not setup.allow_blank_first_name:
         return (
             None,
             {},
@@ -541,21 +540,20 @@ def new_record_fields(
             fields[sf_field] = _cut(sf_field, values[f"{cc_kind}_phone"])
     write, held, problem = address_fields(setup, org, kind, values)
     fields.update(write)
-    for entry in setup.get("field_map") or ():
-        if entry.get("direction", "sf_to_cc") in ("cc_to_sf", "both"):
-            value = values.get(entry["cc_field"])
-            if value not in (None, ""):
-                fields[_namespaced(setup, entry["sf_field"])] = value
+    for entry in setup.fields_to_sf:
+        value = values.get(entry.cc_field)
+        if value not in (None, ""):
+            fields[_namespaced(setup, entry.sf_field)] = value
     return fields, held, None, problem
 
 
-def _namespaced(setup: Mapping[str, Any], sf_field: str) -> str:
-    return apply_namespace(sf_field, setup.get("namespace_prefix"))
+def _namespaced(setup: SetupOptions, sf_field: str) -> str:
+    return apply_namespace(sf_field, setup.namespace_prefix)
 
 
 def echo_fingerprint(
-    setup: Mapping[str, Any],
-    sf_object: str,
+    setup: SetupOptions,
+    sf_object: SfObject,
     fields: Mapping[str, Any],
     held_address: Mapping[str, str],
     account_name: str | None,
@@ -570,12 +568,12 @@ def echo_fingerprint(
         record.pop(code_field)
     if sf_object == "Contact":
         record["Account"] = {"Name": account_name} if account_name else None
-    view = {**setup, "object_type": sf_object}
+    view = replace(setup, object_type=sf_object)
     return fingerprint(map_record(view, record))
 
 
 def plan_cc_to_sf(
-    setup: Mapping[str, Any],
+    setup: SetupOptions,
     contacts: Sequence[CcSubscriber],
     *,
     matches: Mapping[str, Sequence[SfMatch]],
@@ -593,7 +591,7 @@ def plan_cc_to_sf(
     ever linked.
     """
     plan = CcToSfPlan()
-    setup_type = str(setup.get("object_type") or "Contact")
+    setup_type = setup.object_type
     kind = new_record_type(setup)
     scope = set(match_objects(setup, org))
     linked = {normalise_email(e) for e in linked_emails}
@@ -618,7 +616,7 @@ def plan_cc_to_sf(
         if email in linked:
             plan.skips.append(CcSkip(contact.contact_id, email, REASON_LINKED))
             continue
-        if not setup.get("sync_to_sf", True):
+        if not setup.sync_to_sf:
             plan.skips.append(CcSkip(contact.contact_id, email, REASON_SYNC_TO_SF_OFF))
             continue
         on_main = bool(main_list_id) and main_list_id in contact.list_memberships
@@ -661,7 +659,7 @@ def plan_cc_to_sf(
         if kind == "Contact" and company:
             wanted_accounts.setdefault(company.lower(), company)
             account = pick_account(accounts, company)
-            create = account is None and bool(setup.get("create_missing_accounts", True))
+            create = account is None and setup.create_missing_accounts
             if create:
                 company = new_accounts.setdefault(company.lower(), company)
             elif account is None:
@@ -669,7 +667,7 @@ def plan_cc_to_sf(
                 plan.warnings.append(f"{REASON_ACCOUNT_NOT_FOUND}: {company!r}")
             org_name = account.name if account is not None else (company if create else None)
             org_id = account.sf_id if account is not None else None
-            if setup.get("npsp_affiliations") and org.npsp:
+            if setup.npsp_affiliations and org.npsp:
                 # NPSP gives the Contact its Household Account; the company is an affiliation.
                 if org_name is not None:
                     record = replace(
@@ -691,10 +689,10 @@ def plan_cc_to_sf(
 
 
 def _opt_out(
-    setup: Mapping[str, Any], contact: CcSubscriber, found: list[SfMatch], plan: CcToSfPlan
+    setup: SetupOptions, contact: CcSubscriber, found: list[SfMatch], plan: CcToSfPlan
 ) -> None:
     """Rule 2: every record of the org holding the address (its standard field) opts out."""
-    if not setup.get("sync_unsubscribes_to_sf", True):
+    if not setup.sync_unsubscribes_to_sf:
         plan.skips.append(CcSkip(contact.contact_id, contact.email, REASON_UNSUBSCRIBES_OFF))
         return
     holders = [m for m in found if m.on_standard_email]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-# Top-level scalar properties of a V3 contact; a PUT nulls any of these it omits.
+# Top-level scalar properties of a V3 contact; a PUT nulls any of these it omits. The one list
+# of them: the mapping, the planner's CC contacts, the executor and the CC client import it.
 CC_SCALAR_FIELDS = (
     "first_name",
     "last_name",
@@ -14,6 +15,8 @@ CC_SCALAR_FIELDS = (
     "birthday_day",
     "anniversary",
 )
+# The ones CC holds as integers.
+CC_INT_FIELDS = ("birthday_month", "birthday_day")
 # Phone import keys and the V3 ``phone_numbers[].kind`` each stands for.
 CC_PHONE_FIELDS = {
     "work_phone": "work",

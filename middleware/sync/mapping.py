@@ -50,16 +50,17 @@ from middleware.sync.emails import normalise_email
 from middleware.sync.fields import (
     ADDRESS_KIND,
     CC_ADDRESS_FIELDS,
+    CC_INT_FIELDS,
     CC_MAX_LENGTHS,
     CC_PHONE_FIELDS,
     CC_SCALAR_FIELDS,
     CUSTOM_FIELD_MAX_LENGTH,
     CUSTOM_PREFIX,
 )
+from middleware.sync.options import SetupOptions
 
-SF_TO_CC_DIRECTIONS = frozenset({"sf_to_cc", "both"})
 _CUSTOM_SUFFIXES = ("__c", "__r", "__pc", "__pr")
-_INT_KEYS = frozenset({"birthday_month", "birthday_day"})
+_INT_KEYS = frozenset(CC_INT_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +138,8 @@ OBJECT_FIELDS: dict[str, ObjectFields] = {
 SYSTEM_FIELDS = ("Id", "IsDeleted", "CreatedDate", "SystemModstamp")
 
 
-def object_fields(setup: Mapping[str, Any]) -> ObjectFields:
-    return OBJECT_FIELDS[setup.get("object_type", "Contact")]
+def object_fields(setup: SetupOptions) -> ObjectFields:
+    return OBJECT_FIELDS[setup.object_type]
 
 
 def apply_namespace(sf_field: str, prefix: str | None) -> str:
@@ -177,33 +178,32 @@ def as_text(value: Any) -> str:
     return str(value).strip()
 
 
-def record_email(setup: Mapping[str, Any], record: Mapping[str, Any]) -> str:
+def record_email(setup: SetupOptions, record: Mapping[str, Any]) -> str:
     return normalise_email(record.get(object_fields(setup).email))
 
 
-def record_opted_out(setup: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
+def record_opted_out(setup: SetupOptions, record: Mapping[str, Any]) -> bool:
     return bool(record.get(object_fields(setup).opted_out))
 
 
-def mapping_plan(setup: Mapping[str, Any]) -> tuple[tuple[str, tuple[str, ...], int | None], ...]:
+def mapping_plan(setup: SetupOptions) -> tuple[tuple[str, tuple[str, ...], int | None], ...]:
     """The setup's mapping compiled once: ``(cc key, Salesforce field path, CC length limit)``."""
     spec = object_fields(setup)
-    ns = setup.get("namespace_prefix")
+    ns = setup.namespace_prefix
     pairs: list[tuple[str, str]] = [
         ("first_name", spec.first_name),
         ("last_name", spec.last_name),
         ("job_title", spec.title),
     ]
-    if spec.company and setup.get("sync_company", True):
+    if spec.company and setup.sync_company:
         pairs.append(("company_name", spec.company))
     pairs.extend(spec.phones.items())
-    if setup.get("sync_address", True):
+    if setup.sync_address:
         pairs.extend(spec.address.items())
-    for entry in setup.get("field_map") or ():
-        if entry.get("direction", "sf_to_cc") in SF_TO_CC_DIRECTIONS:
-            pairs.append((entry["cc_field"], apply_namespace(entry["sf_field"], ns)))
-    for entry in setup.get("other_email_fields") or ():
-        pairs.append((entry["cc_field"], apply_namespace(entry["sf_field"], ns)))
+    for entry in setup.fields_to_cc:
+        pairs.append((entry.cc_field, apply_namespace(entry.sf_field, ns)))
+    for other in setup.other_email_fields:
+        pairs.append((other.cc_field, apply_namespace(other.sf_field, ns)))
     compiled: dict[str, tuple[str, tuple[str, ...], int | None]] = {}
     for key, path in pairs:
         # A later entry for the same key wins: field_map overrides the pre-mapped default.
@@ -217,7 +217,7 @@ def _limit(key: str) -> int | None:
 
 
 def map_record(
-    setup: Mapping[str, Any],
+    setup: SetupOptions,
     record: Mapping[str, Any],
     compiled: tuple[tuple[str, tuple[str, ...], int | None], ...] | None = None,
 ) -> dict[str, str]:
@@ -242,24 +242,20 @@ def fingerprint(values: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
 
 
-def soql_fields(setup: Mapping[str, Any]) -> list[str]:
+def soql_fields(setup: SetupOptions) -> list[str]:
     """Every Salesforce field the SF→CC job must SELECT for this setup, namespaced, no repeats."""
     spec = object_fields(setup)
-    ns = setup.get("namespace_prefix")
+    ns = setup.namespace_prefix
     names: list[str] = [*SYSTEM_FIELDS, spec.email, spec.opted_out, *spec.extra]
     names += [spec.first_name, spec.last_name, spec.title]
-    if spec.company and setup.get("sync_company", True):
+    if spec.company and setup.sync_company:
         names.append(spec.company)
     names += spec.phones.values()
-    if setup.get("sync_address", True):
+    if setup.sync_address:
         names += spec.address.values()
-    custom: list[str] = [
-        e["sf_field"]
-        for e in setup.get("field_map") or ()
-        if e.get("direction", "sf_to_cc") in SF_TO_CC_DIRECTIONS
-    ]
-    custom += [e["sf_field"] for e in setup.get("other_email_fields") or ()]
-    custom += [e["field"] for e in setup.get("checkbox_lists") or ()]
+    custom: list[str] = [e.sf_field for e in setup.fields_to_cc]
+    custom += [e.sf_field for e in setup.other_email_fields]
+    custom += [e.field for e in setup.checkbox_lists]
     names += [apply_namespace(name, ns) for name in custom]
     return list(dict.fromkeys(names))
 

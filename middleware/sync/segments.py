@@ -12,15 +12,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from middleware.sync.mapping import apply_namespace, get_field
+from middleware.sync.options import SetupOptions
 
 
-def filter_fields(setup: Mapping[str, Any]) -> list[str]:
+def filter_fields(setup: SetupOptions) -> list[str]:
     """The Salesforce fields the filter reads (namespaced), for the job's SELECT list."""
-    spec = setup.get("filter") or {}
-    ns = setup.get("namespace_prefix")
-    return list(
-        dict.fromkeys(apply_namespace(c["field"], ns) for c in spec.get("conditions") or ())
-    )
+    ns = setup.namespace_prefix
+    return list(dict.fromkeys(apply_namespace(c.field, ns) for c in setup.filter_conditions))
 
 
 def _blank(value: Any) -> bool:
@@ -81,21 +79,20 @@ def _compare(value: Any, op: str, wanted: Any) -> bool:
     raise ValueError(f"unknown filter operator {op!r}")
 
 
-def matches_filter(setup: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
+def matches_filter(setup: SetupOptions, record: Mapping[str, Any]) -> bool:
     """Whether the record belongs to the setup's segment (no filter: every record does)."""
-    spec = setup.get("filter") or {}
-    conditions = spec.get("conditions") or ()
-    if not conditions:
+    spec = setup.filter
+    if spec is None or not spec.conditions:
         return True
-    ns = setup.get("namespace_prefix")
+    ns = setup.namespace_prefix
     results = (
-        _compare(get_field(record, apply_namespace(c["field"], ns)), c["op"], c.get("value"))
-        for c in conditions
+        _compare(get_field(record, apply_namespace(c.field, ns)), c.op, c.value)
+        for c in spec.conditions
     )
-    return any(results) if spec.get("match", "all") == "any" else all(results)
+    return any(results) if spec.match == "any" else all(results)
 
 
-def unmatched(setup: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> list[str]:
+def unmatched(setup: SetupOptions, records: Iterable[Mapping[str, Any]]) -> list[str]:
     """Ids of the live records that fall outside the filter."""
     return [
         str(r["Id"]) for r in records if not r.get("IsDeleted") and not matches_filter(setup, r)

@@ -46,9 +46,8 @@ from datetime import datetime
 from typing import Any
 
 from middleware.sync.emails import is_role_address, is_valid_email
-from middleware.sync.fields import CUSTOM_PREFIX
+from middleware.sync.fields import CC_SCALAR_FIELDS, CUSTOM_PREFIX
 from middleware.sync.mapping import (
-    custom_field_names,
     fingerprint,
     map_record,
     mapping_plan,
@@ -56,6 +55,7 @@ from middleware.sync.mapping import (
     record_email,
     record_opted_out,
 )
+from middleware.sync.options import SetupOptions
 from middleware.sync.types import (
     UNSUBSCRIBED,
     Action,
@@ -92,6 +92,8 @@ REASON_DELETED_IN_CC = "deleted in Constant Contact; opt-out kept on the link"
 REASON_BLANKED = "email blanked in Salesforce"
 REASON_UNMATCHED = "does not match the setup's segmentation"
 REASON_NOT_IN_CC = "no contact in Constant Contact"
+# Only an answer of :func:`claim_blocker` (the planner then says more precisely what it did).
+REASON_OPTED_OUT = "opted out in Salesforce"
 
 _OLDEST = ("", "")
 
@@ -194,7 +196,7 @@ def _unsubscribe_body(contact: CcContact | None, link: Link, now: datetime) -> d
 
 
 def plan_sf_to_cc(
-    setup: Mapping[str, Any],
+    setup: SetupOptions,
     records: Iterable[Mapping[str, Any]],
     *,
     links: Iterable[Link],
@@ -223,19 +225,11 @@ def plan_sf_to_cc(
     ``remove_unmatched_from_all_lists``: every list CC has it on). ``reset``: ignore fingerprints
     (a reset Full Sync).
     """
-    if not setup.get("sync_to_cc", True):
+    if not setup.sync_to_cc:
         return Plan()
 
     warnings: list[str] = []
-    mapped_custom = {
-        entry["cc_field"]
-        for key in ("field_map", "other_email_fields")
-        for entry in setup.get(key) or ()
-        if entry.get("direction", "sf_to_cc") in ("sf_to_cc", "both")
-    }
-    unknown_custom = sorted(
-        name for name in custom_field_names(mapped_custom) if name not in custom_field_ids
-    )
+    unknown_custom = [name for name in setup.custom_fields_to_cc if name not in custom_field_ids]
     for name in unknown_custom:
         warnings.append(
             f"custom field {CUSTOM_PREFIX}{name} does not exist in Constant Contact; "
@@ -250,10 +244,7 @@ def plan_sf_to_cc(
         by_id[str(record["Id"])] = record
     gone = sorted(set(missing_ids) - set(by_id))
     unmatched = set(unmatched_ids) - set(gone)
-    all_lists = bool(full_sync and setup.get("remove_unmatched_from_all_lists", False))
-
-    is_lead = setup.get("object_type", "Contact") == "Lead"
-    allow_roles = bool(setup.get("sync_role_addresses", False))
+    all_lists = full_sync and setup.remove_unmatched_from_all_lists
     out = _Builder()
     compiled = mapping_plan(setup)
 
@@ -263,24 +254,22 @@ def plan_sf_to_cc(
     for sf_id in sorted(by_id):
         record = by_id[sf_id]
         link = link_by_sf.get(sf_id)
-        if record.get("IsDeleted"):
+        email = record_email(setup, record)
+        blocker = claim_blocker(setup, record, email)
+        if blocker == REASON_DELETED:
             _deleted(setup, sf_id, link, main_list_id, out, gone=False)
             continue
-        if is_lead and record.get("IsConverted"):
+        if blocker == REASON_CONVERTED:
             _converted(setup, sf_id, link, main_list_id, out)
             continue
-        email = record_email(setup, record)
-        if not email:
+        if blocker == REASON_NO_EMAIL:
             _blank(setup, sf_id, link, cc_by_id, out)
             continue
-        if not is_valid_email(email):
-            out.skip(sf_id, REASON_INVALID_EMAIL)
-            continue
-        if not allow_roles and is_role_address(email):
-            out.skip(sf_id, REASON_ROLE_ADDRESS)
-            continue
-        if record_opted_out(setup, record):
+        if blocker == REASON_OPTED_OUT:
             _opted_out(setup, sf_id, link, cc_by_id, main_list_id, now, out)
+            continue
+        if blocker is not None:
+            out.skip(sf_id, blocker)  # invalid email, role address
             continue
         if sf_id in unmatched:
             _unmatched(sf_id, link, cc_by_id, main_list_id, all_lists, out)
@@ -365,8 +354,79 @@ def _setup_lists(link: Link, main_list_id: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys((main_list_id, *link.list_ids)))
 
 
+def claim_blocker(setup: SetupOptions, record: Mapping[str, Any], email: str) -> str | None:
+    """Why a record does not claim its address (rules 1-5, in order); ``None`` when it does.
+
+    ``email`` is :func:`record_email` of the record. The planner acts on the answer; the Full
+    Sync's screening asks the same question (:func:`claims_address`) before the planner runs.
+    """
+    if record.get("IsDeleted"):
+        return REASON_DELETED
+    if setup.object_type == "Lead" and record.get("IsConverted"):
+        return REASON_CONVERTED
+    if not email:
+        return REASON_NO_EMAIL
+    if not is_valid_email(email):
+        return REASON_INVALID_EMAIL
+    if not setup.sync_role_addresses and is_role_address(email):
+        return REASON_ROLE_ADDRESS
+    if record_opted_out(setup, record):
+        return REASON_OPTED_OUT
+    return None
+
+
+def claims_address(setup: SetupOptions, record: Mapping[str, Any], email: str) -> bool:
+    """Whether the record claims its address in the planner (the ordinary, pushed case)."""
+    return claim_blocker(setup, record, email) is None
+
+
+def joins_lists(contact: CcContact) -> bool:
+    """Whether this setup may put the contact on lists: never while it is unsubscribed, since
+    consent is the person's (its fields may still follow Salesforce)."""
+    return not contact.unsubscribed
+
+
+def needs_cc_contact(
+    setup: SetupOptions, record: Mapping[str, Any] | None, link: Link, outside: bool
+) -> bool:
+    """Whether the planner needs Constant Contact's contact of this linked record to decide.
+
+    ``record`` is ``None`` for a record Salesforce no longer has; ``outside``: it exists but
+    does not match the setup's segmentation. Everything else the planner decides from the
+    store's link alone, so an incremental batch reads CC only for these records.
+    """
+    if outside and record is not None and not record.get("IsDeleted"):
+        return not link.cc_contact_id  # it leaves this setup's lists: its contact id is needed
+    if record is None or record.get("IsDeleted"):
+        return setup.remove_on_sf_delete and not link.removed_on_delete
+    if record.get("IsConverted"):
+        return setup.remove_converted_leads
+    email = record_email(setup, record)
+    if not email:
+        return setup.delete_cc_on_blank_email
+    if record_opted_out(setup, record):
+        return setup.unsubscribe_on_sf_opt_out and not link.opted_out
+    # Not opted out in Salesforce while CC was last seen holding the contact unsubscribed: the
+    # opt-out may have been cleared, and is set again if CC still says so (§5a).
+    again = link.cc_unsubscribed and setup.sync_unsubscribes_to_sf
+    return email != link.email or link.removed_on_delete or link.opted_out or again
+
+
+def cc_contact(data: Mapping[str, Any]) -> CcContact:
+    """Constant Contact's contact resource as the planner sees it."""
+    email = data.get("email_address") or {}
+    return CcContact(
+        contact_id=str(data["contact_id"]),
+        email=str(email.get("address") or "").strip().lower(),
+        permission_to_send=str(email.get("permission_to_send") or "implicit"),
+        list_memberships=tuple(data.get("list_memberships") or ()),
+        deleted=bool(data.get("deleted_at")),
+        fields={k: data[k] for k in CC_SCALAR_FIELDS if data.get(k) is not None},
+    )
+
+
 def _deleted(
-    setup: Mapping[str, Any],
+    setup: SetupOptions,
     sf_id: str,
     link: Link | None,
     main_list_id: str,
@@ -377,7 +437,7 @@ def _deleted(
     out.skip(sf_id, REASON_GONE if gone else REASON_DELETED)
     if link is None:
         return
-    if setup.get("remove_on_sf_delete", False) and not link.removed_on_delete:
+    if setup.remove_on_sf_delete and not link.removed_on_delete:
         out.remove(link.cc_contact_id, _setup_lists(link, main_list_id))
         if not gone:
             out.links.append(UpdateLink(sf_id, removed_on_delete=True))
@@ -410,23 +470,23 @@ def _unmatched(
 
 
 def _converted(
-    setup: Mapping[str, Any], sf_id: str, link: Link | None, main_list_id: str, out: _Builder
+    setup: SetupOptions, sf_id: str, link: Link | None, main_list_id: str, out: _Builder
 ) -> None:
     out.skip(sf_id, REASON_CONVERTED)
-    if link is not None and setup.get("remove_converted_leads", False):
+    if link is not None and setup.remove_converted_leads:
         out.remove(link.cc_contact_id, _setup_lists(link, main_list_id))
         out.links.append(RetireLink(sf_id, REASON_CONVERTED))
 
 
 def _blank(
-    setup: Mapping[str, Any],
+    setup: SetupOptions,
     sf_id: str,
     link: Link | None,
     cc_by_id: Mapping[str, CcContact],
     out: _Builder,
 ) -> None:
     out.skip(sf_id, REASON_NO_EMAIL)
-    if link is None or not setup.get("delete_cc_on_blank_email", False):
+    if link is None or not setup.delete_cc_on_blank_email:
         return
     contact = cc_by_id.get(link.cc_contact_id)
     # A link with no contact id is one whose contact Constant Contact does not hold (the caller
@@ -437,7 +497,7 @@ def _blank(
 
 
 def _opted_out(
-    setup: Mapping[str, Any],
+    setup: SetupOptions,
     sf_id: str,
     link: Link | None,
     cc_by_id: Mapping[str, CcContact],
@@ -445,7 +505,7 @@ def _opted_out(
     now: datetime,
     out: _Builder,
 ) -> None:
-    propagate = bool(setup.get("unsubscribe_on_sf_opt_out", False))
+    propagate = setup.unsubscribe_on_sf_opt_out
     if link is None:
         out.skip(
             sf_id, REASON_OPT_OUT_NOT_PROPAGATED if propagate else REASON_OPTED_OUT_NEVER_SYNCED
@@ -488,7 +548,7 @@ def _opted_out(
 
 
 def _push(
-    setup: Mapping[str, Any],
+    setup: SetupOptions,
     sf_id: str,
     record: Mapping[str, Any],
     email: str,
@@ -526,7 +586,7 @@ def _push(
     in_place = (
         link is not None
         and bool(link.cc_contact_id)
-        and (link.email == email or not setup.get("new_cc_contact_on_email_change", False))
+        and (link.email == email or not setup.new_cc_contact_on_email_change)
     )
     if (
         link is not None
@@ -692,7 +752,7 @@ def _link_new(
         out.links.append(LinkRecord(sf_id, email, None, fp, wanted, created, replaces))
         return
     lists: tuple[str, ...] = wanted
-    if contact.unsubscribed:
+    if not joins_lists(contact):
         # Linked, but consent is the person's: it stays unsubscribed and joins no list.
         lists = ()
         out.updates.append(
@@ -740,7 +800,7 @@ def _seen_unsubscribed(link: Link, contact: CcContact | None) -> bool | None:
 
 
 def opt_out_to_set_again(
-    setup: Mapping[str, Any], record: Mapping[str, Any], contact: CcContact | None
+    setup: SetupOptions, record: Mapping[str, Any], contact: CcContact | None
 ) -> bool:
     """Whether Salesforce must get the record's opt-out set again (DESIGN §5a).
 
@@ -750,7 +810,7 @@ def opt_out_to_set_again(
     Constant Contact's contact for the record's address (``None``: unknown). Deleted records
     and converted Leads are left alone; the reverse (clearing an opt-out) never happens.
     """
-    if not setup.get("sync_unsubscribes_to_sf", True):
+    if not setup.sync_unsubscribes_to_sf:
         return False
     if contact is None or contact.deleted or not contact.unsubscribed:
         return False
@@ -760,4 +820,14 @@ def opt_out_to_set_again(
     return bool(email) and email == contact.email and not record_opted_out(setup, record)
 
 
-__all__ = ["RecordError", "duplicate_reason", "opt_out_to_set_again", "plan_sf_to_cc"]
+__all__ = [
+    "RecordError",
+    "cc_contact",
+    "claim_blocker",
+    "claims_address",
+    "duplicate_reason",
+    "joins_lists",
+    "needs_cc_contact",
+    "opt_out_to_set_again",
+    "plan_sf_to_cc",
+]

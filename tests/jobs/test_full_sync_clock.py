@@ -13,14 +13,16 @@ from middleware.fullsync import clock
 from middleware.queue import FULL_SYNC, WEBHOOKS, get_queue
 from middleware.store import runs, setups
 from middleware.store.db import Store
+from schemas.setup import validate_setup
 
 SLOT = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
 DAILY = {"schedule": {"full_sync": "daily", "at": "02:00", "timezone": "UTC"}}
 
 
 def _setup(store: Store, name: str, options: dict, created: datetime | None = None) -> int:
+    stored, _ = validate_setup({"name": name, "main_list": "Main", **options})
     with store.transaction() as session:
-        row = setups.create(session, name=name, options=options)
+        row = setups.create(session, name=name, options=stored)
         row.created_at = created or datetime(2026, 1, 1, tzinfo=UTC)
         return row.id
 

@@ -12,6 +12,7 @@ from middleware import poll, runner
 from middleware.store import cursors, links, setups
 from middleware.store import errors as errors_repo
 from middleware.sync.mapping import fingerprint, map_record, soql_fields
+from schemas.setup import setup_options
 from tests.e2e.harness import CC_BASE, SF_BASE, World
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -336,10 +337,14 @@ def test_a_record_created_from_cc_is_not_written_back_to_cc(make_world) -> None:
     )
     run(w)
     sf_id = by_email(w)["echo@example.org"]["Id"]
-    record = w.sf_client().query_by_ids("Contact", soql_fields(w.options), [sf_id]).records[0]
+    record = (
+        w.sf_client()
+        .query_by_ids("Contact", soql_fields(setup_options(w.options)), [sf_id])
+        .records[0]
+    )
     with w.store.transaction() as session:
         (link,) = links.for_emails(session, w.setup_id, ["echo@example.org"])["echo@example.org"]
-    assert link.fingerprint == fingerprint(map_record(w.options, record))
+    assert link.fingerprint == fingerprint(map_record(setup_options(w.options), record))
 
     sf, cc = w.sf_client(), w.cc_client()
     summary = runner.run_sync_now(w.runtime, w.setup_id, sf=sf, cc=cc)

@@ -14,8 +14,9 @@ from middleware.fullsync.spool import LinkRow, Spool
 from middleware.sync.mapping import fingerprint, map_record, soql_fields
 from middleware.sync.sf_to_cc import plan_sf_to_cc
 from middleware.sync.types import Import, LinkRecord
+from schemas.setup import setup_options
 
-OPTIONS: dict[str, Any] = {"object_type": "Contact", "main_list": "Main"}
+OPTIONS = setup_options({"name": "s", "object_type": "Contact", "main_list": "Main"})
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 
 

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from middleware.fullsync import schedule
+from middleware.sync.options import Schedule
+from schemas.setup import setup_options
 
-DAILY = {"full_sync": "daily", "at": "02:00", "timezone": "UTC"}
-PARIS = {"full_sync": "daily", "at": "02:00", "timezone": "Europe/Paris"}
-WEEKLY = {"full_sync": "weekly", "weekday": "monday", "at": "03:30"}
-NEW_YORK = {"full_sync": "daily", "at": "02:30", "timezone": "America/New_York"}
+
+def sched(**given: str) -> Schedule:
+    """A setup's schedule as the schema loads it (defaults for what is not given)."""
+    return setup_options({"name": "s", "main_list": "Main", "schedule": given}).schedule
+
+
+DAILY = sched(full_sync="daily", at="02:00", timezone="UTC")
+PARIS = sched(full_sync="daily", at="02:00", timezone="Europe/Paris")
+WEEKLY = sched(full_sync="weekly", weekday="monday", at="03:30")
+NEW_YORK = sched(full_sync="daily", at="02:30", timezone="America/New_York")
 
 
 def at(text: str) -> datetime:
@@ -30,12 +39,12 @@ def at(text: str) -> datetime:
         (NEW_YORK, "2026-03-08T05:00", "2026-03-08T07:00"),
     ],
 )
-def test_next_run(sched: dict[str, str], now: str, expected: str) -> None:
+def test_next_run(sched: Schedule, now: str, expected: str) -> None:
     assert schedule.next_run(sched, at(now)) == at(expected)
 
 
 def test_manual_never_runs_by_itself() -> None:
-    manual = {"full_sync": "manual"}
+    manual = sched(full_sync="manual")
     assert schedule.next_run(manual, at("2026-11-26T00:00")) is None
     assert schedule.is_due(manual, at("2026-11-26T03:00"), None) is None
     assert schedule.describe(manual) == "manual"
@@ -65,6 +74,8 @@ def test_a_new_setup_waits_for_its_first_slot() -> None:
 
 def test_weekly_needs_a_day_and_reads_well() -> None:
     with pytest.raises(ValueError):
-        schedule.next_run({"full_sync": "weekly", "at": "02:00"}, at("2026-11-26T00:00"))
-    friday = {"full_sync": "weekly", "weekday": "friday", "at": "04:15", "timezone": "Asia/Tokyo"}
+        # The schema refuses this; the schedule does not trust that it was asked.
+        no_day = replace(sched(full_sync="daily"), full_sync="weekly")
+        schedule.next_run(no_day, at("2026-11-26T00:00"))
+    friday = sched(full_sync="weekly", weekday="friday", at="04:15", timezone="Asia/Tokyo")
     assert schedule.describe(friday) == "weekly on Fridays at 04:15 Asia/Tokyo"

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from middleware.sync.mapping import fingerprint, map_record
+from middleware.sync.options import SetupOptions
 from middleware.sync.sf_to_cc import plan_sf_to_cc
 from middleware.sync.types import (
     AddToLists,
@@ -25,9 +26,19 @@ from middleware.sync.types import (
     UpdateContact,
     UpdateLink,
 )
+from schemas.setup import setup_options
 
 MAIN = "L-main"
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def opts(setup: Mapping[str, Any] | SetupOptions | None = None, **overrides: Any) -> SetupOptions:
+    """The typed options of a setup given by the options a test cares about (the schema fills in
+    the rest, as it does for a stored setup); ``SetupOptions`` pass through."""
+    if isinstance(setup, SetupOptions):
+        assert not overrides
+        return setup
+    return setup_options({"name": "test", "main_list": "Main", **(setup or {}), **overrides})
 
 
 def contact_record(
@@ -61,21 +72,22 @@ def lead_record(sf_id: str = "00QA", **fields: Any) -> dict[str, Any]:
 
 
 def values_of(setup: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, str]:
-    return map_record(setup, record)
+    return map_record(opts(setup), record)
 
 
 def link_for(
-    setup: Mapping[str, Any],
+    setup: Mapping[str, Any] | SetupOptions,
     record: Mapping[str, Any],
     contact_id: str = "C1",
     **overrides: Any,
 ) -> Link:
     """The link the store would hold after this setup last wrote ``record`` as it is now."""
+    values = map_record(opts(setup), record)
     fields: dict[str, Any] = {
         "sf_id": record["Id"],
         "cc_contact_id": contact_id,
-        "email": map_record(setup, record)["email"],
-        "fingerprint": fingerprint(map_record(setup, record)),
+        "email": values["email"],
+        "fingerprint": fingerprint(values),
         "list_ids": (MAIN,),
         "sf_created": record.get("CreatedDate"),
     }
@@ -96,7 +108,7 @@ def cc(contact_id: str = "C1", email: str = "ann@example.com", **overrides: Any)
 
 
 def run(
-    setup: Mapping[str, Any],
+    setup: Mapping[str, Any] | SetupOptions,
     records: Iterable[Mapping[str, Any]],
     *,
     links: Iterable[Link] = (),
@@ -109,7 +121,7 @@ def run(
     reset: bool = False,
 ) -> Plan:
     return plan_sf_to_cc(
-        setup,
+        opts(setup),
         list(records),
         links=list(links),
         cc_contacts=list(contacts),

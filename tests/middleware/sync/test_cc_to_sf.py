@@ -9,6 +9,7 @@ import pytest
 from middleware.sync import cc_to_sf as r
 from middleware.sync.cc_to_sf import CcSubscriber, OrgInfo, SfAccount, SfMatch
 from middleware.sync.mapping import fingerprint, map_record
+from tests.middleware.sync.conftest import opts
 
 MAIN = "L-main"
 EMAIL = "ada@example.org"
@@ -248,7 +249,7 @@ ROWS = [
 @pytest.mark.parametrize(("setup", "contact", "matches", "org", "linked", "expected"), ROWS)
 def test_rules(setup, contact, matches, org, linked, expected) -> None:
     plan = r.plan_cc_to_sf(
-        setup,
+        opts(setup),
         [contact],
         matches={EMAIL: matches} if matches else {},
         org=org,
@@ -260,7 +261,7 @@ def test_rules(setup, contact, matches, org, linked, expected) -> None:
 
 def _created(setup, contact, *, org=OrgInfo(), accounts=()) -> r.NewRecord:
     plan = r.plan_cc_to_sf(
-        setup, [contact], matches={}, org=org, accounts=list(accounts), main_list_id=MAIN
+        opts(setup), [contact], matches={}, org=org, accounts=list(accounts), main_list_id=MAIN
     )
     assert len(plan.creates) == 1, summary(plan)
     return plan.creates[0]
@@ -408,7 +409,7 @@ def test_one_new_account_per_company_for_the_whole_batch() -> None:
         )
         for i, name in enumerate(["Acme", "ACME", "Initech"])
     ]
-    plan = r.plan_cc_to_sf(SETUP, contacts, matches={})
+    plan = r.plan_cc_to_sf(opts(SETUP), contacts, matches={})
     assert plan.accounts_to_create == ["Acme", "Initech"]
     assert [c.account_name for c in plan.creates] == ["Acme", "Acme", "Initech"]
 
@@ -423,7 +424,7 @@ def test_npsp_affiliation_instead_of_account() -> None:
         "Acme",
         "001A",
     )
-    plan = r.plan_cc_to_sf(setup, [sub(company_name="Initech")], matches={}, org=NPSP)
+    plan = r.plan_cc_to_sf(opts(setup), [sub(company_name="Initech")], matches={}, org=NPSP)
     assert plan.accounts_to_create == ["Initech"]
     assert plan.creates[0].affiliation_account == "Initech"
     assert plan.creates[0].account_name is None
@@ -436,7 +437,7 @@ def test_record_of_another_type_than_the_setup_keeps_a_retired_link() -> None:
 
 
 def test_person_account_setup_creates_leads_by_default() -> None:
-    assert r.new_record_type({"object_type": "Account"}) == "Lead"
+    assert r.new_record_type(opts(object_type="Account")) == "Lead"
 
 
 @pytest.mark.parametrize(
@@ -478,18 +479,18 @@ def test_fingerprint_is_what_sf_to_cc_will_compute_after_the_create(setup, org, 
         readback[prefix + "Country"] = "United States"
     if record.sf_object == "Contact":
         readback["Account"] = {"Name": record.account_name} if record.account_name else None
-    assert record.fingerprint == fingerprint(map_record(setup, readback))
+    assert record.fingerprint == fingerprint(map_record(opts(setup), readback))
 
 
 def test_same_address_twice_in_a_batch_is_one_person() -> None:
-    plan = r.plan_cc_to_sf(SETUP, [sub(), sub()], matches={})
+    plan = r.plan_cc_to_sf(opts(SETUP), [sub(), sub()], matches={})
     assert len(plan.creates) == 1
 
 
 def test_on_main_list_is_remembered_for_the_link() -> None:
-    plan = r.plan_cc_to_sf(SETUP, [sub()], matches={}, main_list_id=MAIN)
+    plan = r.plan_cc_to_sf(opts(SETUP), [sub()], matches={}, main_list_id=MAIN)
     assert plan.creates[0].on_main_list is True
-    plan = r.plan_cc_to_sf(SETUP, [sub()], matches={}, main_list_id="other")
+    plan = r.plan_cc_to_sf(opts(SETUP), [sub()], matches={}, main_list_id="other")
     assert plan.creates[0].on_main_list is False
 
 
@@ -546,8 +547,8 @@ def test_subscriber_from_cc_reads_the_resource() -> None:
     ],
 )
 def test_where_addresses_are_searched(setup, org, objects, contact_fields) -> None:
-    assert r.match_objects(setup, org) == objects
-    assert r.email_fields(setup, org, "Contact") == contact_fields
+    assert r.match_objects(opts(setup), org) == objects
+    assert r.email_fields(opts(setup), org, "Contact") == contact_fields
     assert r.opt_out_objects(org) == (
         ["Lead", "Contact", "Account"] if org.person_accounts else ["Lead", "Contact"]
     )
@@ -559,10 +560,10 @@ def test_where_addresses_are_searched(setup, org, objects, contact_fields) -> No
 def test_every_new_contacts_company_is_asked_for_whatever_create_missing_accounts_says() -> None:
     for create in (True, False):
         setup = {**SETUP, "create_missing_accounts": create}
-        plan = r.plan_cc_to_sf(setup, [sub(company_name="Analytical Engines")], matches={})
+        plan = r.plan_cc_to_sf(opts(setup), [sub(company_name="Analytical Engines")], matches={})
         assert plan.account_names == ["Analytical Engines"]
     # Leads carry the company as text: no Account is looked up for them.
-    plan = r.plan_cc_to_sf(LEAD_SETUP, [sub(company_name="Analytical Engines")], matches={})
+    plan = r.plan_cc_to_sf(opts(LEAD_SETUP), [sub(company_name="Analytical Engines")], matches={})
     assert plan.account_names == []
 
 
@@ -570,7 +571,7 @@ def test_an_existing_account_is_linked_when_missing_ones_are_not_created() -> No
     setup = {**SETUP, "create_missing_accounts": False}
     accounts = [SfAccount("001AE", "Analytical Engines", "2020-01-01")]
     plan = r.plan_cc_to_sf(
-        setup, [sub(company_name="analytical engines")], matches={}, accounts=accounts
+        opts(setup), [sub(company_name="analytical engines")], matches={}, accounts=accounts
     )
     assert summary(plan) == [("create", "Contact")]  # nothing to create, nothing to report
     assert (plan.creates[0].account_id, plan.creates[0].account_name) == ("001AE", None)
@@ -583,7 +584,7 @@ def test_an_existing_account_is_linked_when_missing_ones_are_not_created() -> No
 
 def test_npsp_affiliation_with_an_existing_account_when_missing_ones_are_not_created() -> None:
     setup = {**SETUP, "npsp_affiliations": True, "create_missing_accounts": False}
-    plan = r.plan_cc_to_sf(setup, [sub(company_name="Acme")], matches={}, org=NPSP)
+    plan = r.plan_cc_to_sf(opts(setup), [sub(company_name="Acme")], matches={}, org=NPSP)
     assert plan.account_names == ["Acme"]
     assert plan.accounts_to_create == []
     assert plan.creates[0].affiliation_account is None  # none found yet: no affiliation

@@ -13,6 +13,7 @@ from middleware.sync.mapping import (
     put_body,
     soql_fields,
 )
+from tests.middleware.sync.conftest import opts
 
 CONTACT = {
     "Id": "003A",
@@ -66,7 +67,7 @@ PERSON = {
 
 
 def setup(object_type="Contact", **options):
-    return {"object_type": object_type, **options}
+    return opts(object_type=object_type, **options)
 
 
 @pytest.mark.parametrize(

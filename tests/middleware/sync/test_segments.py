@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from middleware.sync.segments import filter_fields, matches_filter, unmatched
+from tests.middleware.sync.conftest import opts
 
 REC = {
     "Id": "003A",
@@ -19,13 +20,13 @@ REC = {
 
 
 def f(op, value=None, field="LeadSource", match="all"):
-    return {"filter": {"match": match, "conditions": [{"field": field, "op": op, "value": value}]}}
+    return opts(filter={"match": match, "conditions": [{"field": field, "op": op, "value": value}]})
 
 
 @pytest.mark.parametrize(
     ("setup", "expected"),
     [
-        pytest.param({}, True, id="no filter: everything syncs"),
+        pytest.param(opts(), True, id="no filter: everything syncs"),
         pytest.param(f("equals", "web"), True, id="equals ignores case like SOQL"),
         pytest.param(f("equals", "Phone"), False, id="equals"),
         pytest.param(f("not_equals", "Phone"), True, id="not_equals"),
@@ -53,12 +54,15 @@ def test_all_needs_every_condition_and_any_needs_one() -> None:
         {"field": "LeadSource", "op": "equals", "value": "Web"},
         {"field": "Region__c", "op": "equals", "value": "APAC"},
     ]
-    assert not matches_filter({"filter": {"match": "all", "conditions": conditions}}, REC)
-    assert matches_filter({"filter": {"match": "any", "conditions": conditions}}, REC)
+    assert not matches_filter(opts(filter={"match": "all", "conditions": conditions}), REC)
+    assert matches_filter(opts(filter={"match": "any", "conditions": conditions}), REC)
 
 
 def test_namespace_prefix_applies_to_custom_filter_fields() -> None:
-    setup = {"namespace_prefix": "acme", **f("equals", "EMEA", "Region__c")}
+    setup = opts(
+        namespace_prefix="acme",
+        filter={"conditions": [{"field": "Region__c", "op": "equals", "value": "EMEA"}]},
+    )
     assert filter_fields(setup) == ["acme__Region__c"]
     assert matches_filter(setup, {"acme__Region__c": "emea"})
 

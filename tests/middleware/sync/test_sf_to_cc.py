@@ -13,18 +13,19 @@ from tests.middleware.sync.conftest import (
     contact_record,
     lead_record,
     link_for,
+    opts,
     run,
     summary,
 )
 
 SEG = "L-seg"
-BASE = {"object_type": "Contact"}
+BASE = opts(object_type="Contact")
 REC = contact_record()
 OLD = contact_record(Title="Old title")  # what was last written, before the edit
 
 
 def S(**options):
-    return {**BASE, **options}
+    return opts({"object_type": "Contact", **options})
 
 
 def case(id, *, setup=BASE, records=(REC,), links=(), contacts=(), missing=(), expected, **kw):
@@ -784,7 +785,7 @@ UNSUB = cc(permission_to_send="unsubscribed", list_memberships=())
         ),
         pytest.param(BASE, contact_record(IsDeleted=True), UNSUB, False, id="deleted-record"),
         pytest.param(
-            {"object_type": "Lead"}, lead_record(IsConverted=True), UNSUB, False, id="converted"
+            opts(object_type="Lead"), lead_record(IsConverted=True), UNSUB, False, id="converted"
         ),
         pytest.param(
             BASE,
@@ -795,7 +796,7 @@ UNSUB = cc(permission_to_send="unsubscribed", list_memberships=())
         ),
         pytest.param(BASE, contact_record(email="other@example.com"), UNSUB, False, id="other"),
         pytest.param(
-            {"object_type": "Account"},
+            opts(object_type="Account"),
             {
                 "Id": "001A",
                 "PersonEmail": "ann@example.com",

@@ -14,6 +14,7 @@ from redis import Redis
 from middleware import metrics, queue
 from middleware.store import connections, setups
 from middleware.web import get_store
+from schemas.setup import validate_setup
 
 
 def _build(config: dict[str, Any]) -> Flask:
@@ -112,7 +113,7 @@ def test_readyz_fails_as_soon_as_jobs_meet_revoked_tokens_of_both_connections(
             setup_id = setups.create(
                 session,
                 name="Both",
-                options={},
+                options=validate_setup({"name": "Both", "main_list": "Main"})[0],
                 salesforce_connection_id=sf.id,
                 constant_contact_connection_id=cc.id,
             ).id
