@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from middleware.store import links, setups
 from middleware.store.db import Store
@@ -123,22 +125,36 @@ def test_large_lookups_are_chunked(store: Store, setup_id: int) -> None:
     assert len(by_sf) == len(by_email) == 2500
 
 
-def test_ten_thousand_upserts_take_well_under_a_second(store: Store, setup_id: int) -> None:
+def test_ten_thousand_upserts_are_a_few_statements(store: Store, setup_id: int) -> None:
+    """Bulk means a statement per 5,000 rows, not per row: that is what keeps 10k upserts well
+    under a second (the timing is printed, not asserted: a busy machine must not fail it)."""
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
+        if "links" in sql and ("INSERT" in sql or "UPDATE" in sql):
+            statements.append(sql)
+
     rows = [_row(n) for n in range(10_000)]
-    with store.transaction() as session:
-        started = time.perf_counter()
-        links.upsert_links(session, setup_id, rows)
-        inserted = time.perf_counter() - started
-    updates = [{"sf_id": r["sf_id"], "sf_object": "Contact", "fingerprint": "v2"} for r in rows]
-    with store.transaction() as session:
-        started = time.perf_counter()
-        links.upsert_links(session, setup_id, updates)
-        updated = time.perf_counter() - started
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        with store.transaction() as session:
+            started = time.perf_counter()
+            links.upsert_links(session, setup_id, rows)
+            inserted = time.perf_counter() - started
+        insert_statements = len(statements)
+        updates = [{"sf_id": r["sf_id"], "sf_object": "Contact", "fingerprint": "v2"} for r in rows]
+        with store.transaction() as session:
+            started = time.perf_counter()
+            links.upsert_links(session, setup_id, updates)
+            updated = time.perf_counter() - started
+        update_statements = len(statements) - insert_statements
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
     with store.session() as session:
         assert links.counts(session, setup_id) == {"active": 10_000}
     print(f"\n{store.dialect}: 10k link inserts {inserted:.3f}s, 10k updates {updated:.3f}s")
-    assert inserted < 1.0
-    assert updated < 1.0
+    assert 1 <= insert_statements <= 4
+    assert 1 <= update_statements <= 4
 
 
 def test_fill_contact_ids_fills_only_links_still_waiting_at_that_address(
