@@ -33,7 +33,7 @@ WORDS: dict[str, str] = {
     "created_leads": "Salesforce leads created",
     "affiliations_created": "Salesforce affiliations created",
     "linked": "Constant Contact contacts linked to Salesforce records",
-    "scanned_unsubscribed": "full scans of Constant Contact's unsubscribes",
+    "scanned_unsubscribed": "scans of every Constant Contact unsubscribe",
     "errors": "record errors (see /errors)",
 }
 # How the two halves of a Sync Now are named.
@@ -46,30 +46,34 @@ NOT_COUNTS = frozenset({"percent", "phase_seconds", "setup_id", "run_id", "paced
 REPORTED = "reported: "
 
 
-def _phrase(key: str, value: Any, both_sides: bool) -> str:
+def _line(key: str, value: int, both_sides: bool) -> str:
     if key == "records" and both_sides:
-        return f"{value:,} records read (Salesforce records and Constant Contact contacts together)"
+        return (
+            f"records read: {value:,} (Salesforce records and Constant Contact contacts together)"
+        )
     if key.startswith(REPORTED):
-        return f"{value:,} reported: {key.removeprefix(REPORTED)}"
-    return f"{value:,} {WORDS.get(key, key.replace('_', ' '))}"
+        return f"reported, {key.removeprefix(REPORTED)}: {value:,}"
+    return f"{WORDS.get(key, key.replace('_', ' '))}: {value:,}"
 
 
 def describe(counts: Mapping[str, Any]) -> list[str]:
-    """One phrase per counter, e.g. ``"2,880 contacts created or updated in Constant Contact
-    (import)"``; a Sync Now's directions as their own phrases; skips as ``skipped: N reason``."""
+    """One line per counter, e.g. ``"contacts created or updated in Constant Contact (import):
+    2,880"``; a Sync Now's directions as a heading each with their lines indented under it;
+    skips as ``skipped: N reason; N reason`` (reasons are words of their own)."""
     order = {key: i for i, key in enumerate(WORDS)}
-    phrases: list[str] = []
     both_sides = any(key in counts for key in DIRECTIONS)
+    lines: list[str] = []
     for key in sorted(counts, key=lambda k: (order.get(k, len(order)), k)):
         value = counts[key]
-        if key in NOT_COUNTS or not value:
-            continue
         if key in DIRECTIONS and isinstance(value, Mapping):
             inner = describe(value)
-            phrases.append(f"{DIRECTIONS[key]}: {'; '.join(inner) if inner else 'nothing'}")
+            lines.append(f"{DIRECTIONS[key]}:{'' if inner else ' nothing'}")
+            lines.extend(f"  {line}" for line in inner)
+        elif key in NOT_COUNTS or not value:
+            continue
         elif key == "skipped" and isinstance(value, Mapping):
-            skips = ", ".join(f"{n:,} {reason}" for reason, n in sorted(value.items()) if n)
-            phrases.append(f"skipped: {skips}")
+            skips = "; ".join(f"{n:,} {reason}" for reason, n in sorted(value.items()) if n)
+            lines.append(f"skipped: {skips}")
         elif isinstance(value, int) and not isinstance(value, bool):
-            phrases.append(_phrase(key, value, both_sides))
-    return phrases
+            lines.append(_line(key, value, both_sides))
+    return lines

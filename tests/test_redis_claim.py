@@ -1,4 +1,4 @@
-"""The claim that lets test runs and benchmarks share TEST_REDIS_URL without corrupting each other."""
+"""The claim that lets test runs and benchmarks share TEST_REDIS_URL by taking turns."""
 
 from __future__ import annotations
 

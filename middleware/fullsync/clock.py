@@ -21,11 +21,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
 from sqlalchemy import func, select
 
 from middleware import intake, queue
 from middleware.fullsync import checkpoint as checkpoints
 from middleware.fullsync import schedule
+from middleware.fullsync.run import lock_name
 from middleware.store.db import Store
 from middleware.store.models import Run, Setup
 
@@ -89,8 +92,6 @@ def tick(store: Store, redis: Redis, now: datetime) -> dict[str, Any]:
 
 def resume_stalled(store: Store, redis: Redis, now: datetime) -> list[int]:
     """Enqueue the resumption of Full Syncs whose checkpoint no live job is working on."""
-    from middleware.fullsync.run import lock_name  # the run module imports this one's peers
-
     with store.transaction() as session:
         ids = list(session.scalars(select(Setup.id)))
     resumed = []
@@ -124,9 +125,6 @@ def resume_stalled(store: Store, redis: Redis, now: datetime) -> list[int]:
 
 
 def _alive(redis: Redis, job_id: str) -> bool:
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job
-
     try:
         job = Job.fetch(job_id, connection=redis, serializer=queue.SERIALIZER)
     except NoSuchJobError:

@@ -16,11 +16,13 @@ def test_a_sync_now_reads_as_what_happened_on_each_side() -> None:
         "cc_to_sf": {"scanned_unsubscribed": 1, "skipped": {"already linked": 2880}},
     }
     assert run_counts.describe(counts) == [
-        "5,880 records read (Salesforce records and Constant Contact contacts together)",
-        "Constant Contact → Salesforce: 1 full scans of Constant Contact's unsubscribes; "
-        "skipped: 2,880 already linked",
-        "Salesforce → Constant Contact: 2,880 contacts created or updated in Constant Contact "
-        "(import); skipped: 39 no email, "
+        "records read: 5,880 (Salesforce records and Constant Contact contacts together)",
+        "Constant Contact → Salesforce:",
+        "  scans of every Constant Contact unsubscribe: 1",
+        "  skipped: 2,880 already linked",
+        "Salesforce → Constant Contact:",
+        "  contacts created or updated in Constant Contact (import): 2,880",
+        "  skipped: 39 no email; "
         "73 opted out, never created in Constant Contact (nothing to unsubscribe)",
     ]
 
@@ -37,13 +39,21 @@ def test_a_full_sync_leaves_out_progress_and_timings_and_zeroes() -> None:
         "errors": 1,
     }
     assert run_counts.describe(counts) == [
-        "3,006 records read",
-        "1 list memberships removed",
-        "2,882 records unchanged",
-        "1 record errors (see /errors)",
-        "2 reported: account not found",
+        "records read: 3,006",
+        "list memberships removed: 1",
+        "records unchanged: 2,882",
+        "record errors (see /errors): 1",
+        "reported, account not found: 2",
+    ]
+
+
+def test_a_sync_now_with_nothing_to_do_on_one_side_says_so() -> None:
+    assert run_counts.describe({"records": 0, "sf_to_cc": {}, "cc_to_sf": {"linked": 2}}) == [
+        "Constant Contact → Salesforce:",
+        "  Constant Contact contacts linked to Salesforce records: 2",
+        "Salesforce → Constant Contact: nothing",
     ]
 
 
 def test_a_counter_without_words_still_shows_its_name() -> None:
-    assert run_counts.describe({"created_person_accounts": 2}) == ["2 created person accounts"]
+    assert run_counts.describe({"created_person_accounts": 2}) == ["created person accounts: 2"]
