@@ -26,8 +26,10 @@ test: install lint typecheck
 unit: install
 	$(BIN)/pytest -m "not integration"
 
+# make demo DEMO_ARGS="--keep-running" keeps the service and sandboxes up until Ctrl-C.
+DEMO_ARGS ?=
 demo: install
-	$(BIN)/python demo.py
+	$(BIN)/python demo.py $(DEMO_ARGS)
 
 bench: install
 	$(BIN)/python bench/sandbox_throughput.py

@@ -25,8 +25,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError, StatementError
 from werkzeug.exceptions import HTTPException
 
+from middleware import embedded_worker, queue
 from middleware.logging import configure_logging, request_id_var
 from middleware.settings import ConfigError, Settings, env_names
+from middleware.store import connections, migrate
 from middleware.store.db import Store
 from middleware.web import EXTENSION, BadInput, handles, problem
 
@@ -114,8 +116,6 @@ def _env_value(value: Any) -> str:
 
 
 def _init_queue(app: Flask, settings: Settings, redis_client: Any) -> None:
-    from middleware import queue
-
     redis = redis_client if redis_client is not None else queue.get_redis(settings)
     ext = handles(app)
     runtime = queue.Runtime(settings=settings, store=ext["store"], redis=redis)
@@ -124,7 +124,7 @@ def _init_queue(app: Flask, settings: Settings, redis_client: Any) -> None:
     ext["queues"] = queue.get_queues(redis)
     ext["worker"] = None
     if settings.embedded_worker:
-        ext["worker"] = queue.start_embedded_worker(redis, runtime=runtime)
+        ext["worker"] = embedded_worker.start_embedded_worker(redis, runtime=runtime)
 
     # Views that enqueue (queue.enqueue / ensure_scheduled) find this app's Redis through it.
     @app.before_request
@@ -285,21 +285,17 @@ db_cli = AppGroup("db", help="Database migrations and maintenance.")
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
     """Apply migrations (the release phase runs this)."""
-    from middleware.store.migrate import current_revision
-
     store: Store = handles()["store"]
     store.upgrade(revision)
-    click.echo(f"database at revision {current_revision(store.engine)}")
+    click.echo(f"database at revision {migrate.current_revision(store.engine)}")
 
 
 @db_cli.command("current")
 def db_current() -> None:
     """Show the database revision and the newest one this code ships."""
-    from middleware.store.migrate import current_revision, head_revision
-
     store: Store = handles()["store"]
-    current = current_revision(store.engine)
-    head = head_revision()
+    current = migrate.current_revision(store.engine)
+    head = migrate.head_revision()
     state = "up to date" if current == head else "needs `flask --app app db upgrade`"
     click.echo(f"current: {current or 'empty'}  head: {head}  ({state})")
 
@@ -307,8 +303,6 @@ def db_current() -> None:
 @db_cli.command("rotate-keys")
 def db_rotate_keys() -> None:
     """Re-encrypt stored tokens and secrets with the first TOKEN_ENCRYPTION_KEY."""
-    from middleware.store import connections
-
     store: Store = handles()["store"]
     with store.transaction() as session:
         changed = connections.rotate_keys(session)

@@ -25,10 +25,12 @@ import requests
 from cryptography.fernet import Fernet
 from werkzeug.serving import make_server
 
+from middleware import run_counts
 from sandbox import server as sandbox_server
 
 WORKDIR = Path("instance") / "demo"
 MAIN_LIST = "Demo Main List"
+KEEP_RUNNING = "make demo DEMO_ARGS=--keep-running"
 
 
 def _free_port(preferred: int) -> int:
@@ -358,21 +360,22 @@ class Demo:
         if items:
             run = items[0]
             say(
-                f"last run #{run['id']} {run['kind']} {run['status']}: "
-                f"counts {json.dumps(run.get('counts'))}, "
-                f"API calls {json.dumps(run.get('api_calls'))}"
+                f"last run #{run['id']} {run['kind']} {run['status']}, "
+                f"API calls {json.dumps(run.get('api_calls'))}:"
             )
+            for phrase in run_counts.describe(run.get("counts") or {}):
+                say(f"  {phrase}")
 
-    def summary(self, setup_id: int) -> None:
+    def summary(self, setup_id: int, keep_running: bool) -> None:
         step("What happened")
         items = list(reversed(self.api("GET", f"/setups/{setup_id}/runs")["items"]))
-        say(f"{'run':>5} {'kind':12} {'status':10} {'records':>8}  API calls")
         for run in items:
-            counts = run.get("counts") or {}
             say(
-                f"{run['id']:>5} {run['kind']:12} {run['status']:10} "
-                f"{counts.get('records', 0):>8}  {json.dumps(run.get('api_calls'))}"
+                f"run #{run['id']} {run['kind']} {run['status']}, "
+                f"API calls {json.dumps(run.get('api_calls'))}"
             )
+            for phrase in run_counts.describe(run.get("counts") or {}):
+                say(f"    {phrase}")
         cc_state = self.cc.get(f"{self.cc_url}/_sandbox/state", timeout=30).json()
         sf_state = self.sf_call("GET", "/_sandbox/state")
         say(f"Constant Contact holds {json.dumps(cc_state.get('records'))}")
@@ -381,7 +384,10 @@ class Demo:
         errors = self.api("GET", f"/setups/{setup_id}/errors")["items"]
         say(f"open sync errors: {len(errors)}")
 
-        step("Where to look")
+        if keep_running:
+            step("Where to look (the service and both sandboxes stay up until Ctrl-C)")
+        else:
+            step("Where to look (these stop with the demo, now)")
         say(
             f"admin API      curl -H 'Authorization: Bearer {self.admin_token}' "
             f"{self.base}/admin/api/setups/{setup_id}/runs"
@@ -391,6 +397,8 @@ class Demo:
         say(f"metrics        {self.base}/metrics")
         say(f"sandboxes      {self.sf_url}/_sandbox/state  {self.cc_url}/_sandbox/state")
         say(f"database       {WORKDIR / 'demo.sqlite3'}")
+        if not keep_running:
+            say(f"to keep them up and try the admin API: {KEEP_RUNNING}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -409,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         demo.changes(setup["id"])
         demo.back_to_salesforce(setup["id"])
         demo.full_sync(setup["id"])
-        demo.summary(setup["id"])
+        demo.summary(setup["id"], args.keep_running)
         if args.keep_running:
             say("\nServing until Ctrl-C.")
             while True:
@@ -418,7 +426,13 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         demo.stop()
-    say("\nDemo finished.")
+    if args.keep_running:
+        say("\nDemo finished.")
+    else:
+        say(
+            "\nDemo finished; the service and sandboxes have stopped "
+            f"({KEEP_RUNNING} keeps them up)."
+        )
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Benchmark helpers: figures, tables, a claimed Redis db, a prepared store, service processes.
+"""Benchmark helpers: figures, tables, the test Redis db, a prepared store, service processes.
 
 Shared by `bench/burst.py`, `bench/webhook_intake.py` and `bench/latency.py`. Nothing here is a
 timed test: the scripts print what they measured, once, on a noisy shared machine.
@@ -10,7 +10,6 @@ import io
 import json
 import math
 import os
-import random
 import signal
 import socket
 import statistics
@@ -19,7 +18,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,16 +26,12 @@ from typing import Any
 
 import requests
 from cryptography.fernet import Fernet
-from redis import Redis
+
+from tests import redis_claim as test_redis
+from tests.redis_claim import TEST_REDIS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-REDIS_BASE = "redis://127.0.0.1:6379"
-# The tests claim Redis dbs 1..15 through keys in db 0; benchmarks use the same claims so a
-# benchmark never flushes a database a concurrent test run is using.
-_REDIS_DBS = range(1, 16)
-_CLAIM = "ctct-test:db-claim:{}"
-
 
 # ------------------------------------------------------------------------------- figures
 
@@ -71,37 +65,12 @@ def print_table(title: str, rows: Sequence[tuple[str, Any]], note: str = "") -> 
 
 
 @contextmanager
-def claimed_redis(preferred: int | None = None) -> Iterator[str]:
-    """A Redis URL on a db claimed exclusively (as the tests do), flushed before and after."""
-    claims = Redis.from_url(REDIS_BASE, db=0, socket_connect_timeout=2)
-    token = uuid.uuid4().hex
-    dbs = list(_REDIS_DBS)
-    random.shuffle(dbs)
-    if preferred is not None:
-        dbs = [preferred, *[n for n in dbs if n != preferred]]
-    claimed = next((n for n in dbs if claims.set(_CLAIM.format(n), token, nx=True, ex=900)), None)
-    if claimed is None:
-        raise RuntimeError("every Redis db 1..15 is claimed by tests or other benchmarks")
-    url = f"{REDIS_BASE}/{claimed}"
-    client = Redis.from_url(url)
-    client.flushdb()
-    stop = threading.Event()
-
-    def keep_claim() -> None:  # a full-size run may outlive the claim's expiry
-        while not stop.wait(60):
-            claims.expire(_CLAIM.format(claimed), 900)
-
-    keeper = threading.Thread(target=keep_claim, daemon=True)
-    keeper.start()
-    try:
-        yield url
-    finally:
-        stop.set()
-        client.flushdb()
-        client.close()
-        if claims.get(_CLAIM.format(claimed)) == token.encode():
-            claims.delete(_CLAIM.format(claimed))
-        claims.close()
+def claimed_redis() -> Iterator[str]:
+    """The URL of the test suite's Redis database (TEST_REDIS_URL), claimed and emptied as the
+    tests do, so a benchmark and a test run never share it at the same time."""
+    waiting = f"waiting for {TEST_REDIS_URL}: a test run or another benchmark has it"
+    with test_redis.claimed_redis(on_wait=waiting):
+        yield TEST_REDIS_URL
 
 
 # ------------------------------------------------------------------------------- store and setup

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sandbox.adapter import in_process_session
     from sandbox.salesforce import create_app
-    from sandbox.salesforce.app import current_sandbox
+    from sandbox.salesforce.org import current_sandbox
     from sandbox.salesforce.seed import seed_org
 
     app = create_app({"BULK_STEPS": 1})

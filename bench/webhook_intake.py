@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
     results: dict[str, Any] = {}
-    with c.workdir("bench-intake-") as tmp, c.claimed_redis(preferred=14) as redis_url:
+    with c.workdir("bench-intake-") as tmp, c.claimed_redis() as redis_url:
         prepared = c.prepare_store(
             args.database_url or f"sqlite:///{tmp / 'bench.sqlite3'}",
             sf_base="https://sf.sandbox.invalid",

@@ -11,6 +11,8 @@ import contextvars
 import logging
 import sys
 
+from rq.logutils import ColorizingStreamHandler
+
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 _HANDLER_NAME = "middleware"
@@ -51,8 +53,6 @@ def _drop_rq_handlers() -> None:
     twice. Removing RQ's handlers keeps one line, in our format with the job id; RQ's logger
     levels (``--logging_level``, ``--quiet``) still apply. RQ adds none after this: it sees ours.
     """
-    from rq.logutils import ColorizingStreamHandler
-
     for name in ["rq", *(n for n in logging.root.manager.loggerDict if n.startswith("rq."))]:
         logger = logging.getLogger(name)
         for handler in list(logger.handlers):

@@ -33,6 +33,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from redis import Redis
 
+from middleware import queue
+
 log = logging.getLogger(__name__)
 
 PREFIX = "ctct"
@@ -71,9 +73,7 @@ def _incr(name: str, labels: Sequence[str], amount: int, connection: Redis | Non
         return
     try:
         if connection is None:
-            from middleware.queue import _connection
-
-            connection = _connection(None)
+            connection = queue.current_redis()
         connection.hincrby(_REDIS_KEY + name, json.dumps(list(labels)), amount)
     except (redis_lib.RedisError, OSError, RuntimeError):
         # Redis down or no runtime: lose one sample rather than fail a sync.
@@ -117,9 +117,7 @@ class RedisCollector(Collector):
             for values, count in sorted(redis_counter_values(self.connection, name).items()):
                 family.add_metric(list(values), count)
             yield family
-        from middleware.queue import queue_state
-
-        state = queue_state(self.connection)
+        state = queue.queue_state(self.connection)
         depth = GaugeMetricFamily(
             f"{PREFIX}_queue_depth", "Jobs waiting in each queue.", labels=["queue"]
         )

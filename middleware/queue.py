@@ -26,12 +26,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import fakeredis
 import redis as redis_lib
 from redis import Redis
-from rq import Queue, Retry, SimpleWorker, Worker, get_current_job
+from rq import Queue, Retry, Worker, get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import (
@@ -42,13 +42,10 @@ from rq.registry import (
     StartedJobRegistry,
 )
 from rq.serializers import JSONSerializer
-from rq.timeouts import TimerDeathPenalty
 
-from middleware.logging import request_id_var
-
-if TYPE_CHECKING:
-    from middleware.settings import Settings
-    from middleware.store.db import Store
+from middleware.logging import configure_logging, request_id_var
+from middleware.settings import Settings
+from middleware.store.db import Store
 
 log = logging.getLogger(__name__)
 
@@ -219,10 +216,6 @@ def current_runtime() -> Runtime:
     global _process_runtime
     with _process_runtime_lock:
         if _process_runtime is None:
-            from middleware.logging import configure_logging
-            from middleware.settings import Settings
-            from middleware.store.db import Store
-
             settings = Settings.from_env()
             # An rq worker only configures RQ's own logger; our job logs need a handler too.
             configure_logging(settings.log_level)
@@ -234,6 +227,11 @@ def current_runtime() -> Runtime:
                 redis=connection,
             )
         return _process_runtime
+
+
+def current_redis() -> Redis:
+    """The Redis of the runtime in use: the app's, the running job's, else the environment's."""
+    return _connection(None)
 
 
 def _connection(connection: Redis | None) -> Redis:
@@ -752,139 +750,6 @@ def queue_state(connection: Redis) -> dict[str, Any]:
         "started": sum(q["started"] for q in queues.values()),
         "workers": workers,
     }
-
-
-# --------------------------------------------------------------------------- embedded worker
-
-
-class EmbeddedWorker(SimpleWorker):
-    """An RQ worker that runs jobs in a thread of this process (no fork, no signals)."""
-
-    # SIGALRM only works in the main thread; a timer thread enforces job timeouts instead.
-    death_penalty_class = TimerDeathPenalty
-
-    def perform_job(self, job: Job, queue: Queue) -> bool:
-        # Log lines of the job carry the id of the request that caused it (or the job id).
-        token = request_id_var.set(str(job.meta.get("request_id") or job.id))
-        try:
-            return bool(super().perform_job(job, queue))
-        finally:
-            request_id_var.reset(token)
-
-    def _install_signal_handlers(self) -> None:
-        # Signal handlers can only be installed from the main thread; the web server owns them.
-        return None
-
-
-def enqueue_due_jobs(connection: Redis, now: datetime | None = None) -> int:
-    """Move scheduled jobs whose time has come onto their queues; return how many.
-
-    What ``rq worker --with-scheduler`` does in production, for the embedded mode; retries with
-    an interval are scheduled jobs too.
-    """
-    moved = 0
-    timestamp = int((now or datetime.now(UTC)).timestamp())
-    for name, q in get_queues(connection).items():
-        registry = ScheduledJobRegistry(queue=q)
-        job_ids = registry.get_jobs_to_schedule(timestamp)
-        if not job_ids:
-            continue
-        with connection.pipeline() as pipe:
-            for job in Job.fetch_many(job_ids, connection=connection, serializer=SERIALIZER):
-                if job is not None:
-                    q._enqueue_job(job, pipeline=pipe, at_front=job.should_enqueue_at_front())
-                    moved += 1
-            for job_id in job_ids:
-                registry.remove(job_id, pipeline=pipe)
-            pipe.execute()
-        log.debug("moved %d due jobs onto %s", len(job_ids), name)
-    return moved
-
-
-class EmbeddedWorkerThread:
-    """Runs queued and due jobs in a background thread of the web process (embedded mode)."""
-
-    def __init__(
-        self,
-        connection: Redis,
-        runtime: Runtime | None = None,
-        *,
-        poll_interval: float = 0.2,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.connection = connection
-        self.runtime = runtime
-        self.poll_interval = poll_interval
-        self.clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.worker = EmbeddedWorker(
-            list(get_queues(connection).values()),
-            connection=connection,
-            serializer=SERIALIZER,
-            name=f"embedded-{uuid.uuid4().hex[:8]}",
-        )
-
-    def run_pending(self) -> bool:
-        """One pass: move due scheduled jobs, then run every queued job; True if any ran."""
-        enqueue_due_jobs(self.connection, self.clock())
-        if self.runtime is None:
-            return bool(self.worker.work(burst=True, logging_level="WARNING"))
-        with use_runtime(self.runtime):
-            return bool(self.worker.work(burst=True, logging_level="WARNING"))
-
-    def _loop(self) -> None:
-        log.info("embedded worker started")
-        self._fail_dead_runs()
-        while not self._stop.is_set():
-            try:
-                worked = self.run_pending()
-            except Exception:
-                # The loop must survive a Redis hiccup; job errors are handled by RQ itself.
-                log.exception("embedded worker pass failed")
-                worked = False
-            if not worked:
-                self._stop.wait(self.poll_interval)
-        log.info("embedded worker stopped")
-
-    def _fail_dead_runs(self) -> None:
-        # Runs left "running" by a previous process (its in-process queue died with it).
-        if self.runtime is None:
-            return
-        from middleware import workers
-
-        try:
-            workers.fail_dead_runs(self.runtime.store, self.connection)
-        except Exception:
-            log.exception("could not mark the runs of dead jobs")
-
-    def start(self) -> EmbeddedWorkerThread:
-        """Start the background thread (daemon: it never holds the process open)."""
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._loop, name="embedded-rq-worker", daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the thread to stop after the current job and wait for it."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    @property
-    def alive(self) -> bool:
-        """Whether the background thread is running."""
-        return self._thread is not None and self._thread.is_alive()
-
-
-def start_embedded_worker(
-    connection: Redis, runtime: Runtime | None = None
-) -> EmbeddedWorkerThread:
-    """Start an embedded worker thread on ``connection``."""
-    return EmbeddedWorkerThread(connection, runtime).start()
 
 
 def wait_for_jobs(

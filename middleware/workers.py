@@ -45,6 +45,7 @@ from rq.utils import as_text, current_timestamp, now, utcparse
 from rq.worker import BaseWorker, HerokuWorker, Worker
 
 from middleware import queue
+from middleware.settings import Settings
 from middleware.store import runs
 from middleware.store.db import Store
 
@@ -288,8 +289,6 @@ class _WorkerStore:
     @contextmanager
     def use(self) -> Iterator[Store]:
         if self._store is None:
-            from middleware.settings import Settings
-
             settings = Settings.from_env()
             self._store = Store(settings.database_url, settings.token_encryption_keys)
         try:

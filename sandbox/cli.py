@@ -10,6 +10,7 @@ from typing import Any
 import click
 import requests
 
+from sandbox import server
 from sandbox.connect import DEFAULT_CC_URL, DEFAULT_SF_URL, sandbox_connect
 from sandbox.server import CC_PORT, SF_PORT
 from sandbox.tls import DEFAULT_DIR
@@ -73,8 +74,6 @@ def serve(
     cc_activity_seconds: float,
 ) -> None:
     """Serve both sandboxes until interrupted."""
-    from sandbox import server
-
     headers = _headers(event_header, "--event-header")
     running = server.start(
         host=host,

@@ -60,6 +60,8 @@ def start(
     cc_config: dict[str, Any] | None = None,
 ) -> RunningSandboxes:
     """Start both sandboxes in background threads (port 0 picks a free port)."""
+    # Deferred on purpose: the two sandbox apps are a heavy import (seconds on a busy machine)
+    # and the `sandbox` CLI group, which the service's app registers, imports this module.
     from sandbox.constantcontact.app import create_app as create_cc
     from sandbox.salesforce import create_app as create_sf
 

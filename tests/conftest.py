@@ -2,14 +2,15 @@
 
 Sub-directories add their own fixtures in their own conftest.py. Fixtures here never touch the
 developer's environment variables, and every database or Redis they hand out is private to the
-test and cleaned up after it.
+test and cleaned up after it. The only real Redis database used is the one ``TEST_REDIS_URL``
+names (default ``redis://127.0.0.1:6379/15``; see tests/redis_claim.py).
 """
 
 from __future__ import annotations
 
-import random
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Any
 
 import fakeredis
@@ -18,14 +19,13 @@ from cryptography.fernet import Fernet
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
+from redis.exceptions import RedisError
 
 from middleware.settings import Settings
 from middleware.store.db import Store
+from tests.redis_claim import TEST_REDIS_URL, claimed_redis
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-REDIS_URL = "redis://127.0.0.1:6379"
-# Redis has 16 numbered databases; tests claim one of 1..15 exclusively (db 0 holds the claims).
-_REDIS_TEST_DBS = range(1, 16)
 
 
 @pytest.fixture
@@ -141,25 +141,20 @@ def store(request: pytest.FixtureRequest) -> Store:
 
 @pytest.fixture
 def real_redis() -> Iterator[Redis]:
-    """A real Redis database claimed exclusively for this test and flushed before and after."""
-    claims = Redis.from_url(REDIS_URL, db=0, socket_connect_timeout=2)
-    token = uuid.uuid4().hex
-    dbs = list(_REDIS_TEST_DBS)
-    random.shuffle(dbs)
-    try:
-        claimed = next(
-            (n for n in dbs if claims.set(f"ctct-test:db-claim:{n}", token, nx=True, ex=300)),
-            None,
-        )
-    except Exception as exc:
-        pytest.fail(f"Redis at {REDIS_URL} is needed for integration tests: {exc}")
-    if claimed is None:
-        pytest.fail("every Redis test database is claimed by other test runs")
-    client = Redis.from_url(REDIS_URL, db=claimed)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
-    if claims.get(f"ctct-test:db-claim:{claimed}") == token.encode():
-        claims.delete(f"ctct-test:db-claim:{claimed}")
-    claims.close()
+    """The real Redis database at ``TEST_REDIS_URL``, claimed for this test and emptied around it.
+
+    Another run using the same database makes this test wait its turn (see tests/redis_claim.py).
+    """
+    with ExitStack() as stack:
+        waiting = f"waiting for {TEST_REDIS_URL}: another test run has it"
+        try:
+            client = stack.enter_context(claimed_redis(on_wait=waiting))
+        except (RedisError, OSError) as exc:
+            pytest.fail(f"Redis at {TEST_REDIS_URL} is needed for integration tests: {exc}")
+        yield client
+
+
+@pytest.fixture
+def real_redis_url(real_redis: Redis) -> str:
+    """The URL of ``real_redis``, for processes the test starts."""
+    return TEST_REDIS_URL

@@ -22,11 +22,14 @@ from typing import Any
 
 from marshmallow import ValidationError
 from redis import Redis
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
 from sqlalchemy import func, select
 
 from middleware import intake, queue
 from middleware.fullsync import checkpoint as checkpoints
 from middleware.fullsync import schedule
+from middleware.fullsync.run import lock_name
 from middleware.store.db import Store
 from middleware.store.models import Run, Setup
 from schemas.setup import setup_options
@@ -94,8 +97,6 @@ def tick(store: Store, redis: Redis, now: datetime) -> dict[str, Any]:
 
 def resume_stalled(store: Store, redis: Redis, now: datetime) -> list[int]:
     """Enqueue the resumption of Full Syncs whose checkpoint no live job is working on."""
-    from middleware.fullsync.run import lock_name  # the run module imports this one's peers
-
     with store.transaction() as session:
         ids = list(session.scalars(select(Setup.id)))
     resumed = []
@@ -129,9 +130,6 @@ def resume_stalled(store: Store, redis: Redis, now: datetime) -> list[int]:
 
 
 def _alive(redis: Redis, job_id: str) -> bool:
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job
-
     try:
         job = Job.fetch(job_id, connection=redis, serializer=queue.SERIALIZER)
     except NoSuchJobError:

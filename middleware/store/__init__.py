@@ -9,7 +9,8 @@ Use ``Store(url, keys)`` for an engine and sessions, and the repository modules 
 
 from middleware.store import connections, cursors, errors, links, runs, setups
 from middleware.store.crypto import DecryptionError, TokenCipher
-from middleware.store.db import Store, cipher_of, make_engine
+from middleware.store.db import Store, cipher_of
+from middleware.store.engine import make_engine
 from middleware.store.models import (
     Base,
     Connection,

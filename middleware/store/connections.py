@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from middleware.store.db import cipher_of
-from middleware.store.models import CONNECTION_STATUSES, VENDORS, Connection, utcnow
+from middleware.store.models import CONNECTION_STATUSES, VENDORS, Connection, Setup, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +214,6 @@ def all_connections(session: Session) -> list[Connection]:
 
 def rotate_keys(session: Session) -> int:
     """Re-encrypt every stored secret under the newest key; return how many values changed."""
-    from middleware.store.models import Setup
-
     cipher = cipher_of(session)
     changed = 0
     for conn in session.scalars(select(Connection)):

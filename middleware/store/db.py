@@ -1,4 +1,4 @@
-"""Store engine: builds the SQLAlchemy engine and sessions for PostgreSQL or SQLite, lazily.
+"""Store: the engine, sessions and token cipher of one deployment's database, made lazily.
 
 A ``Store`` owns one engine, one sessionmaker and the token cipher. Sessions it makes carry the
 cipher in ``session.info`` so repository functions can encrypt and decrypt without extra arguments.
@@ -8,52 +8,21 @@ Nothing here connects until the first query.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import StaticPool
 
+from middleware.store import migrate
 from middleware.store.crypto import TokenCipher
+from middleware.store.engine import make_engine
 from middleware.store.models import Base
 
 log = logging.getLogger(__name__)
 
 CIPHER_KEY = "cipher"
-
-
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url`` with the per-dialect settings this service needs."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if not database or database == ":memory:":
-            # One shared connection, or every session would see its own empty database.
-            kwargs.setdefault("poolclass", StaticPool)
-        else:
-            directory = os.path.dirname(os.path.abspath(database))
-            os.makedirs(directory, exist_ok=True)
-        kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
-        engine = create_engine(url, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    # Heroku and PgBouncer drop idle connections: check before use rather than fail a job.
-    kwargs.setdefault("pool_pre_ping", True)
-    kwargs.setdefault("pool_size", 5)
-    kwargs.setdefault("max_overflow", 5)
-    return create_engine(url, **kwargs)
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    # WAL lets the embedded worker thread write while web requests read.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
 
 
 class Store:
@@ -107,9 +76,7 @@ class Store:
 
     def upgrade(self, revision: str = "head") -> None:
         """Apply Alembic migrations up to ``revision``."""
-        from middleware.store.migrate import upgrade
-
-        upgrade(self.engine, revision)
+        migrate.upgrade(self.engine, revision)
 
     def dispose(self) -> None:
         """Close pooled connections (at shutdown, and in forked children)."""

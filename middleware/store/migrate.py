@@ -15,7 +15,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from flask.cli import load_dotenv
 from sqlalchemy import Engine
+
+from middleware.settings import ConfigError, Settings
+from middleware.store.engine import make_engine
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +62,6 @@ def head_revision() -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Release phase: migrate the configured database to head."""
-    from flask.cli import load_dotenv
-
-    from middleware.settings import ConfigError, Settings
-    from middleware.store.db import make_engine
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
     # As `flask --app app ...` does: .flaskenv and .env (found from the working directory up)
     # fill the variables the real environment does not set; the real environment wins.

@@ -80,7 +80,10 @@ REASON_INVALID_EMAIL = "invalid email"
 REASON_ROLE_ADDRESS = "role address"
 REASON_OPTED_OUT_NEVER_SYNCED = "opted out, never synced"
 REASON_OPTED_OUT_NOT_PUSHED = "opted out in Salesforce; Constant Contact left as it is"
-REASON_OPT_OUT_NOT_PROPAGATED = "opt-out not propagated"
+# unsubscribe_on_sf_opt_out is on, but the record was never linked: nobody to unsubscribe in CC.
+REASON_OPT_OUT_NOT_PROPAGATED = (
+    "opted out, never created in Constant Contact (nothing to unsubscribe)"
+)
 REASON_RESUBSCRIBE = "re-subscribe not allowed (only the person can)"
 REASON_UNSUBSCRIBED_IN_CC = "unsubscribed in Constant Contact; not added to lists"
 REASON_DUPLICATE = "duplicate of {owner}"

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from middleware.sync.mapping import import_row_size
+
 LinkStatus = Literal["active", "retired"]
 
 # Constant Contact's permission_to_send values (api-notes §3.3).
@@ -268,8 +270,6 @@ class Plan:
         Sizes are estimated from the rows' JSON length, which is what the request body carries
         (``size_of`` gives them when the caller already knows them).
         """
-        from middleware.sync.mapping import import_row_size
-
         groups: dict[tuple[str, ...], list[Import]] = {}
         for action in self.of_type(Import):
             groups.setdefault(action.list_ids, []).append(action)

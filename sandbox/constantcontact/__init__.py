@@ -1,7 +1,7 @@
 """The Constant Contact V3 sandbox: one account behind the real API's routes, shapes and quirks.
 
     from sandbox.constantcontact.app import create_app
-    app = create_app({"RATE_PER_SECOND": 0})      # config keys: see app.DEFAULTS
+    app = create_app({"RATE_PER_SECOND": 0})      # config keys: see account.DEFAULTS
 
 Routes (all `/v3` routes need `Authorization: Bearer <token>`):
 - OAuth2: `GET /oauth2/default/v1/authorize` (auto-approves; loopback redirect URIs),

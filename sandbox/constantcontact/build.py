@@ -6,7 +6,7 @@ from flask import Flask
 
 from sandbox.common import control_blueprint, install_faults
 from sandbox.constantcontact import activities, contacts, control, errors, gate, lists, oauth
-from sandbox.constantcontact.app import ConstantContactSandbox
+from sandbox.constantcontact.account import ConstantContactSandbox
 from sandbox.constantcontact.store import Store
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import requests
 from flask import Blueprint, Response, jsonify, request
 
-from sandbox.constantcontact.app import current_sandbox
+from sandbox.constantcontact.account import current_sandbox
 from sandbox.constantcontact.store import INCLUDES
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from sandbox.constantcontact import errors
-from sandbox.constantcontact.app import current_sandbox
+from sandbox.constantcontact.account import current_sandbox
 
 JSON_EXEMPT = ("/v3/activities/contacts_file_import",)  # multipart: must NOT send application/json
 

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from sandbox.constantcontact import errors
-from sandbox.constantcontact.app import current_sandbox
+from sandbox.constantcontact.account import current_sandbox
 from sandbox.constantcontact.contacts import (
     bool_arg,
     decode_cursor,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import secrets
 import threading
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 from flask import Blueprint, Response, jsonify, redirect, request
 
-from sandbox.constantcontact.app import current_sandbox
+from sandbox.constantcontact.account import current_sandbox
 
 bp = Blueprint("cc_oauth", __name__, url_prefix="/oauth2/default/v1")
 
@@ -129,8 +130,6 @@ class TokenRegistry:
 
 
 def _fake_jwt(claims: dict[str, Any]) -> str:
-    import json
-
     def part(obj: dict[str, Any]) -> str:
         raw = json.dumps(obj, separators=(",", ":")).encode()
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()

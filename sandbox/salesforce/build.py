@@ -6,7 +6,7 @@ from flask import Flask
 
 from sandbox.common import control_blueprint, install_faults
 from sandbox.salesforce import auth, bulk, control, events, oauth, rest, seed, store
-from sandbox.salesforce.app import SalesforceSandbox
+from sandbox.salesforce.org import SalesforceSandbox
 
 
 def assemble(app: Flask, sandbox: SalesforceSandbox) -> None:

@@ -48,7 +48,7 @@ from sandbox.salesforce._csvspool import (
     bulk_cell,
     column_getter,
 )
-from sandbox.salesforce.app import current_sandbox
+from sandbox.salesforce.org import current_sandbox
 from sandbox.salesforce.store import SalesforceError
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from sandbox.salesforce.app import SalesforceSandbox, current_sandbox
 from sandbox.salesforce.oauth import instance_url
+from sandbox.salesforce.org import SalesforceSandbox, current_sandbox
 from sandbox.salesforce.rest import (
     EMAIL_FIELDS,
     ID_RE,

@@ -40,7 +40,8 @@ from typing import Any
 import requests
 from flask import Blueprint, Response, jsonify, request
 
-from sandbox.salesforce.app import current_sandbox
+from sandbox.salesforce.org import current_sandbox
+from sandbox.salesforce.store import SalesforceError
 
 log = logging.getLogger(__name__)
 
@@ -883,8 +884,6 @@ def merged_update() -> Response | tuple[Response, int]:
         return _error("'ids' must list at least two record ids")
     if not isinstance(fields, dict) or not fields:
         return _error("'fields' must be a non-empty object")
-    from sandbox.salesforce.store import SalesforceError
-
     before = sandbox.events.latest_replay_id
     try:
         with sandbox.store.transaction(origin=str(body.get("origin", ""))):

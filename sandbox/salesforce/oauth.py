@@ -18,8 +18,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from flask import Blueprint, Response, jsonify, redirect, request
 from werkzeug.wrappers import Response as BaseResponse
 
-from sandbox.salesforce.app import SalesforceSandbox, current_sandbox
 from sandbox.salesforce.auth import DEFAULT_SCOPE, OAuthError, authenticate
+from sandbox.salesforce.org import SalesforceSandbox, current_sandbox
 
 log = logging.getLogger(__name__)
 

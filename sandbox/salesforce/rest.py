@@ -27,8 +27,8 @@ from flask import Blueprint, Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from sandbox.common import Fault
-from sandbox.salesforce.app import SalesforceSandbox, current_sandbox
 from sandbox.salesforce.auth import authenticate
+from sandbox.salesforce.org import SalesforceSandbox, current_sandbox
 from sandbox.salesforce.store import SalesforceError
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from sandbox.salesforce.app import current_sandbox
+from sandbox.salesforce.org import current_sandbox
 from sandbox.salesforce.store import SalesforceError
 
 log = logging.getLogger(__name__)

@@ -152,13 +152,12 @@ class Rig:
 
 
 @pytest.fixture
-def rig(real_redis: Redis, tmp_path: Path) -> Iterator[Rig]:
+def rig(real_redis: Redis, real_redis_url: str, tmp_path: Path) -> Iterator[Rig]:
     from app import create_app
     from sandbox import server
 
     c.quiet_logs()
-    db = real_redis.connection_pool.connection_kwargs["db"]
-    redis_url = f"{c.REDIS_BASE}/{db}"
+    redis_url = real_redis_url
     holder: dict[str, Flask] = {}
 
     def deliver(envelopes: list[dict[str, Any]]) -> None:  # the Flow callout to our webhook

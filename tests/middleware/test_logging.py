@@ -52,16 +52,15 @@ def test_an_rq_line_is_printed_once(rq_first: bool) -> None:
     assert "INFO rq.worker [-] default: Job OK (job-1)" in output  # our format, one line
 
 
-def test_an_rq_worker_prints_each_line_once(real_redis: Redis, tmp_path: Path) -> None:
+def test_an_rq_worker_prints_each_line_once(
+    real_redis: Redis, real_redis_url: str, tmp_path: Path
+) -> None:
     """The Procfile's `rq worker`: a job that configures our logging, as every job does."""
-    db = real_redis.connection_pool.connection_kwargs["db"]
-    host = real_redis.connection_pool.connection_kwargs["host"]
-    port = real_redis.connection_pool.connection_kwargs["port"]
     job = Queue("default", connection=real_redis).enqueue(
         "middleware.logging.configure_logging", "INFO"
     )
     done = subprocess.run(
-        [str(VENV_BIN / "rq"), "worker", "--burst", "--url", f"redis://{host}:{port}/{db}"],
+        [str(VENV_BIN / "rq"), "worker", "--burst", "--url", real_redis_url],
         capture_output=True,
         text=True,
         timeout=60,

@@ -12,7 +12,7 @@ from redis import Redis
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
-from middleware import queue
+from middleware import embedded_worker, queue
 from middleware.settings import Settings
 from middleware.store.db import Store
 
@@ -57,7 +57,7 @@ def conn(request: pytest.FixtureRequest) -> Redis:
 
 
 def run_all(conn: Redis, now: datetime | None = None) -> bool:
-    worker = queue.EmbeddedWorkerThread(conn, clock=lambda: now or datetime.now(UTC))
+    worker = embedded_worker.EmbeddedWorkerThread(conn, clock=lambda: now or datetime.now(UTC))
     return worker.run_pending()
 
 
@@ -175,7 +175,7 @@ def test_jobs_see_the_runtime_of_the_embedded_worker(fake_redis: Redis, settings
         settings=settings.replace(public_url="https://x.test"), store=store, redis=fake_redis
     )
     job = queue.enqueue(report_runtime, connection=fake_redis)
-    queue.EmbeddedWorkerThread(fake_redis, runtime).run_pending()
+    embedded_worker.EmbeddedWorkerThread(fake_redis, runtime).run_pending()
     assert job.return_value() == "https://x.test"
     # Outside a job, enqueue finds Redis through the runtime in use.
     with queue.use_runtime(runtime):
@@ -184,7 +184,7 @@ def test_jobs_see_the_runtime_of_the_embedded_worker(fake_redis: Redis, settings
 
 def test_embedded_worker_thread_runs_jobs_in_the_background(fake_redis: Redis) -> None:
     DONE.clear()
-    worker = queue.start_embedded_worker(fake_redis)
+    worker = embedded_worker.start_embedded_worker(fake_redis)
     try:
         queue.enqueue(signal_done, connection=fake_redis)
         assert DONE.wait(timeout=10)

@@ -19,7 +19,7 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.utils import utcformat
 
-from middleware import queue, workers
+from middleware import embedded_worker, queue, workers
 from middleware.settings import Settings
 from middleware.store import runs, setups
 from middleware.store.db import Store
@@ -108,7 +108,7 @@ def test_a_lock_not_renewed_lapses_within_its_ttl(fake_redis: Redis) -> None:
 def test_a_lock_taken_in_a_job_names_the_job_and_is_listed_for_it(fake_redis: Redis) -> None:
     SEEN.clear()
     job = queue.enqueue(report_lock, 5, connection=fake_redis)
-    queue.EmbeddedWorkerThread(fake_redis).run_pending()
+    embedded_worker.EmbeddedWorkerThread(fake_redis).run_pending()
     (value, holder, job_id), *_ = SEEN
     assert job_id == job.id
     assert value.startswith(f"{job.id}|") and value.split("|")[2].isdigit()  # job|host|pid|rand
@@ -237,7 +237,7 @@ def test_the_embedded_worker_fails_runs_left_by_a_previous_process(
 ) -> None:
     run_id = open_run(sqlite_store, "job-of-a-previous-process")
     runtime = queue.Runtime(settings=Settings.for_tests(), store=sqlite_store, redis=fake_redis)
-    thread = queue.EmbeddedWorkerThread(fake_redis, runtime).start()
+    thread = embedded_worker.EmbeddedWorkerThread(fake_redis, runtime).start()
     try:
         deadline = time.monotonic() + 5
         while run_of(sqlite_store, run_id).status == "running" and time.monotonic() < deadline:

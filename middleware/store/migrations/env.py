@@ -9,7 +9,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from middleware.settings import DEFAULT_SQLITE_PATH, normalise_database_url
-from middleware.store.db import make_engine
+from middleware.store.engine import make_engine
 from middleware.store.models import Base, UTCDateTime
 
 config = context.config

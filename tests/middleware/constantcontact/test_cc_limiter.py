@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -97,17 +96,9 @@ def test_local_limiter_threads_never_exceed_the_rate():
 
 
 @pytest.fixture
-def redis_client():
-    redis = pytest.importorskip("redis")
-    client = redis.Redis.from_url(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
-    try:
-        client.ping()
-    except redis.ConnectionError:
-        pytest.skip("no Redis at 127.0.0.1:6379")
-    prefix = f"test:cc:{uuid.uuid4().hex}"
-    yield client, prefix
-    for key in client.scan_iter(f"{prefix}*"):
-        client.delete(key)
+def redis_client(real_redis):
+    """The suite's real Redis database (TEST_REDIS_URL) and a key prefix of this test's own."""
+    yield real_redis, f"test:cc:{uuid.uuid4().hex}"
 
 
 @pytest.mark.integration
@@ -167,11 +158,10 @@ def _hammer(url: str, prefix: str, n: int, out) -> None:  # runs in a child proc
 
 
 @pytest.mark.integration
-def test_processes_sharing_redis_never_exceed_the_rate_in_real_time(redis_client):
+def test_processes_sharing_redis_never_exceed_the_rate_in_real_time(redis_client, real_redis_url):
     # The real thing, briefly: 3 processes, 24 calls at 5 per 0.2 s take about 0.8 s.
-    redis, prefix = redis_client
-    url = redis.connection_pool.connection_kwargs
-    redis_url = f"redis://{url.get('host', '127.0.0.1')}:{url.get('port', 6379)}/{url.get('db', 0)}"
+    _, prefix = redis_client
+    redis_url = real_redis_url
     ctx = multiprocessing.get_context("fork")
     out = ctx.Queue()
     procs = [ctx.Process(target=_hammer, args=(redis_url, prefix, 8, out)) for _ in range(3)]

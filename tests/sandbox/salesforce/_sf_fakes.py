@@ -18,7 +18,7 @@ from flask import Flask
 
 from sandbox.salesforce import auth, bulk, events, seed
 from sandbox.salesforce import store as store_module
-from sandbox.salesforce.app import SalesforceSandbox
+from sandbox.salesforce.org import SalesforceSandbox
 from sandbox.salesforce.store import ChangeRecord, QueryResult, SalesforceError
 
 INSTANCE_URL = "https://sf.sandbox.test"

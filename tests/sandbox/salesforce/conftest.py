@@ -21,7 +21,8 @@ from simple_salesforce import Salesforce
 from sandbox.adapter import in_process_session
 from sandbox.common import Clock
 from sandbox.salesforce import store as store_module
-from sandbox.salesforce.app import SalesforceSandbox, create_app
+from sandbox.salesforce.app import create_app
+from sandbox.salesforce.org import SalesforceSandbox
 
 SF_BASE = "https://sf.sandbox.test"
 # Well-formed ids (valid case-safe suffix) that no record has.

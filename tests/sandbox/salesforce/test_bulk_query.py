@@ -228,7 +228,7 @@ def test_full_sandbox_app_wiring_with_seed_and_an_expired_session():
     from simple_salesforce.exceptions import SalesforceExpiredSession
 
     from sandbox.salesforce import create_app
-    from sandbox.salesforce.app import current_sandbox
+    from sandbox.salesforce.org import current_sandbox
     from sandbox.salesforce.seed import seed_org
 
     app = create_app({"BULK_POLL_WAIT": 0, "EVENT_DELIVERY": "sync"})

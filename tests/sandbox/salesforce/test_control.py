@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from sandbox.salesforce.app import SalesforceSandbox
+from sandbox.salesforce.org import SalesforceSandbox
 from sandbox.salesforce.store import ChangeRecord
 from tests.sandbox.salesforce.conftest import API, REAL_STORE, SF_BASE
 

@@ -16,7 +16,7 @@ from simple_salesforce import Salesforce
 from werkzeug.serving import make_server
 
 from sandbox.common import Clock
-from sandbox.salesforce.app import SalesforceSandbox
+from sandbox.salesforce.org import SalesforceSandbox
 from sandbox.tls import ensure_certificates
 from tests.sandbox.salesforce.conftest import API, SF_BASE
 

@@ -12,7 +12,7 @@ import requests
 from werkzeug.serving import make_server
 
 from sandbox.common import Clock
-from sandbox.salesforce.app import SalesforceSandbox
+from sandbox.salesforce.org import SalesforceSandbox
 from sandbox.salesforce.store import QueryResult
 from tests.sandbox.salesforce.conftest import API, SF_BASE
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import requests
 
-from sandbox.salesforce.app import SalesforceSandbox
+from sandbox.salesforce.org import SalesforceSandbox
 from sandbox.salesforce.store import ChangeRecord
 from tests.sandbox.salesforce.conftest import API, MISSING_CONTACT_ID, REAL_STORE
 

@@ -15,7 +15,7 @@ from simple_salesforce.exceptions import (
 )
 
 from sandbox.common import Clock
-from sandbox.salesforce.app import SalesforceSandbox
+from sandbox.salesforce.org import SalesforceSandbox
 from tests.sandbox.salesforce.conftest import MISSING_CONTACT_ID, REAL_STORE
 
 
