@@ -160,7 +160,7 @@ def poll(ctx: Context, *, batch_size: int = BATCH_SIZE) -> PollResult:
     optouts = read.Mark.load(read.get_cursor(ctx, read.CURSOR_OPTOUT))
     last_scan = read.parse_time(read.get_cursor(ctx, read.CURSOR_SCAN))
 
-    def record(batch: list[CcSubscriber]) -> None:
+    def sync_batch(batch: list[CcSubscriber]) -> None:
         done = sync_contacts(ctx, org, batch)
         result.records += len(batch)
         result.batches += 1
@@ -176,7 +176,7 @@ def poll(ctx: Context, *, batch_size: int = BATCH_SIZE) -> PollResult:
         if updated.fresh(c, c.updated_at)
     )
     for batch in chunked(fresh, batch_size):
-        record(batch)
+        sync_batch(batch)
         for contact in batch:
             updated.observe(contact, contact.updated_at)
 
@@ -186,7 +186,7 @@ def poll(ctx: Context, *, batch_size: int = BATCH_SIZE) -> PollResult:
     reads = read.read_optouts(ctx, None if scan else optouts.since)
     recent = (c for c in reads if scan or optouts.fresh(c, c.opt_out_date))
     for batch in chunked(recent, batch_size):
-        record(batch)
+        sync_batch(batch)
         for contact in batch:
             optouts.observe(contact, contact.opt_out_date)
 
@@ -197,12 +197,12 @@ def poll(ctx: Context, *, batch_size: int = BATCH_SIZE) -> PollResult:
             ctx, read.parse_time(read.get_cursor(ctx, read.CURSOR_LAST_POLL)), names
         )
         if cleared:
-            record(cleared)
+            sync_batch(cleared)
 
     # Contacts whose sync errors someone asked to retry.
     retry = read.read_retries(ctx, names)
     if retry:
-        record(retry)
+        sync_batch(retry)
 
     # Cursors hold only Constant Contact's timestamps: while a read has seen nothing, it keeps
     # reading from the start (cheap when there is nothing to read), so our clock never counts.
