@@ -398,10 +398,10 @@ def connection_ids(prepared: Prepared) -> tuple[int, int]:
 
 def sync_now_over_sockets(running: Any, prepared: Prepared) -> dict[str, Any]:
     """Sync Now from this process with the service's own clients, so every record gets linked."""
-    from middleware import runner
     from middleware.connections import constant_contact_client, salesforce_client
     from middleware.queue import Runtime, embedded_redis
     from middleware.settings import Settings
+    from middleware.sync_now import run_sync_now
 
     settings = Settings.for_tests(
         token_encryption_keys=(prepared.keys,),
@@ -411,7 +411,7 @@ def sync_now_over_sockets(running: Any, prepared: Prepared) -> dict[str, Any]:
     )
     runtime = Runtime(settings=settings, store=prepared.store, redis=embedded_redis())
     sf_conn, cc_conn = connection_ids(prepared)
-    return runner.run_sync_now(
+    return run_sync_now(
         runtime,
         prepared.setup_id,
         sf=salesforce_client(settings, prepared.store, runtime.redis, sf_conn),

@@ -143,7 +143,8 @@ def linked_emails(store: Any, setup_id: int) -> set[str]:
 
 
 def run_inprocess(records: int, batch: int, activity_steps: int) -> Figures:
-    from middleware import intake, runner
+    from middleware import intake
+    from middleware.sync_now import run_sync_now
     from tests.e2e.harness import World
 
     statuses: dict[int, int] = {}
@@ -163,7 +164,7 @@ def run_inprocess(records: int, batch: int, activity_steps: int) -> Figures:
         c.quiet_logs()  # create_app set our loggers to INFO
         w.deliver_to_webhook = False
         ids = seed(w.sf_app, records)
-        runner.run_sync_now(w.runtime, w.setup_id, sf=w.sf_client(), cc=w.cc_client())
+        run_sync_now(w.runtime, w.setup_id, sf=w.sf_client(), cc=w.cc_client())
         linked = linked_emails(w.store, w.setup_id)
         w.events.clear()
         w.deliver_to_webhook = True

@@ -1,8 +1,8 @@
 """Benchmark: Constant Contact → Salesforce polling — API calls per 1,000 subscribers, and the time
 from an unsubscribe in Constant Contact to the opt-out in Salesforce.
 
-Runs the real poll (``middleware.poll.run_poll``) against both sandboxes, mounted in-process, on
-the end-to-end harness's world (SQLite store, fake Redis).
+Runs the real poll (``middleware.cc_to_sf.poll.run_poll``) against both sandboxes, mounted
+in-process, on the end-to-end harness's world (SQLite store, fake Redis).
 
     .venv/bin/python bench/cc_to_sf.py                   # everything (about 5 minutes)
     .venv/bin/python bench/cc_to_sf.py --skip-realtime   # no real-time 1-minute run (seconds)
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import logging
 
-from middleware import poll
+from middleware.cc_to_sf import poll
 from tests.e2e.harness import CC_BASE, World
 
 

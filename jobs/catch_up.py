@@ -7,8 +7,9 @@ from typing import Any
 
 from rq import get_current_job
 
-from middleware import catch_up, queue
+from middleware import queue
 from middleware.queue import current_runtime, exclusive_per_setup
+from middleware.sf_to_cc import catch_up
 
 
 @exclusive_per_setup()

@@ -6,12 +6,12 @@ from typing import Any
 
 from rq import get_current_job
 
-from middleware import runner
 from middleware.queue import current_runtime, exclusive_per_setup
+from middleware.sf_to_cc import flush
 
 
 @exclusive_per_setup()
 def flush_setup(setup_id: int) -> dict[str, Any]:
     """Sync the changes the setup's webhooks recorded (one job per setup at a time)."""
     job = get_current_job()
-    return runner.run_flush(current_runtime(), setup_id, job_id=job.id if job else None)
+    return flush.run_flush(current_runtime(), setup_id, job_id=job.id if job else None)

@@ -7,7 +7,8 @@ from typing import Any
 
 from rq import get_current_job
 
-from middleware import poll, queue
+from middleware import queue
+from middleware.cc_to_sf import poll
 from middleware.queue import current_runtime, exclusive_per_setup
 
 

@@ -6,12 +6,12 @@ from typing import Any
 
 from rq import get_current_job
 
-from middleware import runner
 from middleware.queue import current_runtime, exclusive_per_setup
+from middleware.sync_now import run_sync_now
 
 
 @exclusive_per_setup()
 def sync_now(setup_id: int) -> dict[str, Any]:
     """Catch up on every Salesforce change since the last run, then the pending ones."""
     job = get_current_job()
-    return runner.run_sync_now(current_runtime(), setup_id, job_id=job.id if job else None)
+    return run_sync_now(current_runtime(), setup_id, job_id=job.id if job else None)

@@ -1,6 +1,10 @@
-"""Runner: one setup's sync job from start to finish — clients, the run record, pauses, failures.
+"""Runner: one setup's run from start to finish — clients, the run record, pauses, failures.
 
-Jobs call these functions with a setup id; everything a person may need to see ends up on the
+It runs first: each direction's job entry (``sf_to_cc.flush.run_flush``,
+``sf_to_cc.catch_up.run_catch_up``, ``cc_to_sf.poll.run_poll``, ``sync_now.run_sync_now``) hands
+its body to :func:`run`, which checks the pause, builds the :class:`~middleware.context.Context`,
+opens the run, calls the body (the direction's stages) and closes the run. It imports neither
+direction, so both may import it. Everything a person may need to see ends up on the
 run (counts, API calls spent, the reason it stopped) or on the connection (needs re-consent):
 
 - Constant Contact's daily quota pauses the setup's pushes until 00:00 UTC, says so (and when
@@ -18,18 +22,16 @@ run (counts, API calls spent, the reason it stopped) or on the connection (needs
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from middleware import connections, incremental, intake, queue, vendor_errors
+from middleware import connections, intake, queue, vendor_errors
 from middleware.constantcontact import errors as cc_errors
 from middleware.constantcontact import wiring as cc_wiring
 from middleware.constantcontact.client import ConstantContactClient
-from middleware.constantcontact.limiter import DailyUsage
-from middleware.executor import Outcome
+from middleware.context import Context
 from middleware.queue import Runtime
 from middleware.salesforce.client import SalesforceClient
 from middleware.store import connections as connection_repo
@@ -58,7 +60,7 @@ def build_context(
     *,
     sf: SalesforceClient | None = None,
     cc: ConstantContactClient | None = None,
-) -> incremental.Context | None:
+) -> Context | None:
     """The setup's sync context with clients for its connections; None if the setup is gone."""
     with runtime.store.transaction() as session:
         setup = setups.get(session, setup_id)
@@ -84,9 +86,7 @@ def build_context(
         cc = connections.constant_contact_client(
             runtime.settings, runtime.store, runtime.redis, cc_conn
         )
-    return incremental.Context(
-        setup_id=setup_id, options=options, store=runtime.store, sf=sf, cc=cc
-    )
+    return Context(setup_id=setup_id, options=options, store=runtime.store, sf=sf, cc=cc)
 
 
 def paused_reason(runtime: Runtime, setup_id: int, now: datetime) -> str | None:
@@ -128,7 +128,7 @@ def retry_now(settings: Any, redis: Any, setup_id: int, *, unblock: bool) -> str
     """
     if unblock:
         cc_wiring.api_limiter(settings, redis).unblock()
-    resume = _flush_resume(setup_id)
+    resume = flush_resume(setup_id)
     job_id = queue.ensure_scheduled(
         resume.key, resume.func, [setup_id], queue=resume.queue, connection=redis
     )
@@ -154,153 +154,9 @@ class Result(Protocol):
     def outcome(self) -> Any: ...
 
 
-class _Directions:
-    """Outcomes kept per direction, so a run's counts say which way each action went."""
-
-    def __init__(self) -> None:
-        self.parts: dict[str, Outcome] = {}
-
-    @property
-    def warnings(self) -> list[str]:
-        return [w for part in self.parts.values() for w in part.warnings]
-
-    def report(self) -> dict[str, Any]:
-        return {direction: part.report() for direction, part in self.parts.items()}
-
-
-class BothWays:
-    """Sync Now's result: Salesforce → CC and CC → Salesforce, counted apart."""
-
-    def __init__(self) -> None:
-        self.records = 0
-        self.batches = 0
-        self.outcome = _Directions()
-
-    def add(self, direction: str, part: Result) -> None:
-        self.records += part.records
-        self.batches += part.batches
-        target = self.outcome.parts.setdefault(direction, Outcome())
-        incremental.merge_outcomes(target, part.outcome)
-
-
-def _flush_resume(setup_id: int) -> Resume:
+def flush_resume(setup_id: int) -> Resume:
+    """The flush job of a setup: what a quota pause or an operator's resume schedules."""
     return Resume(intake.flush_job_key(setup_id), "jobs.flush.flush_setup", queue.WEBHOOKS)
-
-
-def run_flush(
-    runtime: Runtime,
-    setup_id: int,
-    *,
-    sf: SalesforceClient | None = None,
-    cc: ConstantContactClient | None = None,
-    job_id: str | None = None,
-) -> dict[str, Any]:
-    """Sync the setup's pending Salesforce changes to Constant Contact; return the run summary.
-
-    Above half of the day's Constant Contact quota, flushes are paced so the rest lasts until
-    midnight UTC (see `pacing_delay`); a flush stopped by its time bound hands over to the next.
-    """
-    pending = intake.pending(runtime.redis, setup_id)
-    if not pending and not intake.take_catchups(runtime.redis, setup_id):
-        return {"setup_id": setup_id, "records": 0}
-    resume = _flush_resume(setup_id)
-    last = runtime.redis.get(_last_flush_key(setup_id))
-    wait = pacing_delay(
-        cc_wiring.api_limiter(runtime.settings, runtime.redis).usage(),
-        pending=pending,
-        last_flush=float(last) if last else None,
-        now=time.time(),
-    )
-    if wait > 0:
-        queue.ensure_scheduled(
-            resume.key,
-            resume.func,
-            [setup_id],
-            delay=wait,
-            queue=resume.queue,
-            connection=runtime.redis,
-        )
-        log.info("setup %s: flush paced by %.0fs to keep the daily quota", setup_id, wait)
-        return {"setup_id": setup_id, "records": 0, "paced_seconds": round(wait, 1)}
-
-    results: list[incremental.FlushResult] = []
-
-    def body(ctx: incremental.Context) -> incremental.FlushResult:
-        results.append(incremental.flush(ctx, runtime.redis))
-        return results[-1]
-
-    summary = run(
-        runtime, setup_id, "incremental", body, sf=sf, cc=cc, job_id=job_id, resume=resume
-    )
-    runtime.redis.set(_last_flush_key(setup_id), time.time(), ex=24 * 3600)
-    if results and results[-1].more:
-        queue.ensure_scheduled(
-            resume.key, resume.func, [setup_id], queue=resume.queue, connection=runtime.redis
-        )
-    return summary
-
-
-# Pacing: Constant Contact's daily quota belongs to the whole application. Below half of it,
-# changes go out as fast as they come; above, each flush (an import and its polls, about three
-# calls) waits long enough for the remainder to last until 00:00 UTC. A big backlog is worth
-# its calls at once: the pacing only stretches the steady trickle.
-PACE_FROM_SHARE = 0.5
-CALLS_PER_FLUSH = 3
-PACE_SKIP_BACKLOG = 2000
-
-
-def _last_flush_key(setup_id: int) -> str:
-    return f"ctct:lastflush:{setup_id}"
-
-
-def pacing_delay(usage: DailyUsage, *, pending: int, last_flush: float | None, now: float) -> float:
-    """Seconds the next flush should wait to keep the day's quota (0 = go now)."""
-    if not usage.limit or last_flush is None or pending >= PACE_SKIP_BACKLOG:
-        return 0.0
-    if usage.used < usage.limit * PACE_FROM_SHARE:
-        return 0.0
-    remaining = max(usage.limit - usage.used, 1)
-    moment = datetime.fromtimestamp(now, UTC)
-    midnight = setups.next_utc_midnight(moment)
-    interval = CALLS_PER_FLUSH * (midnight - moment).total_seconds() / remaining
-    # Never past the quota reset: a flush held longer would outwait the budget it keeps.
-    until_reset = (midnight - moment).total_seconds() + 5
-    return min(max(0.0, last_flush + interval - now), until_reset)
-
-
-def run_sync_now(
-    runtime: Runtime,
-    setup_id: int,
-    *,
-    sf: SalesforceClient | None = None,
-    cc: ConstantContactClient | None = None,
-    job_id: str | None = None,
-) -> dict[str, Any]:
-    """Sync Now, both directions at once: a SystemModstamp catch-up since the last run and the
-    pending Salesforce changes (unless the setup is CC → SF only), then a Constant Contact poll
-    (unless it is SF → CC only)."""
-    from middleware import poll
-
-    def body(ctx: incremental.Context) -> BothWays:
-        result = BothWays()
-        if ctx.options.sync_to_cc:
-            for part in (incremental.catch_up_all(ctx), incremental.flush(ctx, runtime.redis)):
-                result.add("sf_to_cc", part)
-        if ctx.options.polls:
-            result.add("cc_to_sf", poll.poll(ctx))
-        return result
-
-    return run(
-        runtime,
-        setup_id,
-        "sync_now",
-        body,
-        sf=sf,
-        cc=cc,
-        job_id=job_id,
-        needs_sync_to_cc=False,
-        resume=_flush_resume(setup_id),
-    )
 
 
 def _drop_intake(runtime: Runtime, setup_id: int) -> None:
@@ -311,7 +167,7 @@ def run(
     runtime: Runtime,
     setup_id: int,
     kind: str,
-    body: Callable[[incremental.Context], Result],
+    body: Callable[[Context], Result],
     *,
     sf: SalesforceClient | None = None,
     cc: ConstantContactClient | None = None,
@@ -416,7 +272,7 @@ def time_left(delta_seconds: float) -> str:
 
 def _paused_by_quota(
     runtime: Runtime,
-    ctx: incremental.Context,
+    ctx: Context,
     run_id: int,
     exc: cc_errors.QuotaExceeded,
     resume: Resume | None,
@@ -481,8 +337,6 @@ def mark_needs_reauth(
     return vendor
 
 
-def _needs_reauth(
-    runtime: Runtime, ctx: incremental.Context, run_id: int, exc: Exception
-) -> dict[str, Any]:
+def _needs_reauth(runtime: Runtime, ctx: Context, run_id: int, exc: Exception) -> dict[str, Any]:
     vendor = mark_needs_reauth(runtime, ctx.setup_id, run_id, exc, api_calls(ctx.sf, ctx.cc))
     return {"setup_id": ctx.setup_id, "run_id": run_id, "failed": f"{vendor} needs_reauth"}

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from middleware.constantcontact.client import ConstantContactClient
-from middleware.executor import Failure
+from middleware.outcome import Failure
 
 FINAL = ("completed", "failed", "cancelled", "timed_out")
 _ROW_INDEX = re.compile(r"import_data\[(\d+)\]")

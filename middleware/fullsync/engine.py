@@ -2,7 +2,7 @@
 
 Phases of one run (each checkpointed, see :mod:`checkpoint`):
 
-1. ``prepare``    the main list and custom fields (``incremental.prepare_targets``);
+1. ``prepare``    the main list and custom fields (``sf_to_cc.read.prepare_targets``);
 2. ``read_cc``    one contact export (3 calls whatever the size) spooled to disk by email;
 3. ``read_links`` the setup's active links, streamed from the store into the spool;
 4. ``read_sf``    one Bulk 2.0 ``queryAll`` (deleted records included), page by page by locator;
@@ -14,7 +14,8 @@ Phases of one run (each checkpointed, see :mod:`checkpoint`):
                   *married* (linked, nothing written). The rest go to the pure planner
                   (``plan_sf_to_cc(..., full_sync=True)``), and its plans are accumulated across
                   pages until an import is full (40,000 rows), then executed together
-                  (``executor.execute``) and recorded; then the checkpoint moves;
+                  (``sf_to_cc.write.execute``) and recorded (``sf_to_cc.record``); then the
+                  checkpoint moves;
 6. ``duplicates`` addresses several records share, planned together so the oldest owns it;
 7. ``reconcile``  links no record came back for: re-read by id with queryAll, and the ones that
                   are gone are planned as deletes (their link retired; with
@@ -53,16 +54,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from middleware import incremental, poll
+from middleware.cc_to_sf import match as cc_match
+from middleware.cc_to_sf import read as cc_read
+from middleware.cc_to_sf import write as cc_write
 from middleware.constantcontact.errors import ActivityFailed, CCError
-from middleware.executor import (
-    Failure,
-    Outcome,
-    execute,
-    imported_links,
-    new_contacts,
-    store_changes,
-)
+from middleware.context import Context
 from middleware.fullsync import checkpoint as checkpoints
 from middleware.fullsync.activities import FINAL, attribute_import_errors, list_activities
 from middleware.fullsync.budget import Budget, BudgetExhausted
@@ -78,7 +74,11 @@ from middleware.fullsync.screen import (
     screen_in_child,
 )
 from middleware.fullsync.spool import CcRow, LinkRow, Spool
+from middleware.outcome import Failure, Outcome, merge_outcomes
 from middleware.salesforce.client import soql_string
+from middleware.sf_to_cc import read as sf_read
+from middleware.sf_to_cc import record as sf_record
+from middleware.sf_to_cc import write as sf_write
 from middleware.store import errors as errors_repo
 from middleware.store import links as links_repo
 from middleware.store.models import Link as LinkModel
@@ -120,7 +120,6 @@ FULL_SYNC_LOOKUPS = 10
 # ~50 µs at 100,000 links and ~180 µs at 1,000,000 on PostgreSQL (measured), so a million-link
 # initial sync is filled over its next nights for ~9 s each; every reader copes meanwhile.
 FULL_SYNC_FILL_MAX = 50_000
-COLLECTIONS_MAX_ROWS = 2_000  # beyond this, opt-outs go to Salesforce through Bulk 2.0 ingest
 # The opt-out checkbox of the other object types an unsubscribe reaches (a Person Account's
 # is on the Account).
 OPT_OUT_FIELDS = {"Account": "PersonHasOptedOutOfEmail"}
@@ -280,7 +279,7 @@ class FullSync:
 
     def __init__(
         self,
-        ctx: incremental.Context,
+        ctx: Context,
         checkpoint: Checkpoint,
         *,
         budget: Budget | None = None,
@@ -340,19 +339,19 @@ class FullSync:
         with Spool(self.spool_dir) as spool:
             self._spool = spool
             self._phase("prepare")
-            incremental.prepare_targets(self.ctx)
+            sf_read.prepare_targets(self.ctx)
             self._check_budget(cc_next=3 + 2, sf_next=3)
             # Both vendors and the store are read at once: the Constant Contact export is
             # produced and the links streamed while the Salesforce query is parsed here.
             self._phase("read")
             with ThreadPoolExecutor(2, thread_name_prefix="fullsync-read") as pool:
-                cc_read = pool.submit(self._read_cc, spool)
+                export_read = pool.submit(self._read_cc, spool)
                 links_read = pool.submit(self._read_links, spool)
                 try:
                     self._read_sf(spool)
                 finally:
                     links_read.result()
-                    cc_read.result()
+                    export_read.result()
             spool.index_emails()
             if self.cp.inflight:
                 spool.add_inflight((sf_id, fp) for sf_id, fp in self.cp.inflight)
@@ -473,7 +472,7 @@ class FullSync:
         self._sub_phase("read_links", started)
 
     def soql(self) -> str:
-        self.columns = incremental.select_fields(self.options)
+        self.columns = sf_read.select_fields(self.options)
         where = self.partition.soql_where()
         return f"SELECT {', '.join(self.columns)} FROM {self.ctx.sf_object}" + (
             f" WHERE {where}" if where else ""
@@ -898,11 +897,11 @@ class FullSync:
             actions=[a for a in plan.actions if not isinstance(a, Import)],
             warnings=plan.warnings,
         )
-        outcome = execute(self.ctx.cc, rest)  # no Constant Contact actions: no calls
+        outcome = sf_write.execute(self.ctx.cc, rest)  # no Constant Contact actions: no calls
         self._post_imports(plan, outcome, pending.size_of)
         self._record(plan, outcome, pending)
-        self._note_new_links(imported_links(plan, outcome.failed_ids))
-        incremental.merge_outcomes(self.result.outcome, outcome)
+        self._note_new_links(sf_write.imported_links(plan, outcome.failed_ids))
+        merge_outcomes(self.result.outcome, outcome)
         written = sum(
             outcome.counts.get(k, 0) for k in ("imported", "updated", "unsubscribed", "deleted")
         )
@@ -1037,7 +1036,7 @@ class FullSync:
                 self._check_budget(cc_next=len(new))
                 found = {
                     sf_id: str(data["contact_id"])
-                    for sf_id, data in new_contacts(
+                    for sf_id, data in sf_write.new_contacts(
                         self.ctx.cc, new, limit=FULL_SYNC_LOOKUPS
                     ).items()
                 }
@@ -1051,18 +1050,7 @@ class FullSync:
         return filled
 
     def _record_import_failures(self, failures: list[Failure]) -> None:
-        rows = [
-            {
-                "direction": "sf_to_cc",
-                "vendor": "constantcontact",
-                "code": f.code,
-                "message": f.message,
-                "sf_id": f.sf_id,
-                "email": f.email,
-                "payload": {"sf_object": self.ctx.sf_object, "sf_id": f.sf_id, "full_sync": True},
-            }
-            for f in failures
-        ]
+        rows = sf_record.error_rows(failures, self.ctx.sf_object, {}, full_sync=True)
         with self.ctx.store.transaction() as session:
             errors_repo.record_errors(session, self.ctx.setup_id, rows, run_id=self.ctx.run_id)
             links_repo.upsert_links(
@@ -1079,7 +1067,7 @@ class FullSync:
     def _record(self, plan: Plan, outcome: Outcome, pending: _Pending) -> None:
         failed = outcome.failed_ids
         before = pending.before
-        rows, retire = store_changes(plan, failed, self.ctx.sf_object, before)
+        rows, retire = sf_record.store_changes(plan, failed, self.ctx.sf_object, before)
         for sf_id, link in before.items():
             # Contact ids the export resolved for links that lacked one.
             if sf_id not in failed and sf_id not in retire and link.cc_contact_id:
@@ -1091,28 +1079,13 @@ class FullSync:
                     }
                 )
         rows = [*pending.link_only, *rows]
-        failures = [
-            {
-                "direction": "sf_to_cc",
-                "vendor": "constantcontact",
-                "code": f.code,
-                "message": f.message,
-                "sf_id": f.sf_id,
-                "cc_contact_id": f.cc_contact_id,
-                "email": f.email or pending.records.get(f.sf_id) or None,
-                "payload": {"sf_object": self.ctx.sf_object, "sf_id": f.sf_id, "full_sync": True},
-            }
-            for f in outcome.failures
-        ]
-        supported = {"sf_id", *links_repo.UPSERT_COLUMNS}
+        failures = sf_record.error_rows(
+            outcome.failures, self.ctx.sf_object, pending.records, full_sync=True
+        )
         with self.ctx.store.transaction() as session:
             links_repo.retire_links(session, self.ctx.setup_id, retire)
             # Rows are grouped by their keys by upsert_links; order inside a group is kept.
-            links_repo.upsert_links(
-                session,
-                self.ctx.setup_id,
-                [{k: v for k, v in row.items() if k in supported} for row in rows],
-            )
+            links_repo.upsert_links(session, self.ctx.setup_id, sf_record.link_columns(rows))
             if failures:
                 errors_repo.record_errors(
                     session, self.ctx.setup_id, failures, run_id=self.ctx.run_id
@@ -1142,11 +1115,10 @@ class FullSync:
 
     def _reconcile(self, spool: Spool) -> None:
         """Links no record came back for: gone from Salesforce, or missed by the read."""
-        fields = incremental.select_fields(self.options)
         pending = _Pending(last_sf_id=self.cp.last_sf_id)
         for ids in spool.unseen_links(self.partition.low, self.partition.high):
             self._check_budget(sf_next=max(1, len(ids) // 400))
-            found = self.ctx.sf.query_by_ids(self.ctx.sf_object, fields, ids, include_deleted=True)
+            records, missing = sf_read.read_records(self.ctx, ids)
             links = {sf_id: _sync_link(row) for sf_id, row in spool.links_for(ids).items()}
             # Links made by an incremental import may not know their contact's id yet: the
             # export does, by email (removing from lists needs the id).
@@ -1155,16 +1127,16 @@ class FullSync:
                 row = exported.get(link.email)
                 if not link.cc_contact_id and row is not None:
                     links[sf_id] = replace(link, cc_contact_id=row.contact_id)
-            self.result.gone += len(found.missing)
+            self.result.gone += len(missing)
             plan = plan_sf_to_cc(
                 self.options,
-                found.records,
+                records,
                 links=list(links.values()),
                 cc_contacts=[_cc_contact(row) for row in exported.values()],
                 main_list_id=self.ctx.main_list_id,
                 custom_field_ids=self.ctx.custom_field_ids,
                 now=self.ctx.now(),
-                missing_ids=found.missing,
+                missing_ids=missing,
                 full_sync=True,
                 reset=self.reset,
             )
@@ -1200,7 +1172,7 @@ class FullSync:
 
     def _other_optouts(self, spool: Spool) -> dict[str, tuple[str, list[tuple[str, str]]]]:
         """(Id, email) of records of the other object types to opt out, by object type."""
-        org = poll.org_info(self.ctx)
+        org = cc_read.org_info(self.ctx)
         objects = [o for o in cc_to_sf.opt_out_objects(org) if o != self.ctx.sf_object]
         found: dict[str, tuple[str, list[tuple[str, str]]]] = {}
         if not objects:
@@ -1209,7 +1181,7 @@ class FullSync:
             # About 500 addresses fit one query's 16 KB: a call per chunk and object type.
             self._check_budget(sf_next=len(objects) * max(1, math.ceil(len(emails) / 400)))
             wanted: dict[str, set[str]] = {sf_object: set(emails) for sf_object in objects}
-            for matches in poll.find_matches(self.ctx, org, wanted).values():
+            for matches in cc_match.find_matches(self.ctx, org, wanted).values():
                 for match in matches:
                     # Only the standard field: an NPSP alternate address never opts out.
                     if match.opted_out or not match.on_standard_email:
@@ -1227,15 +1199,10 @@ class FullSync:
         updates = [{"Id": sf_id, field_name: True} for sf_id, _ in rows]
         failures: list[dict[str, Any]] = []
         done = 0
-        if len(updates) > COLLECTIONS_MAX_ROWS:
-            self._check_budget(sf_next=6)
-            result = self.ctx.sf.bulk_ingest(sf_object, "update", updates)
-            outcomes = [(r.index, r.success, r.error) for r in result.results]
-        else:
-            self._check_budget(sf_next=math.ceil(len(updates) / 200))
-            outcomes = [
-                (r.index, r.success, r.error) for r in self.ctx.sf.update_many(sf_object, updates)
-            ]
+        bulk = len(updates) > cc_write.BULK_THRESHOLD
+        self._check_budget(sf_next=6 if bulk else math.ceil(len(updates) / 200))
+        written = cc_write.write_records(self.ctx.sf, sf_object, "update", updates)
+        outcomes = [(r.index, r.success, r.error) for r in written]
         for index, success, error in outcomes:
             sf_id, email = rows[index]
             if success:

@@ -25,12 +25,12 @@ from sqlalchemy import func, select
 from middleware import queue, runner, vendor_errors
 from middleware.constantcontact import errors as cc_errors
 from middleware.constantcontact.client import ConstantContactClient
+from middleware.context import Context
 from middleware.fullsync import checkpoint as checkpoints
 from middleware.fullsync.budget import Budget, BudgetExhausted
 from middleware.fullsync.checkpoint import Checkpoint
 from middleware.fullsync.engine import FullSync, Segmenter
 from middleware.fullsync.partitions import Partition, plan_partitions
-from middleware.incremental import Context
 from middleware.queue import Runtime, SetupBusy, setup_lock
 from middleware.salesforce.client import SalesforceClient
 from middleware.store import links as links_repo

@@ -1,7 +1,8 @@
 """The pure sync rules: plain data in (setup, Salesforce records, links, CC contacts), a plan out.
 
 Nothing in this package does I/O, reads a clock or imports Flask, Redis or SQLAlchemy; ``now`` is
-an argument. Jobs read current state in bulk, call a planner, and hand the plan to an executor.
+an argument. Jobs read current state in bulk, call a planner, and hand the plan to a write stage
+(``sf_to_cc.write``, ``cc_to_sf.write``).
 
 Modules
 -------

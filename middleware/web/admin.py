@@ -627,7 +627,7 @@ def start_sync_now(session: Session, setup_id: int, redis: Redis | None = None) 
 
 def start_poll(session: Session, setup_id: int, redis: Redis | None = None) -> dict[str, Any]:
     """Enqueue one Constant Contact poll of a setup (CC → SF changes and opt-outs) on its own."""
-    from middleware import poll
+    from middleware.cc_to_sf import poll
 
     row = get_setup(session, setup_id)
     _refuse_unready(row)
@@ -797,7 +797,7 @@ def retry_errors(
         ) or queue.pending_job_id(key, connection=redis)
     if awaiting_poll:
         # CC → SF errors are retried by the poll, which re-reads the contacts they name.
-        from middleware import poll
+        from middleware.cc_to_sf import poll
 
         queue.ensure_scheduled(
             poll.poll_job_key(setup_id), poll.POLL_JOB, [setup_id], connection=redis

@@ -3,7 +3,7 @@
 `POST /webhooks/constantcontact` takes the only webhooks Constant Contact sends (api-notes §8):
 ``tier.increase``, ``tier.decrease``, ``account.cancel`` and ``account.disable``, each a pointer
 ``{"url": ".../v3/partner/accounts/<id>/plan", "api_key", "event_type"}``. There are no contact
-or unsubscribe webhooks: those changes are polled (:mod:`middleware.poll`).
+or unsubscribe webhooks: those changes are polled (:mod:`middleware.cc_to_sf.poll`).
 
 - ``CC_WEBHOOK_SECRET`` must be set: every delivery must carry ``x-ctct-hmac-sha256``, the base64
   HMAC-SHA256 of the raw body under that secret (the V2 partner webhook signature; V3 documents

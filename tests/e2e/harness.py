@@ -17,12 +17,13 @@ import requests
 from cryptography.fernet import Fernet
 from flask import Flask
 
-from middleware import queue, runner
+from middleware import queue
 from middleware.constantcontact.client import ConstantContactClient
 from middleware.constantcontact.limiter import LocalLimiter
 from middleware.constantcontact.oauth import StaticTokenSource as CCStaticTokens
 from middleware.salesforce.client import SalesforceClient
 from middleware.salesforce.oauth import StaticTokenSource as SFStaticTokens
+from middleware.sf_to_cc import flush
 from middleware.store import connections as connection_repo
 from middleware.store import setups as setup_repo
 from sandbox.adapter import mount
@@ -131,7 +132,7 @@ class World:
     def flush(self) -> dict[str, Any]:
         """Run the flush job body with in-process clients; return its summary and clients."""
         self.last_sf, self.last_cc = self.sf_client(), self.cc_client()
-        return runner.run_flush(self.runtime, self.setup_id, sf=self.last_sf, cc=self.last_cc)
+        return flush.run_flush(self.runtime, self.setup_id, sf=self.last_sf, cc=self.last_cc)
 
     # --- Salesforce, as a user in the UI -------------------------------------------------------
 

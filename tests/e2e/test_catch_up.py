@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from middleware import catch_up, intake, poll, queue
+from middleware import intake, queue
+from middleware.cc_to_sf import poll
+from middleware.sf_to_cc import catch_up, collect
 from middleware.store import cursors, links, setups
 from tests.e2e.harness import CC_BASE, SF_BASE, World, world
 
@@ -207,7 +209,7 @@ def test_a_delete_window_salesforce_refuses_is_reported_not_failed_forever() -> 
         ahead = datetime.now(UTC) + timedelta(days=1)
         with w.store.transaction() as session:
             raw = cursors.get_cursor(session, w.setup_id, catch_up.CURSOR_STATE)
-            state = {**json.loads(raw or "{}"), catch_up.DELETED: ahead.isoformat()}
+            state = {**json.loads(raw or "{}"), collect.DELETED: ahead.isoformat()}
             cursors.set_cursor(session, w.setup_id, catch_up.CURSOR_STATE, json.dumps(state))
         summary = run_catch_up(w, ahead)
         assert "records" in summary, summary  # the run succeeded, changes still synced

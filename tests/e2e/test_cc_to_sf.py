@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from middleware import intake, poll, runner
+from middleware import intake
+from middleware.cc_to_sf import poll
+from middleware.sync_now import run_sync_now
 from tests.e2e.harness import CC_BASE, World, world
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
@@ -31,7 +33,7 @@ def run_poll(w: World, now: datetime = T0) -> dict[str, Any]:
 
 def sync_now(w: World) -> dict[str, Any]:
     w.last_sf, w.last_cc = w.sf_client(), w.cc_client()
-    return runner.run_sync_now(w.runtime, w.setup_id, sf=w.last_sf, cc=w.last_cc)
+    return run_sync_now(w.runtime, w.setup_id, sf=w.last_sf, cc=w.last_cc)
 
 
 def test_a_new_subscriber_becomes_a_contact_and_nothing_comes_back() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from middleware import intake
+from middleware.sync_now import run_sync_now
 from tests.e2e.harness import world
 
 
@@ -45,10 +46,8 @@ def test_sync_now_catches_up_everything_then_only_what_changed() -> None:
 
 
 def runner_sync_now(w):
-    from middleware import runner
-
     w.last_sf, w.last_cc = w.sf_client(), w.cc_client()
-    return runner.run_sync_now(w.runtime, w.setup_id, sf=w.last_sf, cc=w.last_cc)
+    return run_sync_now(w.runtime, w.setup_id, sf=w.last_sf, cc=w.last_cc)
 
 
 def test_opt_out_delete_and_email_change_follow_the_options() -> None:

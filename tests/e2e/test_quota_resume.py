@@ -19,6 +19,7 @@ from middleware.constantcontact.client import ConstantContactClient
 from middleware.constantcontact.limiter import RedisLimiter
 from middleware.constantcontact.oauth import StaticTokenSource
 from middleware.fullsync import clock
+from middleware.sf_to_cc.flush import run_flush
 from middleware.store import runs, setups
 from tests.e2e.harness import CC_BASE, World, world
 
@@ -47,7 +48,7 @@ def flush(w: World) -> dict[str, Any]:
         shared_limiter(w),
         sleep=lambda _s: None,
     )
-    return runner.run_flush(w.runtime, w.setup_id, sf=w.sf_client(), cc=cc)
+    return run_flush(w.runtime, w.setup_id, sf=w.sf_client(), cc=cc)
 
 
 def held_for(w: World) -> datetime | None:

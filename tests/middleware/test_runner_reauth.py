@@ -22,6 +22,7 @@ from middleware.constantcontact import errors as cc_errors
 from middleware.salesforce import errors as sf_errors
 from middleware.store import connections, runs, setups
 from middleware.web import get_redis, get_settings, get_store
+from schemas.setup import validate_setup
 
 NOW = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC)
 CLIENTS: Any = SimpleNamespace(usage=SimpleNamespace(total=0), calls=SimpleNamespace(total=0))
@@ -41,7 +42,7 @@ def _setup(app: Flask, *, sf_tokens: bool = True) -> tuple[queue.Runtime, int, i
             setup_id = setups.create(
                 session,
                 name="Both",
-                options={},
+                options=validate_setup({"name": "Both", "main_list": "Main"})[0],
                 salesforce_connection_id=sf.id,
                 constant_contact_connection_id=cc.id,
             ).id

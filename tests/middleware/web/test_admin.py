@@ -480,7 +480,7 @@ def test_poll_is_refused_when_it_cannot_run(api: Api, connected: dict[str, int])
 def test_a_poll_job_run_by_a_worker_opens_a_poll_run(
     api: Api, connected: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from middleware import poll
+    from middleware.cc_to_sf import poll
 
     seen: list[int] = []
 

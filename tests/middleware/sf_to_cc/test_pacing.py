@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from middleware import intake
+from middleware import intake, runner
 from middleware.constantcontact.limiter import DailyUsage
-from middleware.runner import pacing_delay
+from middleware.sf_to_cc import flush
+from middleware.sf_to_cc.pacing import pacing_delay
 from tests.e2e.harness import world
 
 NOON = datetime(2026, 11, 26, 12, 0, tzinfo=UTC).timestamp()  # 12 h to midnight
@@ -38,14 +39,12 @@ def test_pacing_delay(use, pending, last, expected) -> None:
 
 
 def test_a_flush_hands_over_after_its_time_bound() -> None:
-    from middleware import incremental, runner
-
     with world() as w:
         w.deliver_to_webhook = False
         ids = [w.sf_create(LastName=f"T{i}", Email=f"t{i}@example.org") for i in range(6)]
         intake.mark_dirty(w.redis, w.setup_id, "Contact", ids)
         ticks = iter(range(0, 1000, 100))  # every look at the clock is 100 s later
         ctx = runner.build_context(w.runtime, w.setup_id, sf=w.sf_client(), cc=w.cc_client())
-        result = incremental.flush(ctx, w.redis, batch_size=2, monotonic=lambda: next(ticks))
+        result = flush.flush(ctx, w.redis, batch_size=2, monotonic=lambda: next(ticks))
         assert result.batches == 1 and result.more
         assert intake.pending(w.redis, w.setup_id) == 4

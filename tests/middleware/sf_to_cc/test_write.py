@@ -1,11 +1,11 @@
-"""The executor's guards and the lookups that give new links their contact ids (issue 9)."""
+"""The write stage's guards and the lookups that give new links their contact ids (issue 9)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from middleware.constantcontact.errors import CCError
-from middleware.executor import execute, imported_links, new_contacts
+from middleware.sf_to_cc.write import execute, imported_links, new_contacts
 from middleware.sync.types import Import, LinkRecord, Plan, Unsubscribe, UpdateContact
 
 

@@ -1,41 +1,36 @@
-"""Executor: carries out a sync plan against Constant Contact, in as few calls as it allows.
+"""SF → CC, stage 4 (write): a plan carried out against Constant Contact, in as few calls as it can.
 
-The planner (`middleware.sync`) decides; this module only does. CC actions run in the plan's
-order, batched: every JSON import of the plan is posted first and all its activities are then
-awaited together, the same for list and delete activities, so a plan for 10,000 records costs a
-handful of calls. A record Constant Contact rejects (a 4xx for its PUT, a row error of its
-import) becomes that record's failure; its link changes are then left out, so the next run tries
-again, and the rest of the batch goes on. Outages, throttling beyond the retries and the daily
-quota are not record problems: they propagate to the job (which retries, or pauses the setup).
-"""
+The planner (`middleware.sync`, called by :mod:`.plan`) decides; this module only does. CC
+actions run in the plan's order, batched: every JSON import of the plan is posted first and all
+its activities are then awaited together, the same for list and delete activities, so a plan for
+10,000 records costs a handful of calls. A record Constant Contact rejects (a 4xx for its PUT, a
+row error of its import) becomes that record's failure; its link changes are then left out, so
+the next run tries again, and the rest of the batch goes on. Outages, throttling beyond the
+retries and the daily quota are not record problems: they propagate to the job (which retries,
+or pauses the setup). Also here: opt-outs set again in Salesforce (:func:`set_opt_outs`)."""
 
 from __future__ import annotations
 
 import logging
 import re
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from middleware.constantcontact.client import ConstantContactClient
 from middleware.constantcontact.errors import ActivityFailed, CCError
+from middleware.context import Context
+from middleware.outcome import Failure, Outcome
 from middleware.sync import (
     AddToLists,
-    DeleteContact,
     Import,
-    Link,
     LinkRecord,
     Plan,
     RecordError,
-    RemoveFromLists,
-    RetireLink,
     Skip,
     Unsubscribe,
     UpdateContact,
-    UpdateLink,
 )
-from middleware.sync.mapping import import_row, put_body
+from middleware.sync.mapping import import_row, object_fields, put_body
 from middleware.sync.sf_to_cc import cc_contact, joins_lists
 
 log = logging.getLogger(__name__)
@@ -45,39 +40,6 @@ _ROW_INDEX = re.compile(r"import_data\[(\d+)\]")
 IMPORT_EMAIL_MAX = 50
 CONTACT_EMAIL_MAX = 80
 _EMAIL = re.compile(r"[^\s'\"<>(),;:]+@[^\s'\"<>(),;:]+\.[A-Za-z]{2,}")
-
-
-@dataclass
-class Failure:
-    """One record Constant Contact would not take, as a sync error the user can retry."""
-
-    sf_id: str
-    code: str
-    message: str
-    email: str | None = None
-    cc_contact_id: str | None = None
-
-
-@dataclass
-class Outcome:
-    """What executing a plan did: counts for the run report and the records that failed."""
-
-    counts: Counter[str] = field(default_factory=Counter)
-    skipped: Counter[str] = field(default_factory=Counter)
-    failures: list[Failure] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def failed_ids(self) -> set[str]:
-        return {f.sf_id for f in self.failures}
-
-    def report(self) -> dict[str, Any]:
-        out: dict[str, Any] = dict(self.counts)
-        if self.skipped:
-            out["skipped"] = dict(self.skipped)
-        if self.failures:
-            out["errors"] = len(self.failures)
-        return out
 
 
 def _code(exc: CCError) -> str:
@@ -344,106 +306,19 @@ def imported_links(plan: Plan, failed: Iterable[str]) -> list[tuple[str, str]]:
     ]
 
 
-def link_rows(
-    plan: Plan, failed: Iterable[str], sf_object: str
-) -> tuple[list[dict[str, Any]], list[str], list[tuple[str, str]]]:
-    """The plan's link changes for records that did not fail, as store operations.
+def set_opt_outs(ctx: Context, sf_ids: Sequence[str]) -> list[tuple[str, Any]]:
+    """Set the opt-out field on these records of the setup's object again (§5a); return the
+    ``(sf_id, error)`` pairs Salesforce rejected.
 
-    Returns (rows to upsert as active links, sf ids to retire, (sf_id, replaced contact id) pairs
-    whose previous contact must be kept as a retired link).
+    One sObject Collections call per 200 records, with our call-options client id (the client
+    adds it), so the change event the write causes is dropped as our own echo.
     """
-    skip = set(failed)
-    upserts: list[dict[str, Any]] = []
-    retire: list[str] = []
-    replaced: list[tuple[str, str]] = []
-    for change in plan.link_changes:
-        if change.sf_id in skip:
-            continue
-        if isinstance(change, LinkRecord):
-            row: dict[str, Any] = {
-                "sf_id": change.sf_id,
-                "sf_object": sf_object,
-                "cc_contact_id": change.cc_contact_id,
-                "email": change.email,
-                "fingerprint": change.fingerprint,
-                "lists": list(change.list_ids),
-                # The column says whether CC held the contact subscribed when last seen.
-                "subscribed_when_synced": not change.cc_unsubscribed,
-                "opted_out_propagated": False,
-                "removed_on_delete": False,
-            }
-            if change.sf_created:
-                row["sf_created"] = change.sf_created
-            if change.replaces:
-                replaced.append((change.sf_id, change.replaces))
-            upserts.append(row)
-        elif isinstance(change, UpdateLink):
-            row = {"sf_id": change.sf_id, "sf_object": sf_object}
-            if change.fingerprint is not None:
-                row["fingerprint"] = change.fingerprint
-            if change.email is not None:
-                row["email"] = change.email
-            if change.opted_out is not None:
-                row["opted_out_propagated"] = change.opted_out
-            if change.removed_on_delete is not None:
-                row["removed_on_delete"] = change.removed_on_delete
-            if change.list_ids is not None:
-                row["lists"] = list(change.list_ids)
-            if change.cc_unsubscribed is not None:
-                row["subscribed_when_synced"] = not change.cc_unsubscribed
-            upserts.append(row)
-        elif isinstance(change, RetireLink):
-            retire.append(change.sf_id)
-    return upserts, retire, replaced
-
-
-__all__ = [
-    "DeleteContact",
-    "Failure",
-    "Outcome",
-    "RemoveFromLists",
-    "execute",
-    "imported_links",
-    "link_rows",
-    "new_contacts",
-]
-
-
-def store_changes(
-    plan: Plan, failed: Iterable[str], sf_object: str, before: Mapping[str, Link]
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """The plan's link changes as store writes: rows to upsert, and sf ids whose link retires.
-
-    An email change keeps the old address as a retired link (it must never look new to the
-    CC → SF direction), and the record's new active link carries the new address with the rest of
-    what the old one knew.
-    """
-    upserts, retire, replaced = link_rows(plan, failed, sf_object)
-    moved = {
-        row["sf_id"]
-        for row in upserts
-        if "email" in row
-        and row["sf_id"] in before
-        and before[row["sf_id"]].email
-        and before[row["sf_id"]].email != row["email"]
-    } | {sf_id for sf_id, _ in replaced}
-    rows: list[dict[str, Any]] = []
-    for row in upserts:
-        old = before.get(row["sf_id"])
-        if row["sf_id"] in moved and old is not None:
-            base = {
-                "sf_id": old.sf_id,
-                "sf_object": sf_object,
-                "cc_contact_id": old.cc_contact_id or None,
-                "email": old.email,
-                "fingerprint": old.fingerprint,
-                "lists": list(old.list_ids),
-                "subscribed_when_synced": not old.cc_unsubscribed,
-                "opted_out_propagated": old.opted_out,
-                "removed_on_delete": old.removed_on_delete,
-                "sf_created": old.sf_created,
-            }
-            rows.append({**base, **row})
-        else:
-            rows.append(row)
-    return rows, [*retire, *sorted(moved)]
+    if not sf_ids:
+        return []
+    field_name = object_fields(ctx.options).opted_out
+    results = ctx.sf.update_many(ctx.sf_object, [{"Id": i, field_name: True} for i in sf_ids])
+    return [
+        (sf_id, result.error)
+        for sf_id, result in zip(sf_ids, results, strict=True)
+        if not result.success
+    ]

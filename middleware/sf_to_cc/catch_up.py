@@ -1,4 +1,4 @@
-"""Scheduled catch-up: Salesforce changes whose event never reached us, every few minutes.
+"""SF → CC scheduled catch-up: Salesforce changes whose event never reached us, every few minutes.
 
 Change events are hints that can be lost: Redis restarted empty drops the ids accepted before,
 and a Flow callout answered 503 during a Redis outage is not retried. So every
@@ -14,7 +14,8 @@ setup that pushes to Constant Contact, one catch-up under the setup's lock:
 - records deleted since (getDeleted, 15 days back at most): hard deletes emit no event and never
   show in a query; only ids this setup has an active link for are read again.
 
-All of it goes through the flush's own path (``incremental.sync_records``): fingerprints make a
+The reads are :mod:`.collect`'s; all of it goes through the flush's own path
+(:func:`.flush.sync_records`): fingerprints make a
 record already in step — ours included, written back by the Constant Contact poll — cost no
 Constant Contact call. The cursor moves only after everything was recorded.
 """
@@ -30,13 +31,14 @@ from typing import Any
 from marshmallow import ValidationError
 from sqlalchemy import select
 
-from middleware import incremental, runner
+from middleware import runner
 from middleware.constantcontact.client import ConstantContactClient
+from middleware.context import Context
 from middleware.queue import Runtime, interval_passed
 from middleware.salesforce.client import SalesforceClient
-from middleware.salesforce.errors import SalesforceError
+from middleware.sf_to_cc import collect, read
+from middleware.sf_to_cc.flush import BATCH_SIZE, FlushResult, sync_records
 from middleware.store import cursors
-from middleware.store import links as links_repo
 from middleware.store.db import Store
 from middleware.store.models import Cursor, Setup
 from middleware.sync.options import SetupOptions
@@ -48,11 +50,7 @@ CURSOR_STATE = "sf_catch_up"  # JSON: per object {"at": SystemModstamp, "seen": 
 CURSOR_LAST = "sf_catch_up_last"  # when the last catch-up started (the clock's due check)
 # How far back a catch-up started by hand looks while the setup's own interval is off (0).
 OFF_FIRST_WINDOW = timedelta(minutes=10)
-OVERLAP = timedelta(minutes=2)
-DELETED_DAYS = 15  # getDeleted answers no further back
-SEEN_MAX = 10_000
 JOB = "jobs.catch_up.catch_up_setup"
-DELETED = "deleted"
 
 
 def job_key(setup_id: int) -> str:
@@ -87,7 +85,7 @@ def due_setups(store: Store, now: datetime) -> list[int]:
             connected = setup.salesforce_connection_id and setup.constant_contact_connection_id
             if not connected:
                 continue
-            if interval_passed(incremental.parse_modstamp(last.get(setup.id)), every, now):
+            if interval_passed(collect.parse_modstamp(last.get(setup.id)), every, now):
                 due.append(setup.id)
     return due
 
@@ -95,7 +93,7 @@ def due_setups(store: Store, now: datetime) -> list[int]:
 # ------------------------------------------------------------------------------- one catch-up
 
 
-def _load(ctx: incremental.Context) -> dict[str, Any]:
+def _load(ctx: Context) -> dict[str, Any]:
     with ctx.store.transaction() as session:
         raw = cursors.get_cursor(session, ctx.setup_id, CURSOR_STATE)
     try:
@@ -105,75 +103,7 @@ def _load(ctx: incremental.Context) -> dict[str, Any]:
     return state if isinstance(state, dict) else {}
 
 
-def _changed(
-    ctx: incremental.Context,
-    sobject: str,
-    fields: list[str],
-    state: dict[str, Any],
-    start: datetime,
-) -> list[dict[str, Any]]:
-    """Rows of ``sobject`` whose SystemModstamp moved since its watermark, not handled yet; the
-    new watermark and memory go into ``state`` (saved by the caller once all is recorded)."""
-    mark = state.get(sobject) or {}
-    at = incremental.parse_modstamp(mark.get("at")) or start
-    seen: dict[str, str] = dict(mark.get("seen") or {})
-    fresh: list[dict[str, Any]] = []
-    newest = at
-    for row in ctx.sf.modified_since(sobject, fields, at, overlap=OVERLAP):
-        stamp = str(row.get("SystemModstamp") or "")
-        if seen.get(str(row["Id"])) == stamp:
-            continue
-        seen[str(row["Id"])] = stamp
-        fresh.append(row)
-        parsed = incremental.parse_modstamp(stamp)
-        if parsed is not None and parsed > newest:
-            newest = parsed
-    horizon = newest - OVERLAP
-    keep = {
-        i: s
-        for i, s in seen.items()
-        if (incremental.parse_modstamp(s) or incremental.EPOCH) >= horizon
-    }
-    if len(keep) > SEEN_MAX:  # a huge burst: remember the newest; the rest is re-planned once
-        keep = dict(sorted(keep.items(), key=lambda kv: kv[1])[-SEEN_MAX:])
-    state[sobject] = {"at": newest.isoformat(), "seen": keep}
-    return fresh
-
-
-def _deleted(
-    ctx: incremental.Context, state: dict[str, Any], start: datetime, warnings: list[str]
-) -> list[str]:
-    """Ids deleted since the last catch-up (getDeleted) that this setup still has linked."""
-    now = ctx.now()
-    since = incremental.parse_modstamp(state.get(DELETED)) or start
-    earliest = now - timedelta(days=DELETED_DAYS) + timedelta(minutes=5)
-    begin = max(since - OVERLAP, earliest)
-    if now - begin < timedelta(minutes=1):
-        return []  # getDeleted works in whole minutes; nothing new can be covered yet
-    try:
-        result = ctx.sf.deleted(ctx.sf_object, begin, now)
-    except SalesforceError as exc:
-        if exc.code != "INVALID_REPLICATION_DATE":
-            raise
-        # A window Salesforce cannot answer (clocks apart, the delete log purged early): start
-        # afresh from now rather than fail every catch-up; the Full Sync finds older deletes.
-        log.warning("setup %s: getDeleted refused %s..%s: %s", ctx.setup_id, begin, now, exc)
-        warnings.append(f"deletes before {now:%Y-%m-%d %H:%M} UTC are left to the Full Sync: {exc}")
-        state[DELETED] = now.isoformat()
-        return []
-    state[DELETED] = result.latest_date_covered or now.isoformat()
-    ids = list(dict.fromkeys(record_id for record_id, _when in result.records))
-    if not ids:
-        return []
-    with ctx.store.transaction() as session:
-        linked = links_repo.for_sf_ids(session, ctx.setup_id, ids)
-        # A link already removed from the lists, or retired, has nothing left to do.
-        return [i for i, link in linked.items() if not link.removed_on_delete]
-
-
-def catch_up(
-    ctx: incremental.Context, *, first_window: timedelta, batch_size: int = incremental.BATCH_SIZE
-) -> incremental.FlushResult:
+def catch_up(ctx: Context, *, first_window: timedelta, batch_size: int = BATCH_SIZE) -> FlushResult:
     """One scheduled catch-up of the setup (see the module docstring); the cursor moves last.
 
     ``first_window``: how far back a setup's first catch-up looks (one interval; what came
@@ -181,31 +111,31 @@ def catch_up(
     """
     state = _load(ctx)
     start = ctx.now() - first_window
-    fields = incremental.select_fields(ctx.options)
-    records = _changed(ctx, ctx.sf_object, fields, state, start)
+    fields = read.select_fields(ctx.options)
+    records = collect.changed(ctx, ctx.sf_object, fields, state, start)
     seen = {str(r["Id"]) for r in records}
     if ctx.sf_object == "Contact" and ctx.options.sync_company:
-        accounts = [str(r["Id"]) for r in _changed(ctx, "Account", [], state, start)]
+        accounts = [str(r["Id"]) for r in collect.changed(ctx, "Account", [], state, start)]
         if accounts:
-            ids = [i for i in incremental.expand_ids(ctx, {"Account": accounts}) if i not in seen]
-            more, _gone = incremental.read_records(ctx, ids)
+            ids = [i for i in collect.expand_ids(ctx, {"Account": accounts}) if i not in seen]
+            more, _gone = read.read_records(ctx, ids)
             records += more
             seen.update(str(r["Id"]) for r in more)
     missing: list[str] = []
     warnings: list[str] = []
-    deleted = [i for i in _deleted(ctx, state, start, warnings) if i not in seen]
+    deleted = [i for i in collect.deleted(ctx, state, start, warnings) if i not in seen]
     if deleted:
         # queryAll: a record still in the Recycle Bin comes back with IsDeleted, a hard-deleted
         # one does not come back at all (and its link is retired).
-        again, missing = incremental.read_records(ctx, deleted)
+        again, missing = read.read_records(ctx, deleted)
         records += again
-    result = incremental.FlushResult()
+    result = FlushResult()
     result.outcome.warnings.extend(warnings)
     if records or missing:
-        incremental.prepare_targets(ctx)
+        read.prepare_targets(ctx)
         for index in range(0, max(len(records), 1), batch_size):
             chunk = records[index : index + batch_size]
-            result.add(incremental.sync_records(ctx, chunk, missing if index == 0 else ()))
+            result.add(sync_records(ctx, chunk, missing if index == 0 else ()))
     with ctx.store.transaction() as session:
         cursors.set_cursor(session, ctx.setup_id, CURSOR_STATE, json.dumps(state))
     return result
@@ -233,7 +163,7 @@ def run_catch_up(
         cursors.set_cursor(session, setup_id, CURSOR_LAST, clock().isoformat())
     every = interval(options) or OFF_FIRST_WINDOW
 
-    def body(ctx: incremental.Context) -> incremental.FlushResult:
+    def body(ctx: Context) -> FlushResult:
         return catch_up(ctx, first_window=every)
 
     return runner.run(

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from middleware import poll
-from middleware.poll import Mark
+from middleware.cc_to_sf import read
+from middleware.cc_to_sf.read import Mark
 from middleware.sync.cc_to_sf import CcSubscriber
 
 
@@ -31,7 +31,7 @@ def test_the_next_read_starts_an_overlap_earlier_and_skips_what_was_handled() ->
     mark.observe(c("b"), stamp(20))
     again = Mark.load(mark.dump())
     assert again.at == datetime(2026, 11, 26, 10, 20, tzinfo=UTC)
-    assert again.since == again.at - poll.OVERLAP
+    assert again.since == again.at - read.OVERLAP
     assert not again.fresh(c("b"), stamp(20))  # handled, same change
     assert again.fresh(c("b"), stamp(21))  # changed again since
     assert "a" not in again.seen  # older than the overlap window: forgotten
@@ -53,7 +53,7 @@ def test_a_contact_without_a_timestamp_is_always_fresh_and_moves_nothing() -> No
 def test_memory_is_bounded_when_a_first_read_stamps_everyone_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(poll, "MAX_SEEN", 100)
+    monkeypatch.setattr(read, "MAX_SEEN", 100)
     mark = Mark()
     for i in range(1000):
         mark.observe(c(f"id{i:04d}"), stamp(0, i % 60))

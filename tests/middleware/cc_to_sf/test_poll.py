@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from middleware import poll, runner
+from middleware.cc_to_sf import poll, read, write
 from middleware.store import cursors, links, setups
 from middleware.store import errors as errors_repo
 from middleware.sync.mapping import fingerprint, map_record, soql_fields
+from middleware.sync_now import run_sync_now
 from schemas.setup import setup_options
 from tests.e2e.harness import CC_BASE, SF_BASE, World
 
@@ -347,7 +348,7 @@ def test_a_record_created_from_cc_is_not_written_back_to_cc(make_world) -> None:
     assert link.fingerprint == fingerprint(map_record(setup_options(w.options), record))
 
     sf, cc = w.sf_client(), w.cc_client()
-    summary = runner.run_sync_now(w.runtime, w.setup_id, sf=sf, cc=cc)
+    summary = run_sync_now(w.runtime, w.setup_id, sf=sf, cc=cc)
     assert summary["sf_to_cc"].get("imported", 0) == 0
     assert summary["sf_to_cc"]["skipped"].get("unchanged") == 1
 
@@ -392,7 +393,7 @@ def test_npsp_alternate_emails_and_affiliations(make_world) -> None:
 
 
 def test_large_batches_go_through_bulk_ingest(make_world, monkeypatch) -> None:
-    monkeypatch.setattr(poll, "BULK_THRESHOLD", 2)
+    monkeypatch.setattr(write, "BULK_THRESHOLD", 2)
     w = make_world(options={"object_type": "Lead"})
     for i in range(4):
         cc_add(w, f"bulk{i}@example.org")
@@ -426,13 +427,13 @@ def test_cursors_are_constant_contacts_own_timestamps(make_world) -> None:
     with w.store.transaction() as session:
         values = cursors.all_cursors(session, w.setup_id)
     cc_time = w.cc_session.get(f"{CC_BASE}/_sandbox/clock").json()["now"]
-    mark = poll.Mark.load(values[poll.CURSOR_UPDATED])
+    mark = read.Mark.load(values[read.CURSOR_UPDATED])
     assert mark.at is not None and len(mark.seen) == 1
     updated = mark.at
     assert abs(updated - datetime.fromisoformat(cc_time.replace("Z", "+00:00"))) < timedelta(
         minutes=1
     )
-    assert values[poll.CURSOR_LAST_POLL] == T0.isoformat()
+    assert values[read.CURSOR_LAST_POLL] == T0.isoformat()
 
 
 def test_a_record_found_by_two_queries_is_written_once(make_world, monkeypatch) -> None:

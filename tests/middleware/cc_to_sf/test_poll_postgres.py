@@ -17,7 +17,7 @@ from middleware.store import links
 from middleware.store.db import Store
 from tests.conftest import POSTGRES_URL
 from tests.e2e.harness import World
-from tests.middleware.test_poll import T0, by_email, cc_add, run, unsubscribe
+from tests.middleware.cc_to_sf.test_poll import T0, by_email, cc_add, run, unsubscribe
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,258 @@
+"""SF → CC orchestration: the flush, Sync Now's catch-up, and one batch through every stage.
+
+`flush(...)` drains a setup's intake (the ids its change events named) in batches: each batch
+is collected (:mod:`.collect`), re-read from Salesforce (:mod:`.read`; events are hints, not
+truth), planned by the pure rules (:mod:`.plan`), executed against Constant Contact in bulk
+(:mod:`.write`), and recorded (:mod:`.record`: links, fingerprints, sync errors, run counts).
+Only then are the ids acknowledged, so a batch interrupted by a crash or an outage is read again
+by the next attempt. `run_flush` is the job's entry: it paces the flush (:mod:`.pacing`) and hands
+it to :func:`middleware.runner.run`, which opens the run and builds the context.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from redis import Redis
+
+from middleware import intake, queue, runner
+from middleware.constantcontact import wiring as cc_wiring
+from middleware.constantcontact.client import ConstantContactClient
+from middleware.context import Context
+from middleware.outcome import Outcome, merge_outcomes
+from middleware.queue import Runtime
+from middleware.salesforce.client import SalesforceClient
+from middleware.sf_to_cc import collect, plan, read, record, write
+from middleware.sf_to_cc.pacing import last_flush_key, pacing_delay
+from middleware.store import cursors
+from middleware.sync import CcContact
+from middleware.sync.sf_to_cc import cc_contact
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 10_000
+# A flush hands over to a fresh job after this long (the webhooks queue's job timeout is 300 s).
+FLUSH_MAX_SECONDS = 60.0
+CURSOR_MODSTAMP = "sf_systemmodstamp"
+
+
+@dataclass
+class BatchResult:
+    outcome: Outcome
+    records: int
+
+
+def sync_records(
+    ctx: Context,
+    records: list[dict[str, Any]],
+    missing_ids: Iterable[str] = (),
+    *,
+    reset: bool = False,
+) -> BatchResult:
+    """One batch of re-read Salesforce records through read → plan → write → record."""
+    by_id = {str(r["Id"]): r for r in records}
+    missing = sorted(set(missing_ids) - set(by_id))
+    links = read.batch_links(ctx, records, [*by_id, *missing])
+    outside = plan.outside_filter(ctx, records)
+    contacts, resolved = read.cc_lookups(ctx, by_id, missing, links.own, outside)
+    for sf_id, contact_id in resolved.items():
+        links.own[sf_id] = replace(links.own[sf_id], cc_contact_id=contact_id)
+
+    batch_plan = plan.plan_batch(
+        ctx,
+        records,
+        links=[*links.own.values(), *links.others],
+        contacts=contacts,
+        missing=missing,
+        outside=outside,
+        reset=reset,
+    )
+    outcome = write.execute(ctx.cc, batch_plan, ctx.custom_field_ids)
+    # The links of this batch's imports get their contact ids now when they are few.
+    imported = write.imported_links(batch_plan, outcome.failed_ids)
+    looked = {
+        sf_id: cc_contact(data) for sf_id, data in write.new_contacts(ctx.cc, imported).items()
+    }
+    record.record_batch(ctx, batch_plan, outcome, links.own, resolved, by_id, looked)
+    # A new record at an address CC already held unsubscribed gets the opt-out at once too.
+    set_opt_outs_again(ctx, by_id, [*contacts, *looked.values()], outcome)
+    return BatchResult(outcome=outcome, records=len(by_id) + len(missing))
+
+
+def set_opt_outs_again(
+    ctx: Context,
+    records: Mapping[str, Mapping[str, Any]],
+    contacts: Iterable[CcContact],
+    outcome: Outcome,
+) -> int:
+    """Opt-outs someone cleared in Salesforce while Constant Contact still holds the address
+    as unsubscribed are set again (§5a): planned by :func:`plan.opt_outs_to_set_again`, written
+    by :func:`write.set_opt_outs` (its change events are our own echo). A record Salesforce
+    rejects becomes its sync error. Counted as ``opt_outs_set_again``.
+    """
+    wanted = plan.opt_outs_to_set_again(ctx, records, contacts)
+    if not wanted:
+        return 0
+    rejected = write.set_opt_outs(ctx, wanted)
+    done = len(wanted) - len(rejected)
+    if rejected:
+        record.record_opt_out_rejections(ctx, rejected, records)
+        outcome.warnings.append(f"{len(rejected)} opt-out(s) could not be set again")
+    if done:
+        outcome.counts["opt_outs_set_again"] += done
+        log.info(
+            "setup %s: %d opt-out(s) cleared in Salesforce set again (unsubscribed in CC)",
+            ctx.setup_id,
+            done,
+        )
+    return done
+
+
+@dataclass
+class FlushResult:
+    records: int = 0
+    batches: int = 0
+    outcome: Outcome = field(default_factory=Outcome)
+    more: bool = False  # stopped by its time bound with changes still waiting
+
+    def add(self, done: BatchResult) -> None:
+        """Count one recorded batch in."""
+        self.records += done.records
+        self.batches += 1
+        merge_outcomes(self.outcome, done.outcome)
+
+
+def flush(
+    ctx: Context,
+    redis: Redis,
+    *,
+    batch_size: int = BATCH_SIZE,
+    max_seconds: float = FLUSH_MAX_SECONDS,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> FlushResult:
+    """Drain the setup's intake; each batch is acknowledged only after it was recorded.
+
+    A flush stops taking new batches after `max_seconds`, so a steady stream of changes never
+    keeps one job running past its timeout; `result.more` then says work is left, and the caller
+    schedules the next flush.
+    """
+    result = FlushResult()
+    prepared = False
+    started = monotonic()
+    while True:
+        if result.batches and monotonic() - started > max_seconds:
+            result.more = intake.pending(redis, ctx.setup_id) > 0
+            return result
+        batch = intake.take(redis, ctx.setup_id, batch_size)
+        catchups = intake.take_catchups(redis, ctx.setup_id)
+        if not len(batch) and not catchups:
+            return result
+        if not prepared:
+            read.prepare_targets(ctx)
+            prepared = True
+        records, missing = read.read_records(ctx, collect.expand_ids(ctx, batch.ids))
+        for entity, stamp in catchups.items():
+            if entity == ctx.sf_object:
+                since = datetime.fromtimestamp(stamp / 1000, UTC)
+                seen = {r["Id"] for r in records}
+                records += [r for r in collect.modified_since(ctx, since) if r["Id"] not in seen]
+        done = sync_records(ctx, records, missing)
+        intake.ack(redis, ctx.setup_id, batch)
+        intake.ack_catchups(redis, ctx.setup_id, catchups)
+        result.add(done)
+        record.progress(ctx, result.records)
+
+
+def catch_up_all(ctx: Context, *, batch_size: int = BATCH_SIZE) -> FlushResult:
+    """Sync every record changed since the setup's SystemModstamp cursor (all, the first time).
+
+    The safety net for lost events (hard deletes emit nothing, callouts are not retried): Sync Now
+    runs it before draining the intake. The cursor moves after each recorded batch, so an
+    interrupted catch-up resumes where it stopped; the overlap window covers commits in flight.
+    """
+    with ctx.store.transaction() as session:
+        raw = cursors.get_cursor(session, ctx.setup_id, CURSOR_MODSTAMP)
+    since = collect.parse_modstamp(raw) or collect.EPOCH
+    overlap = collect.CATCH_UP_OVERLAP if raw else timedelta(0)
+    read.prepare_targets(ctx)
+    result = FlushResult()
+    pending: list[dict[str, Any]] = []
+    newest = since
+
+    def record_batch(batch: list[dict[str, Any]]) -> None:
+        result.add(sync_records(ctx, batch))
+        with ctx.store.transaction() as session:
+            cursors.set_cursor(session, ctx.setup_id, CURSOR_MODSTAMP, newest.isoformat())
+        record.progress(ctx, result.records)
+
+    for row in ctx.sf.modified_since(
+        ctx.sf_object, read.select_fields(ctx.options), since, overlap=overlap
+    ):
+        pending.append(row)
+        stamp = collect.parse_modstamp(row.get("SystemModstamp"))
+        if stamp is not None and stamp > newest:
+            newest = stamp
+        if len(pending) >= batch_size:
+            record_batch(pending)
+            pending = []
+    if pending:
+        record_batch(pending)
+    return result
+
+
+def run_flush(
+    runtime: Runtime,
+    setup_id: int,
+    *,
+    sf: SalesforceClient | None = None,
+    cc: ConstantContactClient | None = None,
+    job_id: str | None = None,
+) -> dict[str, Any]:
+    """Sync the setup's pending Salesforce changes to Constant Contact; return the run summary.
+
+    Above half of the day's Constant Contact quota, flushes are paced so the rest lasts until
+    midnight UTC (see `pacing_delay`); a flush stopped by its time bound hands over to the next.
+    """
+    pending = intake.pending(runtime.redis, setup_id)
+    if not pending and not intake.take_catchups(runtime.redis, setup_id):
+        return {"setup_id": setup_id, "records": 0}
+    resume = runner.flush_resume(setup_id)
+    last = runtime.redis.get(last_flush_key(setup_id))
+    wait = pacing_delay(
+        cc_wiring.api_limiter(runtime.settings, runtime.redis).usage(),
+        pending=pending,
+        last_flush=float(last) if last else None,
+        now=time.time(),
+    )
+    if wait > 0:
+        queue.ensure_scheduled(
+            resume.key,
+            resume.func,
+            [setup_id],
+            delay=wait,
+            queue=resume.queue,
+            connection=runtime.redis,
+        )
+        log.info("setup %s: flush paced by %.0fs to keep the daily quota", setup_id, wait)
+        return {"setup_id": setup_id, "records": 0, "paced_seconds": round(wait, 1)}
+
+    results: list[FlushResult] = []
+
+    def body(ctx: Context) -> FlushResult:
+        results.append(flush(ctx, runtime.redis))
+        return results[-1]
+
+    summary = runner.run(
+        runtime, setup_id, "incremental", body, sf=sf, cc=cc, job_id=job_id, resume=resume
+    )
+    runtime.redis.set(last_flush_key(setup_id), time.time(), ex=24 * 3600)
+    if results and results[-1].more:
+        queue.ensure_scheduled(
+            resume.key, resume.func, [setup_id], queue=resume.queue, connection=runtime.redis
+        )
+    return summary
