@@ -25,10 +25,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError, StatementError
 from werkzeug.exceptions import HTTPException
 
+from middleware.extension import EXTENSION, handles
 from middleware.logging import configure_logging, request_id_var
 from middleware.settings import ConfigError, Settings, env_names
 from middleware.store.db import Store
-from middleware.web import EXTENSION, BadInput, handles, problem
+from middleware.web import BadInput, problem
 
 log = logging.getLogger("app")
 

@@ -20,6 +20,7 @@ from rq.job import Job, JobStatus
 
 from app import create_app
 from middleware import intake, queue
+from middleware.services import runs as run_services
 from middleware.store import connections as connection_repo
 from middleware.store import errors as error_repo
 from middleware.store import runs as run_repo
@@ -657,9 +658,7 @@ def test_sandbox_connect_explains_an_unreachable_sandbox(app: Flask, tmp_path: P
 def test_sync_full_enqueues_a_reset_full_sync_and_waits(
     app: Flask, tmp_path: Path, connections: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from middleware.web import admin
-
-    monkeypatch.setattr(admin, "full_sync_available", lambda: True)
+    monkeypatch.setattr(run_services, "full_sync_available", lambda: True)
     setup_id = create(app, tmp_path, connections)["id"]
     queued = cli(app, "sync", "full", str(setup_id), "--reset", "--partitions", "2", "--json")
     assert queued.exit_code == 0, queued.output
@@ -674,7 +673,7 @@ def test_sync_full_enqueues_a_reset_full_sync_and_waits(
     refused = cli(app, "sync", "full", str(setup_id))
     assert refused.exit_code == 1
     assert "already running" in refused.output
-    monkeypatch.setattr(admin, "full_sync_available", lambda: False)
+    monkeypatch.setattr(run_services, "full_sync_available", lambda: False)
     unavailable = cli(app, "sync", "full", str(setup_id))
     assert unavailable.exit_code == 1
     assert "not available" in unavailable.output
