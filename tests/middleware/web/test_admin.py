@@ -15,13 +15,13 @@ from rq import SimpleWorker
 from rq.job import Job
 
 from middleware import intake, queue
+from middleware.services import runs as run_services
 from middleware.store import connections as connection_repo
 from middleware.store import errors as error_repo
 from middleware.store import links as link_repo
 from middleware.store import runs as run_repo
 from middleware.store import setups as setup_repo
 from middleware.store.models import utcnow
-from middleware.services import runs as run_services
 from middleware.web import admin
 from middleware.web.admin import views as admin_views
 

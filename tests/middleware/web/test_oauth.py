@@ -15,9 +15,9 @@ from flask import request as flask_request
 from flask.testing import FlaskClient
 
 from app import create_app
+from middleware.services import connect as flows
 from middleware.store import connections as connection_repo
 from middleware.store.models import Connection
-from middleware.services import connect as flows
 from sandbox.adapter import mount
 
 SF_BASE = "https://sf.sandbox.test"
