@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def setups_using(session: Session, connection_id: int) -> list[int]:
+    """The ids of the setups that point at a connection (it cannot be deleted while any do)."""
     stmt = select(Setup.id).where(
         or_(
             Setup.salesforce_connection_id == connection_id,
@@ -37,6 +38,7 @@ def setups_using(session: Session, connection_id: int) -> list[int]:
 
 
 def list_connections(session: Session) -> list[dict[str, Any]]:
+    """Every connection with the setups using it; never a token."""
     used: dict[int, list[int]] = {}
     for setup in setup_repo.all_setups(session):
         for conn_id in (setup.salesforce_connection_id, setup.constant_contact_connection_id):
@@ -48,6 +50,7 @@ def list_connections(session: Session) -> list[dict[str, Any]]:
 
 
 def delete_connection(session: Session, connection_id: int) -> None:
+    """Delete a connection no setup uses (``Conflict`` otherwise); its tokens go with it."""
     row = get_connection(session, connection_id)
     users = setups_using(session, connection_id)
     if users:
@@ -117,6 +120,7 @@ def check_connection(
 
 
 def check_setup_connections(session: Session, setup: Mapping[str, Any]) -> None:
+    """Refuse setup options whose connections do not exist or belong to the other vendor."""
     errors: dict[str, list[str]] = {}
     for option, vendor in (
         ("salesforce_connection", "salesforce"),

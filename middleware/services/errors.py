@@ -41,6 +41,7 @@ def list_errors(
     limit: int = 100,
     offset: int = 0,
 ) -> dict[str, Any]:
+    """A page of a setup's sync errors, newest first, with the total for the filter."""
     get_setup(session, setup_id)
     conditions = _error_filter(setup_id, status, code)
     total = session.scalar(select(func.count()).select_from(SyncError).where(*conditions)) or 0
@@ -111,6 +112,7 @@ def retry_errors(
 
 
 def resolve_errors(session: Session, setup_id: int, selection: Mapping[str, Any]) -> dict[str, Any]:
+    """Mark the selected unresolved errors resolved (nothing is retried)."""
     get_setup(session, setup_id)
     ids = [e.id for e in _selected_errors(session, setup_id, selection)]
     resolved = error_repo.resolve_errors(session, setup_id, ids=ids) if ids else 0

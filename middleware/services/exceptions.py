@@ -53,4 +53,5 @@ class NotAvailable(ServiceError):
 
 
 def not_found(what: str, ident: Any) -> NotFound:
+    """``NotFound`` saying which row does not exist."""
     return NotFound(f"{what} {ident} does not exist.")

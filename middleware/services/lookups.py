@@ -24,6 +24,7 @@ def storable_id(ident: Any) -> bool:
 
 
 def get_setup(session: Session, setup_id: int) -> Setup:
+    """The setup, or ``NotFound``."""
     row = setup_repo.get(session, setup_id) if storable_id(setup_id) else None
     if row is None:
         raise not_found("Setup", setup_id)
@@ -31,6 +32,7 @@ def get_setup(session: Session, setup_id: int) -> Setup:
 
 
 def get_connection(session: Session, connection_id: int) -> Connection:
+    """The connection, or ``NotFound``."""
     row = connection_repo.get(session, connection_id) if storable_id(connection_id) else None
     if row is None:
         raise not_found("Connection", connection_id)
@@ -38,6 +40,7 @@ def get_connection(session: Session, connection_id: int) -> Connection:
 
 
 def get_run(session: Session, run_id: int) -> Run:
+    """The run, or ``NotFound``."""
     row = run_repo.get_run(session, run_id) if storable_id(run_id) else None
     if row is None:
         raise not_found("Run", run_id)

@@ -23,6 +23,7 @@ def queue_state(redis: Redis) -> dict[str, Any]:
 
 
 def exc_summary(job: Job) -> tuple[str | None, str | None]:
+    """A failed job's exception as (type, message), read from its last result's traceback."""
     text: str | None = None
     try:
         result = job.latest_result()
@@ -39,6 +40,7 @@ def exc_summary(job: Job) -> tuple[str | None, str | None]:
 
 
 def failed_jobs(redis: Redis, queue_name: str | None = None, limit: int = 100) -> dict[str, Any]:
+    """Failed jobs of every queue (or one), newest first, with their exceptions."""
     items: list[dict[str, Any]] = []
     total = 0
     for name, q in queue.get_queues(redis).items():
@@ -75,6 +77,7 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 def requeue_failed(redis: Redis, selection: Mapping[str, Any]) -> dict[str, Any]:
+    """Put the selected failed jobs (or all) back on their queues; unknown ids are listed."""
     registries = {name: FailedJobRegistry(queue=q) for name, q in queue.get_queues(redis).items()}
     where: dict[str, str] = {}
     for name, registry in registries.items():

@@ -31,6 +31,7 @@ def list_runs(session: Session, setup_id: int, limit: int = 20) -> list[dict[str
 
 
 def show_run(session: Session, run_id: int) -> dict[str, Any]:
+    """One run with its progress and timings."""
     return run_view(get_run(session, run_id))
 
 
@@ -92,6 +93,7 @@ def _refuse_unready(row: Setup) -> None:
 
 
 def full_sync_available() -> bool:
+    """Whether the Full Sync job is installed in this version."""
     try:
         return importlib.util.find_spec(FULL_SYNC_JOB.rpartition(".")[0]) is not None
     except ModuleNotFoundError:

@@ -31,10 +31,12 @@ log = logging.getLogger(__name__)
 
 
 def list_setups(settings: Settings, session: Session) -> list[dict[str, Any]]:
+    """Every setup as the API shows it (no secrets)."""
     return [setup_view(settings, r) for r in setup_repo.all_setups(session)]
 
 
 def show_setup(settings: Settings, session: Session, setup_id: int) -> dict[str, Any]:
+    """One setup as the API shows it (no secret)."""
     return setup_view(settings, get_setup(session, setup_id))
 
 
@@ -111,6 +113,7 @@ def update_setup(
 
 
 def delete_setup(session: Session, redis: Redis, setup_id: int) -> None:
+    """Delete a setup with its links, runs and errors, and drop its pending changes."""
     row = get_setup(session, setup_id)
     session.delete(row)
     session.flush()
@@ -120,6 +123,7 @@ def delete_setup(session: Session, redis: Redis, setup_id: int) -> None:
 
 
 def rotate_secret(settings: Settings, session: Session, setup_id: int) -> dict[str, Any]:
+    """Give a setup a new webhook secret (the old one stops working); shown once."""
     row = get_setup(session, setup_id)
     secret = setup_repo.set_webhook_secret(session, row)
     log.info("rotated the webhook secret of setup %s", setup_id)
@@ -127,6 +131,7 @@ def rotate_secret(settings: Settings, session: Session, setup_id: int) -> dict[s
 
 
 def setup_status(session: Session, redis: Redis, setup_id: int) -> dict[str, Any]:
+    """What a setup is doing and what needs attention: pauses, runs, pending, errors, links."""
     row = get_setup(session, setup_id)
     now = utcnow()
     open_errors = error_repo.counts_by_code(session, setup_id)

@@ -34,6 +34,7 @@ def connection_view(row: Connection, used_by: Iterable[int] = ()) -> dict[str, A
 
 
 def webhook_url(settings: Settings, setup_id: int) -> str:
+    """Where Salesforce sends a setup's change events."""
     return f"{settings.public_url}/webhooks/salesforce/{setup_id}"
 
 
@@ -96,6 +97,7 @@ def run_view(row: Run, now: datetime | None = None) -> dict[str, Any]:
 
 
 def error_view(row: SyncError) -> dict[str, Any]:
+    """A sync error as the API shows it."""
     return {
         "id": row.id,
         "setup_id": row.setup_id,
