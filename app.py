@@ -26,11 +26,12 @@ from sqlalchemy.exc import DataError, DBAPIError, OperationalError, StatementErr
 from werkzeug.exceptions import HTTPException
 
 from middleware import embedded_worker, queue
+from middleware.extension import EXTENSION, handles
 from middleware.logging import configure_logging, request_id_var
 from middleware.settings import ConfigError, Settings, env_names
 from middleware.store import connections, migrate
 from middleware.store.db import Store
-from middleware.web import EXTENSION, BadInput, handles, problem
+from middleware.web import BadInput, problem
 
 log = logging.getLogger("app")
 

@@ -1,6 +1,6 @@
 """Operator CLI: ``flask --app app setups|connections|sync ...``.
 
-Commands do what the admin API does, through the same functions (``middleware.web.admin``), so
+Commands do what the admin API does, through the same services (``middleware.services``), so
 validation, messages and side effects are identical. Output is a table for people and ``--json``
 for scripts; every failure exits non-zero with one clear message (and the offending fields).
 """
@@ -25,14 +25,17 @@ from rq.job import Job, JobStatus
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from middleware import queue
+from middleware import intake, queue
+from middleware.extension import handles
+from middleware.services import connect, connections, errors, runs, setups
+from middleware.services import queue as jobs
+from middleware.services.exceptions import ServiceError
+from middleware.services.lookups import get_connection, get_setup
+from middleware.services.shapes import run_view
 from middleware.settings import Settings
 from middleware.store import runs as run_repo
-from middleware.store import setups as setup_repo
 from middleware.store.db import Store
 from middleware.store.models import Run, utcnow
-from middleware.web import admin, handles
-from middleware.web import oauth as oauth_flow
 from schemas import admin as s
 
 WAIT_POLL_SECONDS = 0.5
@@ -62,17 +65,23 @@ def _redis() -> Redis:
 
 
 @contextmanager
-def _transaction() -> Iterator[Session]:
-    """A store transaction whose API errors become one clear CLI error."""
+def _refusals() -> Iterator[None]:
+    """Service refusals become one clear CLI error."""
     try:
-        with _store().transaction() as session:
-            yield session
-    except admin.ApiError as exc:
+        yield
+    except ServiceError as exc:
         raise _cli_error(exc) from None
 
 
-def _cli_error(exc: admin.ApiError) -> click.ClickException:
-    lines = [exc.detail or exc.title]
+@contextmanager
+def _transaction() -> Iterator[Session]:
+    """A store transaction whose service refusals become one clear CLI error."""
+    with _refusals(), _store().transaction() as session:
+        yield session
+
+
+def _cli_error(exc: ServiceError) -> click.ClickException:
+    lines = [exc.detail]
     for field, messages in (exc.errors or {}).items():
         for message in messages:
             lines.append(f"  {field}: {message}")
@@ -179,9 +188,8 @@ def _print_setup(view: dict[str, Any]) -> None:
 @json_option
 def setups_list(as_json: bool) -> None:
     """List setups."""
-    settings = _settings()
     with _transaction() as session:
-        items = [admin.setup_view(settings, r) for r in setup_repo.all_setups(session)]
+        items = setups.list_setups(_settings(), session)
 
     def human(data: dict[str, Any]) -> None:
         if not data["items"]:
@@ -198,8 +206,8 @@ def setups_list(as_json: bool) -> None:
 def setups_show(setup_id: int, as_json: bool) -> None:
     """Show a setup, its options and its status."""
     with _transaction() as session:
-        view = admin.setup_view(_settings(), admin.get_setup(session, setup_id))
-        status = admin.setup_status(session, _redis(), setup_id)
+        view = setups.show_setup(_settings(), session, setup_id)
+        status = setups.setup_status(session, _redis(), setup_id)
     if as_json:
         _out(s.SetupViewSchema, view, True, lambda _d: None)
         return
@@ -231,7 +239,7 @@ def _print_status(status: dict[str, Any]) -> None:
 def setups_status(setup_id: int, as_json: bool) -> None:
     """What a setup is doing and what needs attention (as GET /admin/api/setups/<id>/status)."""
     with _transaction() as session:
-        status = admin.setup_status(session, _redis(), setup_id)
+        status = setups.setup_status(session, _redis(), setup_id)
     _out(s.SetupStatusSchema, status, as_json, _print_full_status)
 
 
@@ -284,7 +292,7 @@ def setups_create(
     if cc_connection is not None:
         data["constant_contact_connection"] = cc_connection
     with _transaction() as session:
-        view = admin.create_setup(_settings(), session, data)
+        view = setups.create_setup(_settings(), session, data)
     _out(s.SetupSecretViewSchema, view, as_json, _print_setup)
 
 
@@ -296,8 +304,7 @@ def setups_update(setup_id: int, path: str, as_json: bool) -> None:
     """Change a setup with a JSON merge patch (null resets an option to its default)."""
     patch = _read_json(path)
     with _transaction() as session:
-        view = admin.update_setup(_settings(), session, setup_id, patch)
-    admin.forget_setup(setup_id)
+        view = setups.update_setup(_settings(), session, setup_id, patch)
     _out(s.SetupViewSchema, view, as_json, _print_setup)
 
 
@@ -307,12 +314,11 @@ def setups_update(setup_id: int, path: str, as_json: bool) -> None:
 def setups_delete(setup_id: int, yes: bool) -> None:
     """Delete a setup (its links, runs and errors); nothing changes in either vendor."""
     with _transaction() as session:
-        name = admin.get_setup(session, setup_id).name
+        name = get_setup(session, setup_id).name
     if not yes:
         click.confirm(f"Delete setup {setup_id} ({name}) and its sync history?", abort=True)
     with _transaction() as session:
-        admin.delete_setup(session, _redis(), setup_id)
-    admin.forget_setup(setup_id)
+        setups.delete_setup(session, _redis(), setup_id)
     click.echo(f"deleted setup {setup_id} ({name})")
 
 
@@ -323,10 +329,7 @@ def setups_delete(setup_id: int, yes: bool) -> None:
 def setups_pause(setup_id: int, reason: str, as_json: bool) -> None:
     """Pause a setup; changes keep collecting and sync after `resume`."""
     with _transaction() as session:
-        admin.get_setup(session, setup_id)
-        setup_repo.pause(session, setup_id, reason)
-        view = admin.setup_view(_settings(), admin.get_setup(session, setup_id))
-    admin.forget_setup(setup_id)
+        view = setups.pause_setup(_settings(), session, setup_id, reason)
     _out(
         s.SetupViewSchema, view, as_json, lambda v: click.echo(f"setup {setup_id} paused: {reason}")
     )
@@ -337,16 +340,10 @@ def setups_pause(setup_id: int, reason: str, as_json: bool) -> None:
 @json_option
 def setups_resume(setup_id: int, as_json: bool) -> None:
     """Resume a paused setup and flush what waited."""
-    from middleware import intake, runner
-
     redis = _redis()
-    with _transaction() as session:
-        quota = runner.paused_by_quota(admin.get_setup(session, setup_id).pause_reason)
-        setup_repo.resume(session, setup_id)
-        view = admin.setup_view(_settings(), admin.get_setup(session, setup_id))
-    admin.forget_setup(setup_id)
-    pending = intake.pending(redis, setup_id)
-    runner.retry_now(_settings(), redis, setup_id, unblock=quota)
+    pending = intake.pending(redis, setup_id)  # what the flush after resuming will sync
+    with _refusals():
+        view = setups.resume_setup(_settings(), _store(), redis, setup_id)
     _out(
         s.SetupViewSchema,
         view,
@@ -361,8 +358,7 @@ def setups_resume(setup_id: int, as_json: bool) -> None:
 def setups_secret(setup_id: int, as_json: bool) -> None:
     """Rotate a setup's webhook secret and print the new one (the old one stops working)."""
     with _transaction() as session:
-        view = admin.rotate_secret(_settings(), session, setup_id)
-    admin.forget_setup(setup_id)
+        view = setups.rotate_secret(_settings(), session, setup_id)
     if as_json:
         _out(s.SetupSecretViewSchema, view, True, lambda _d: None)
         return
@@ -391,7 +387,7 @@ _CONNECTION_COLUMNS = [
 def connections_list(as_json: bool) -> None:
     """List connections (never their tokens)."""
     with _transaction() as session:
-        items = admin.list_connections(session)
+        items = connections.list_connections(session)
 
     def human(data: dict[str, Any]) -> None:
         if not data["items"]:
@@ -408,9 +404,10 @@ def connections_list(as_json: bool) -> None:
 def connections_check(connection_id: int, as_json: bool) -> None:
     """Verify a connection with one cheap vendor call; exits 1 if the vendor refuses it."""
     with _transaction() as session:
-        vendor = admin.get_connection(session, connection_id).vendor
-    result = admin.check_connection(
-        _settings(), _store(), _redis(), connection_id, session=admin.vendor_session(vendor)
+        vendor = get_connection(session, connection_id).vendor
+    http = connections.vendor_session(current_app.config, vendor)
+    result = connections.check_connection(
+        _settings(), _store(), _redis(), connection_id, session=http
     )
 
     def human(data: dict[str, Any]) -> None:
@@ -423,7 +420,7 @@ def connections_check(connection_id: int, as_json: bool) -> None:
 
 
 @connections_cli.command("connect")
-@click.argument("vendor", type=click.Choice(list(oauth_flow.VENDOR_NAMES)))
+@click.argument("vendor", type=click.Choice(list(connect.VENDOR_NAMES)))
 @click.option("--label", default="", help="Human label for the connection.")
 @click.option("--reauthorise", "connection_id", type=int, help="Renew this connection's grant.")
 @json_option
@@ -431,13 +428,13 @@ def connections_connect(vendor: str, label: str, connection_id: int | None, as_j
     """Print a link that connects an org or account (open it in a browser within 10 minutes)."""
     if connection_id is not None:
         with _transaction() as session:
-            row = admin.get_connection(session, connection_id)
+            row = get_connection(session, connection_id)
             if row.vendor != vendor:
                 raise click.ClickException(f"connection {connection_id} is a {row.vendor} one")
-    flow = oauth_flow.begin_flow(_settings(), _redis(), vendor, label, connection_id=connection_id)
+    flow = connect.begin_flow(_settings(), _redis(), vendor, label, connection_id=connection_id)
 
     def human(data: dict[str, Any]) -> None:
-        click.echo(f"Open this link in a browser to connect {oauth_flow.VENDOR_NAMES[vendor]}:")
+        click.echo(f"Open this link in a browser to connect {connect.VENDOR_NAMES[vendor]}:")
         click.echo(data["start_url"])
         click.echo(
             f"(it works once, until {_cell(data['expires_at'])} UTC; the vendor app must "
@@ -453,9 +450,9 @@ def connections_connect(vendor: str, label: str, connection_id: int | None, as_j
 def connections_delete(connection_id: int, yes: bool) -> None:
     """Delete a connection no setup uses (its tokens are forgotten)."""
     with _transaction() as session:
-        row = admin.get_connection(session, connection_id)
+        row = get_connection(session, connection_id)
         what = f"{row.vendor} connection {connection_id} ({row.label or 'no label'})"
-        users = admin.setups_using(session, connection_id)
+        users = connections.setups_using(session, connection_id)
     if users:
         raise click.ClickException(
             f"{what} is used by setup(s) {', '.join(map(str, users))}; delete or repoint them first"
@@ -463,7 +460,7 @@ def connections_delete(connection_id: int, yes: bool) -> None:
     if not yes:
         click.confirm(f"Delete {what}?", abort=True)
     with _transaction() as session:
-        admin.delete_connection(session, connection_id)
+        connections.delete_connection(session, connection_id)
     click.echo(f"deleted {what}")
 
 
@@ -495,7 +492,7 @@ def sync_now(setup_id: int, wait: bool, timeout: float, as_json: bool) -> None:
     since = utcnow()
     redis = _redis()
     with _transaction() as session:
-        started = admin.start_sync_now(session, setup_id, redis)
+        started = runs.start_sync_now(session, setup_id, redis)
     _follow(started, setup_id, wait, timeout, as_json, "sync_now", since)
 
 
@@ -512,7 +509,7 @@ def sync_full(
     """Full Sync: make both sides true again (the nightly repair, on demand)."""
     since = utcnow()
     with _transaction() as session:
-        started = admin.start_full_sync(session, setup_id, reset, _redis(), partitions=partitions)
+        started = runs.start_full_sync(session, setup_id, reset, _redis(), partitions=partitions)
     _follow(started, setup_id, wait, timeout, as_json, "full", since)
 
 
@@ -525,7 +522,7 @@ def sync_poll(setup_id: int, wait: bool, timeout: float, as_json: bool) -> None:
     """Poll Constant Contact now: CC changes and opt-outs into Salesforce, on their own."""
     since = utcnow()
     with _transaction() as session:
-        started = admin.start_poll(session, setup_id, _redis())
+        started = runs.start_poll(session, setup_id, _redis())
     _follow(started, setup_id, wait, timeout, as_json, "poll", since)
 
 
@@ -598,7 +595,7 @@ def _job_state(redis: Redis, job_id: str) -> tuple[JobStatus | None, Any]:
     if status == JobStatus.FINISHED:
         return status, job.return_value()
     if status == JobStatus.FAILED:
-        _type, message = admin._exc_summary(job)
+        _type, message = jobs.exc_summary(job)
         return status, message
     return status, None
 
@@ -624,7 +621,7 @@ def wait_for_run(
         while True:
             with store.transaction() as session:
                 row = _run_for(session, setup_id, job_id, since, kind)
-                run = admin.run_view(row) if row is not None else None
+                run = run_view(row) if row is not None else None
             job_status, outcome = _job_state(redis, job_id)
             if run is not None:
                 total = run["progress"]["total"]
@@ -687,8 +684,7 @@ def _runless(
 def sync_runs(setup_id: int, limit: int, as_json: bool) -> None:
     """A setup's runs, newest first."""
     with _transaction() as session:
-        admin.get_setup(session, setup_id)
-        items = [admin.run_view(r) for r in run_repo.recent_runs(session, setup_id, limit)]
+        items = runs.list_runs(session, setup_id, limit)
 
     def human(data: dict[str, Any]) -> None:
         if not data["items"]:
@@ -733,8 +729,8 @@ def sync_errors(
             selection: dict[str, Any] = {"all": True}
             if code:
                 selection["code"] = code
-            result = admin.retry_errors(session, redis, setup_id, selection)
-        listed = admin.list_errors(session, setup_id, status=status, code=code, limit=limit)
+            result = errors.retry_errors(session, redis, setup_id, selection)
+        listed = errors.list_errors(session, setup_id, status=status, code=code, limit=limit)
     if retry:
         if as_json:
             click.echo(json.dumps(s.RetryResultSchema().dump(result), indent=2, sort_keys=True))

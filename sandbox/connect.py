@@ -1,8 +1,12 @@
-"""`flask --app app sandbox connect`: connections from the service to running sandboxes.
+"""`python -m sandbox connect`: the running service's OAuth connections to the running sandboxes.
 
-The sandbox's own command (registered on `sandbox_cli`), so the product never imports the
-sandbox: this module uses the service's settings, store and OAuth flow, never the reverse.
-It still writes through the service's store directly (not yet through its admin API).
+The sandbox's own command: it talks to the running service only through its admin API and OAuth
+routes over HTTP, like a person with a browser would. For each vendor it asks
+``POST /admin/api/connections/start`` for a flow, opens the signed start link at the service,
+lets the sandbox approve the consent, and hands the code to the service's callback
+(``Accept: application/json``), which stores the connection. The service must already use the
+sandboxes (the eight settings this command prints and ``--write-env`` writes); when it does not,
+the command says so and what to set. It imports nothing from ``middleware``.
 """
 
 from __future__ import annotations
@@ -12,116 +16,158 @@ import os
 import re
 import shlex
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import click
 import requests
-from redis import Redis
 
-from middleware.settings import ConfigError, Settings
-from middleware.store.db import Store
-from middleware.web import EXTENSION, handles
-from middleware.web import oauth as oauth_flow
 from sandbox.server import CC_PORT, SF_PORT
 from sandbox.tls import DEFAULT_DIR
-from schemas import admin as s
 
 DEFAULT_SF_URL = f"https://127.0.0.1:{SF_PORT}"
 DEFAULT_CC_URL = f"http://127.0.0.1:{CC_PORT}"
+DEFAULT_SERVICE_URL = "http://localhost:5000"
 SANDBOX_CLIENT_ID = "sandbox-client-id"
 SANDBOX_CLIENT_SECRET = "sandbox-client-secret"
+VENDOR_NAMES = {"salesforce": "Salesforce", "constantcontact": "Constant Contact"}
+TIMEOUT = 30
 
 
-def sandbox_settings(
-    settings: Settings, sf_url: str, cc_url: str, ca_bundle: str | None
-) -> Settings:
-    """The app's settings pointed at the local sandboxes and their connected app."""
-    return settings.replace(
-        salesforce_login_url=sf_url.rstrip("/"),
-        salesforce_client_id=SANDBOX_CLIENT_ID,
-        salesforce_client_secret=SANDBOX_CLIENT_SECRET,
-        salesforce_ca_bundle=ca_bundle,
-        cc_auth_url=f"{cc_url.rstrip('/')}/oauth2/default/v1",
-        cc_api_url=f"{cc_url.rstrip('/')}/v3",
-        cc_client_id=SANDBOX_CLIENT_ID,
-        cc_client_secret=SANDBOX_CLIENT_SECRET,
-    )
+def sandbox_env(sf_url: str, cc_url: str, ca_bundle: str | None) -> dict[str, str]:
+    """The environment variables that point the service at the sandboxes, in a stable order.
+
+    Nothing else is ever printed or written: not ADMIN_TOKEN, TOKEN_ENCRYPTION_KEY or SECRET_KEY.
+    """
+    return {
+        "SALESFORCE_LOGIN_URL": sf_url.rstrip("/"),
+        "SALESFORCE_CLIENT_ID": SANDBOX_CLIENT_ID,
+        "SALESFORCE_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,
+        "SALESFORCE_CA_BUNDLE": ca_bundle or "",
+        "CC_API_URL": f"{cc_url.rstrip('/')}/v3",
+        "CC_AUTH_URL": f"{cc_url.rstrip('/')}/oauth2/default/v1",
+        "CC_CLIENT_ID": SANDBOX_CLIENT_ID,
+        "CC_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,
+    }
 
 
-def _loopback_redirect(settings: Settings, vendor: str) -> str:
-    # The sandboxes redirect only to loopback URIs with a port; the code is read from the
-    # redirect itself, so nothing has to listen there.
-    parts = urlsplit(settings.public_url)
-    if parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1") and parts.port:
-        return oauth_flow.callback_uri(settings, vendor)
-    return f"http://127.0.0.1:5000/oauth/{vendor}/callback"
+def consent_prefix(vendor: str, env: Mapping[str, str]) -> str:
+    """Where the service sends a vendor's sign-ins when it uses the sandbox."""
+    if vendor == "salesforce":
+        return f"{env['SALESFORCE_LOGIN_URL']}/services/oauth2/authorize?"
+    return f"{env['CC_AUTH_URL']}/authorize?"
 
 
-def connect_sandbox(
-    settings: Settings,
-    store: Store,
-    redis: Redis,
+@dataclass
+class Service:
+    """The running service, reached over HTTP at ``url`` with the admin token."""
+
+    url: str
+    admin_token: str
+    http: requests.Session
+
+    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """One request to the service; a clear error when it cannot be reached."""
+        headers = dict(kwargs.pop("headers", {}))
+        if path.startswith("/admin/api/"):
+            headers["Authorization"] = f"Bearer {self.admin_token}"
+        try:
+            return self.http.request(
+                method, self.url + path, headers=headers, timeout=TIMEOUT, **kwargs
+            )
+        except requests.RequestException as exc:
+            raise click.ClickException(
+                f"cannot reach the service at {self.url} ({type(exc).__name__}); is it running "
+                "(`honcho start`, or `flask --app app run`), and is --service-url its address?"
+            ) from None
+
+
+def _refusal(service: Service, answer: requests.Response, what: str) -> click.ClickException:
+    if answer.status_code == 401 and "/admin/api/" in answer.url:
+        return click.ClickException(
+            f"the service at {service.url} refused the admin token (401); pass its ADMIN_TOKEN "
+            "with --admin-token or in the environment"
+        )
+    try:
+        body = answer.json()
+        detail = body.get("detail") or body.get("title") or ""
+        for field, messages in (body.get("errors") or {}).items():
+            detail += f" ({field}: {'; '.join(messages)})"
+    except ValueError:
+        detail = answer.text[:200]
+    return click.ClickException(f"{what}: the service answered {answer.status_code}: {detail}")
+
+
+def _path(url: str) -> str:
+    # The service's own links carry its PUBLIC_URL; they are followed at --service-url instead,
+    # which is where this command reaches it (the same service, maybe by another address).
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+class NotUsingSandbox(click.ClickException):
+    """The service sends sign-ins to the real vendor (or another sandbox)."""
+
+
+def connect_vendor(
+    service: Service,
+    sandbox: requests.Session,
     vendor: str,
     label: str,
-    http: requests.Session,
+    env: Mapping[str, str],
 ) -> dict[str, Any]:
-    """One real OAuth flow against a running sandbox; returns the stored connection's view."""
-    name = oauth_flow.VENDOR_NAMES[vendor]
-    flow = oauth_flow.begin_flow(
-        settings, redis, vendor, label, redirect_uri=_loopback_redirect(settings, vendor)
+    """One real OAuth flow through the service against a running sandbox; the stored connection."""
+    name = VENDOR_NAMES[vendor]
+    answer = service.call(
+        "POST", "/admin/api/connections/start", json={"vendor": vendor, "label": label}
     )
+    if answer.status_code != 201:
+        raise _refusal(service, answer, f"starting the {name} connection")
+    flow = answer.json()
+    authorize_url = str(flow["authorize_url"])
+    client_id = parse_qs(urlsplit(authorize_url).query).get("client_id", [""])[0]
+    if not authorize_url.startswith(consent_prefix(vendor, env)) or client_id != SANDBOX_CLIENT_ID:
+        where = urlsplit(authorize_url)
+        raise NotUsingSandbox(
+            f"the service at {service.url} sends {name} sign-ins to "
+            f"{where.scheme}://{where.netloc}{where.path} (client {client_id or 'none'}), not to "
+            "the sandbox: give its web and worker processes the settings below (--write-env puts "
+            "them in .env), restart them, and run this command again"
+        )
+    opened = service.call("GET", _path(flow["start_url"]), allow_redirects=False)
+    if opened.status_code != 302:
+        raise _refusal(service, opened, f"opening the {name} start link")
     try:
-        answer = http.get(flow.authorize_url, allow_redirects=False, timeout=30)
+        consent = sandbox.get(opened.headers["Location"], allow_redirects=False, timeout=TIMEOUT)
     except requests.RequestException as exc:
         raise click.ClickException(
             f"cannot reach the {name} sandbox ({type(exc).__name__}); is "
-            "`flask --app app sandbox serve` running, and is --ca-bundle its CA?"
+            "`python -m sandbox serve` running, and is --ca-bundle its CA?"
         ) from None
-    location = answer.headers.get("Location", "")
+    location = consent.headers.get("Location", "")
     query = parse_qs(urlsplit(location).query)
-    if answer.status_code != 302 or "code" not in query:
-        reason = (query.get("error_description") or query.get("error") or [answer.text[:200]])[0]
-        raise click.ClickException(f"the {name} sandbox did not approve: {reason}")
-    try:
-        return oauth_flow.complete_flow(
-            settings,
-            store,
-            redis,
-            vendor,
-            code=query["code"][0],
-            state=(query.get("state") or [""])[0],
-            session=http,
+    if consent.status_code != 302 or "code" not in query:
+        reason = (query.get("error_description") or query.get("error") or [consent.text[:200]])[0]
+        raise click.ClickException(
+            f"the {name} sandbox did not approve: {reason} (it accepts only loopback callbacks: "
+            "the service's PUBLIC_URL must be e.g. http://localhost:5000)"
         )
-    except oauth_flow.FlowError as exc:
-        raise click.ClickException(exc.message) from None
-
-
-# The settings the web and worker processes need to use sandbox connections (Settings attribute
-# -> environment variable). Nothing else is ever printed or written: not ADMIN_TOKEN, not
-# TOKEN_ENCRYPTION_KEY, not SECRET_KEY.
-SANDBOX_ENV = {
-    "salesforce_login_url": "SALESFORCE_LOGIN_URL",
-    "salesforce_client_id": "SALESFORCE_CLIENT_ID",
-    "salesforce_client_secret": "SALESFORCE_CLIENT_SECRET",
-    "salesforce_ca_bundle": "SALESFORCE_CA_BUNDLE",
-    "cc_api_url": "CC_API_URL",
-    "cc_auth_url": "CC_AUTH_URL",
-    "cc_client_id": "CC_CLIENT_ID",
-    "cc_client_secret": "CC_CLIENT_SECRET",
-}
-_BARE_VALUE = re.compile(r"[A-Za-z0-9_./:@%+,=-]*")
-
-
-def sandbox_env(settings: Settings) -> dict[str, str]:
-    """The environment variables that point the service at the sandboxes, in a stable order."""
-    return {env: str(getattr(settings, attr) or "") for attr, env in SANDBOX_ENV.items()}
+    stored = service.call(
+        "GET", _path(location), headers={"Accept": "application/json"}, allow_redirects=False
+    )
+    if stored.status_code != 201:
+        raise _refusal(service, stored, f"storing the {name} connection")
+    return dict(stored.json()["connection"])
 
 
 def export_line(env: Mapping[str, str]) -> str:
     """One POSIX shell line that sets ``env``: ``export A=... B=...``."""
     return "export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in env.items())
+
+
+_BARE_VALUE = re.compile(r"[A-Za-z0-9_./:@%+,=-]*")
 
 
 def _dotenv_value(value: str) -> str:
@@ -159,7 +205,7 @@ def write_env_file(path: Path, env: Mapping[str, str]) -> tuple[list[str], list[
     if added:
         if out and not out[-1].endswith("\n"):
             out[-1] += "\n"
-        out.append("# The local sandboxes (written by `flask --app app sandbox connect`)\n")
+        out.append("# The local sandboxes (written by `sandbox connect`)\n")
         out.extend(f"{name}={_dotenv_value(env[name])}\n" for name in added)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -175,6 +221,19 @@ def write_env_file(path: Path, env: Mapping[str, str]) -> tuple[list[str], list[
 
 
 @click.command("connect")
+@click.option(
+    "--service-url",
+    envvar="PUBLIC_URL",
+    default=DEFAULT_SERVICE_URL,
+    show_default=True,
+    help="The running service (env PUBLIC_URL).",
+)
+@click.option(
+    "--admin-token",
+    envvar="ADMIN_TOKEN",
+    default=None,
+    help="The service's admin token (env ADMIN_TOKEN).",
+)
 @click.option("--sf-url", default=DEFAULT_SF_URL, show_default=True)
 @click.option("--cc-url", default=DEFAULT_CC_URL, show_default=True)
 @click.option(
@@ -195,6 +254,8 @@ def write_env_file(path: Path, env: Mapping[str, str]) -> tuple[list[str], list[
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def sandbox_connect(
+    service_url: str,
+    admin_token: str | None,
     sf_url: str,
     cc_url: str,
     ca_bundle: str | None,
@@ -203,67 +264,66 @@ def sandbox_connect(
     env_file: str | None,
     as_json: bool,
 ) -> None:
-    """Connect to running sandboxes through their real OAuth flows; prints the connection ids.
+    """Connect the running service to running sandboxes through its admin API and the real OAuth
+    flows; prints the connection ids.
 
     Then prints the settings the web and worker processes need to use these connections, as one
     `export ...` line to source (on stderr with --json); --write-env puts them in a .env file.
     """
-    from flask.cli import ScriptInfo
-
-    ctx = click.get_current_context()
+    if not admin_token:
+        raise click.ClickException(
+            "ADMIN_TOKEN is required: pass the service's admin token with --admin-token or set "
+            "ADMIN_TOKEN"
+        )
+    bundle = ca_bundle or str(DEFAULT_DIR / "ca.pem")
+    if sf_url.startswith("https://") and not Path(bundle).is_file():
+        raise click.ClickException(
+            f"no CA bundle at {bundle}; pass --ca-bundle (the sandbox prints its path)"
+        )
+    env = sandbox_env(sf_url, cc_url, bundle)
+    written = write_env_file(Path(env_file), env) if env_file else None
+    service_http = requests.Session()
+    service_http.trust_env = False
+    service = Service(service_url.rstrip("/"), admin_token, service_http)
+    sandbox = requests.Session()
+    sandbox.trust_env = False
+    sandbox.verify = bundle
     try:
-        app = ctx.ensure_object(ScriptInfo).load_app()
-        if EXTENSION not in app.extensions:  # the CLI-only app of an unconfigured environment
-            Settings.from_env()
-    except ConfigError as exc:
-        raise click.ClickException(f"connecting needs the service's settings; {exc}") from None
-    with app.app_context():
-        current: Settings = handles()["settings"]
-        bundle = ca_bundle or str(DEFAULT_DIR / "ca.pem")
-        if sf_url.startswith("https://") and not Path(bundle).is_file():
-            raise click.ClickException(
-                f"no CA bundle at {bundle}; pass --ca-bundle (the sandbox prints its path)"
-            )
-        settings = sandbox_settings(current, sf_url, cc_url, bundle)
-        http = requests.Session()
-        http.trust_env = False
-        http.verify = bundle
-        store, redis = handles()["store"], handles()["redis"]
         made = {
-            vendor: connect_sandbox(settings, store, redis, vendor, label, http)
+            vendor: connect_vendor(service, sandbox, vendor, label, env)
             for vendor, label in (("salesforce", sf_label), ("constantcontact", cc_label))
         }
-        env = sandbox_env(settings)
-        stale = [name for name, value in env.items() if sandbox_env(current)[name] != value]
-    written = write_env_file(Path(env_file), env) if env_file else None
+    except NotUsingSandbox:
+        _say_written(env_file, env, written)
+        click.echo(export_line(env), err=True)
+        raise
+    finally:
+        service_http.close()
+        sandbox.close()
     if as_json:
-        click.echo(
-            json.dumps(
-                {v: s.ConnectionSchema().dump(c) for v, c in made.items()}, indent=2, sort_keys=True
-            )
-        )
+        click.echo(json.dumps(made, indent=2, sort_keys=True))
     else:
         for vendor, conn in made.items():
             account = f" ({conn['account_id']})" if conn.get("account_id") else ""
-            click.echo(f"{oauth_flow.VENDOR_NAMES[vendor]} connection: {conn['id']}{account}")
+            click.echo(f"{VENDOR_NAMES[vendor]} connection: {conn['id']}{account}")
         click.echo(
             "create a setup with: flask --app app setups create --file setup.json "
             f"--sf-connection {made['salesforce']['id']} "
             f"--cc-connection {made['constantcontact']['id']}"
         )
-    if written is not None:
-        updated, added = written
-        click.echo(
-            f"{env_file}: updated {len(updated)} and added {len(added)} of the "
-            f"{len(env)} sandbox settings (other lines kept); restart the web and worker "
-            "processes so they read them",
-            err=True,
-        )
-    elif stale:
-        click.secho(
-            f"The web and worker processes use these connections only with {', '.join(stale)} "
-            "set as below: source the line in their shells, or rerun with --write-env",
-            fg="yellow",
-            err=True,
-        )
+    _say_written(env_file, env, written)
     click.echo(export_line(env), err=as_json)
+
+
+def _say_written(
+    env_file: str | None, env: Mapping[str, str], written: tuple[list[str], list[str]] | None
+) -> None:
+    if written is None:
+        return
+    updated, added = written
+    click.echo(
+        f"{env_file}: updated {len(updated)} and added {len(added)} of the "
+        f"{len(env)} sandbox settings (other lines kept); restart the web and worker "
+        "processes so they read them",
+        err=True,
+    )

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flask import Response, current_app, g, jsonify
-
+from middleware.extension import EXTENSION, handles
+from middleware.web.problems import problem
 from schemas import json_input
 from schemas.json_input import MAX_JSON_DEPTH
 
@@ -19,13 +19,18 @@ if TYPE_CHECKING:
     from middleware.settings import Settings
     from middleware.store.db import Store
 
-EXTENSION = "middleware"
-
-
-def handles(app: Any = None) -> dict[str, Any]:
-    """The ``app.extensions["middleware"]`` dict: settings, store, redis, queues, worker."""
-    target = app if app is not None else current_app
-    return target.extensions[EXTENSION]  # type: ignore[no-any-return]
+__all__ = [
+    "EXTENSION",
+    "MAX_DB_ID",
+    "BadInput",
+    "check_text",
+    "get_redis",
+    "get_settings",
+    "get_store",
+    "handles",
+    "parse_json",
+    "problem",
+]
 
 
 def get_settings() -> Settings:
@@ -41,21 +46,6 @@ def get_store() -> Store:
 def get_redis() -> Redis:
     """The running app's Redis client (real, or the embedded stand-in)."""
     return handles()["redis"]  # type: ignore[no-any-return]
-
-
-def problem(status: int, title: str, detail: str | None = None, **extra: Any) -> Response:
-    """An RFC 9457 problem+json response, with the request id; extras that are None are left out."""
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    rid = g.get("request_id") if g else None
-    if rid:
-        body["request_id"] = rid
-    body.update({k: v for k, v in extra.items() if v is not None})
-    response = jsonify(body)
-    response.status_code = status
-    response.mimetype = "application/problem+json"
-    return response
 
 
 # --------------------------------------------------------------------------- request bodies

@@ -1,13 +1,8 @@
-"""Tests for the operator CLI through click's runner: setups, connections, sync, sandbox connect."""
+"""Tests for the operator CLI through click's runner: setups, connections, sync."""
 
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,8 +13,8 @@ from flask import Flask
 from rq import SimpleWorker
 from rq.job import Job, JobStatus
 
-from app import create_app
 from middleware import intake, queue
+from middleware.services import runs as run_services
 from middleware.store import connections as connection_repo
 from middleware.store import errors as error_repo
 from middleware.store import runs as run_repo
@@ -457,209 +452,10 @@ def test_sync_runs_and_errors(app: Flask, tmp_path: Path, connections: dict[str,
     assert cli(app, "sync", "errors", "999").exit_code == 1
 
 
-# --------------------------------------------------------------------------- sandbox connect
-
-
-@pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """Both sandboxes on real sockets (shared by the module: stopping a server takes ~0.5 s)."""
-    from sandbox import server
-
-    sandboxes = server.start(
-        sf_port=0,
-        cc_port=0,
-        tls_dir=tmp_path_factory.mktemp("tls"),
-        cc_config={"RATE_PER_SECOND": 0, "DAILY_QUOTA": 0},
-    )
-    yield sandboxes
-    sandboxes.stop()
-    events = sandboxes.sf.events
-    if hasattr(events, "close"):
-        events.close(timeout=1)
-
-
-@pytest.fixture
-def sandbox_app(config: dict[str, Any], running: Any) -> Iterator[Flask]:
-    """An app configured for the running sandboxes, as `sandbox connect` tells the user to."""
-    config.update(
-        SALESFORCE_LOGIN_URL=running.sf_url,
-        SALESFORCE_CLIENT_ID="sandbox-client-id",
-        SALESFORCE_CLIENT_SECRET="sandbox-client-secret",
-        SALESFORCE_CA_BUNDLE=str(running.tls.ca_cert),
-        CC_API_URL=f"{running.cc_url}/v3",
-        CC_AUTH_URL=f"{running.cc_url}/oauth2/default/v1",
-        CC_CLIENT_ID="sandbox-client-id",
-        CC_CLIENT_SECRET="sandbox-client-secret",
-    )
-    application = create_app(config)
-    yield application
-    store_of(application).dispose()
-
-
-def test_sandbox_connect_creates_working_connections(sandbox_app: Flask, running: Any) -> None:
-    result = cli(
-        sandbox_app,
-        "sandbox",
-        "connect",
-        "--sf-url",
-        running.sf_url,
-        "--cc-url",
-        running.cc_url,
-        "--ca-bundle",
-        str(running.tls.ca_cert),
-        "--json",
-    )
-    assert result.exit_code == 0, result.output
-    made = json.loads(result.stdout)
-    assert made["salesforce"]["base_url"] == running.sf_url  # https instance_url
-    assert made["salesforce"]["account_id"].startswith("00D")
-    assert made["constantcontact"]["base_url"] == f"{running.cc_url}/v3"
-    assert "settings" not in result.stderr  # the app already points at these sandboxes
-    with store_of(sandbox_app).transaction() as session:
-        for conn in made.values():
-            assert connection_repo.tokens(session, conn["id"]).refresh_token
-    for conn in made.values():
-        checked = cli(sandbox_app, "connections", "check", str(conn["id"]))
-        assert checked.exit_code == 0, checked.output
-        assert ": ok" in checked.output
-
-
-def test_sandbox_connect_prints_ids_and_the_settings_workers_need(app: Flask, running: Any) -> None:
-    result = cli(
-        app,
-        "sandbox",
-        "connect",
-        "--sf-url",
-        running.sf_url,
-        "--cc-url",
-        running.cc_url,
-        "--ca-bundle",
-        str(running.tls.ca_cert),
-    )
-    assert result.exit_code == 0, result.output
-    assert "Salesforce connection: 1 (00D" in result.stdout  # a fresh app: ids start at 1
-    assert "Constant Contact connection: 2" in result.stdout
-    assert "--sf-connection 1 --cc-connection 2" in result.stdout
-    assert "SALESFORCE_LOGIN_URL, SALESFORCE_CLIENT_ID" in result.stderr  # what is missing
-    # The last line is one the user can source; a shell that does sees all eight settings.
-    line = result.stdout.strip().splitlines()[-1]
-    assert line.startswith("export ")
-    shell = subprocess.run(
-        ["sh", "-c", f'{line}; env | grep -E "^(SALESFORCE|CC)_"'],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"PATH": os.environ.get("PATH", "")},
-    )
-    assert dict(x.split("=", 1) for x in shell.stdout.splitlines()) == {
-        "SALESFORCE_LOGIN_URL": running.sf_url,
-        "SALESFORCE_CLIENT_ID": "sandbox-client-id",
-        "SALESFORCE_CLIENT_SECRET": "sandbox-client-secret",
-        "SALESFORCE_CA_BUNDLE": str(running.tls.ca_cert),
-        "CC_API_URL": f"{running.cc_url}/v3",
-        "CC_AUTH_URL": f"{running.cc_url}/oauth2/default/v1",
-        "CC_CLIENT_ID": "sandbox-client-id",
-        "CC_CLIENT_SECRET": "sandbox-client-secret",
-    }
-    assert "test-admin-token" not in result.output
-
-
-def test_sandbox_connect_write_env_updates_a_dotenv_file_in_place(
-    app: Flask,
-    config: dict[str, Any],
-    running: Any,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from dotenv import dotenv_values
-
-    from app import create_app as build
-
-    # A CA bundle in a directory with a space and a quote: the file must still parse.
-    odd = tmp_path / 'my "tls" dir'
-    odd.mkdir()
-    bundle = odd / "ca.pem"
-    bundle.write_bytes(running.tls.ca_cert.read_bytes())
-    env_file = tmp_path / "service.env"
-    kept = (
-        "# my settings\n"
-        "ADMIN_TOKEN=mine-not-yours\n"
-        "TOKEN_ENCRYPTION_KEY=keep-this-key\n"
-        "export SALESFORCE_LOGIN_URL=https://login.salesforce.com\n"
-        "CC_CLIENT_ID=old\n"
-        "CC_CLIENT_ID=older\n"
-        "LOG_LEVEL=DEBUG"  # no final newline
-    )
-    env_file.write_text(kept)
-    env_file.chmod(0o640)
-    args = ["--sf-url", running.sf_url, "--cc-url", running.cc_url, "--ca-bundle", str(bundle)]
-    result = cli(app, "sandbox", "connect", *args, "--write-env", str(env_file), "--json")
-    assert result.exit_code == 0, result.output
-    json.loads(result.stdout)  # stdout stays pure JSON for scripts
-    assert "updated 2 and added 6 of the 8 sandbox settings" in result.stderr
-    assert "export SALESFORCE_LOGIN_URL=" in result.stderr
-    text = env_file.read_text()
-    lines = text.splitlines()
-    assert lines[:3] == [
-        "# my settings",
-        "ADMIN_TOKEN=mine-not-yours",
-        "TOKEN_ENCRYPTION_KEY=keep-this-key",
-    ]
-    assert lines[3] == f"SALESFORCE_LOGIN_URL={running.sf_url}"  # rewritten where it was
-    assert lines[4] == "CC_CLIENT_ID=sandbox-client-id" and "older" not in text
-    assert lines[5] == "LOG_LEVEL=DEBUG"
-    assert env_file.stat().st_mode & 0o777 == 0o640
-    values = dotenv_values(env_file)
-    assert values["SALESFORCE_CA_BUNDLE"] == str(bundle)
-    assert values["CC_AUTH_URL"] == f"{running.cc_url}/oauth2/default/v1"
-    assert values["ADMIN_TOKEN"] == "mine-not-yours"
-    # Connecting again changes nothing in the file: same values, same lines.
-    again = cli(app, "sandbox", "connect", *args, "--write-env", str(env_file))
-    assert again.exit_code == 0, again.output
-    assert env_file.read_text() == text
-    # A worker started with that file uses the new connections as they are.
-    names = ("SALESFORCE_", "CC_API_URL", "CC_AUTH_URL", "CC_CLIENT_")
-    fresh = {k: str(v) for k, v in values.items() if k.startswith(names)}
-    assert len(fresh) == 8
-    worker_app = build({**config, **fresh, "STORE": store_of(app)})
-    for conn in ("1", "2"):
-        checked = cli(worker_app, "connections", "check", conn)
-        assert checked.exit_code == 0 and ": ok" in checked.output, checked.output
-    # Without a path: a new .env in the working directory, readable by its owner only.
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    made = cli(app, "sandbox", "connect", *args, "--write-env")
-    assert made.exit_code == 0, made.output
-    assert "updated 0 and added 8" in made.stderr
-    assert (work / ".env").stat().st_mode & 0o777 == 0o600
-    assert dotenv_values(work / ".env") == {**fresh}
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def test_sandbox_connect_explains_an_unreachable_sandbox(app: Flask, tmp_path: Path) -> None:
-    port = _closed_port()
-    result = cli(
-        app, "sandbox", "connect", "--sf-url", f"http://127.0.0.1:{port}", "--cc-url", "http://x"
-    )
-    assert result.exit_code == 1
-    assert "cannot reach the Salesforce sandbox" in result.output
-    no_ca = cli(app, "sandbox", "connect", "--ca-bundle", str(tmp_path / "missing.pem"))
-    assert no_ca.exit_code == 1
-    assert "no CA bundle" in no_ca.output
-
-
 def test_sync_full_enqueues_a_reset_full_sync_and_waits(
     app: Flask, tmp_path: Path, connections: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from middleware.web import admin
-
-    monkeypatch.setattr(admin, "full_sync_available", lambda: True)
+    monkeypatch.setattr(run_services, "full_sync_available", lambda: True)
     setup_id = create(app, tmp_path, connections)["id"]
     queued = cli(app, "sync", "full", str(setup_id), "--reset", "--partitions", "2", "--json")
     assert queued.exit_code == 0, queued.output
@@ -674,7 +470,7 @@ def test_sync_full_enqueues_a_reset_full_sync_and_waits(
     refused = cli(app, "sync", "full", str(setup_id))
     assert refused.exit_code == 1
     assert "already running" in refused.output
-    monkeypatch.setattr(admin, "full_sync_available", lambda: False)
+    monkeypatch.setattr(run_services, "full_sync_available", lambda: False)
     unavailable = cli(app, "sync", "full", str(setup_id))
     assert unavailable.exit_code == 1
     assert "not available" in unavailable.output
@@ -696,40 +492,6 @@ def test_waiting_on_a_job_that_ends_without_a_run(app: Flask) -> None:
     )
     assert run["status"] == "paused"
     assert "quota exceeded" in run["message"]
-
-
-def test_sandbox_connect_then_sync_now_wait_runs_the_real_job(
-    sandbox_app: Flask, running: Any, tmp_path: Path
-) -> None:
-    connected = cli(
-        sandbox_app,
-        "sandbox",
-        "connect",
-        "--sf-url",
-        running.sf_url,
-        "--cc-url",
-        running.cc_url,
-        "--ca-bundle",
-        str(running.tls.ca_cert),
-        "--json",
-    )
-    made = json.loads(connected.stdout)
-    ids = {"salesforce": made["salesforce"]["id"], "constantcontact": made["constantcontact"]["id"]}
-    setup_id = create(sandbox_app, tmp_path, ids)["id"]
-    redis = redis_of(sandbox_app)
-    worker = SimpleWorker(
-        list(queue.get_queues(redis).values()), connection=redis, serializer=queue.SERIALIZER
-    )
-    runtime = sandbox_app.extensions["middleware"]["runtime"]
-
-    def work(_seconds: float) -> None:
-        with queue.use_runtime(runtime):
-            worker.work(burst=True)
-
-    sandbox_app.config["CLI_SLEEP"] = work
-    result = cli(sandbox_app, "sync", "now", str(setup_id), "--wait", "--timeout", "60")
-    assert result.exit_code == 0, result.output
-    assert "sync_now  succeeded" in result.output
 
 
 def test_connections_connect_prints_a_start_link_and_delete_refuses_used_ones(
@@ -782,21 +544,3 @@ def test_the_product_never_imports_the_sandbox() -> None:
     from sandbox.cli import sandbox_cli
 
     assert "connect" in sandbox_cli.commands  # also under `python -m sandbox`
-
-
-def test_sandbox_connect_without_settings_names_what_is_missing(tmp_path: Path) -> None:
-    root = Path(__file__).resolve().parents[2]
-    flask = str(Path(sys.executable).with_name("flask"))
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
-    done = subprocess.run(
-        [flask, "--app", "app", "sandbox", "connect", "--sf-url", "http://127.0.0.1:9"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 1
-    assert "Traceback" not in done.stderr
-    assert "ADMIN_TOKEN is required" in done.stderr

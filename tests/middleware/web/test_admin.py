@@ -15,6 +15,7 @@ from rq import SimpleWorker
 from rq.job import Job
 
 from middleware import intake, queue
+from middleware.services import runs as run_services
 from middleware.store import connections as connection_repo
 from middleware.store import errors as error_repo
 from middleware.store import links as link_repo
@@ -22,6 +23,7 @@ from middleware.store import runs as run_repo
 from middleware.store import setups as setup_repo
 from middleware.store.models import utcnow
 from middleware.web import admin
+from middleware.web.admin import views as admin_views
 
 TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -338,7 +340,7 @@ def test_patch_calls_forget_setup_of_the_webhook_intake(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     forgotten: list[int] = []
-    monkeypatch.setattr(admin, "forget_setup", forgotten.append)
+    monkeypatch.setattr(admin_views, "forget_setup", forgotten.append)
     created = new_setup(api)
     api.patch(f"/setups/{created['id']}", {"main_list": "Other"})
     api.post(f"/setups/{created['id']}/webhook-secret")
@@ -510,12 +512,12 @@ def test_full_sync_is_501_until_its_job_exists(
     api: Api, connected: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     setup_id = new_setup(api, **connected)["id"]
-    monkeypatch.setattr(admin, "full_sync_available", lambda: False)
+    monkeypatch.setattr(run_services, "full_sync_available", lambda: False)
     response = api.post(f"/setups/{setup_id}/full-sync")
     assert response.status_code == 501
     assert "Full Sync" in response.json["detail"]
 
-    monkeypatch.setattr(admin, "full_sync_available", lambda: True)
+    monkeypatch.setattr(run_services, "full_sync_available", lambda: True)
     started = api.post(f"/setups/{setup_id}/full-sync", {"reset": True})
     assert started.status_code == 202
     job = Job.fetch(started.json["job_id"], connection=api.redis, serializer=queue.SERIALIZER)
@@ -530,7 +532,7 @@ def test_full_sync_splits_and_refuses_a_second_one(
     api: Api, connected: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     setup_id = new_setup(api, **connected)["id"]
-    monkeypatch.setattr(admin, "full_sync_available", lambda: True)
+    monkeypatch.setattr(run_services, "full_sync_available", lambda: True)
     started = api.post(f"/setups/{setup_id}/full-sync", {"partitions": 4})
     job = Job.fetch(started.json["job_id"], connection=api.redis, serializer=queue.SERIALIZER)
     assert job.kwargs == {"partitions": 4}

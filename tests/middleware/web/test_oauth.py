@@ -15,9 +15,9 @@ from flask import request as flask_request
 from flask.testing import FlaskClient
 
 from app import create_app
+from middleware.services import connect as flows
 from middleware.store import connections as connection_repo
 from middleware.store.models import Connection
-from middleware.web import oauth
 from sandbox.adapter import mount
 
 SF_BASE = "https://sf.sandbox.test"
@@ -167,7 +167,7 @@ def test_start_links_work_once(client: FlaskClient) -> None:
 
 def test_start_links_expire_after_ten_minutes(client: FlaskClient) -> None:
     flow = start(client, "salesforce")
-    later = datetime.now(UTC) + timedelta(seconds=oauth.FLOW_TTL_SECONDS + 60)
+    later = datetime.now(UTC) + timedelta(seconds=flows.FLOW_TTL_SECONDS + 60)
     with time_machine.travel(later, tick=False):
         expired = client.get(local(flow["start_url"]))
     assert expired.status_code == 410
@@ -374,6 +374,6 @@ def test_a_check_with_revoked_tokens_marks_the_connection(
 
 def test_org_id_is_read_from_the_identity_url() -> None:
     url = "https://x.my.salesforce.com/id/00D5g000004ABCDEAZ/0055g00000XYZabAAA"
-    assert oauth.org_id_of(url) == "00D5g000004ABCDEAZ"
-    assert oauth.org_id_of(None) is None
-    assert oauth.org_id_of("https://x/id/") is None
+    assert flows.org_id_of(url) == "00D5g000004ABCDEAZ"
+    assert flows.org_id_of(None) is None
+    assert flows.org_id_of("https://x/id/") is None

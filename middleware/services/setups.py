@@ -1,0 +1,185 @@
+"""Setup services: create, change, delete, pause, resume, rotate secrets, show status."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from marshmallow import ValidationError
+from redis import Redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from middleware import intake, runner
+from middleware.services.connections import check_setup_connections
+from middleware.services.exceptions import Conflict, Invalid
+from middleware.services.lookups import get_setup
+from middleware.services.shapes import run_view, setup_view
+from middleware.settings import Settings
+from middleware.store import connections as connection_repo
+from middleware.store import errors as error_repo
+from middleware.store import links as link_repo
+from middleware.store import runs as run_repo
+from middleware.store import setups as setup_repo
+from middleware.store.db import Store
+from middleware.store.models import Setup, utcnow
+from schemas.setup import apply_patch, flatten_messages, validate_setup
+
+log = logging.getLogger(__name__)
+
+
+def list_setups(settings: Settings, session: Session) -> list[dict[str, Any]]:
+    """Every setup as the API shows it (no secrets)."""
+    return [setup_view(settings, r) for r in setup_repo.all_setups(session)]
+
+
+def show_setup(settings: Settings, session: Session, setup_id: int) -> dict[str, Any]:
+    """One setup as the API shows it (no secret)."""
+    return setup_view(settings, get_setup(session, setup_id))
+
+
+def _check_name_free(session: Session, name: str, setup_id: int | None = None) -> None:
+    stmt = select(Setup.id).where(Setup.name == name)
+    if setup_id is not None:
+        stmt = stmt.where(Setup.id != setup_id)
+    if session.scalar(stmt) is not None:
+        raise Conflict(
+            f"A setup named {name!r} already exists.",
+            {"name": ["Already used by another setup."]},
+        )
+
+
+def _validated(
+    fn: Callable[[], tuple[dict[str, Any], list[str]]],
+) -> tuple[dict[str, Any], list[str]]:
+    try:
+        return fn()
+    except ValidationError as exc:
+        raise Invalid(flatten_messages(exc.messages), "The setup has invalid options.") from None
+
+
+def create_setup(settings: Settings, session: Session, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate and store a new setup; the view includes its webhook secret (shown once)."""
+    options, warnings = _validated(lambda: validate_setup(data))
+    check_setup_connections(session, options)
+    _check_name_free(session, options["name"])
+    row = setup_repo.create(
+        session,
+        name=options["name"],
+        options=options,
+        salesforce_connection_id=options.get("salesforce_connection"),
+        constant_contact_connection_id=options.get("constant_contact_connection"),
+    )
+    secret = setup_repo.webhook_secret(session, row)
+    log.info("created setup %s (%s)", row.id, row.name)
+    return setup_view(settings, row, warnings=warnings, secret=secret)
+
+
+def update_setup(
+    settings: Settings, session: Session, setup_id: int, patch: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Apply a JSON merge patch to a setup and store the validated result."""
+    row = get_setup(session, setup_id)
+    if "webhook" in patch and patch["webhook"] is None:
+        # Resetting it would silently change how Salesforce must authenticate its callouts.
+        raise Invalid(
+            {
+                "webhook": [
+                    "Cannot be null: send the webhook settings to change, e.g. "
+                    '{"auth": "shared_secret"}.'
+                ]
+            }
+        )
+    current = dict(row.options or {})
+    # The row is the truth for what the options also carry.
+    current.update(
+        name=row.name,
+        salesforce_connection=row.salesforce_connection_id,
+        constant_contact_connection=row.constant_contact_connection_id,
+    )
+    options, warnings = _validated(lambda: apply_patch(current, patch))
+    check_setup_connections(session, options)
+    _check_name_free(session, options["name"], setup_id)
+    row.name = options["name"]
+    row.options = options
+    row.salesforce_connection_id = options.get("salesforce_connection")
+    row.constant_contact_connection_id = options.get("constant_contact_connection")
+    row.updated_at = utcnow()
+    session.flush()
+    log.info("updated setup %s (%s)", row.id, ", ".join(sorted(patch)) or "no changes")
+    return setup_view(settings, row, warnings=warnings)
+
+
+def delete_setup(session: Session, redis: Redis, setup_id: int) -> None:
+    """Delete a setup with its links, runs and errors, and drop its pending changes."""
+    row = get_setup(session, setup_id)
+    session.delete(row)
+    session.flush()
+    # Its pending changes have nowhere to go any more.
+    redis.delete(intake.dirty_key(setup_id), intake.catchup_key(setup_id))
+    log.info("deleted setup %s", setup_id)
+
+
+def rotate_secret(settings: Settings, session: Session, setup_id: int) -> dict[str, Any]:
+    """Give a setup a new webhook secret (the old one stops working); shown once."""
+    row = get_setup(session, setup_id)
+    secret = setup_repo.set_webhook_secret(session, row)
+    log.info("rotated the webhook secret of setup %s", setup_id)
+    return setup_view(settings, row, secret=secret)
+
+
+def setup_status(session: Session, redis: Redis, setup_id: int) -> dict[str, Any]:
+    """What a setup is doing and what needs attention: pauses, runs, pending, errors, links."""
+    row = get_setup(session, setup_id)
+    now = utcnow()
+    open_errors = error_repo.counts_by_code(session, setup_id)
+    active = run_repo.active_run(session, setup_id)
+    connections: dict[str, str | None] = {}
+    for key, conn_id in (
+        ("salesforce", row.salesforce_connection_id),
+        ("constantcontact", row.constant_contact_connection_id),
+    ):
+        conn = connection_repo.get(session, conn_id) if conn_id is not None else None
+        connections[key] = conn.status if conn is not None else None
+    return {
+        "setup_id": setup_id,
+        "paused": row.is_paused(now),
+        "pause_reason": row.pause_reason,
+        "paused_until": row.paused_until,
+        "pending": intake.pending(redis, setup_id),
+        "catch_ups": sorted(intake.take_catchups(redis, setup_id)),
+        "active_run": run_view(active, now) if active else None,
+        "last_runs": [run_view(r, now) for r in run_repo.recent_runs(session, setup_id, 5)],
+        "open_errors": open_errors,
+        "open_errors_total": sum(open_errors.values()),
+        "links": link_repo.counts(session, setup_id),
+        "connections": connections,
+    }
+
+
+def pause_setup(
+    settings: Settings,
+    session: Session,
+    setup_id: int,
+    reason: str,
+    until: datetime | None = None,
+) -> dict[str, Any]:
+    """Pause a setup; changes keep collecting and sync after it resumes."""
+    get_setup(session, setup_id)
+    setup_repo.pause(session, setup_id, reason, until)
+    return setup_view(settings, get_setup(session, setup_id))
+
+
+def resume_setup(settings: Settings, store: Store, redis: Redis, setup_id: int) -> dict[str, Any]:
+    """Resume a setup and flush what waited (committed first, so the flush sees it resumed).
+
+    A setup paused by Constant Contact's daily quota asks Constant Contact again at once.
+    """
+    with store.transaction() as session:
+        quota = runner.paused_by_quota(get_setup(session, setup_id).pause_reason)
+        setup_repo.resume(session, setup_id)
+        view = setup_view(settings, get_setup(session, setup_id))
+    runner.retry_now(settings, redis, setup_id, unblock=quota)
+    return view
