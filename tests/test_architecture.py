@@ -7,6 +7,9 @@
   the operations, not the views. (``app.py``, the composition root that registers the web
   blueprints, is not a package and is not in the graph.)
 
+- The rooms of ``middleware`` import downwards only, in the layers of ``LAYERS``
+  (docs/architecture.md draws them); rooms marked independent never import each other.
+- The rules (``middleware.sync``) stay pure: no HTTP, Redis, SQL, queue or web library.
 - No imports inside functions, but where a heavy import is deferred on purpose: the line before
   says so with a comment that starts ``# Deferred``.
 """
@@ -22,6 +25,33 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("middleware", "jobs", "schemas", "sandbox")
+
+
+# Highest first; docs/architecture.md explains each room.
+LAYERS = (
+    grimp.Layer("cli", "web", independent=True),
+    grimp.Layer("services"),
+    grimp.Layer("sync_now", "fullsync", independent=True),
+    grimp.Layer("sf_to_cc", "cc_to_sf", independent=True),
+    grimp.Layer("runner"),
+    grimp.Layer(
+        "connections",
+        "context",
+        "outcome",
+        "intake",
+        "metrics",
+        "embedded_worker",
+        "extension",
+        independent=False,
+    ),
+    grimp.Layer("workers"),
+    grimp.Layer("queue"),
+    grimp.Layer("salesforce", "constantcontact", independent=True),
+    grimp.Layer("store", "oauth_tokens", independent=True),
+    grimp.Layer("vendor_errors", "settings", "logging", independent=False),
+    grimp.Layer("sync"),
+)
+IO_LIBRARIES = ("requests", "redis", "rq", "sqlalchemy", "flask", "simple_salesforce", "werkzeug")
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +81,30 @@ def _show(pairs: set[frozenset[str]]) -> list[str]:
 
 def test_there_are_no_import_cycles(graph: grimp.ImportGraph) -> None:
     assert not (cycles := import_cycles(graph)), f"import cycles: {_show(cycles)}"
+
+
+def test_the_rooms_import_downwards_only(graph: grimp.ImportGraph) -> None:
+    illegal = graph.find_illegal_dependencies_for_layers(layers=LAYERS, containers={"middleware"})
+    found = sorted(
+        f"{dep.importer} -> {dep.imported}: {sorted(route.heads)} -> {sorted(route.tails)}"
+        for dep in illegal
+        for route in dep.routes
+    )
+    assert not found, f"imports against the layers: {found}"
+
+
+def test_the_rules_do_no_io() -> None:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    graph = grimp.build_graph("middleware", include_external_packages=True, cache_dir=None)
+    found = sorted(
+        f"{importer} -> {imported}"
+        for importer in graph.modules
+        if _under(importer, "middleware.sync")
+        for imported in graph.find_modules_directly_imported_by(importer)
+        if imported.split(".")[0] in IO_LIBRARIES
+    )
+    assert not found, f"the pure rules import I/O libraries: {found}"
 
 
 def test_the_middleware_never_imports_the_sandbox(graph: grimp.ImportGraph) -> None:
