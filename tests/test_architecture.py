@@ -191,3 +191,10 @@ def test_a_cycle_is_found_however_long_and_however_the_import_is_written(tmp_pat
         frozenset({"cyclepkg.b", "cyclepkg.c"}),
         frozenset({"cyclepkg.c", "cyclepkg.a"}),
     }
+
+
+def test_the_architecture_page_names_every_room() -> None:
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    rooms = [room for layer in LAYERS for room in layer.module_tails]
+    missing = [r for r in rooms if f"`{r}/`" not in page and f"`{r}.py`" not in page]
+    assert not missing, f"docs/architecture.md lacks the rooms {missing}"
