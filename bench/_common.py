@@ -233,12 +233,18 @@ def gunicorn(
     workers: int,
     threads: int,
     worker_class: str = "gthread",
+    root: Path = ROOT,
 ) -> Process:
-    """gunicorn on 127.0.0.1:`port` with the repository's config, worker settings overridden."""
+    """gunicorn on 127.0.0.1:`port` with the repository's config, worker settings overridden.
+
+    `root`: the source tree the app is imported from (another checkout, to compare versions).
+    """
     argv = [
         str(VENV_BIN / "gunicorn"),
         "--config",
-        str(ROOT / "gunicorn.conf.py"),
+        str(root / "gunicorn.conf.py"),
+        "--chdir",
+        str(root),
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",
