@@ -18,8 +18,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import click
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
 from flask.cli import AppGroup
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError, StatementError
@@ -65,6 +66,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     configure_logging(settings.log_level)
 
     app = Flask(__name__, instance_relative_config=True)
+    app.session_interface = CookieSessions()
     app.config.from_mapping(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.webhook_max_bytes,
@@ -93,6 +95,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 _ENV_NAMES = frozenset(env_names())
+
+
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, without building a signing serializer (keys, salt, HMAC
+    set-up) for a request that sends no session cookie — every webhook and API call, since no
+    route keeps a session; that cost a webhook more than its dedupe check."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
 
 
 def _settings(overrides: dict[str, Any]) -> Settings:
