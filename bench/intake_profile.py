@@ -8,7 +8,7 @@ per event of the whole request, of each stage and of Flask around the view; the 
 trips and commands per event; the same for batch POSTs (`{"events": [...]}` of `--batch`);
 and, as floors, the same Flask app answering `/livez` and a bare WSGI callable.
 
-    .venv/bin/python -m bench.intake_profile [--events 3000] [--batch 50]
+    .venv/bin/python -m bench.intake_profile [--events 3000] [--batch 50] [--json]
 
 `bench/webhook_intake.py` measures the same path under gunicorn against a bare app.
 """
@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import statistics
 import sys
 import time
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -46,8 +47,13 @@ STAGES = (
 SUB_STAGES = (("load_json", "  of which JSON decode + checks"), ("_load", "  of which marshmallow"))
 
 
+def _ignore(*_args: Any) -> Any:
+    """A WSGI start_response that keeps nothing."""
+    return None
+
+
 @contextmanager
-def accumulate(owner: Any, name: str, label: str, spent: Counter[str]) -> Iterator[None]:
+def accumulate(owner: Any, name: str, label: str, spent: dict[str, float]) -> Iterator[None]:
     """Wrap `owner.name` so its CPU time adds up in `spent[label]` until the block ends."""
     original = getattr(owner, name)
 
@@ -94,7 +100,7 @@ def cpu_per_call(call: Callable[[int], Any], count: int, rounds: int = 3) -> flo
 
 
 def profile(app: Any, path: str, headers: dict[str, str], redis: Redis, bodies: list[bytes],
-            events_per_body: int, spent: Counter[str]) -> dict[str, float]:  # fmt: skip
+            events_per_body: int, spent: dict[str, float]) -> dict[str, float]:  # fmt: skip
     """CPU µs per event of the whole request and of each stage, Redis trips per event.
 
     `spent["view"]` is filled by the timed view `main` installs in the app.
@@ -103,12 +109,14 @@ def profile(app: Any, path: str, headers: dict[str, str], redis: Redis, bodies: 
     from middleware.web import webhooks
 
     def environ(body: bytes) -> dict[str, Any]:
-        return EnvironBuilder(path=path, method="POST", data=body, headers=headers).get_environ()
+        return EnvironBuilder(
+            path=path, method="POST", data=body, headers=list(headers.items())
+        ).get_environ()
 
     environs = [environ(body) for body in bodies]
     warm = len(environs) // 10
     for env in environs[:warm]:
-        b"".join(app.wsgi_app(env, lambda *a: None))
+        b"".join(app.wsgi_app(env, _ignore))
     spent.clear()
     sent = [0]
     commands_before = int(redis.info("stats")["total_commands_processed"])
@@ -116,7 +124,7 @@ def profile(app: Any, path: str, headers: dict[str, str], redis: Redis, bodies: 
     with stages(webhooks, salesforce.events, spent), round_trips(sent):
         start = time.thread_time()
         for env in environs[warm:]:
-            b"".join(app.wsgi_app(env, lambda *a: None))
+            b"".join(app.wsgi_app(env, _ignore))
         whole = time.thread_time() - start
     commands = int(redis.info("stats")["total_commands_processed"]) - commands_before - 1
     view = sum(spent[label] for _name, label in STAGES)
@@ -131,7 +139,7 @@ def profile(app: Any, path: str, headers: dict[str, str], redis: Redis, bodies: 
 
 
 @contextmanager
-def stages(webhooks: Any, events: Any, spent: Counter[str]) -> Iterator[None]:
+def stages(webhooks: Any, events: Any, spent: dict[str, float]) -> Iterator[None]:
     """Every stage of `STAGES` (in the webhook module) and `SUB_STAGES` (in the events module)."""
     with ExitStack() as stack:
         for name, label in STAGES:
@@ -147,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=3000, help="single-event POSTs profiled")
     parser.add_argument("--batch", type=int, default=50, help="events per batch POST (0: none)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = parser.parse_args(argv)
     with c.workdir("bench-profile-") as tmp, c.claimed_redis() as redis_url:
         prepared = c.prepare_store(
@@ -162,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         c.quiet_logs()
         view_name = "webhooks.salesforce"
         view = app.view_functions[view_name]
-        spent: Counter[str] = Counter()
+        spent: dict[str, float] = defaultdict(float)
 
         @functools.wraps(view)
         def timed_view(**kwargs: Any) -> Any:
@@ -188,12 +197,12 @@ def main(argv: list[str] | None = None) -> int:
         livez = EnvironBuilder(path="/livez").get_environ()
         floors = {
             "Flask app, GET /livez": cpu_per_call(
-                lambda i: b"".join(app.wsgi_app(dict(livez), lambda *a: None)), 2000
+                lambda i: b"".join(app.wsgi_app(dict(livez), _ignore)), 2000
             ),
             "bare WSGI hello app": cpu_per_call(
                 lambda i: hello_app(
                     EnvironBuilder(path="/", method="POST", data=single[0]).get_environ(),
-                    lambda *a: None,
+                    _ignore,
                 ),
                 2000,
             ),
@@ -202,11 +211,17 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, Any]] = [("load average (1 min) after", f"{os.getloadavg()[0]:.2f}")]
     for mode, figures in results.items():
         for label, value in figures.items():
-            unit = "" if label.startswith("Redis") else " µs CPU/event"
+            unit = (
+                ""
+                if label.startswith("Redis round") or label.startswith("Redis commands")
+                else " µs CPU/event"
+            )
             rows.append((f"{mode}: {label}", f"{value:.2f}{unit}"))
     for label, value in floors.items():
         rows.append((f"floor: {label}", f"{value:.1f} µs CPU/request"))
     c.print_table("one accepted webhook event, in-process", rows)
+    if args.json:
+        print("PROFILE_JSON " + json.dumps({**results, "floors": floors}))
     return 0
 
 
