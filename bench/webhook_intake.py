@@ -8,10 +8,12 @@ intake, hello), so background load on this shared machine hits both alike instea
 happened to run second. Each request is a realistic CDC change event (CometD envelope of a
 Contact UPDATE, ~600 bytes) with the setup's shared secret and a unique replayId and record id.
 
-Prints each round's events/s, the medians, the ratio of the medians (the figure to quote) and
-the load average seen (1-minute, before the run, at each round and after). Then the same
+Prints each round's events/s and the servers' own CPU time per event (all their processes,
+from /proc: background load moves it far less than throughput), the medians, the ratio of the
+medians (the figure to quote) and the load average seen (1-minute, before the run, at each
+round and after). Then the same
 interleaving for single-event POSTs against batch POSTs (`{"events": [...]}` of `--batch`
-events): events/s and wall time per event of each. Finally it checks that every event answered
+events): events/s and server CPU per event of each. Finally it checks that every event answered
 202 left its record id in Redis (nothing accepted is lost): exit status 1 if not, or on any
 non-2xx answer.
 
@@ -191,11 +193,12 @@ def lua_script(path: Path) -> Path:
 
 @dataclass
 class Target:
-    """One server under test and how to post to it."""
+    """One server under test, how to post to it, and its gunicorn master's pid (for CPU time)."""
 
     name: str
     url: str
     headers: dict[str, str]
+    pid: int = 0
 
 
 def wrk(target: Target, script: Path, args: argparse.Namespace, seconds: int, offset: int,
@@ -205,6 +208,7 @@ def wrk(target: Target, script: Path, args: argparse.Namespace, seconds: int, of
     argv += ["-d", f"{seconds}s", "--timeout", "5s", "-s", str(script)]
     for key, value in {"Content-Type": "application/json", **target.headers}.items():
         argv += ["-H", f"{key}: {value}"]
+    cpu_before = c.tree_cpu_seconds(target.pid) if target.pid else 0.0
     out = subprocess.run(
         [*argv, target.url, "--", str(offset), str(batch)],
         capture_output=True,
@@ -216,9 +220,12 @@ def wrk(target: Target, script: Path, args: argparse.Namespace, seconds: int, of
     if match is None:
         raise RuntimeError(f"wrk printed no summary:\n{out}")
     raw = json.loads(match.group(1))
+    cpu = c.tree_cpu_seconds(target.pid) - cpu_before if target.pid else 0.0
     duration = raw["duration_us"] / 1e6
     per_post = max(batch, 1)
     return {
+        # The server's own CPU per event (all its processes): what background load moves least.
+        "cpu_us_per_event": cpu / max(raw["requests"] * per_post, 1) * 1e6,
         "requests": raw["requests"],
         "rps": raw["requests"] / duration,
         "events_per_s": raw["requests"] * per_post / duration,
@@ -303,7 +310,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                threads=args.threads, worker_class=args.worker_class, root=root)
                 )  # fmt: skip
                 c.wait_http(f"http://127.0.0.1:{port}/livez", procs[-1])
-                targets[name] = Target(name, f"http://127.0.0.1:{port}{path}", headers)
+                url = f"http://127.0.0.1:{port}{path}"
+                targets[name] = Target(name, url, headers, procs[-1].popen.pid)
             for target in targets.values():  # imports, connections, setup cache, Lua SHA
                 runs(target, min(2, args.seconds))
             plan = [(name, target, 0) for name, target in targets.items()]
@@ -340,13 +348,23 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> list[tuple[str,
         ("rounds", f"{len(rounds)} × {args.seconds} s per server, order flipped every round"),
     ]
     for number, r in enumerate(rounds, 1):
-        figures = ", ".join(f"{n} {r[n]['rps']:,.0f}/s p50 {r[n]['p50_ms']:.1f} ms" for n in names)
+        figures = ", ".join(
+            f"{n} {r[n]['rps']:,.0f}/s {r[n]['p50_ms']:.1f} ms {r[n]['cpu_us_per_event']:.0f} µs"
+            for n in names
+        )
         ratio = r["intake"]["rps"] / r["hello"]["rps"]
         load = r["hello"]["load1"]
-        rows.append((f"round {number}", f"{figures}; ratio {ratio:.3f}; load {load:.2f}"))
+        rows.append(
+            (
+                f"round {number}: events/s, p50, CPU",
+                f"{figures}; ratio {ratio:.3f}; load {load:.2f}",
+            )
+        )
     rps, p50 = summarise(rounds, "rps"), summarise(rounds, "p50_ms")
+    cpu = summarise(rounds, "cpu_us_per_event")
     for name in names:
-        rows.append((f"{name}: median events/s, p50", f"{rps[name]:,.0f}/s, {p50[name]:.1f} ms"))
+        figures = f"{rps[name]:,.0f}/s, {p50[name]:.1f} ms, {cpu[name]:.0f} µs"
+        rows.append((f"{name}: median events/s, p50, server CPU per event", figures))
     ratio_of_medians = rps["intake"] / rps["hello"]
     rows.append(
         (f"ratio of medians intake/hello [target ≥ {TARGET_RATIO}]", f"{ratio_of_medians:.3f}")
@@ -356,7 +374,12 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> list[tuple[str,
     rows.append(
         ("per-round ratios: median (min–max)", f"{statistics.median(per_round):.3f} ({spread})")
     )
+    rows.append(("server CPU per event, hello/intake (the ratio CPU alone allows)",
+                 f"{cpu['hello'] / cpu['intake']:.3f}"))  # fmt: skip
     if "baseline" in rps:
+        rows.append(
+            ("server CPU per event, intake/baseline", f"{cpu['intake'] / cpu['baseline']:.3f}")
+        )
         rows.append(("ratio of medians baseline/hello", f"{rps['baseline'] / rps['hello']:.3f}"))
         rows.append(("ratio of medians intake/baseline", f"{rps['intake'] / rps['baseline']:.3f}"))
     loads = [r[n]["load1"] for r in rounds for n in names]
@@ -370,10 +393,11 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> list[tuple[str,
     if results["batch_rounds"]:
         events = summarise(results["batch_rounds"], "events_per_s")
         posts = summarise(results["batch_rounds"], "p50_ms")
+        spent = summarise(results["batch_rounds"], "cpu_us_per_event")
         for label in ("single", "batch"):
             size = args.batch if label == "batch" else 1
-            cost = f"{events[label]:,.0f}/s, {1e6 / events[label]:.0f} µs, {posts[label]:.1f} ms"
-            rows.append((f"{label} POSTs ({size} events): events/s, wall per event, p50", cost))
+            cost = f"{events[label]:,.0f}/s, {spent[label]:.0f} µs, {posts[label]:.1f} ms"
+            rows.append((f"{label} POSTs ({size} events): events/s, CPU per event, p50", cost))
         rows.append(("batch/single events/s", f"{events['batch'] / events['single']:.2f}"))
     answered = f"{results['accepted_events']} / {results['in_redis']}"
     rows.append(("events answered 202 / record ids in Redis", answered))
