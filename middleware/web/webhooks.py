@@ -17,6 +17,10 @@ nesting too deep, a `commitTimestamp` past the year 9999 ...); 413 too large, ch
 included; 503 (with Retry-After) when Redis or the store is down, or the flush could not be
 scheduled, so the sender retries instead of losing the event.
 
+`accept` is the handler: `middleware.web.webhook_fast_path` calls it for this route outside
+Flask's per-request machinery (the hot path), and the Flask view below calls it when that path
+is off; both answer alike.
+
 Dedupe: an event with a real id (channel + replayId, transaction key + sequence number, or a
 Platform Event's EventUuid) is recorded once; a delivery seen before answers `duplicates` — and
 still makes sure a flush is scheduled while the setup has ids waiting, so a retry after a failed
