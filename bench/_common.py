@@ -182,12 +182,14 @@ class Process:
             return ""
 
 
-def spawn(name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> Process:
+def spawn(
+    name: str, argv: list[str], env: dict[str, str], log_dir: Path, cwd: Path = ROOT
+) -> Process:
     """Start `argv` in its own session (so it and its children can be stopped together)."""
     log_path = log_dir / f"{name}.log"
     handle = open(log_path, "wb")  # noqa: SIM115 - the child owns it until it exits
     popen = subprocess.Popen(
-        argv, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        argv, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
     )
     return Process(name, popen, log_path)
 
@@ -202,12 +204,19 @@ def gunicorn(
     workers: int,
     threads: int,
     worker_class: str = "gthread",
+    root: Path = ROOT,
 ) -> Process:
-    """gunicorn on 127.0.0.1:`port` with the repository's config, worker settings overridden."""
+    """gunicorn on 127.0.0.1:`port` with the repository's config, worker settings overridden.
+
+    `root`: the source tree the app is imported from (another checkout, to compare versions);
+    gunicorn puts the directory it starts in first on `sys.path`, so it also starts there.
+    """
     argv = [
         str(VENV_BIN / "gunicorn"),
         "--config",
-        str(ROOT / "gunicorn.conf.py"),
+        str(root / "gunicorn.conf.py"),
+        "--chdir",
+        str(root),
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",
@@ -220,7 +229,7 @@ def gunicorn(
         "/dev/null",  # one log line per request would cost more than the view
         app,
     ]
-    return spawn(name, argv, env, log_dir)
+    return spawn(name, argv, env, log_dir, cwd=root)
 
 
 def thread_sessions(ca_bundle: str) -> Callable[[], requests.Session]:
@@ -459,6 +468,19 @@ def _child_pids(pid: int) -> list[int]:
     except OSError:
         pass
     return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by `pid` and its child processes (gunicorn workers)."""
+    total = 0.0
+    for each in [pid, *_child_pids(pid)]:
+        try:
+            with open(f"/proc/{each}/stat", encoding="ascii") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def tree_pss_mb(exclude: Collection[int] = ()) -> float:

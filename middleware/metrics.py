@@ -60,10 +60,20 @@ _REDIS_COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+# The labelled children of WEBHOOK_EVENTS by label values: ``labels()`` takes a lock and
+# validates its arguments on every call, which every webhook request paid for the same few
+# children (prometheus-client's docs advise keeping them).
+_webhook_children: dict[tuple[str, str, str], Any] = {}
+
+
 def webhook_event(source: str, outcome: str, reason: str = "") -> None:
     """Count one webhook delivery: ``outcome`` accepted|rejected, ``reason`` e.g. bad_signature."""
+    key = (source, outcome, reason)
     try:
-        WEBHOOK_EVENTS.labels(source=source, outcome=outcome, reason=reason).inc()
+        child = _webhook_children.get(key)
+        if child is None:
+            child = _webhook_children[key] = WEBHOOK_EVENTS.labels(*key)
+        child.inc()
     except Exception:  # metrics must never fail the request; nothing to retry here
         log.debug("could not count webhook event", exc_info=True)
 

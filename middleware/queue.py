@@ -194,14 +194,24 @@ _process_runtime: Runtime | None = None
 _process_runtime_lock = threading.Lock()
 
 
+def set_runtime(runtime: Runtime) -> contextvars.Token[Runtime | None]:
+    """Make ``runtime`` current until :func:`reset_runtime` (a request's before/teardown hooks)."""
+    return _runtime_var.set(runtime)
+
+
+def reset_runtime(token: contextvars.Token[Runtime | None]) -> None:
+    """Undo the :func:`set_runtime` that gave ``token``."""
+    _runtime_var.reset(token)
+
+
 @contextmanager
 def use_runtime(runtime: Runtime) -> Iterator[Runtime]:
     """Make ``runtime`` current for the code inside (requests, CLI commands, tests)."""
-    token = _runtime_var.set(runtime)
+    token = set_runtime(runtime)
     try:
         yield runtime
     finally:
-        _runtime_var.reset(token)
+        reset_runtime(token)
 
 
 def current_runtime() -> Runtime:

@@ -56,17 +56,29 @@ def load_json(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH, where: str =
         raise BadJson(f"The {where} holds {exc}.") from None
     except ValueError as exc:  # JSONDecodeError; integers past Python's digit limit
         raise BadJson(f"The {where} is not valid JSON: {exc}") from None
-    check_json(data, max_depth=max_depth, where=where)
+    clean_text = "\\u" not in text and _UNSTORABLE.search(text) is None
+    if not clean_text or text.count("{") + text.count("[") > max_depth:
+        check_json(data, max_depth=max_depth, where=where, strings=not clean_text)
     return data
 
 
-def check_json(data: Any, *, max_depth: int = MAX_JSON_DEPTH, where: str = "body") -> None:
-    """Walk decoded JSON without recursion: depth, and text a database can store."""
+def check_json(
+    data: Any, *, max_depth: int = MAX_JSON_DEPTH, where: str = "body", strings: bool = True
+) -> None:
+    """Walk decoded JSON without recursion: depth, and text a database can store.
+
+    `load_json` skips what the document's text already proves (the webhook's hot path: walking
+    every value of a change event cost more than decoding it). Decoded strings can only hold a
+    NUL or a lone surrogate if the text does, raw or as a `\\u` escape (the only way to write
+    either in valid JSON): without both, `strings=False` walks for depth alone; and a document
+    cannot nest deeper than its count of `{` and `[`, so a small one needs no walk at all.
+    """
     stack: list[tuple[Any, str, int]] = [(data, where, 1)]
     while stack:
         value, path, depth = stack.pop()
         if isinstance(value, str):
-            check_text(value, path)
+            if strings:
+                check_text(value, path)
             continue
         if not isinstance(value, (dict, list)):
             continue
@@ -74,10 +86,18 @@ def check_json(data: Any, *, max_depth: int = MAX_JSON_DEPTH, where: str = "body
             raise BadJson(f"The {where} is nested too deeply (at most {max_depth} levels).")
         if isinstance(value, dict):
             for key, item in value.items():
-                check_text(key, f"{path}.{key[:40]}")
-                stack.append((item, f"{path}.{key[:40]}", depth + 1))
-        else:
+                if strings:
+                    check_text(key, f"{path}.{key[:40]}")
+                if isinstance(item, (dict, list)) or strings:
+                    stack.append((item, f"{path}.{key[:40]}", depth + 1))
+        elif strings:
             stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
+        else:
+            stack.extend(
+                (item, f"{path}[{i}]", depth + 1)
+                for i, item in enumerate(value)
+                if isinstance(item, (dict, list))
+            )
 
 
 def check_text(value: str, where: str) -> None:

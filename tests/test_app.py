@@ -151,3 +151,22 @@ def test_embedded_worker_starts_without_redis_url(config: dict[str, Any]) -> Non
         assert worker is not None and worker.alive
     finally:
         worker.stop()
+
+
+def test_cookie_sessions_still_work_when_a_route_uses_one(config: dict[str, Any]) -> None:
+    from flask import session
+
+    from app import create_app
+
+    app = create_app(config)
+
+    @app.post("/remember")
+    def remember() -> str:
+        session["seen"] = session.get("seen", 0) + 1
+        return str(session["seen"])
+
+    client = app.test_client()
+    assert client.post("/remember").text == "1"  # no cookie yet: a fresh session
+    assert client.post("/remember").text == "2"  # the signed cookie is read back
+    client.set_cookie("session", "forged.value")
+    assert client.post("/remember").text == "1"  # a bad signature: a fresh session again

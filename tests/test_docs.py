@@ -29,4 +29,4 @@ def test_readme_shows_the_two_commands() -> None:
 
 def test_readme_has_no_unfilled_placeholders() -> None:
     readme = (ROOT / "README.md").read_text()
-    assert "FIGURES_" not in readme and "TODO" not in readme
+    assert "FIGURES_" not in readme and "TODO" not in readme and "TBD" not in readme

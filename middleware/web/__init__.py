@@ -6,6 +6,8 @@ module globals, so every test app gets its own.
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from middleware.extension import EXTENSION, handles
@@ -19,6 +21,14 @@ if TYPE_CHECKING:
     from middleware.settings import Settings
     from middleware.store.db import Store
 
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
+
+
+def request_id_for(incoming: str) -> str:
+    """The request's id: the sender's ``X-Request-ID`` when it is a sane token, else a new one."""
+    return incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+
 __all__ = [
     "EXTENSION",
     "MAX_DB_ID",
@@ -30,6 +40,7 @@ __all__ = [
     "handles",
     "parse_json",
     "problem",
+    "request_id_for",
 ]
 
 

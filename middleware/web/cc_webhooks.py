@@ -101,7 +101,7 @@ def constantcontact() -> Response | tuple[Response, int]:
     """Accept a partner webhook: verify, validate, pause setups of a cancelled account."""
     settings = get_settings()
     try:
-        body = read_body(settings.webhook_max_bytes)
+        body = read_body(settings.webhook_max_bytes, request.environ)
     except BodyTooLarge:
         metrics.webhook_event(SOURCE, "rejected", "too_large")
         return problem(

@@ -10,8 +10,11 @@ the truncated JSON answered a misleading 400).
 
 from __future__ import annotations
 
-from flask import request
+from typing import Any
+
+from flask import current_app
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import get_content_length, get_input_stream
 
 _CHUNK = 64 * 1024
 
@@ -20,21 +23,26 @@ class BodyTooLarge(Exception):
     """The body is longer than the limit (declared or read)."""
 
 
-def read_body(limit: int) -> bytes:
-    """The request body, at most `limit` bytes; `BodyTooLarge` past that (chunked bodies too)."""
-    length = request.content_length
+def read_body(limit: int, environ: dict[str, Any]) -> bytes:
+    """The request body, at most `limit` bytes; `BodyTooLarge` past that (chunked bodies too).
+
+    Reads `environ` as Flask's `request.get_data()` does (werkzeug's guarded input stream, the
+    app's MAX_CONTENT_LENGTH), so it also serves the Salesforce webhook's path outside Flask's
+    request machinery (`middleware.web.webhook_fast_path`).
+    """
+    max_length = current_app.config.get("MAX_CONTENT_LENGTH")
+    length = get_content_length(environ)
     if length is not None:
         if length > limit:
             raise BodyTooLarge
         try:
-            return request.get_data(cache=False)
+            return get_input_stream(environ, max_content_length=max_length).read()
         except RequestEntityTooLarge:
             raise BodyTooLarge from None
-    environ = request.environ
     if not environ.get("wsgi.input_terminated"):
         # No length and a server that does not end the stream: werkzeug's safe reading (an
         # empty body), never a read that could block a worker forever.
-        return request.get_data(cache=False)
+        return get_input_stream(environ, max_content_length=max_length).read()
     stream = environ["wsgi.input"]
     chunks: list[bytes] = []
     total = 0

@@ -17,6 +17,10 @@ nesting too deep, a `commitTimestamp` past the year 9999 ...); 413 too large, ch
 included; 503 (with Retry-After) when Redis or the store is down, or the flush could not be
 scheduled, so the sender retries instead of losing the event.
 
+`accept` is the handler: `middleware.web.webhook_fast_path` calls it for this route outside
+Flask's per-request machinery (the hot path), and the Flask view below calls it when that path
+is off; both answer alike.
+
 Dedupe: an event with a real id (channel + replayId, transaction key + sequence number, or a
 Platform Event's EventUuid) is recorded once; a delivery seen before answers `duplicates` — and
 still makes sure a flush is scheduled while the setup has ids waiting, so a retry after a failed
@@ -37,6 +41,7 @@ from typing import Any
 
 from flask import Blueprint, Response, has_app_context, jsonify, request
 from redis.exceptions import RedisError
+from werkzeug.datastructures import EnvironHeaders
 
 from middleware import intake, metrics, queue
 from middleware.salesforce.events import ChangeHint, InvalidEvents, parse_events
@@ -136,17 +141,17 @@ def forget_setup(setup_id: int) -> None:
         _cache().pop(setup_id, None)
 
 
-def _given_secret() -> str:
-    given = request.headers.get("X-Webhook-Secret", "")
+def _given_secret(headers: EnvironHeaders) -> str:
+    given = headers.get("X-Webhook-Secret", "")
     if not given:
-        auth = request.headers.get("Authorization", "")
+        auth = headers.get("Authorization", "")
         if auth.lower().startswith("bearer "):
             given = auth[7:].strip()
     return given
 
 
-def _shared_secret_ok(secret: str) -> bool:
-    given = _given_secret()
+def _shared_secret_ok(secret: str, headers: EnvironHeaders) -> bool:
+    given = _given_secret(headers)
     return bool(secret) and bool(given) and hmac.compare_digest(given.encode(), secret.encode())
 
 
@@ -157,11 +162,11 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def _hmac_problem(secret: str, body: bytes, now: float) -> str | None:
+def _hmac_problem(secret: str, body: bytes, now: float, headers: EnvironHeaders) -> str | None:
     """Why the signature is not acceptable, or None when it is."""
-    msg_id = request.headers.get("webhook-id", "")
-    stamp = request.headers.get("webhook-timestamp", "")
-    signatures = request.headers.get("webhook-signature", "")
+    msg_id = headers.get("webhook-id", "")
+    stamp = headers.get("webhook-timestamp", "")
+    signatures = headers.get("webhook-signature", "")
     if not (msg_id and stamp and signatures):
         return "webhook-id, webhook-timestamp and webhook-signature headers are required"
     try:
@@ -177,7 +182,9 @@ def _hmac_problem(secret: str, body: bytes, now: float) -> str | None:
     return "no signature matches"
 
 
-def _authenticated(view: _SetupView | None, body: bytes, now: float) -> bool:
+def _authenticated(
+    view: _SetupView | None, body: bytes, now: float, headers: EnvironHeaders
+) -> bool:
     """Whether the request proves it comes from the setup's sender (never for an unknown setup).
 
     An unknown setup is checked the same way against a stand-in secret, so both cost the same.
@@ -186,28 +193,26 @@ def _authenticated(view: _SetupView | None, body: bytes, now: float) -> bool:
         secret, mode = view.secret, view.auth
     else:
         secret = _STAND_IN_SECRET
-        mode = "hmac" if request.headers.get("webhook-signature") else "shared_secret"
+        mode = "hmac" if headers.get("webhook-signature") else "shared_secret"
     if mode == "hmac":
-        ok = _hmac_problem(secret, body, now) is None
+        ok = _hmac_problem(secret, body, now, headers) is None
     else:
-        ok = _shared_secret_ok(secret)
+        ok = _shared_secret_ok(secret, headers)
     return ok and view is not None
 
 
-def _refusal(setup_id: int, now: float) -> str:
+def _refusal(setup_id: int, now: float, headers: EnvironHeaders) -> str:
     """What an unauthenticated request is told: only what the request itself lacks, never
     anything that depends on whether the setup exists or how it authenticates."""
-    has_hmac = any(
-        request.headers.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature")
-    )
-    if not has_hmac and not _given_secret():
+    has_hmac = any(headers.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature"))
+    if not has_hmac and not _given_secret(headers):
         return (
             f"no setup {setup_id} accepts this request: no credentials were sent (send the "
             "setup's secret as X-Webhook-Secret or Authorization: Bearer, or sign the body "
             "with webhook-id, webhook-timestamp and webhook-signature)"
         )
     if has_hmac:
-        stamp = request.headers.get("webhook-timestamp", "")
+        stamp = headers.get("webhook-timestamp", "")
         try:
             if abs(now - int(stamp)) > SIGNATURE_TOLERANCE_SECONDS:
                 return (
@@ -237,10 +242,19 @@ def _relevant(hints: list[ChangeHint], object_type: str) -> tuple[list[ChangeHin
 
 @bp.post("/salesforce/<int:setup_id>")
 def salesforce(setup_id: int) -> Response | tuple[Response, int]:
-    """Accept change events for one setup: verify, validate, record ids, schedule a flush."""
+    """Accept change events for one setup (`accept`); `webhook_fast_path` usually serves it."""
+    return accept(setup_id, request.environ)
+
+
+def accept(setup_id: int, environ: dict[str, Any]) -> Response | tuple[Response, int]:
+    """Verify, validate, record ids, schedule a flush: the webhook, given its WSGI environ.
+
+    Needs an app context only (no request context), so the fast path can call it as is.
+    """
     settings = get_settings()
+    headers = EnvironHeaders(environ)
     try:
-        body = read_body(settings.webhook_max_bytes)
+        body = read_body(settings.webhook_max_bytes, environ)
     except BodyTooLarge:
         metrics.webhook_event("salesforce", "rejected", "too_large")
         return problem(
@@ -255,12 +269,12 @@ def salesforce(setup_id: int) -> Response | tuple[Response, int]:
         return response
 
     now = time.time()
-    if not _authenticated(view, body, now):
+    if not _authenticated(view, body, now, headers):
         # One label for both: /metrics is public, and must not tell which ids exist either.
         metrics.webhook_event("salesforce", "rejected", "unauthorized")
         if view is not None:
             log.info("webhook for setup %s refused: missing or wrong credentials", setup_id)
-        return problem(401, "Unauthorized", _refusal(setup_id, now))
+        return problem(401, "Unauthorized", _refusal(setup_id, now, headers))
     assert view is not None  # an unknown setup never authenticates
 
     try:

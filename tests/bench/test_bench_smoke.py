@@ -7,11 +7,12 @@ gunicorn, wrk or an rq worker need the real Redis (integration) and skip when a 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
 from bench import _common as c
-from bench import burst, full_sync, latency, webhook_intake
+from bench import burst, full_sync, intake_profile, latency, webhook_intake
 from middleware.salesforce.events import parse_events
 
 
@@ -32,6 +33,19 @@ def test_the_wrk_script_sends_valid_unique_change_events() -> None:
     assert hints[0].record_ids != hints[1].record_ids
     assert hints[0].event_key != hints[1].event_key
     assert len(first) > 500  # a realistic CDC envelope, not a stub
+
+
+def test_the_wrk_script_batches_are_valid_events_with_unique_ids() -> None:
+    hints = parse_events(webhook_intake.batch_body(10, 5), call_client="ctct-sync")
+    assert len(hints) == 5
+    assert len({h.record_ids for h in hints}) == 5 and len({h.event_key for h in hints}) == 5
+    assert webhook_intake.event_body(10)[:-1] in webhook_intake.batch_body(10, 5)
+
+
+def test_the_wrk_script_inlines_the_event_template(tmp_path: Path) -> None:
+    lua = webhook_intake.lua_script(tmp_path / "events.lua").read_text()
+    assert "@" not in lua.replace("@@", "")  # every placeholder filled in
+    assert str(webhook_intake.THREAD_SPAN) in lua and '{"events":[' in lua
 
 
 def test_hello_app_answers_202() -> None:
@@ -66,7 +80,15 @@ def test_stages_follow_one_change_through_the_pipeline() -> None:
 def test_webhook_intake_runs_briefly_under_gunicorn() -> None:
     if shutil.which("wrk") is None:
         pytest.skip("wrk is not installed")
-    assert webhook_intake.main(["--seconds", "1", "--connections", "2", "--workers", "1"]) == 0
+    args = ["--rounds", "2", "--seconds", "1", "--batch", "5", "--batch-rounds", "1"]
+    assert webhook_intake.main([*args, "--connections", "2", "--workers", "1"]) == 0
+
+
+@pytest.mark.integration
+def test_intake_profile_runs_briefly(capsys: pytest.CaptureFixture[str]) -> None:
+    assert intake_profile.main(["--events", "40", "--batch", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "single: Redis round trips per event" in out and "batch of 5: whole request" in out
 
 
 @pytest.mark.integration
