@@ -778,6 +778,23 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
+def _unknown_keys(schema: Schema, patch: Mapping[str, Any]) -> dict[str, Any]:
+    """The patch's names the schema does not know, nested objects included, as marshmallow says."""
+    unknown: dict[str, Any] = {}
+    for key, value in patch.items():
+        field = schema.fields.get(key)
+        if field is None:
+            unknown[key] = ["Unknown field."]
+        elif (
+            isinstance(value, Mapping)
+            and isinstance(field, fields.Nested)
+            and not field.many
+            and (inner := _unknown_keys(field.schema, value))
+        ):
+            unknown[key] = inner
+    return unknown
+
+
 def apply_patch(
     current: Mapping[str, Any], patch: Mapping[str, Any]
 ) -> tuple[dict[str, Any], list[str]]:
@@ -788,6 +805,10 @@ def apply_patch(
     """
     if not isinstance(patch, Mapping):
         raise ValidationError({"_schema": ["A patch is a JSON object."]})
+    unknown = _unknown_keys(SetupSchema(), patch)
+    if unknown:
+        # A null for an unknown name would merge away silently: refuse it like any unknown field.
+        raise ValidationError(unknown)
     for option in IMMUTABLE_OPTIONS:
         if option in patch and patch[option] != current.get(option):
             raise ValidationError(

@@ -56,7 +56,8 @@ def _schema_field_types() -> Callable[..., dict[str, Any]]:
                                     "type": "string",
                                     "minLength": 1,
                                     "maxLength": CC_LIST_NAME_MAX,
-                                    "pattern": r"\S",
+                                    # Not blank, and no NUL (the store cannot keep one).
+                                    "pattern": r"^[^\x00]*[^\s\x00][^\x00]*$",
                                 },
                             }
                         },
