@@ -28,8 +28,8 @@ from middleware.salesforce.events import ChangeHint
 SEEN_TTL_SECONDS = 3 * 24 * 3600
 
 _ADD = """
-local prefix, ttl, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local i = 4
+local prefix, ttl, n, job_prefix = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local i = 5
 local fresh, dup = 0, 0
 for e = 1, n do
   local key, entity, ts, nids = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
@@ -48,10 +48,13 @@ for e = 1, n do
   end
   i = i + nids
 end
-local guard = false
+local guard, status = false, false
 if KEYS[4] then guard = redis.call('GET', KEYS[4]) end
+if guard and job_prefix ~= '' then
+  status = redis.call('HGET', job_prefix .. string.match(guard, '^[^|]*'), 'status')
+end
 local waiting = redis.call('HLEN', KEYS[1]) + redis.call('HLEN', KEYS[3])
-return {fresh, dup, guard, waiting}
+return {fresh, dup, guard, waiting, status}
 """
 
 # Remove a field only if it still holds the value the flush read.
@@ -105,23 +108,31 @@ class Added:
     duplicates: int  # events seen before (a sender's retry, an echo of a replay)
     guard: str | None = None  # the value of `guard_key`, read in the same round trip
     waiting: int = 0  # dirty ids + catch-up markers of the setup after the add (0: nothing to do)
+    guard_job_status: str | None = None  # the status field of the guard's job, if asked for
 
 
 def add_hints(
-    redis: Redis, setup_id: int, hints: Sequence[ChangeHint], *, guard_key: str | None = None
+    redis: Redis,
+    setup_id: int,
+    hints: Sequence[ChangeHint],
+    *,
+    guard_key: str | None = None,
+    job_key_prefix: str = "",
 ) -> Added:
     """Record the hints' record ids (or catch-up markers) and their dedupe marks, atomically.
 
     `guard_key` (the flush job's pending-job guard) is read in the same round trip, so the webhook
     knows without another call whether a flush is already waiting, and so is how much work is
     waiting (`Added.waiting`): a retried delivery whose first attempt stored its ids but failed to
-    schedule their flush still finds them there.
+    schedule their flush still finds them there. With `job_key_prefix` (the job hashes' key
+    prefix, the guard's value starting with the job id) the guard's job status is read too: a
+    flush past its due time but still queued behind a busy worker then needs no further calls.
 
     A hint without an `event_key` (no real event id) is recorded every time, never deduplicated.
     """
     if not hints:
         return Added(0, 0)
-    argv: list[Any] = [_seen_prefix(setup_id), SEEN_TTL_SECONDS, len(hints)]
+    argv: list[Any] = [_seen_prefix(setup_id), SEEN_TTL_SECONDS, len(hints), job_key_prefix]
     for hint in hints:
         ts = ""
         ids: Sequence[str] = hint.record_ids
@@ -133,8 +144,14 @@ def add_hints(
     keys = [dirty_key(setup_id), _seq_key(setup_id), catchup_key(setup_id)]
     if guard_key:
         keys.append(guard_key)
-    fresh, dup, guard, waiting = _run(redis, _ADD, keys, argv)
-    return Added(int(fresh), int(dup), _text(guard) if guard else None, int(waiting))
+    fresh, dup, guard, waiting, status = _run(redis, _ADD, keys, argv)
+    return Added(
+        int(fresh),
+        int(dup),
+        _text(guard) if guard else None,
+        int(waiting),
+        _text(status) if status else None,
+    )
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,14 @@ _GUARD_GRACE_SECONDS = 30
 # A pending job due at most this much later than asked is good enough (not replaced).
 REPLACE_SLACK_SECONDS = 5
 
+# The Redis key of a job is this prefix and its id: the webhook's intake script reads the status
+# of the guard's job in the round trip that reads the guard (`guard_is_fresh`'s `job_status`).
+JOB_KEY_PREFIX = Job.redis_job_namespace_prefix
+# Statuses of a job that has not started: its guard still stands for work to come.
+_WAITING_STATUSES = frozenset(
+    status.value for status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
+)
+
 _NO_RETRY: Any = object()
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -441,14 +449,20 @@ def _parse_guard(value: str) -> tuple[str, int, int | None]:
     return parts[0], created, due
 
 
-def guard_is_fresh(token: str | bytes | None, delay: float | timedelta) -> bool:
+def guard_is_fresh(
+    token: str | bytes | None, delay: float | timedelta, job_status: str | bytes | None = None
+) -> bool:
     """Whether a guard's job surely has not started yet and runs within ``delay`` (so nothing
     needs scheduling).
 
     The webhook's hot path, no job lookup: a guard whose job is not yet due (plus a grace
     period; starting deletes the guard) belongs to a job still waiting, and it is good enough
-    when it is due within ``delay`` (plus ``REPLACE_SLACK_SECONDS``). A guard past its time, or
-    one due later than asked, needs ``ensure_scheduled``'s closer look.
+    when it is due within ``delay`` (plus ``REPLACE_SLACK_SECONDS``). A guard past its time is
+    good enough too when ``job_status`` (its job's status, read in the same round trip as the
+    guard: see ``JOB_KEY_PREFIX``) says the job is still waiting for a worker — what
+    ``ensure_scheduled``'s closer look would find, and under a steady stream with busy workers
+    the common case. Anything else (no status, a job past the queue, a guard due later than
+    asked) needs ``ensure_scheduled``'s closer look.
     """
     value = _text(token)
     if not value:
@@ -458,7 +472,9 @@ def guard_is_fresh(token: str | bytes | None, delay: float | timedelta) -> bool:
     wanted = _as_timedelta(delay).total_seconds()
     if due is None:  # a guard written before due times: judged by its age, as then
         return now - created < wanted + _GUARD_GRACE_SECONDS
-    return now < due + _GUARD_GRACE_SECONDS and due <= now + wanted + REPLACE_SLACK_SECONDS
+    if due > now + wanted + REPLACE_SLACK_SECONDS:
+        return False
+    return now < due + _GUARD_GRACE_SECONDS or _text(job_status) in _WAITING_STATUSES
 
 
 def pending_job_id(key: str, connection: Redis | None = None) -> str | None:

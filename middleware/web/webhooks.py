@@ -291,7 +291,13 @@ def accept(setup_id: int, environ: dict[str, Any]) -> Response | tuple[Response,
     try:
         redis = get_redis()
         flush_key = intake.flush_job_key(setup_id)
-        added = intake.add_hints(redis, setup_id, keep, guard_key=queue.guard_key(flush_key))
+        added = intake.add_hints(
+            redis,
+            setup_id,
+            keep,
+            guard_key=queue.guard_key(flush_key),
+            job_key_prefix=queue.JOB_KEY_PREFIX,
+        )
     except RedisError:
         log.exception("Redis unavailable; refusing events for setup %s", setup_id)
         metrics.webhook_event("salesforce", "rejected", "redis_down")
@@ -303,13 +309,14 @@ def accept(setup_id: int, environ: dict[str, Any]) -> Response | tuple[Response,
     # attempt may have stored them and then failed to schedule (answering 503), and the
     # sender's retry is what schedules them now.
     scheduled = None
-    if added.waiting and not queue.guard_is_fresh(added.guard, settings.flush_delay_seconds):
+    delay = settings.flush_delay_seconds
+    if added.waiting and not queue.guard_is_fresh(added.guard, delay, added.guard_job_status):
         try:
             scheduled = queue.ensure_scheduled(
                 flush_key,
                 "jobs.flush.flush_setup",
                 [setup_id],
-                delay=settings.flush_delay_seconds,
+                delay=delay,
                 queue=queue.WEBHOOKS,
                 connection=redis,
             )

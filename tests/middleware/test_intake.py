@@ -111,3 +111,22 @@ def test_add_reports_what_is_waiting_even_for_a_duplicate(redis) -> None:
     assert intake.add_hints(redis, 6, [hint("e1", ("003A",))]).waiting == 0
     overflow = intake.add_hints(redis, 6, [hint("o1", (), kind="GAP_OVERFLOW")])
     assert overflow.waiting == 1  # a catch-up marker is work too
+
+
+def test_the_guards_job_status_comes_in_the_same_round_trip(redis) -> None:
+    redis.set("guard:8", "job-8|100|101")
+    redis.hset("rq:job:job-8", mapping={"status": "queued", "origin": "webhooks"})
+    read = intake.add_hints(redis, 8, [hint("e1", ("003A",))], guard_key="guard:8",
+                            job_key_prefix="rq:job:")  # fmt: skip
+    assert (read.guard, read.guard_job_status) == ("job-8|100|101", "queued")
+    # Not asked for, or the job's hash gone: no status (the caller then looks closer).
+    unasked = intake.add_hints(redis, 8, [hint("e2", ("003A",))], guard_key="guard:8")
+    assert (unasked.guard, unasked.guard_job_status) == ("job-8|100|101", None)
+    redis.delete("rq:job:job-8")
+    gone = intake.add_hints(redis, 8, [hint("e3", ("003A",))], guard_key="guard:8",
+                            job_key_prefix="rq:job:")  # fmt: skip
+    assert (gone.guard, gone.guard_job_status) == ("job-8|100|101", None)
+    redis.delete("guard:8")
+    none = intake.add_hints(redis, 8, [hint("e4", ("003A",))], guard_key="guard:8",
+                            job_key_prefix="rq:job:")  # fmt: skip
+    assert (none.guard, none.guard_job_status, none.fresh) == (None, None, 1)

@@ -285,6 +285,27 @@ def test_the_hot_path_sees_a_guard_held_for_later_as_not_fresh(conn: Redis) -> N
     assert queue.guard_is_fresh(conn.get(queue.guard_key("flush-6")), 1.0)
 
 
+def test_a_guard_past_its_time_is_fresh_while_its_job_still_waits(conn: Redis) -> None:
+    # Workers busy: the job is due but still queued. Its status, read with the guard, says
+    # what ensure_scheduled's lookup would find, so the hot path needs no more calls.
+    now = int(datetime.now(UTC).timestamp())
+    late = f"flush-9-abc|{now - 120}|{now - 119}"
+    assert not queue.guard_is_fresh(late, 1.0)
+    for waiting in ("queued", "scheduled", "deferred", b"queued"):
+        assert queue.guard_is_fresh(late, 1.0, waiting)
+    for past in (None, "", "started", "finished", "failed", "canceled", "stopped"):
+        assert not queue.guard_is_fresh(late, 1.0, past)
+    # A job held for later than asked is replaced whatever its status.
+    held = f"flush-9-abc|{now}|{now + 3600}"
+    assert not queue.guard_is_fresh(held, 1.0, "scheduled")
+    # The status stands for what the lookup finds: it agrees with ensure_scheduled.
+    job = queue.enqueue(record, "late", connection=conn)
+    conn.set(queue.guard_key("flush-9"), f"{job.id}|{now - 120}|{now - 119}")
+    status = conn.hget(f"{queue.JOB_KEY_PREFIX}{job.id}", "status")
+    assert queue.guard_is_fresh(conn.get(queue.guard_key("flush-9")), 1.0, status)
+    assert queue.ensure_scheduled("flush-9", record, [9], delay=1.0, connection=conn) is None
+
+
 def test_a_guard_written_before_due_times_is_replaced_too(conn: Redis) -> None:
     # Guards of the previous release say only "job|created": the registry knows when it is due.
     old = queue.enqueue(record, "old", delay=3 * 3600, connection=conn)

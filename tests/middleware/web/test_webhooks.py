@@ -485,3 +485,34 @@ def test_an_unexpected_scheduling_error_is_503_not_500(
     monkeypatch.setattr(queue, "ensure_scheduled", broken)
     r = _post(client, setup, _event(contact_ids[0]))
     assert r.status_code == 503 and "retry" in r.json["detail"]
+
+
+def _age_guard(redis, setup) -> str:
+    """Make the pending flush look due two minutes ago (its workers busy ever since)."""
+    key = queue.guard_key(f"flush-{setup['id']}")
+    job_id = redis.get(key).decode().partition("|")[0]
+    now = int(time.time())
+    redis.set(key, f"{job_id}|{now - 121}|{now - 120}")
+    return job_id
+
+
+def test_a_flush_queued_behind_busy_workers_costs_no_lookup(
+    app, client, setup, contact_ids, monkeypatch
+) -> None:
+    """The guard's job status comes with the intake's one round trip: no ensure_scheduled."""
+    redis = app.extensions["middleware"]["redis"]
+    assert _post(client, setup, _event(contact_ids[0], key="q1")).json["flush_scheduled"] is True
+    job_id = _age_guard(redis, setup)
+    calls = []
+    real = queue.ensure_scheduled
+    monkeypatch.setattr(queue, "ensure_scheduled", lambda *a, **k: calls.append(a) or real(*a, **k))
+    r = _post(client, setup, _event(contact_ids[1], key="q2"))
+    assert r.status_code == 202 and r.json["flush_scheduled"] is False
+    assert calls == []
+    assert queue.pending_job_id(f"flush-{setup['id']}", connection=redis) == job_id
+    # Its job gone (Redis lost it): the next event looks closer and schedules a fresh one.
+    redis.delete(f"{queue.JOB_KEY_PREFIX}{job_id}")
+    again = _post(client, setup, _event(contact_ids[2], key="q3"))
+    assert again.status_code == 202 and again.json["flush_scheduled"] is True
+    assert len(calls) == 1
+    assert queue.pending_job_id(f"flush-{setup['id']}", connection=redis) not in (None, job_id)
