@@ -25,7 +25,7 @@ from rq.job import Job, JobStatus
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from middleware import intake, queue
+from middleware import intake, queue, run_counts
 from middleware.extension import handles
 from middleware.services import connect, connections, errors, runs, setups
 from middleware.services import queue as jobs
@@ -472,14 +472,23 @@ _RUN_COLUMNS = [
     ("status", "STATUS"),
     ("created_at", "STARTED"),
     ("duration_seconds", "SECONDS"),
-    ("counts", "COUNTS"),
     ("api_calls", "API CALLS"),
     ("message", "MESSAGE"),
 ]
 
 
+def _print_runs(items: list[dict[str, Any]], *, headings: bool = True) -> None:
+    """The runs as a table, then each run's counts in words (run_counts: what each one means)."""
+    click.echo(table(items, _RUN_COLUMNS))
+    for run in items:
+        lines = run_counts.describe(run.get("counts") or {})
+        if lines and headings:
+            click.echo(f"run {run['id']}:")
+        click.echo("".join(f"  {line}\n" for line in lines), nl=False)
+
+
 def _print_run(run: dict[str, Any]) -> None:
-    click.echo(table([run], _RUN_COLUMNS))
+    _print_runs([run], headings=False)
 
 
 @sync_cli.command("now")
@@ -690,7 +699,7 @@ def sync_runs(setup_id: int, limit: int, as_json: bool) -> None:
         if not data["items"]:
             click.echo(f"setup {setup_id} has no runs yet")
             return
-        click.echo(table(data["items"], _RUN_COLUMNS))
+        _print_runs(data["items"])
 
     _out(s.RunListSchema, {"items": items}, as_json, human)
 

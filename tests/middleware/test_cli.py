@@ -331,7 +331,7 @@ def test_sync_now_wait_follows_the_run_with_a_progress_bar(
     assert result.exit_code == exit_code, result.output
     # Not a terminal: click shows the bar's label once instead of redrawing it.
     assert f"run {fake.run_id}\n" in result.output
-    assert "updated=4" in result.output
+    assert "  contacts updated in Constant Contact: 4\n" in result.output
     assert fake.sleeps == 4
     if outcome == "failed":
         assert "ended failed" in result.output
@@ -391,7 +391,7 @@ def test_sync_poll_wait_prints_the_run_and_fails_with_it(
     assert result.exit_code == exit_code, result.output
     assert "waiting for it to finish" in result.output
     assert f"poll  {outcome}" in result.output
-    assert "updated=4" in result.output
+    assert "  contacts updated in Constant Contact: 4\n" in result.output
     if outcome == "failed":
         assert f"run {fake.run_id} ended failed: done" in result.output
 
@@ -433,7 +433,9 @@ def test_sync_runs_and_errors(app: Flask, tmp_path: Path, connections: dict[str,
             run_id=run.id,
         )
     runs = cli(app, "sync", "runs", str(setup_id))
-    assert "succeeded" in runs.output and "created=3" in runs.output
+    assert "succeeded" in runs.output and "COUNTS" not in runs.output
+    # The counts in words, as the demo and the dashboard say them.
+    assert f"run {run.id}:\n  created: 3" in runs.output
     assert json.loads(cli(app, "sync", "runs", str(setup_id), "--json").stdout)["items"][0][
         "counts"
     ] == {"created": 3}
