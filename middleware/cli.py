@@ -403,14 +403,13 @@ def connections_list(as_json: bool) -> None:
 @json_option
 def connections_check(connection_id: int, as_json: bool) -> None:
     """Verify a connection with one cheap vendor call; exits 1 if the vendor refuses it."""
-    with _transaction() as session:
-        vendor = get_connection(session, connection_id).vendor
-    http = connections.vendor_session(current_app.config, vendor)
-    result = connections.check_connection(
-        _settings(), _store(), _redis(), connection_id, session=http
-    )
+    with _refusals():
+        result = connections.check_connection(
+            _settings(), _store(), _redis(), connection_id, config=current_app.config
+        )
 
     def human(data: dict[str, Any]) -> None:
+        vendor = data["connection"]["vendor"]
         click.echo(f"connection {connection_id} ({vendor}): {'ok' if data['ok'] else 'FAILED'}")
         click.echo(data["detail"])
 
@@ -426,12 +425,10 @@ def connections_check(connection_id: int, as_json: bool) -> None:
 @json_option
 def connections_connect(vendor: str, label: str, connection_id: int | None, as_json: bool) -> None:
     """Print a link that connects an org or account (open it in a browser within 10 minutes)."""
-    if connection_id is not None:
-        with _transaction() as session:
-            row = get_connection(session, connection_id)
-            if row.vendor != vendor:
-                raise click.ClickException(f"connection {connection_id} is a {row.vendor} one")
-    flow = connect.begin_flow(_settings(), _redis(), vendor, label, connection_id=connection_id)
+    with _refusals():
+        flow = connect.start_connection(
+            _settings(), _store(), _redis(), vendor, label, connection_id=connection_id
+        )
 
     def human(data: dict[str, Any]) -> None:
         click.echo(f"Open this link in a browser to connect {connect.VENDOR_NAMES[vendor]}:")

@@ -381,7 +381,7 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
-# Ids the store can hold (PostgreSQL INTEGER); middleware.web.MAX_DB_ID says the same.
+# Ids the store can hold (PostgreSQL INTEGER), in paths and bodies alike.
 MAX_ID = 2**31 - 1
 
 

@@ -26,7 +26,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 from sqlalchemy import func, select
 
-from middleware import intake, queue
+from middleware import intake, queue, runner
 from middleware.fullsync import checkpoint as checkpoints
 from middleware.fullsync import schedule
 from middleware.fullsync.run import lock_name
@@ -40,7 +40,6 @@ SLOT_KEY = "ctct:fullsync:slot:"
 RESUME_KEY = "ctct:fullsync:resume:"
 RESUME_EVERY = 600  # seconds between two attempts to revive one stalled run
 ALIVE = ("queued", "started", "scheduled", "deferred")
-FLUSH_JOB = "jobs.flush.flush_setup"
 FULL_SYNC_JOB = "jobs.full_sync.full_sync"
 
 
@@ -163,13 +162,9 @@ def sweep_flushes(store: Store, redis: Redis, now: datetime | None = None) -> li
             if until is None:
                 continue  # paused until someone resumes it; resuming schedules the flush
             delay = max(0.0, (until - at).total_seconds() + 5)
+        job = runner.flush_resume(setup_id)
         if queue.ensure_scheduled(
-            intake.flush_job_key(setup_id),
-            FLUSH_JOB,
-            [setup_id],
-            delay=delay,
-            queue=queue.WEBHOOKS,
-            connection=redis,
+            job.key, job.func, [setup_id], delay=delay, queue=job.queue, connection=redis
         ):
             scheduled.append(setup_id)
     if scheduled:

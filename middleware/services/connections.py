@@ -78,12 +78,16 @@ def check_connection(
     redis: Redis,
     connection_id: int,
     *,
-    session: requests.Session | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Make one cheap authenticated call with the stored tokens and record the outcome."""
+    """Make one cheap authenticated call with the stored tokens and record the outcome.
+
+    ``config``: the app's config, for the vendor session tests and the demo mount
+    (:func:`vendor_session`)."""
 
     with store.transaction() as db:
         vendor = get_connection(db, connection_id).vendor
+    session = vendor_session(config or {}, vendor)
     ok, detail = False, ""
     status: str | None = "active"
     try:

@@ -10,7 +10,7 @@ from redis import Redis
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from middleware import intake, queue
+from middleware import intake, queue, runner
 from middleware.cc_to_sf import poll
 from middleware.services.lookups import get_setup
 from middleware.services.shapes import error_view
@@ -18,8 +18,6 @@ from middleware.store import errors as error_repo
 from middleware.store.models import SyncError
 
 log = logging.getLogger(__name__)
-
-FLUSH_JOB = "jobs.flush.flush_setup"
 
 
 def _error_filter(setup_id: int, status: str | None, code: str | None) -> Any:
@@ -92,10 +90,10 @@ def retry_errors(
         marked += intake.mark_dirty(redis, setup_id, sf_object, sorted(ids))
     flush_job = None
     if marked:
-        key = intake.flush_job_key(setup_id)
+        job = runner.flush_resume(setup_id)
         flush_job = queue.ensure_scheduled(
-            key, FLUSH_JOB, [setup_id], queue=queue.WEBHOOKS, connection=redis
-        ) or queue.pending_job_id(key, connection=redis)
+            job.key, job.func, [setup_id], queue=job.queue, connection=redis
+        ) or queue.pending_job_id(job.key, connection=redis)
     if awaiting_poll:
         # CC → SF errors are retried by the poll, which re-reads the contacts they name.
         queue.ensure_scheduled(

@@ -14,6 +14,7 @@ from middleware.extension import EXTENSION, handles
 from middleware.web.problems import problem
 from schemas import json_input
 from schemas.json_input import MAX_JSON_DEPTH
+from schemas.setup import MAX_ID
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -61,8 +62,8 @@ def get_redis() -> Redis:
 
 # --------------------------------------------------------------------------- request bodies
 
-# The widest id the store can hold everywhere: PostgreSQL INTEGER primary keys (SQLite's are wider).
-MAX_DB_ID = 2**31 - 1
+# The widest id the store can hold everywhere (PostgreSQL INTEGER primary keys); the schema owns it.
+MAX_DB_ID = MAX_ID
 
 
 class BadInput(Exception):

@@ -43,8 +43,9 @@ from flask import Blueprint, Response, has_app_context, jsonify, request
 from redis.exceptions import RedisError
 from werkzeug.datastructures import EnvironHeaders
 
-from middleware import intake, metrics, queue
+from middleware import intake, metrics, queue, runner
 from middleware.salesforce.events import ChangeHint, InvalidEvents, parse_events
+from middleware.services.lookups import storable_id
 from middleware.store import setups as setup_repo
 from middleware.web import get_redis, get_settings, get_store, handles, problem
 from middleware.web.webhook_input import BodyTooLarge, read_body
@@ -61,9 +62,6 @@ UNKNOWN_CACHE_SECONDS = 2.0
 # Setups (and unknown ids) remembered at most; a flood of made-up ids empties the cache instead
 # of growing it.
 SETUP_CACHE_MAX = 10_000
-# Setup ids are PostgreSQL `integer`s: a larger id in the URL cannot name a setup (and querying
-# it raised a database error, answered "503 retry" forever).
-MAX_SETUP_ID = 2**31 - 1
 
 # Which change events matter to a setup of each object type. Account changes reach Contact
 # setups too: a renamed Account changes its contacts' company name.
@@ -83,7 +81,6 @@ class _SetupView:
     auth: str
     object_type: str
     platform_event: dict[str, Any] | None
-    loaded_at: float
 
 
 _cache_lock = threading.Lock()
@@ -101,7 +98,8 @@ def _cache() -> dict[int, tuple[float, _SetupView | None]]:
 
 def _load_setup(setup_id: int) -> _SetupView | None:
     """The setup's view, or None for an id no setup has (remembered for a shorter while)."""
-    if not 0 < setup_id <= MAX_SETUP_ID:
+    if not storable_id(setup_id):
+        # A larger id cannot name a setup (querying it raised a database error, "503 retry").
         return None
     now = time.monotonic()
     cache = _cache()
@@ -124,7 +122,6 @@ def _load_setup(setup_id: int) -> _SetupView | None:
                 auth=webhook.get("auth", "shared_secret"),
                 object_type=options.get("object_type", "Contact"),
                 platform_event=webhook.get("platform_event"),
-                loaded_at=now,
             )
     with _cache_lock:
         if len(cache) >= SETUP_CACHE_MAX:
@@ -290,12 +287,12 @@ def accept(setup_id: int, environ: dict[str, Any]) -> Response | tuple[Response,
     keep, echoes, other = _relevant(hints, view.object_type)
     try:
         redis = get_redis()
-        flush_key = intake.flush_job_key(setup_id)
+        flush_job = runner.flush_resume(setup_id)
         added = intake.add_hints(
             redis,
             setup_id,
             keep,
-            guard_key=queue.guard_key(flush_key),
+            guard_key=queue.guard_key(flush_job.key),
             job_key_prefix=queue.JOB_KEY_PREFIX,
         )
     except RedisError:
@@ -313,11 +310,11 @@ def accept(setup_id: int, environ: dict[str, Any]) -> Response | tuple[Response,
     if added.waiting and not queue.guard_is_fresh(added.guard, delay, added.guard_job_status):
         try:
             scheduled = queue.ensure_scheduled(
-                flush_key,
-                "jobs.flush.flush_setup",
+                flush_job.key,
+                flush_job.func,
                 [setup_id],
                 delay=delay,
-                queue=queue.WEBHOOKS,
+                queue=flush_job.queue,
                 connection=redis,
             )
         except Exception:

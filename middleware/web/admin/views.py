@@ -101,14 +101,8 @@ def delete_connection_view(connection_id: int) -> Response:
 )
 def check_connection_view(connection_id: int) -> Response:
     """Calls the vendor through the real client (refreshing if needed) and records the status."""
-    with get_store().transaction() as session:
-        vendor = get_connection(session, connection_id).vendor
     result = connections.check_connection(
-        get_settings(),
-        get_store(),
-        get_redis(),
-        connection_id,
-        session=connections.vendor_session(current_app.config, vendor),
+        get_settings(), get_store(), get_redis(), connection_id, config=current_app.config
     )
     return dump(s.ConnectionCheckSchema, result)
 
