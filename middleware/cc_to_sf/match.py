@@ -61,7 +61,7 @@ def find_matches(
         if not emails:
             continue
         fields = rules.email_fields(ctx.options, org, sf_object)  # type: ignore[arg-type]
-        opt = "PersonHasOptedOutOfEmail" if sf_object == "Account" else "HasOptedOutOfEmail"
+        opt = rules.opt_out_field(sf_object)  # type: ignore[arg-type]
         select_list = ", ".join(dict.fromkeys(["Id", "CreatedDate", opt, *fields]))
         prefix = f"SELECT {select_list} FROM {sf_object} WHERE ({fields[0]}"
         others = "".join(f" OR {f} IN ()" for f in fields[1:])

@@ -122,7 +122,6 @@ FULL_SYNC_LOOKUPS = 10
 FULL_SYNC_FILL_MAX = 50_000
 # The opt-out checkbox of the other object types an unsubscribe reaches (a Person Account's
 # is on the Account).
-OPT_OUT_FIELDS = {"Account": "PersonHasOptedOutOfEmail"}
 # Constant Contact values the export carries and a Full Sync can compare with Salesforce's.
 COMPARABLE = ("first_name", "last_name", "job_title", "company_name")
 
@@ -1186,7 +1185,7 @@ class FullSync:
                     # Only the standard field: an NPSP alternate address never opts out.
                     if match.opted_out or not match.on_standard_email:
                         continue
-                    field_name = OPT_OUT_FIELDS.get(match.sf_object, "HasOptedOutOfEmail")
+                    field_name = cc_to_sf.opt_out_field(match.sf_object)
                     found.setdefault(match.sf_object, (field_name, []))[1].append(
                         (match.sf_id, match.email)
                     )

@@ -32,6 +32,7 @@ from middleware.sync import (
 )
 from middleware.sync.mapping import import_row, object_fields, put_body
 from middleware.sync.sf_to_cc import cc_contact, joins_lists
+from middleware.vendor_errors import RecordRejected
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +45,6 @@ _EMAIL = re.compile(r"[^\s'\"<>(),;:]+@[^\s'\"<>(),;:]+\.[A-Za-z]{2,}")
 
 def _code(exc: CCError) -> str:
     return exc.error_key or type(exc).__name__
-
-
-def _record_problem(exc: CCError) -> bool:
-    """A 4xx about the record itself (not auth, quota, throttling or an outage)."""
-    return (
-        not exc.retryable
-        and not exc.needs_attention
-        and exc.status is not None
-        and 400 <= exc.status < 500
-        and exc.status not in (401, 403, 429)
-    )
 
 
 def _put_each(
@@ -76,8 +66,8 @@ def _put_each(
         try:
             cc.update_contact(action.contact_id, dict(action.body))
         except CCError as exc:
-            if not _record_problem(exc):
-                raise
+            if not isinstance(exc, RecordRejected):
+                raise  # auth, quota, throttling and outages are not the record's: the job's
             outcome.failures.append(
                 Failure(action.sf_id, _code(exc), exc.message, cc_contact_id=action.contact_id)
             )
@@ -172,7 +162,7 @@ def _one_by_one(
                 )
                 cc.update_contact(str(found["contact_id"]), body)
         except CCError as exc:
-            if not _record_problem(exc):
+            if not isinstance(exc, RecordRejected):
                 raise
             outcome.failures.append(Failure(row.sf_id, _code(exc), exc.message, email=row.email))
             continue
@@ -187,7 +177,8 @@ def _imports(
 ) -> None:
     posted: list[tuple[list[Import], list[dict[str, Any]]]] = []
     for list_ids, rows in plan.import_batches():
-        rows = [row for row in rows if row.sf_id not in outcome.failed_ids]
+        failed = outcome.failed_ids
+        rows = [row for row in rows if row.sf_id not in failed]
         _one_by_one(
             cc, [r for r in rows if len(r.email) > IMPORT_EMAIL_MAX], custom_field_ids, outcome
         )
@@ -235,8 +226,9 @@ def _list_activities(cc: ConstantContactClient, plan: Plan, outcome: Outcome) ->
 
 def _deletes(cc: ConstantContactClient, plan: Plan, outcome: Outcome) -> None:
     started: list[dict[str, Any]] = []
+    failed = outcome.failed_ids
     for batch in plan.delete_batches():
-        ids = [d.contact_id for d in batch if d.contact_id and d.sf_id not in outcome.failed_ids]
+        ids = [d.contact_id for d in batch if d.contact_id and d.sf_id not in failed]
         if ids:
             started += cc.delete_contacts(ids)
             outcome.counts["deleted"] += len(ids)

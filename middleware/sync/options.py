@@ -94,17 +94,6 @@ class Schedule:
     poll_minutes: int
     catch_up_minutes: int
 
-    def as_dict(self) -> dict[str, Any]:
-        """The mapping ``fullsync.schedule`` reads."""
-        return {
-            "full_sync": self.full_sync,
-            "at": self.at,
-            "timezone": self.timezone,
-            "weekday": self.weekday,
-            "poll_minutes": self.poll_minutes,
-            "catch_up_minutes": self.catch_up_minutes,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class PlatformEvent:
