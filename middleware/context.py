@@ -33,6 +33,12 @@ class Context:
     run_id: int | None = None
     main_list_id: str = ""
     custom_field_ids: dict[str, str] = field(default_factory=dict)
+    # Segmentation lists (:mod:`middleware.sf_to_cc.segments`): maintained Campaign id → list id,
+    # the lists of Campaigns no longer maintained, checkbox list name → list id.
+    campaign_list_ids: dict[str, str] = field(default_factory=dict)
+    frozen_list_ids: frozenset[str] = frozenset()
+    checkbox_list_ids: dict[str, str] = field(default_factory=dict)
+    segments_prepared: bool = False
 
     @property
     def sf_object(self) -> str:

@@ -455,8 +455,8 @@ class SetupSchema(_Strict):
         load_default=None,
         allow_none=True,
         metadata=_describe(
-            "One CC list per Campaign / List View; none = off. Not available yet: "
-            "any value but null is refused with 422."
+            "One CC list per active Salesforce Campaign with members, named like it; none = "
+            'off. Not available yet: source "list_views" is refused with 422.'
         ),
     )
     checkbox_lists = fields.List(
@@ -573,8 +573,11 @@ class SetupSchema(_Strict):
     # accepted and silently ignored.
     @validates("campaign_lists")
     def _campaign_lists_not_yet(self, value: Any, **_: Any) -> None:
-        if value is not None:
-            raise ValidationError(_not_available_yet("campaign_lists", "null or leave it out"))
+        if value is not None and value.get("source") == "list_views":
+            raise ValidationError(
+                'campaign_lists with source "list_views" is not available yet: List View '
+                'lists are not built; use source "campaigns" or null.'
+            )
 
     @validates("sync_all_campaign_recipients")
     def _campaign_recipients_not_yet(self, value: bool, **_: Any) -> None:

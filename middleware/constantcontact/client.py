@@ -61,6 +61,7 @@ IMPORT_MAX_BYTES = 3_900_000
 ACTIVITY_IDS_MAX = 500  # contact_ids per list-membership / delete activity
 ACTIVITY_LISTS_MAX = 50  # list_ids per activity
 CUSTOM_FIELDS_PAGE = 100
+LISTS_PAGE = 1000  # GET /contact_lists answers up to 1,000 per page, an account's whole cap
 FINAL_STATES = {"completed", "failed", "cancelled", "timed_out"}
 FAILED_STATES = {"failed", "cancelled", "timed_out"}
 
@@ -439,6 +440,46 @@ class ConstantContactClient:
             if item.get("name") == name:
                 return item  # type: ignore[no-any-return]
         return None
+
+    def iter_lists(self) -> Iterator[dict[str, Any]]:
+        """``GET /contact_lists`` every active list (``limit`` 1000: an account holds ≤ 1,000,
+        so one call)."""
+        path: str = "/contact_lists"
+        params: dict[str, Any] | None = {"limit": LISTS_PAGE, "status": "active"}
+        while True:
+            page = self._json("GET", path, params=params)
+            for item in page.get("lists") or []:
+                self._lists.setdefault(str(item.get("name")), item)
+                yield item
+            href = ((page.get("_links") or {}).get("next") or {}).get("href")
+            if not href:
+                return
+            path, params = self._path_of(href), None
+
+    def create_list(self, name: str, description: str | None = None) -> dict[str, Any]:
+        """``POST /contact_lists`` (1 call); a name already taken raises ``Conflict``."""
+        body: dict[str, Any] = {"name": name}
+        if description:
+            body["description"] = description
+        created: dict[str, Any] = self._json(
+            "POST", "/contact_lists", json_body=body, expect=(201, 200)
+        )
+        self._lists[name] = created
+        return created
+
+    def rename_list(self, list_id: str, name: str) -> dict[str, Any]:
+        """``GET`` then ``PUT /contact_lists/{list_id}`` (2 calls): the PUT replaces the whole
+        list, so its favorite flag and description are sent back as they are."""
+        current = self._json("GET", f"/contact_lists/{list_id}")
+        body = {
+            "name": name,
+            "favorite": bool(current.get("favorite")),
+            "description": current.get("description") or "",
+        }
+        updated: dict[str, Any] = self._json("PUT", f"/contact_lists/{list_id}", json_body=body)
+        self._lists.pop(str(current.get("name")), None)
+        self._lists[name] = updated
+        return updated
 
     def iter_custom_fields(self) -> Iterator[dict[str, Any]]:
         """``GET /contact_custom_fields`` every page (``limit`` 100; an account holds ≤ 100)."""

@@ -67,6 +67,7 @@ from middleware.fullsync.partitions import Partition
 from middleware.fullsync.screen import (
     Classified,
     Classifier,
+    ListsSegmenter,
     Screened,
     Segmenter,
     adopt_classifier,
@@ -78,6 +79,7 @@ from middleware.outcome import Failure, Outcome, merge_outcomes
 from middleware.salesforce.client import soql_string
 from middleware.sf_to_cc import read as sf_read
 from middleware.sf_to_cc import record as sf_record
+from middleware.sf_to_cc import segments as sf_segments
 from middleware.sf_to_cc import write as sf_write
 from middleware.store import errors as errors_repo
 from middleware.store import links as links_repo
@@ -299,6 +301,7 @@ class FullSync:
         self.budget = budget or Budget()
         self.partition = partition or Partition()
         self.segmenter = segmenter or filter_segmenter(ctx.options)
+        self._own_segmenter = segmenter is None
         self.page_size = page_size
         self.bulk_page = bulk_page
         self.flush_rows = flush_rows
@@ -339,6 +342,7 @@ class FullSync:
             self._spool = spool
             self._phase("prepare")
             sf_read.prepare_targets(self.ctx)
+            self._prepare_segments()
             self._check_budget(cc_next=3 + 2, sf_next=3)
             # Both vendors and the store are read at once: the Constant Contact export is
             # produced and the links streamed while the Salesforce query is parsed here.
@@ -373,6 +377,24 @@ class FullSync:
             self._optouts(spool)
             self._phase("done")
         return self.result
+
+    def _prepare_segments(self) -> None:
+        """Campaign and checkbox lists (:mod:`middleware.sf_to_cc.segments`): the Campaigns read
+        again, their lists made or renamed, every maintained Campaign's members read once, and
+        the segmenter the screening uses built from them."""
+        if not sf_segments.segmented(self.ctx):
+            return
+        prepared = sf_segments.prepare(self.ctx, refresh=True)
+        self.result.outcome.warnings.extend(prepared.warnings)
+        if not self._own_segmenter:
+            return
+        members: dict[str, tuple[str, ...]] = {}
+        if self.options.campaign_lists is not None:
+            expected = sf_segments.maintained_members(self.ctx)
+            members = sf_segments.all_memberships(self.ctx, expected)
+        self.segmenter = ListsSegmenter(
+            self.options, members, self.ctx.campaign_list_ids, self.ctx.checkbox_list_ids
+        )
 
     # ------------------------------------------------------------------------------ reading
 
@@ -848,6 +870,7 @@ class FullSync:
             now=self.ctx.now(),
             segment_lists=segment_lists if segmented else None,
             unmatched_ids=unmatched,
+            frozen_lists=self.ctx.frozen_list_ids,
             full_sync=True,
             reset=self.reset,
         )
@@ -1136,6 +1159,7 @@ class FullSync:
                 custom_field_ids=self.ctx.custom_field_ids,
                 now=self.ctx.now(),
                 missing_ids=missing,
+                frozen_lists=self.ctx.frozen_list_ids,
                 full_sync=True,
                 reset=self.reset,
             )

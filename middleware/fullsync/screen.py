@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from middleware.fullsync.spool import SEP, joined_page, open_reader
+from middleware.sync.campaigns import in_campaign_scope, member_key, segment_lists
 from middleware.sync.mapping import fingerprint, map_record, object_fields
 from middleware.sync.options import SetupOptions
 from middleware.sync.segments import matches_filter
@@ -42,6 +43,38 @@ class FilterSegmenter:
 
     def __call__(self, record: Mapping[str, Any]) -> tuple[bool, tuple[str, ...] | None]:
         return bool(record.get("IsDeleted")) or matches_filter(self.options, record), None
+
+
+@dataclass(frozen=True)
+class ListsSegmenter:
+    """The filter, and the segmentation lists: Campaign lists (``memberships``: member key →
+    maintained Campaign ids, read once per run) and checkbox lists. A record outside every
+    maintained Campaign does not match (with ``campaign_lists``). Pickles, like
+    :class:`FilterSegmenter`."""
+
+    options: SetupOptions
+    memberships: Mapping[str, tuple[str, ...]]
+    campaign_list_ids: Mapping[str, str]
+    checkbox_list_ids: Mapping[str, str]
+
+    def __call__(self, record: Mapping[str, Any]) -> tuple[bool, tuple[str, ...] | None]:
+        if record.get("IsDeleted"):
+            return True, None
+        key = member_key(self.options, record)
+        member_of = self.memberships.get(key, ()) if key else ()
+        if not (
+            matches_filter(self.options, record)
+            and in_campaign_scope(self.options, member_of, self.campaign_list_ids)
+        ):
+            return False, None
+        lists = segment_lists(
+            self.options,
+            record,
+            memberships=member_of,
+            campaign_list_ids=self.campaign_list_ids,
+            checkbox_list_ids=self.checkbox_list_ids,
+        )
+        return True, lists
 
 
 def _flag(value: Any) -> bool:

@@ -36,8 +36,8 @@ from middleware.constantcontact.client import ConstantContactClient
 from middleware.context import Context
 from middleware.queue import Runtime, interval_passed
 from middleware.salesforce.client import SalesforceClient
-from middleware.sf_to_cc import collect, read
-from middleware.sf_to_cc.flush import BATCH_SIZE, FlushResult, sync_records
+from middleware.sf_to_cc import collect, read, segments
+from middleware.sf_to_cc.flush import BATCH_SIZE, FlushResult, prepare_segments, sync_records
 from middleware.store import cursors
 from middleware.store.db import Store
 from middleware.store.models import Cursor, Setup
@@ -121,6 +121,20 @@ def catch_up(ctx: Context, *, first_window: timedelta, batch_size: int = BATCH_S
             more, _gone = read.read_records(ctx, ids)
             records += more
             seen.update(str(r["Id"]) for r in more)
+    result = FlushResult()
+    if segments.segmented(ctx):
+        members = prepare_segments(ctx, result.outcome, None)
+        if ctx.options.campaign_lists is not None:
+            column = segments.member_column(ctx)
+            for row in collect.changed(ctx, "CampaignMember", [column], state, start):
+                person = segments.person_of(ctx, row)
+                if person:
+                    members.append(person)
+        ids = [i for i in dict.fromkeys(members) if i not in seen]
+        if ids:
+            more, _gone = read.read_records(ctx, ids)
+            records += more
+            seen.update(str(r["Id"]) for r in more)
     missing: list[str] = []
     warnings: list[str] = []
     deleted = [i for i in collect.deleted(ctx, state, start, warnings) if i not in seen]
@@ -129,7 +143,6 @@ def catch_up(ctx: Context, *, first_window: timedelta, batch_size: int = BATCH_S
         # one does not come back at all (and its link is retired).
         again, missing = read.read_records(ctx, deleted)
         records += again
-    result = FlushResult()
     result.outcome.warnings.extend(warnings)
     if records or missing:
         read.prepare_targets(ctx)

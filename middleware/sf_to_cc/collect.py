@@ -18,6 +18,7 @@ from typing import Any
 from middleware.context import Context
 from middleware.salesforce.client import soql_string
 from middleware.salesforce.errors import SalesforceError
+from middleware.sf_to_cc import segments
 from middleware.sf_to_cc.read import select_fields
 from middleware.store import links as links_repo
 
@@ -44,8 +45,11 @@ def parse_modstamp(value: Any) -> datetime | None:
 
 
 def expand_ids(ctx: Context, ids: Mapping[str, list[str]]) -> list[str]:
-    """Record ids of the setup's object for a batch; Account changes reach their contacts."""
+    """Record ids of the setup's object for a batch; Account changes reach their contacts, and
+    CampaignMember changes (a member added or removed) the records they name."""
     own = list(ids.get(ctx.sf_object, []))
+    if ctx.options.campaign_lists is not None:
+        own += segments.people_of_members(ctx, ids.get("CampaignMember", []))
     accounts = ids.get("Account", []) if ctx.sf_object == "Contact" else []
     prefix = "SELECT Id FROM Contact WHERE AccountId"
     for chunk in ctx.sf.id_chunks(prefix, accounts) if accounts else ():

@@ -27,7 +27,7 @@ from middleware.context import Context
 from middleware.outcome import Outcome, merge_outcomes
 from middleware.queue import Runtime
 from middleware.salesforce.client import SalesforceClient
-from middleware.sf_to_cc import collect, plan, read, record, write
+from middleware.sf_to_cc import collect, plan, read, record, segments, write
 from middleware.sf_to_cc.pacing import last_flush_key, pacing_delay
 from middleware.store import cursors
 from middleware.sync import CcContact
@@ -58,7 +58,8 @@ def sync_records(
     by_id = {str(r["Id"]): r for r in records}
     missing = sorted(set(missing_ids) - set(by_id))
     links = read.batch_links(ctx, records, [*by_id, *missing])
-    outside = plan.outside_filter(ctx, records)
+    segs = segments.batch_segments(ctx, records)
+    outside = plan.outside_filter(ctx, records) | segs.outside
     contacts, resolved = read.cc_lookups(ctx, by_id, missing, links.own, outside)
     for sf_id, contact_id in resolved.items():
         links.own[sf_id] = replace(links.own[sf_id], cc_contact_id=contact_id)
@@ -70,6 +71,7 @@ def sync_records(
         contacts=contacts,
         missing=missing,
         outside=outside,
+        segment_lists=segs.lists,
         reset=reset,
     )
     outcome = write.execute(ctx.cc, batch_plan, ctx.custom_field_ids)
@@ -154,6 +156,9 @@ def flush(
             return result
         if not prepared:
             read.prepare_targets(ctx)
+        if not prepared or batch.ids.get("Campaign"):
+            # A Campaign's change (name, status, record type) re-reads the Campaigns.
+            prepare_segments(ctx, result.outcome, redis, refresh=bool(batch.ids.get("Campaign")))
             prepared = True
         records, missing = read.read_records(ctx, collect.expand_ids(ctx, batch.ids))
         for entity, stamp in catchups.items():
@@ -166,6 +171,28 @@ def flush(
         intake.ack_catchups(redis, ctx.setup_id, catchups)
         result.add(done)
         record.progress(ctx, result.records)
+
+
+def prepare_segments(
+    ctx: Context, outcome: Outcome, redis: Redis | None, *, refresh: bool = False
+) -> list[str]:
+    """The setup's segmentation lists (:func:`segments.prepare`), warnings onto the run; the
+    members of Campaigns it starts maintaining are marked dirty in the intake when ``redis`` is
+    given (the flush then takes them in its batches), else returned for the caller to sync."""
+    prepared = segments.prepare(ctx, refresh=refresh)
+    outcome.warnings.extend(prepared.warnings)
+    members = segments.members_of(ctx, prepared.newly_maintained)
+    if members:
+        log.info(
+            "setup %s: %d Campaign(s) newly maintained, %d member(s) to sync",
+            ctx.setup_id,
+            len(prepared.newly_maintained),
+            len(members),
+        )
+    if redis is not None and members:
+        intake.mark_dirty(redis, ctx.setup_id, ctx.sf_object, members)
+        return []
+    return members
 
 
 def catch_up_all(ctx: Context, *, batch_size: int = BATCH_SIZE) -> FlushResult:
@@ -181,10 +208,17 @@ def catch_up_all(ctx: Context, *, batch_size: int = BATCH_SIZE) -> FlushResult:
     overlap = collect.CATCH_UP_OVERLAP if raw else timedelta(0)
     read.prepare_targets(ctx)
     result = FlushResult()
+    # Members of Campaigns the setup starts maintaining, and — after a first run, which reads
+    # every record anyway — the records whose Campaign membership changed since the cursor.
+    members = prepare_segments(ctx, result.outcome, None, refresh=True)
+    if raw and ctx.options.campaign_lists is not None:
+        members += segments.members_changed_since(ctx, since - overlap)
     pending: list[dict[str, Any]] = []
     newest = since
+    synced: set[str] = set()
 
     def record_batch(batch: list[dict[str, Any]]) -> None:
+        synced.update(str(r["Id"]) for r in batch)
         result.add(sync_records(ctx, batch))
         with ctx.store.transaction() as session:
             cursors.set_cursor(session, ctx.setup_id, CURSOR_MODSTAMP, newest.isoformat())
@@ -202,6 +236,11 @@ def catch_up_all(ctx: Context, *, batch_size: int = BATCH_SIZE) -> FlushResult:
             pending = []
     if pending:
         record_batch(pending)
+    rest = [i for i in dict.fromkeys(members) if i not in synced]
+    for index in range(0, len(rest), batch_size):
+        records, missing = read.read_records(ctx, rest[index : index + batch_size])
+        result.add(sync_records(ctx, records, missing))
+        record.progress(ctx, result.records)
     return result
 
 

@@ -29,9 +29,11 @@ def plan_batch(
     contacts: Iterable[CcContact],
     missing: Sequence[str],
     outside: set[str],
+    segment_lists: Mapping[str, Sequence[str]] | None = None,
     reset: bool = False,
 ) -> Plan:
-    """One batch's plan (:func:`plan_sf_to_cc`) with the setup's CC targets and clock."""
+    """One batch's plan (:func:`plan_sf_to_cc`) with the setup's CC targets and clock;
+    ``segment_lists`` as :func:`.segments.batch_segments` gives them (None: not segmented)."""
     return plan_sf_to_cc(
         ctx.options,
         records,
@@ -42,6 +44,8 @@ def plan_batch(
         now=ctx.now(),
         missing_ids=missing,
         unmatched_ids=outside,
+        segment_lists=segment_lists,
+        frozen_lists=ctx.frozen_list_ids,
         reset=reset,
     )
 

@@ -257,6 +257,8 @@ def soql_fields(setup: SetupOptions) -> list[str]:
     custom += [e.sf_field for e in setup.other_email_fields]
     custom += [e.field for e in setup.checkbox_lists]
     names += [apply_namespace(name, ns) for name in custom]
+    if setup.campaign_lists is not None and setup.object_type == "Account":
+        names.append("PersonContactId")  # a Person Account's CampaignMembers name its contact
     return list(dict.fromkeys(names))
 
 

@@ -67,6 +67,16 @@ class CheckboxList:
 
 
 @dataclass(frozen=True, slots=True)
+class CampaignLists:
+    """One CC list per Salesforce Campaign (or List View) of the setup's choosing (seed guide)."""
+
+    source: str  # "campaigns" | "list_views"
+    selected: tuple[str, ...]  # names; empty = every active one with members
+    record_type_labels: tuple[str, ...]  # campaigns only; empty = any record type
+    excluded: tuple[str, ...]  # names never synced; wins over `selected`
+
+
+@dataclass(frozen=True, slots=True)
 class Condition:
     """One ``filter`` condition over a Salesforce field."""
 
@@ -125,7 +135,7 @@ class SetupOptions:
     schedule: Schedule
     sync_to_cc: bool
     sync_to_sf: bool
-    campaign_lists: Mapping[str, Any] | None
+    campaign_lists: CampaignLists | None
     checkbox_lists: tuple[CheckboxList, ...]
     new_cc_contact_on_email_change: bool
     unsubscribe_on_sf_opt_out: bool
@@ -194,7 +204,14 @@ class SetupOptions:
             ),
             sync_to_cc=setup["sync_to_cc"],
             sync_to_sf=setup["sync_to_sf"],
-            campaign_lists=setup["campaign_lists"],
+            campaign_lists=None
+            if setup["campaign_lists"] is None
+            else CampaignLists(
+                source=setup["campaign_lists"]["source"],
+                selected=tuple(setup["campaign_lists"]["selected"]),
+                record_type_labels=tuple(setup["campaign_lists"]["record_type_labels"]),
+                excluded=tuple(setup["campaign_lists"]["excluded"]),
+            ),
             checkbox_lists=tuple(
                 CheckboxList(e["field"], e["list"]) for e in setup["checkbox_lists"]
             ),

@@ -117,6 +117,7 @@ class _Builder:
     outcomes: list[Action] = field(default_factory=list)
     adds: dict[str, set[str]] = field(default_factory=dict)
     removes: dict[str, set[str]] = field(default_factory=dict)
+    frozen: frozenset[str] = frozenset()  # lists the setup no longer maintains: never touched
 
     def add(self, contact_id: str, list_ids: Iterable[str]) -> None:
         if not contact_id:
@@ -128,6 +129,8 @@ class _Builder:
         if not contact_id:
             return
         for list_id in list_ids:
+            if list_id in self.frozen:
+                continue
             self.removes.setdefault(list_id, set()).add(contact_id)
 
     def skip(self, sf_id: str, reason: str) -> None:
@@ -210,6 +213,7 @@ def plan_sf_to_cc(
     missing_ids: Iterable[str] = (),
     segment_lists: Mapping[str, Sequence[str]] | None = None,
     unmatched_ids: Iterable[str] = (),
+    frozen_lists: Iterable[str] = (),
     full_sync: bool = False,
     reset: bool = False,
 ) -> Plan:
@@ -225,8 +229,10 @@ def plan_sf_to_cc(
     no longer match the setup's segmentation (``filter``), with or without their record in
     ``records``: deletes, conversions and opt-outs still apply to them, but they are not pushed
     and a linked one leaves this setup's lists (in a ``full_sync`` with
-    ``remove_unmatched_from_all_lists``: every list CC has it on). ``reset``: ignore fingerprints
-    (a reset Full Sync).
+    ``remove_unmatched_from_all_lists``: every list CC has it on). ``frozen_lists``: lists the
+    setup no longer maintains (a Campaign that stopped qualifying, :mod:`.campaigns`): nobody is
+    removed from them (the links forget them; ``segment_lists`` never names one). ``reset``:
+    ignore fingerprints (a reset Full Sync).
     """
     if not setup.sync_to_cc:
         return Plan()
@@ -248,7 +254,7 @@ def plan_sf_to_cc(
     gone = sorted(set(missing_ids) - set(by_id))
     unmatched = set(unmatched_ids) - set(gone)
     all_lists = full_sync and setup.remove_unmatched_from_all_lists
-    out = _Builder()
+    out = _Builder(frozen=frozenset(frozen_lists))
     compiled = mapping_plan(setup)
 
     # --- pass 1: lifecycle rules, and who claims which address -------------------------------

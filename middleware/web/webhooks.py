@@ -70,6 +70,9 @@ RELEVANT_ENTITIES = {
     "Lead": ("Lead",),
     "Account": ("Account",),
 }
+# With campaign_lists on, a member added to or removed from a Campaign (and a Campaign renamed,
+# activated or deactivated) changes the setup's lists too.
+CAMPAIGN_ENTITIES = ("Campaign", "CampaignMember")
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class _SetupView:
     auth: str
     object_type: str
     platform_event: dict[str, Any] | None
+    campaign_lists: bool = False
 
 
 _cache_lock = threading.Lock()
@@ -122,6 +126,7 @@ def _load_setup(setup_id: int) -> _SetupView | None:
                 auth=webhook.get("auth", "shared_secret"),
                 object_type=options.get("object_type", "Contact"),
                 platform_event=webhook.get("platform_event"),
+                campaign_lists=options.get("campaign_lists") is not None,
             )
     with _cache_lock:
         if len(cache) >= SETUP_CACHE_MAX:
@@ -223,8 +228,10 @@ def _refusal(setup_id: int, now: float, headers: EnvironHeaders) -> str:
     return f"no setup {setup_id} accepts this request: unknown setup, or wrong credentials"
 
 
-def _relevant(hints: list[ChangeHint], object_type: str) -> tuple[list[ChangeHint], int, int]:
-    wanted = RELEVANT_ENTITIES.get(object_type, (object_type,))
+def _relevant(hints: list[ChangeHint], view: _SetupView) -> tuple[list[ChangeHint], int, int]:
+    wanted = RELEVANT_ENTITIES.get(view.object_type, (view.object_type,))
+    if view.campaign_lists:
+        wanted = (*wanted, *CAMPAIGN_ENTITIES)
     keep: list[ChangeHint] = []
     echoes = other = 0
     for hint in hints:
@@ -284,7 +291,7 @@ def accept(setup_id: int, environ: dict[str, Any]) -> Response | tuple[Response,
         metrics.webhook_event("salesforce", "rejected", "invalid")
         return problem(400, "Bad Request", str(exc), field=exc.field, errors=exc.errors)
 
-    keep, echoes, other = _relevant(hints, view.object_type)
+    keep, echoes, other = _relevant(hints, view)
     try:
         redis = get_redis()
         flush_job = runner.flush_resume(setup_id)

@@ -496,9 +496,6 @@ def test_consistent_setup_has_no_warnings():
 
 NOT_AVAILABLE_YET = [
     pytest.param(
-        {"campaign_lists": {"source": "campaigns"}}, "campaign_lists", id="campaign-lists"
-    ),
-    pytest.param(
         {"campaign_lists": {"source": "list_views", "selected": ["Spring"]}},
         "campaign_lists",
         id="campaign-lists-list-views",
@@ -524,7 +521,18 @@ NOT_AVAILABLE_YET = [
 def test_campaign_options_are_refused_until_built(options, option):
     errors = errors_of(**options)
     assert list(errors) == [option]
-    assert any(f"{option} is not available yet" in m for m in errors[option]), errors
+    assert any(f"{option} " in m and "is not available yet" in m for m in errors[option]), errors
+
+
+def test_campaign_lists_from_campaigns_are_accepted_with_their_defaults():
+    setup, warnings = load(campaign_lists={"source": "campaigns"})
+    assert setup["campaign_lists"] == {
+        "source": "campaigns",
+        "selected": [],
+        "record_type_labels": [],
+        "excluded": [],
+    }
+    assert warnings == []
 
 
 def test_campaign_options_off_values_stay_accepted():

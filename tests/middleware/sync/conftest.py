@@ -117,6 +117,7 @@ def run(
     segment_lists: Mapping[str, list[str]] | None = None,
     custom_field_ids: Mapping[str, str] | None = None,
     unmatched: Iterable[str] = (),
+    frozen_lists: Iterable[str] = (),
     full_sync: bool = False,
     reset: bool = False,
 ) -> Plan:
@@ -131,6 +132,7 @@ def run(
         missing_ids=list(missing),
         segment_lists=segment_lists,
         unmatched_ids=list(unmatched),
+        frozen_lists=list(frozen_lists),
         full_sync=full_sync,
         reset=reset,
     )

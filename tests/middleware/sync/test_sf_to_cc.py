@@ -237,6 +237,28 @@ CASES = [
             ("update_link", "003A", {"list_ids": (MAIN, "L-new")}),
         ],
     ),
+    case(
+        # A Campaign the setup no longer maintains keeps its list as it is: nobody leaves it.
+        "a-frozen-campaign-list-is-never-removed-from",
+        links=[link_for(BASE, REC, list_ids=(MAIN, SEG))],
+        contacts=[cc(list_memberships=(MAIN, SEG))],
+        segment_lists={"003A": []},
+        frozen_lists=[SEG],
+        expected=[("update_link", "003A", {"list_ids": (MAIN,)})],
+    ),
+    case(
+        "out-of-every-campaign-leaves-the-setup-lists-but-not-a-frozen-one",
+        unmatched=["003A"],
+        links=[link_for(BASE, REC, list_ids=(MAIN, SEG, "L-new"))],
+        contacts=[cc(list_memberships=(MAIN, SEG, "L-new"))],
+        frozen_lists=[SEG],
+        expected=[
+            ("remove", MAIN, ("C1",)),
+            ("remove", "L-new", ("C1",)),
+            ("update_link", "003A", {"list_ids": ()}),
+            ("skip", "003A", r.REASON_UNMATCHED),
+        ],
+    ),
     # --- opt-outs -----------------------------------------------------------------------------
     case(
         "opted-out-never-synced-is-not-created-nor-linked",
