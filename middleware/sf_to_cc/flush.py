@@ -176,17 +176,18 @@ def flush(
 def prepare_segments(
     ctx: Context, outcome: Outcome, redis: Redis | None, *, refresh: bool = False
 ) -> list[str]:
-    """The setup's segmentation lists (:func:`segments.prepare`), warnings onto the run; the
-    members of Campaigns it starts maintaining are marked dirty in the intake when ``redis`` is
-    given (the flush then takes them in its batches), else returned for the caller to sync."""
+    """The setup's segmentation lists (:func:`segments.prepare`), warnings onto the run. The
+    members of Campaigns it starts or stops maintaining are marked dirty in the intake when
+    ``redis`` is given (the flush then takes them in its batches), else returned to sync."""
     prepared = segments.prepare(ctx, refresh=refresh)
     outcome.warnings.extend(prepared.warnings)
-    members = segments.members_of(ctx, prepared.newly_maintained)
+    members = segments.members_of(ctx, [*prepared.newly_maintained, *prepared.newly_frozen])
     if members:
         log.info(
-            "setup %s: %d Campaign(s) newly maintained, %d member(s) to sync",
+            "setup %s: %d Campaign(s) newly maintained, %d no longer, %d member(s) to sync",
             ctx.setup_id,
             len(prepared.newly_maintained),
+            len(prepared.newly_frozen),
             len(members),
         )
     if redis is not None and members:

@@ -54,9 +54,11 @@ LIST_ERROR_CODE = "campaign_list_failed"
 
 @dataclass
 class Prepared:
-    """What :func:`prepare` learned: Campaigns newly maintained (their members need a sync)."""
+    """What :func:`prepare` learned: Campaigns newly maintained and newly frozen (their members
+    need a sync: they may have come into the setup's scope, or left it)."""
 
     newly_maintained: list[str] = field(default_factory=list)
+    newly_frozen: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -124,10 +126,18 @@ def _prepare_campaign_lists(ctx: Context, refresh: bool, done: Prepared) -> None
         return
     spec = ctx.options.campaign_lists
     assert spec is not None
-    rows = ctx.sf.query_iter(f"SELECT {', '.join(campaign_fields(ctx.sf_object))} FROM Campaign")
+    described = {str(f.get("name")) for f in ctx.sf.describe("Campaign").get("fields") or ()}
+    record_types = "RecordTypeId" in described
+    select = campaign_fields(ctx.sf_object, record_types=record_types)
+    rows = ctx.sf.query_iter(f"SELECT {', '.join(select)} FROM Campaign")
     campaigns = [campaign_from_row(row, ctx.sf_object) for row in rows]
     choice = choose_campaigns(spec, campaigns)
     done.warnings += choice.warnings
+    if spec.record_type_labels and not record_types:
+        done.warnings.append(
+            "campaign_lists: record_type_labels is set but this org's Campaigns have no record "
+            "types, so no Campaign qualifies"
+        )
     entries: dict[str, dict[str, Any]] = registry["campaigns"]
     maintained_ids = {c.id for c in choice.maintained}
     errors: list[dict[str, Any]] = []
@@ -169,6 +179,8 @@ def _prepare_campaign_lists(ctx: Context, refresh: bool, done: Prepared) -> None
         reason = choice.skipped.get(cid, REASON_DELETED)
         if entry.get("maintained"):
             done.warnings.append(stopped_message(str(entry.get("name") or cid), reason))
+            if reason != REASON_DELETED:
+                done.newly_frozen.append(cid)
         entry.update(maintained=False, reason=reason)
     registry["checked_at"] = now.isoformat()
     with ctx.store.transaction() as session:

@@ -90,9 +90,11 @@ def campaign_from_row(row: Mapping[str, Any], object_type: str) -> Campaign:
     )
 
 
-def campaign_fields(object_type: str) -> list[str]:
-    """The Campaign fields :func:`campaign_from_row` reads."""
-    return ["Id", "Name", "IsActive", "RecordType.Name", MEMBER_COUNT_FIELD[object_type]]
+def campaign_fields(object_type: str, *, record_types: bool) -> list[str]:
+    """The Campaign fields :func:`campaign_from_row` reads (``RecordType.Name`` only in an org
+    whose Campaigns have record types: without them the field does not exist)."""
+    names = ["Id", "Name", "IsActive", MEMBER_COUNT_FIELD[object_type]]
+    return [*names, "RecordType.Name"] if record_types else names
 
 
 def choose_campaigns(spec: CampaignLists, campaigns: Iterable[Campaign]) -> Choice:

@@ -25,6 +25,7 @@ def _engine() -> FullSync:
         options=OPTIONS,
         main_list_id="L1",
         custom_field_ids={},
+        frozen_list_ids=frozenset(),
         sf_object="Contact",
         setup_id=1,
         run_id=None,

@@ -1,0 +1,163 @@
+"""Campaign lists end to end: Salesforce Campaigns become Constant Contact lists and stay current
+through Sync Now, CampaignMember / Campaign change events, and the Full Sync."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from middleware.fullsync.run import run_full_sync
+from middleware.store import cursors, runs
+from middleware.sync_now import run_sync_now
+from tests.e2e.harness import World, world
+
+OPTIONS = {"campaign_lists": {"source": "campaigns"}}
+
+
+def lists_by_name(w: World) -> dict[str, str]:
+    return {str(item["name"]): str(item["list_id"]) for item in w.cc_client().iter_lists()}
+
+
+def memberships(w: World, email: str) -> set[str]:
+    contact = w.cc_contact(email)
+    assert contact is not None, email
+    names = {v: k for k, v in lists_by_name(w).items()}
+    return {names.get(lid, lid) for lid in contact.get("list_memberships") or ()}
+
+
+def sync_now(w: World) -> dict[str, Any]:
+    w.last_sf, w.last_cc = w.sf_client(), w.cc_client()
+    return run_sync_now(w.runtime, w.setup_id, sf=w.last_sf, cc=w.last_cc)
+
+
+def run_message(w: World, summary: dict[str, Any]) -> str:
+    with w.store.transaction() as session:
+        run = runs.get_run(session, summary["run_id"])
+        assert run is not None
+        return run.message or ""
+
+
+def people(w: World) -> dict[str, str]:
+    ids = {}
+    for name in ("ann", "bob", "cat", "dan"):
+        ids[name] = w.sf_create(FirstName=name.title(), LastName="Member", Email=f"{name}@ex.org")
+    return ids
+
+
+def test_active_campaigns_with_members_become_lists_and_only_members_sync() -> None:
+    with world(options=OPTIONS) as w:
+        w.deliver_to_webhook = False
+        p = people(w)
+        spring = w.sf_create("Campaign", Name="Spring Gala", IsActive=True)
+        dormant = w.sf_create("Campaign", Name="Dormant Drive", IsActive=False)
+        w.sf_create("Campaign", Name="Nobody Yet", IsActive=True)
+        for who in ("ann", "bob"):
+            w.sf_create("CampaignMember", CampaignId=spring, ContactId=p[who])
+        for who in ("bob", "dan"):
+            w.sf_create("CampaignMember", CampaignId=dormant, ContactId=p[who])
+
+        summary = sync_now(w)
+
+        names = lists_by_name(w)
+        assert "Spring Gala" in names
+        assert "Dormant Drive" not in names  # inactive
+        assert "Nobody Yet" not in names  # no members
+        assert memberships(w, "ann@ex.org") == {"Main List", "Spring Gala"}
+        assert memberships(w, "bob@ex.org") == {"Main List", "Spring Gala"}
+        # Only members of a maintained Campaign are in scope (the seed guide).
+        assert w.cc_contact("cat@ex.org") is None
+        assert w.cc_contact("dan@ex.org") is None
+        assert summary["sf_to_cc"]["imported"] == 2, summary
+
+
+def test_members_added_and_removed_through_change_events_follow_within_one_flush() -> None:
+    with world(options=OPTIONS) as w:
+        w.deliver_to_webhook = False
+        p = people(w)
+        spring = w.sf_create("Campaign", Name="Spring Gala", IsActive=True)
+        member_ann = w.sf_create("CampaignMember", CampaignId=spring, ContactId=p["ann"])
+        w.sf_create("CampaignMember", CampaignId=spring, ContactId=p["bob"])
+        sync_now(w)
+        assert memberships(w, "ann@ex.org") == {"Main List", "Spring Gala"}
+
+        w.deliver_to_webhook = True
+        # Cat joins the Campaign; Ann leaves it.
+        w.sf_create("CampaignMember", CampaignId=spring, ContactId=p["cat"])
+        w.sf_delete(member_ann, "CampaignMember")
+        assert w.last_webhook.status_code == 202, w.last_webhook.get_json()
+        w.flush()
+        assert memberships(w, "cat@ex.org") == {"Main List", "Spring Gala"}
+        ann = w.cc_contact("ann@ex.org")
+        assert ann is not None
+        # Out of every maintained Campaign: off the setup's lists, never unsubscribed.
+        assert memberships(w, "ann@ex.org") == set()
+        assert ann["email_address"]["permission_to_send"] != "unsubscribed"
+        assert memberships(w, "bob@ex.org") == {"Main List", "Spring Gala"}
+
+
+def test_a_renamed_campaign_renames_its_list_and_a_deactivated_one_is_frozen() -> None:
+    with world(options=OPTIONS) as w:
+        w.deliver_to_webhook = False
+        p = people(w)
+        spring = w.sf_create("Campaign", Name="Spring Gala", IsActive=True)
+        autumn = w.sf_create("Campaign", Name="Autumn Appeal", IsActive=True)
+        w.sf_create("CampaignMember", CampaignId=spring, ContactId=p["ann"])
+        w.sf_create("CampaignMember", CampaignId=autumn, ContactId=p["ann"])
+        w.sf_create("CampaignMember", CampaignId=autumn, ContactId=p["bob"])
+        sync_now(w)
+        list_id = lists_by_name(w)["Spring Gala"]
+
+        w.deliver_to_webhook = True
+        w.sf_update(spring, "Campaign", Name="Spring Gala 2027")
+        w.sf_update(autumn, "Campaign", IsActive=False)
+        summary = w.flush()
+
+        names = lists_by_name(w)
+        assert names["Spring Gala 2027"] == list_id  # linked by the Campaign's id
+        assert "Spring Gala" not in names
+        assert "Autumn Appeal" in names  # never deleted
+        assert "Campaign 'Autumn Appeal' is no longer active" in run_message(w, summary)
+        # The frozen list keeps its members, even Bob's, who is now in no maintained Campaign.
+        assert "Autumn Appeal" in memberships(w, "ann@ex.org")
+        assert memberships(w, "bob@ex.org") == {"Autumn Appeal"}
+
+
+def test_selected_record_types_and_excluded_choose_the_campaigns() -> None:
+    options = {
+        "campaign_lists": {
+            "source": "campaigns",
+            "selected": ["Spring Gala", "Webinar Week", "Missing One"],
+            "excluded": ["Webinar Week"],
+        }
+    }
+    with world(options=options) as w:
+        w.deliver_to_webhook = False
+        p = people(w)
+        for name, who in (("Spring Gala", "ann"), ("Webinar Week", "bob"), ("Other", "cat")):
+            campaign = w.sf_create("Campaign", Name=name, IsActive=True)
+            w.sf_create("CampaignMember", CampaignId=campaign, ContactId=p[who])
+        summary = sync_now(w)
+        names = lists_by_name(w)
+        assert "Spring Gala" in names
+        assert "Webinar Week" not in names and "Other" not in names
+        assert w.cc_contact("bob@ex.org") is None
+        assert "no Campaign named 'Missing One'" in run_message(w, summary)
+
+
+def test_full_sync_repairs_lists_both_ways() -> None:
+    with world(options=OPTIONS) as w:
+        w.deliver_to_webhook = False
+        p = people(w)
+        spring = w.sf_create("Campaign", Name="Spring Gala", IsActive=True)
+        member_ann = w.sf_create("CampaignMember", CampaignId=spring, ContactId=p["ann"])
+        w.sf_create("CampaignMember", CampaignId=spring, ContactId=p["bob"])
+        sync_now(w)
+        # Changes whose events never arrived: Cat joined, Ann left.
+        w.sf_create("CampaignMember", CampaignId=spring, ContactId=p["cat"])
+        w.sf_delete(member_ann, "CampaignMember")
+        w.last_sf, w.last_cc = w.sf_client(), w.cc_client()
+        run_full_sync(w.runtime, w.setup_id, sf=w.last_sf, cc=w.last_cc)
+        assert memberships(w, "cat@ex.org") == {"Main List", "Spring Gala"}
+        assert memberships(w, "ann@ex.org") == set()
+        assert memberships(w, "bob@ex.org") == {"Main List", "Spring Gala"}
+        with w.store.transaction() as session:
+            assert cursors.get_cursor(session, w.setup_id, "campaign_lists")
