@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 import requests
+from click.testing import CliRunner
 
+from sandbox import cli
 from sandbox.salesforce.org import SalesforceSandbox
 from sandbox.salesforce.seed import seed_org
 from sandbox.salesforce.store import OrgStore, SalesforceError
@@ -478,3 +480,24 @@ def test_seed_100_campaigns_of_1000_members_is_fast() -> None:
     took = time.perf_counter() - started
     assert result["campaign_members"] == 100_000 and store.count("CampaignMember") == 100_000
     assert took < 30  # about 2 s on the project's 2-core machine
+
+
+def test_cli_seed_sends_the_campaign_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[tuple[str, dict[str, Any]]] = []
+
+    def fake_post(_session: Any, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        sent.append((url, body))
+        return {"campaigns": body.get("campaigns")}
+
+    monkeypatch.setattr(cli, "_post", fake_post)
+    runner = CliRunner()
+    args = ["seed", "--campaigns", "100", "--members-per-campaign", "1000"]
+    result = runner.invoke(cli.sandbox_cli, [*args, "--member-lead-ratio", "0.1"])
+    assert result.exit_code == 0, result.output
+    url, body = sent[0]
+    assert url.endswith("/_sandbox/seed")
+    assert body["campaigns"] == 100 and body["members_per_campaign"] == 1000
+    assert body["lead_member_ratio"] == 0.1
+    sent.clear()
+    assert runner.invoke(cli.sandbox_cli, ["seed", "--campaigns", "2"]).exit_code == 0
+    assert sent[0][1]["members_per_campaign"] == 25 and "lead_member_ratio" not in sent[0][1]
