@@ -59,6 +59,14 @@ Added beyond the original contract:
 - `insert_many(sobject, rows, *, events=False, origin="", chunk_size=10000) -> int`.
 - `save_snapshot()`: write to the configured SNAPSHOT path (no-op without one).
 - `normalize_id(text) -> str | None` (module function): 15/18-char id → 18-char, None if malformed.
+- CampaignMemberStatus: every campaign (created, bulk-loaded, or from an older snapshot) gets
+  Salesforce's two defaults, "Sent" (IsDefault) and "Responded" (HasResponded); a member's Status
+  must be one of its campaign's labels (INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST), defaults to the
+  campaign's default label, and sets HasResponded. Labels are unique per campaign, one default
+  only. Statuses are deleted/undeleted with their campaign and make no change events.
+- List Views (org setup, kept in snapshots): `list_views(sobject=None)`, `add_list_view(sobject,
+  label, developer_name, where, columns) -> id`, `delete_list_view(id)`, `clear_list_views()`;
+  listviews.py checks, describes and runs them.
 """
 
 from __future__ import annotations
