@@ -152,6 +152,16 @@ def _call(
 @click.option("--leads", default=0, show_default=True, help="Salesforce leads.")
 @click.option("--accounts", default=0, show_default=True, help="Salesforce business accounts.")
 @click.option("--person-accounts", default=0, show_default=True)
+@click.option("--campaigns", default=0, show_default=True, help="Active Salesforce campaigns.")
+@click.option(
+    "--members-per-campaign", default=25, show_default=True, help="Members in each campaign."
+)
+@click.option(
+    "--member-lead-ratio",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Share of members that are Leads [default: 0.25 when the org has leads].",
+)
 @click.option("--cc-contacts", default=0, show_default=True, help="Constant Contact contacts.")
 @click.option("--cc-list", "cc_lists", multiple=True, help="CC list(s) the contacts join.")
 @click.option("--seed", "random_seed", default=42, show_default=True)
@@ -163,24 +173,28 @@ def seed(
     leads: int,
     accounts: int,
     person_accounts: int,
+    campaigns: int,
+    members_per_campaign: int,
+    member_lead_ratio: float | None,
     cc_contacts: int,
     cc_lists: tuple[str, ...],
     random_seed: int,
 ) -> None:
     """Seed running sandboxes in bulk (the fast path: a million contacts in seconds)."""
     session = _session(ca_bundle)
-    if contacts or leads or accounts or person_accounts:
-        result = _post(
-            session,
-            f"{sf_url}/_sandbox/seed",
-            {
-                "contacts": contacts,
-                "leads": leads,
-                "accounts": accounts,
-                "person_accounts": person_accounts,
-                "seed": random_seed,
-            },
-        )
+    if contacts or leads or accounts or person_accounts or campaigns:
+        sf_body: dict[str, Any] = {
+            "contacts": contacts,
+            "leads": leads,
+            "accounts": accounts,
+            "person_accounts": person_accounts,
+            "campaigns": campaigns,
+            "members_per_campaign": members_per_campaign,
+            "seed": random_seed,
+        }
+        if member_lead_ratio is not None:
+            sf_body["lead_member_ratio"] = member_lead_ratio
+        result = _post(session, f"{sf_url}/_sandbox/seed", sf_body)
         click.echo(f"Salesforce: {json.dumps(result)}")
     if cc_contacts:
         body: dict[str, Any] = {"contacts": cc_contacts, "seed": random_seed}

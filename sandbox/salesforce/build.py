@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from sandbox.common import control_blueprint, install_faults
-from sandbox.salesforce import auth, bulk, control, events, oauth, rest, seed, store
+from sandbox.salesforce import auth, bulk, control, events, listviews, oauth, rest, seed, store
 from sandbox.salesforce.org import SalesforceSandbox
 
 
@@ -16,6 +16,7 @@ def assemble(app: Flask, sandbox: SalesforceSandbox) -> None:
     sandbox.cursors = rest.QueryCursors(sandbox)
     sandbox.events = events.EventHub(sandbox)
     sandbox.bulk = bulk.BulkJobs(sandbox)
+    sandbox.listviews = listviews.ListViews(sandbox)
     sandbox.store.subscribe(sandbox.events.on_changes)
 
     install_faults(app, sandbox.faults, rest.fault_response)
@@ -25,5 +26,5 @@ def assemble(app: Flask, sandbox: SalesforceSandbox) -> None:
 
     ctl = control_blueprint(sandbox.clock, sandbox.faults, sandbox.reset, name="sf_control")
     app.register_blueprint(ctl)
-    for bp in (oauth.bp, rest.bp, bulk.bp, events.bp, seed.bp, control.bp):
+    for bp in (oauth.bp, rest.bp, listviews.bp, bulk.bp, events.bp, seed.bp, control.bp):
         app.register_blueprint(bp)

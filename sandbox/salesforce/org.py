@@ -43,13 +43,15 @@ class SalesforceSandbox:
         self.clock: Clock = self.config.get("clock") or Clock()
         self.faults = Faults(sleep=self.config.get("sleep") or time.sleep)
         # Filled in by their modules at build time (see build.assemble): store, auth (tokens),
-        # usage (API call counts and daily limits), cursors (open query locators), events, bulk.
+        # usage (API call counts and daily limits), cursors (open query locators), events, bulk,
+        # listviews (the org's List Views).
         self.store: Any = None
         self.auth: Any = None
         self.usage: Any = None
         self.cursors: Any = None
         self.events: Any = None
         self.bulk: Any = None
+        self.listviews: Any = None
 
     @property
     def api_calls(self) -> int:
@@ -57,7 +59,15 @@ class SalesforceSandbox:
         return int(self.usage.calls()) if self.usage is not None else 0
 
     def reset(self) -> None:
-        for part in (self.store, self.auth, self.usage, self.cursors, self.events, self.bulk):
+        for part in (
+            self.store,
+            self.auth,
+            self.usage,
+            self.cursors,
+            self.events,
+            self.bulk,
+            self.listviews,
+        ):
             if part is not None and hasattr(part, "reset"):
                 part.reset()
 

@@ -121,7 +121,10 @@ CAMPAIGN_TYPES = (
     "Webinar",
 )
 CAMPAIGN_STATUSES = ("Planned", "In Progress", "Completed", "Aborted")
-MEMBER_STATUSES = ("Sent", "Responded")
+# The two CampaignMemberStatus rows Salesforce gives every new campaign: (Label, IsDefault,
+# HasResponded, SortOrder). A campaign's members may only take its own statuses' labels.
+DEFAULT_MEMBER_STATUSES = (("Sent", True, False, 1), ("Responded", False, True, 2))
+MEMBER_STATUSES = tuple(label for label, *_ in DEFAULT_MEMBER_STATUSES)
 
 _LABELS = {
     "Id": "{label} ID",
@@ -853,6 +856,20 @@ def _campaign_member() -> SObject:
     return o
 
 
+def _campaign_member_status() -> SObject:
+    o = SObject("CampaignMemberStatus", "Campaign Member Status", "Campaign Member Statuses", "01Y")
+    _id(o)
+    fd = _ref("CampaignId", "Campaign", "Campaign", required=True, nillable=False, updateable=False)
+    fd.label = "Campaign ID"
+    o.add(fd)
+    o.add(_s("Label", 765, required=True, nillable=False, label="Member Status"))
+    o.add(FieldDef("SortOrder", "int", precision=9))
+    o.add(_bool("IsDefault", label="Is Default"))
+    o.add(_bool("HasResponded", label="Responded"))
+    _system(o, owner=False)
+    return o
+
+
 def _affiliation() -> SObject:
     o = SObject("npe5__Affiliation__c", "Affiliation", "Affiliations", "a01", custom=True)
     _id(o)
@@ -1002,6 +1019,7 @@ def build_schema(
         _account(sc, person),
         _campaign(),
         _campaign_member(),
+        _campaign_member_status(),
         _record_type(),
     ]
     if "npsp" in prof:
@@ -1047,7 +1065,10 @@ def build_schema(
                 rel = _child_name(obj, fd)
                 parent.children.append(
                     ChildRelationship(
-                        obj.name, fd.name, rel, cascade_delete=(obj.name == "CampaignMember")
+                        obj.name,
+                        fd.name,
+                        rel,
+                        cascade_delete=obj.name in ("CampaignMember", "CampaignMemberStatus"),
                     )
                 )
     return OrgSchema(by_name, prof)
@@ -1059,6 +1080,7 @@ _CHILD_NAMES = {
     ("CampaignMember", "ContactId"): "CampaignMembers",
     ("CampaignMember", "LeadId"): "CampaignMembers",
     ("CampaignMember", "CampaignId"): "CampaignMembers",
+    ("CampaignMemberStatus", "CampaignId"): None,
     ("Account", "ParentId"): "ChildAccounts",
     ("Campaign", "ParentId"): "ChildCampaigns",
     ("npe5__Affiliation__c", "npe5__Contact__c"): "npe5__Affiliations__r",

@@ -290,8 +290,45 @@ CAMPAIGN_THEMES = (
     "Volunteer Drive",
     "Onboarding Series",
     "Trade Show Follow-up",
+    "Summer Open House",
+    "Member Renewal Drive",
+    "Back to School Appeal",
+    "Giving Tuesday",
+    "Customer Advisory Board",
+    "Fall Fundraiser",
+    "Product Roadshow",
+    "Win-Back Offer",
+    "Loyalty Rewards Launch",
+    "Community Breakfast",
 )
+CAMPAIGN_REGIONS = (
+    "West",
+    "East",
+    "Central",
+    "Bay Area",
+    "Pacific Northwest",
+    "Southeast",
+    "Midwest",
+    "Mountain",
+)
+ACTIVE_CAMPAIGN_STATUSES = ("In Progress", "In Progress", "In Progress", "Planned")
 MEMBERS_PER_CAMPAIGN = 25
+LEAD_MEMBER_RATIO = 0.25  # of a campaign's members, when the org has unconverted leads
+RESPONDED_RATIO = 0.2
+
+
+def campaign_name(i: int) -> str:
+    """The i-th seeded campaign's name: unique for any i, realistic for the first few hundred."""
+    themes, years = len(CAMPAIGN_THEMES), 3
+    theme = CAMPAIGN_THEMES[i % themes]
+    year = 2024 + (i // themes) % years
+    name = f"{theme} {year}"
+    block = i // (themes * years)
+    if block == 0:
+        return name
+    if block <= len(CAMPAIGN_REGIONS):
+        return f"{name} - {CAMPAIGN_REGIONS[block - 1]}"
+    return f"{name} #{block - len(CAMPAIGN_REGIONS) + 1}"
 
 
 def _slug(text: str) -> str:
@@ -425,6 +462,8 @@ def seed_org(
     accounts: int = 0,
     person_accounts: int = 0,
     campaigns: int = 0,
+    members_per_campaign: int = MEMBERS_PER_CAMPAIGN,
+    lead_member_ratio: float | None = None,
     opted_out_ratio: float = 0.02,
     no_email_ratio: float = 0.01,
     seed: int = 42,
@@ -435,6 +474,12 @@ def seed_org(
 
     Deterministic for the same arguments on an empty org. `progress(done, total)` is called after
     every chunk with the rows written so far across all object types.
+
+    Campaigns are active (IsActive true, Planned or In Progress) with unique names, spread over
+    the org's Campaign record types when it has some, and each gets `members_per_campaign`
+    members (fewer when the org has fewer people), drawn without repeats from the org's Contacts
+    and unconverted Leads: `lead_member_ratio` of them Leads (default 0.25 when there are leads).
+    A fifth of the members have Responded, the rest are Sent.
     """
     for name, value in (
         ("contacts", contacts),
@@ -442,11 +487,14 @@ def seed_org(
         ("accounts", accounts),
         ("person_accounts", person_accounts),
         ("campaigns", campaigns),
+        ("members_per_campaign", members_per_campaign),
     ):
         if value < 0:
             raise ValueError(f"{name} must not be negative")
     if not (0 <= opted_out_ratio <= 1 and 0 <= no_email_ratio <= 1):
         raise ValueError("ratios must be between 0 and 1")
+    if lead_member_ratio is not None and not 0 <= lead_member_ratio <= 1:
+        raise ValueError("lead_member_ratio must be between 0 and 1")
     if opted_out_ratio + no_email_ratio + ROLE_RATIO > 1:
         raise ValueError("opted_out_ratio + no_email_ratio leave no room for ordinary people")
     store = sandbox.store
@@ -454,8 +502,7 @@ def seed_org(
     state_country = bool(getattr(schema, "state_country", False))
     if person_accounts and schema is not None and not getattr(schema, "person_accounts", True):
         raise ValueError("person_accounts needs an org with ORG_PROFILE person_accounts")
-    members = min(campaigns * MEMBERS_PER_CAMPAIGN, contacts)
-    total = accounts + contacts + leads + person_accounts + campaigns + members
+    total = accounts + contacts + leads + person_accounts + campaigns
     rng = random.Random(seed)
     people = _People(rng, opted_out_ratio, no_email_ratio, state_country)
     done = 0
@@ -543,49 +590,101 @@ def seed_org(
         counts["person_accounts"] += write("Account", rows)
 
     if campaigns:
+        before = {r["Id"] for r in store.query("SELECT Id FROM Campaign").rows}
+        record_types = [
+            r["Id"]
+            for r in store.query(
+                "SELECT Id FROM RecordType WHERE SobjectType = 'Campaign' AND IsActive = true"
+                " ORDER BY Id"
+            ).rows
+        ]
+        offset = store.count("Campaign", include_deleted=True)
         rows = []
         for i in range(campaigns):
-            theme = CAMPAIGN_THEMES[i % len(CAMPAIGN_THEMES)]
-            year = 2024 + (i // len(CAMPAIGN_THEMES)) % 3
-            status = CAMPAIGN_STATUSES[rng.randrange(len(CAMPAIGN_STATUSES))]
-            suffix = f" #{i + 1}" if i >= 3 * len(CAMPAIGN_THEMES) else ""
-            rows.append(
-                {
-                    "Name": f"{theme} {year}{suffix}",
-                    "Type": CAMPAIGN_TYPES[rng.randrange(len(CAMPAIGN_TYPES))],
-                    "Status": status,
-                    "IsActive": status in ("Planned", "In Progress"),
-                    "StartDate": f"{year}-{1 + i % 12:02d}-01",
-                }
-            )
-        counts["campaigns"] += write("Campaign", rows)
-    if members:
-        campaign_ids = [r["Id"] for r in store.query("SELECT Id FROM Campaign").rows]
-        contact_ids: list[str] = []
-        for r in store.query("SELECT Id FROM Contact").rows:
-            contact_ids.append(r["Id"])
-            if len(contact_ids) >= members:
-                break
-        rows = [
-            {
-                "CampaignId": campaign_ids[i // MEMBERS_PER_CAMPAIGN % len(campaign_ids)],
-                "ContactId": cid,
-                "Status": "Responded" if rng.random() < 0.2 else "Sent",
+            status = ACTIVE_CAMPAIGN_STATUSES[rng.randrange(len(ACTIVE_CAMPAIGN_STATUSES))]
+            name = campaign_name(offset + i)
+            year = int(name.split(" - ")[0].split(" #")[0][-4:])
+            campaign: dict[str, Any] = {
+                "Name": name,
+                "Type": CAMPAIGN_TYPES[rng.randrange(len(CAMPAIGN_TYPES))],
+                "Status": status,
+                "IsActive": True,
+                "StartDate": f"{year}-{1 + i % 12:02d}-01",
             }
-            for i, cid in enumerate(contact_ids)
+            if record_types:
+                campaign["RecordTypeId"] = record_types[i % len(record_types)]
+            rows.append(campaign)
+        counts["campaigns"] += write("Campaign", rows)
+        new_campaigns = [
+            r["Id"]
+            for r in store.query("SELECT Id FROM Campaign ORDER BY Id").rows
+            if r["Id"] not in before
         ]
-        counts["campaign_members"] += write("CampaignMember", rows)
+        if members_per_campaign and new_campaigns:
+            members = _member_rows(
+                store, rng, new_campaigns, members_per_campaign, lead_member_ratio
+            )
+            total += len(members)
+            for start in range(0, len(members), CHUNK):
+                counts["campaign_members"] += write(
+                    "CampaignMember", members[start : start + CHUNK]
+                )
 
     seconds = round(time.perf_counter() - started, 3)
     log.info("seeded the Salesforce sandbox: %s in %.1fs", counts, seconds)
     return {**counts, "seconds": seconds}
 
 
+def _member_rows(
+    store: Any,
+    rng: random.Random,
+    campaign_ids: list[str],
+    per_campaign: int,
+    lead_ratio: float | None,
+) -> list[dict[str, Any]]:
+    """`per_campaign` distinct people per campaign, Contacts and Leads mixed, bulk-loaded."""
+    contact_ids = [r["Id"] for r in store.query("SELECT Id FROM Contact ORDER BY Id").rows]
+    lead_ids = [
+        r["Id"]
+        for r in store.query("SELECT Id FROM Lead WHERE IsConverted = false ORDER BY Id").rows
+    ]
+    ratio = (LEAD_MEMBER_RATIO if lead_ids else 0.0) if lead_ratio is None else lead_ratio
+    size = min(per_campaign, len(contact_ids) + len(lead_ids))
+    n_leads = min(round(size * ratio), len(lead_ids))
+    n_contacts = min(size - n_leads, len(contact_ids))
+    n_leads = min(size - n_contacts, len(lead_ids))  # top up from leads when contacts run out
+    rows: list[dict[str, Any]] = []
+    for campaign_id in campaign_ids:
+        people = [
+            ("ContactId", contact_ids[k]) for k in rng.sample(range(len(contact_ids)), n_contacts)
+        ]
+        people += [("LeadId", lead_ids[k]) for k in rng.sample(range(len(lead_ids)), n_leads)]
+        responded = [rng.random() < RESPONDED_RATIO for _ in people]
+        for (ref, person), did in zip(people, responded, strict=True):
+            rows.append(
+                {
+                    "CampaignId": campaign_id,
+                    "ContactId": person if ref == "ContactId" else None,
+                    "LeadId": person if ref == "LeadId" else None,
+                    "Status": "Responded" if did else "Sent",
+                }
+            )
+    return rows
+
+
 @bp.post("/seed")
 def seed_route() -> Response | tuple[Response, int]:
     body = request.get_json(silent=True) or {}
     kwargs: dict[str, Any] = {}
-    for name in ("contacts", "leads", "accounts", "person_accounts", "campaigns", "seed"):
+    for name in (
+        "contacts",
+        "leads",
+        "accounts",
+        "person_accounts",
+        "campaigns",
+        "members_per_campaign",
+        "seed",
+    ):
         if name in body:
             value = body[name]
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -593,7 +692,7 @@ def seed_route() -> Response | tuple[Response, int]:
             if name != "seed" and value > MAX_SEED:
                 return jsonify(error=f"'{name}' is capped at {MAX_SEED} per request"), 400
             kwargs[name] = value
-    for name in ("opted_out_ratio", "no_email_ratio"):
+    for name in ("opted_out_ratio", "no_email_ratio", "lead_member_ratio"):
         if name in body:
             value = body[name]
             if not isinstance(value, (int, float)) or isinstance(value, bool):

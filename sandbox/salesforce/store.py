@@ -59,6 +59,14 @@ Added beyond the original contract:
 - `insert_many(sobject, rows, *, events=False, origin="", chunk_size=10000) -> int`.
 - `save_snapshot()`: write to the configured SNAPSHOT path (no-op without one).
 - `normalize_id(text) -> str | None` (module function): 15/18-char id → 18-char, None if malformed.
+- CampaignMemberStatus: every campaign (created, bulk-loaded, or from an older snapshot) gets
+  Salesforce's two defaults, "Sent" (IsDefault) and "Responded" (HasResponded); a member's Status
+  must be one of its campaign's labels (INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST), defaults to the
+  campaign's default label, and sets HasResponded. Labels are unique per campaign, one default
+  only. Statuses are deleted/undeleted with their campaign and make no change events.
+- List Views (org setup, kept in snapshots): `list_views(sobject=None)`, `add_list_view(sobject,
+  label, developer_name, where, columns) -> id`, `delete_list_view(id)`, `clear_list_views()`;
+  listviews.py checks, describes and runs them.
 """
 
 from __future__ import annotations
@@ -66,6 +74,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import json
 import logging
 import operator
 import os
@@ -80,6 +89,7 @@ from typing import Any
 
 from sandbox.salesforce import _geo
 from sandbox.salesforce.schema import (
+    DEFAULT_MEMBER_STATUSES,
     ID_TYPES,
     PERSON_FIELD_MAP,
     FieldDef,
@@ -202,8 +212,10 @@ _CASCADES = {
     "Account": (("Contact", "AccountId"),),
     "Contact": (("CampaignMember", "ContactId"),),
     "Lead": (("CampaignMember", "LeadId"),),
-    "Campaign": (("CampaignMember", "CampaignId"),),
+    "Campaign": (("CampaignMember", "CampaignId"), ("CampaignMemberStatus", "CampaignId")),
 }
+# Objects whose writes Change Data Capture does not announce (setup data, not records).
+_NO_EVENTS = frozenset({"CampaignMemberStatus", "RecordType"})
 
 
 def _err(
@@ -271,6 +283,7 @@ class OrgStore:
             self._uri, uri=True, check_same_thread=False, isolation_level=None
         )
         self._counters: dict[str, int] = {}
+        self._view_seq = 0
         self._all_fields: dict[str, str] = {}
         if path and os.path.exists(path):
             source = sqlite3.connect(path)
@@ -285,6 +298,10 @@ class OrgStore:
             self._counters[obj.name] = _b62_decode(row[0][5:15]) if row and row[0] else 0
         self._record_types = record_types or {}
         self._ensure_record_types()
+        with self._lock:
+            self._conn.execute("BEGIN")
+            self._add_member_statuses()  # campaigns of an older snapshot get their two statuses
+            self._conn.execute("COMMIT")
 
     def _ensure_record_types(self) -> None:
         """Configured record types are org setup, not data: made quietly, kept across resets."""
@@ -318,6 +335,12 @@ class OrgStore:
             "CREATE INDEX IF NOT EXISTS _deleted_log_date ON _deleted_log (sobject, deleted_date)"
         )
         conn.execute("CREATE INDEX IF NOT EXISTS _deleted_log_cascade ON _deleted_log (cascade_of)")
+        # List Views are org setup (metadata), not records: kept here so snapshots carry them.
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS _list_view (id TEXT PRIMARY KEY, sobject TEXT NOT NULL,"
+            " label TEXT NOT NULL, developer_name TEXT NOT NULL, where_clause TEXT,"
+            " columns TEXT NOT NULL, seq INTEGER NOT NULL)"
+        )
         for obj in self.schema.objects.values():
             cols = [_column_sql(f) for f in obj.stored_fields()]
             conn.execute(f"CREATE TABLE IF NOT EXISTS {_q(obj.name)} ({', '.join(cols)})")
@@ -448,6 +471,8 @@ class OrgStore:
         nulled: list[str] | None = None,
         origin: str = "",
     ) -> None:
+        if obj.name in _NO_EVENTS:
+            return
         tx.records.append(
             ChangeRecord(
                 entity=obj.name,
@@ -719,12 +744,107 @@ class OrgStore:
                 )
                 new["IsEmailBounced"] = int(bounced)
         if obj.name == "CampaignMember" and "Status" in new:
-            responded = new["Status"] == "Responded"
+            responded = self._member_status(merged.get("CampaignId"), new)
             new["HasResponded"] = int(responded)
             if responded and not (old or {}).get("FirstRespondedDate"):
                 new["FirstRespondedDate"] = self._tx_now().date().isoformat()
         if self.schema.state_country:
             self._sync_state_country(obj, new, old)
+
+    def _member_status(self, campaign_id: str | None, new: dict[str, Any]) -> bool:
+        """Whether the member's Status (one of its campaign's status labels) counts as responded.
+
+        Refused as Salesforce refuses a label the campaign does not have; the label is stored as
+        the campaign spells it. An unknown campaign is left to the reference check.
+        """
+        if not campaign_id:
+            return False
+        rows = self._conn.execute(
+            'SELECT "Label", "HasResponded" FROM "CampaignMemberStatus" WHERE "CampaignId" = ?'
+            ' AND "IsDeleted" = 0',
+            (campaign_id,),
+        ).fetchall()
+        if not rows:
+            return new.get("Status") in ("Responded",)
+        status = new.get("Status")
+        for label, responded in rows:
+            if status is not None and label.lower() == str(status).lower():
+                new["Status"] = label
+                return bool(responded)
+        raise _err(
+            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+            f"Status: bad value for restricted picklist field: {status}",
+            ["Status"],
+        )
+
+    def _default_member_status(self, campaign_id: Any) -> str | None:
+        row = self._conn.execute(
+            'SELECT "Label" FROM "CampaignMemberStatus" WHERE "CampaignId" = ? AND "IsDefault" = 1'
+            ' AND "IsDeleted" = 0 ORDER BY "SortOrder" LIMIT 1',
+            (campaign_id,),
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def _add_member_statuses(self, now: datetime | None = None) -> int:
+        """Give every campaign without statuses Salesforce's two defaults (lock held, in a tx).
+
+        Set-based, so a bulk load of campaigns costs one query and one executemany.
+        """
+        missing = [
+            r[0]
+            for r in self._conn.execute(
+                'SELECT c."Id" FROM "Campaign" c WHERE NOT EXISTS (SELECT 1 FROM'
+                ' "CampaignMemberStatus" s WHERE s."CampaignId" = c."Id") ORDER BY c."Id"'
+            )
+        ]
+        if not missing:
+            return 0
+        obj = self.schema.objects["CampaignMemberStatus"]
+        per = len(DEFAULT_MEMBER_STATUSES)
+        ids = _id_block(obj.key_prefix, self._counters.get(obj.name, 0), len(missing) * per)
+        self._counters[obj.name] = self._counters.get(obj.name, 0) + len(ids)
+        stamp = format_datetime(now or self._now())
+        rows = []
+        for i, campaign_id in enumerate(missing):
+            for j, (label, default, responded, order) in enumerate(DEFAULT_MEMBER_STATUSES):
+                rows.append(
+                    (ids[i * per + j], campaign_id, label, order, int(default), int(responded))
+                )
+        self._conn.executemany(
+            'INSERT INTO "CampaignMemberStatus" ("Id", "CampaignId", "Label", "SortOrder",'
+            ' "IsDefault", "HasResponded", "IsDeleted", "CreatedDate", "LastModifiedDate",'
+            ' "SystemModstamp", "CreatedById", "LastModifiedById")'
+            f" VALUES (?, ?, ?, ?, ?, ?, 0, {_sql_literal(stamp)}, {_sql_literal(stamp)},"
+            f" {_sql_literal(stamp)}, {_sql_literal(self.user_id)}, {_sql_literal(self.user_id)})",
+            rows,
+        )
+        return len(rows)
+
+    def _check_member_status_row(
+        self, merged: dict[str, Any], record_id: str | None, creating: bool
+    ) -> None:
+        """A CampaignMemberStatus: its label unique within its campaign; one default only."""
+        campaign_id = merged.get("CampaignId")
+        if merged.get("Label") is not None:
+            row = self._conn.execute(
+                'SELECT 1 FROM "CampaignMemberStatus" WHERE "CampaignId" = ? AND "Label" = ?'
+                ' AND "IsDeleted" = 0 AND "Id" IS NOT ?',
+                (campaign_id, merged["Label"], record_id),
+            ).fetchone()
+            if row is not None:
+                raise _err("DUPLICATE_VALUE", "duplicate value found: Label", ["Label"])
+        if creating and merged.get("SortOrder") is None:
+            row = self._conn.execute(
+                'SELECT MAX("SortOrder") FROM "CampaignMemberStatus" WHERE "CampaignId" = ?',
+                (campaign_id,),
+            ).fetchone()
+            merged["SortOrder"] = int(row[0] or 0) + 1
+        if merged.get("IsDefault"):
+            self._conn.execute(
+                'UPDATE "CampaignMemberStatus" SET "IsDefault" = 0 WHERE "CampaignId" = ?'
+                ' AND "Id" IS NOT ?',
+                (campaign_id, record_id),
+            )
 
     def _tx_now(self) -> datetime:
         return self._tx.now if self._tx is not None else self._now()
@@ -823,6 +943,9 @@ class OrgStore:
             self._check_account_kind(new, person, creating=True)
             if person:
                 new["IsPersonAccount"] = 1
+        if obj.name == "CampaignMember" and new.get("Status") is None:
+            # A member takes its campaign's default status, whatever that campaign calls it.
+            new["Status"] = self._default_member_status(new.get("CampaignId")) or "Sent"
         for fd in obj.fields.values():
             if fd.stored and fd.name not in new and fd.default is not None:
                 new[fd.name] = int(fd.default) if fd.type == "boolean" else fd.default
@@ -852,7 +975,11 @@ class OrgStore:
         new.update({k: v for k, v in (trusted or {}).items() if k in _SYSTEM and v is not None})
         if obj.name == "npe5__Affiliation__c":
             new["Name"] = f"AFF-{self._counters[obj.name]:06d}"
+        if obj.name == "CampaignMemberStatus":
+            self._check_member_status_row(new, record_id, creating=True)
         self._insert(obj, new)
+        if obj.name == "Campaign":
+            self._add_member_statuses(tx.now)
         self._emit(tx, obj, record_id, "CREATE", _event_values(obj, new), origin=origin)
         if person:
             created = tx.records[-1]
@@ -992,6 +1119,8 @@ class OrgStore:
         changed = [k for k, v in new.items() if k in old and old[k] != v]
         if not changed:
             return
+        if obj.name == "CampaignMemberStatus":
+            self._check_member_status_row({**merged, "SortOrder": 0}, rid, creating=False)
         self._check_references(obj, {k: new[k] for k in changed if k not in (trusted or {})})
         if {"Email"} & set(changed):
             self._check_duplicates(obj, merged, rid, allow_save)
@@ -1328,6 +1457,8 @@ class OrgStore:
                             values = _event_values(obj, new)
                             self._emit(group, obj, new["Id"], "CREATE", values, origin=origin)
                         groups.append(group)
+                    if obj.name == "Campaign":
+                        self._add_member_statuses(tx.now)
                     self._commit_records(groups)
                 total += len(inserted)
             return total
@@ -1340,6 +1471,8 @@ class OrgStore:
                     self._insert_chunk(obj, chunk, now, keep=False)
                     total += len(chunk)
                 self._create_indexes(obj)
+                if obj.name == "Campaign":
+                    self._add_member_statuses(now)
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
@@ -1669,6 +1802,50 @@ class OrgStore:
     def describe_global(self) -> dict[str, Any]:
         """DescribeGlobal: `{"encoding", "maxBatchSize", "sobjects": [...]}`."""
         return self.schema.describe_global()
+
+    # ------------------------------------------------------------------ list views
+
+    def list_views(self, sobject: str | None = None) -> list[dict[str, Any]]:
+        """Stored List Views (`{"id", "sobject", "label", "developerName", "where", "columns"}`),
+        in creation order; one object's when `sobject` is given."""
+        sql = "SELECT id, sobject, label, developer_name, where_clause, columns FROM _list_view"
+        params: tuple[Any, ...] = ()
+        if sobject is not None:
+            sql += " WHERE sobject = ?"
+            params = (sobject,)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY seq", params).fetchall()
+        keys = ("id", "sobject", "label", "developerName", "where", "columns")
+        return [{**dict(zip(keys, r, strict=True)), "columns": json.loads(r[5])} for r in rows]
+
+    def add_list_view(
+        self, sobject: str, label: str, developer_name: str, where: str | None, columns: list[str]
+    ) -> str:
+        """Store one List View (checked by the caller); its new 18-character `00B` Id."""
+        with self._lock:
+            # Ids are never reused, even after the newest view is deleted.
+            top = int(
+                self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM _list_view").fetchone()[0]
+            )
+            seq = self._view_seq = max(self._view_seq, top)
+            self._view_seq += 1
+            id15 = "00BSB" + _b62_encode(seq + 1, 10)
+            view_id = id15 + id_suffix(id15)
+            self._conn.execute(
+                "INSERT INTO _list_view (id, sobject, label, developer_name, where_clause, columns,"
+                " seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (view_id, sobject, label, developer_name, where, json.dumps(columns), seq + 1),
+            )
+        return view_id
+
+    def delete_list_view(self, view_id: str) -> bool:
+        with self._lock:
+            cur = self._conn.execute("DELETE FROM _list_view WHERE id = ?", (view_id,))
+        return cur.rowcount > 0
+
+    def clear_list_views(self) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM _list_view")
 
     # ------------------------------------------------------------------ replication
 

@@ -316,6 +316,7 @@ def test_describe_global() -> None:
         "Account",
         "Campaign",
         "CampaignMember",
+        "CampaignMemberStatus",
         "RecordType",
         "npe5__Affiliation__c",
     ]
