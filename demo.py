@@ -30,6 +30,7 @@ from sandbox import server as sandbox_server
 
 WORKDIR = Path("instance") / "demo"
 MAIN_LIST = "Demo Main List"
+CAMPAIGN = "Spring Gala 2027"
 KEEP_RUNNING = "make demo DEMO_ARGS=--keep-running"
 
 
@@ -342,6 +343,59 @@ class Demo:
         self.show_contact("kj@example.org", "hard-deleted in Salesforce")
         self.show_contact("mh@example.org", "renamed in Constant Contact")
 
+    def campaign_list(self, sf_conn: int, cc_conn: int) -> None:
+        step("Segmentation: a Salesforce Campaign becomes a Constant Contact list")
+        rec = "/_sandbox/records"
+        people = []
+        for first, last in (
+            ("Rosalind", "Franklin"),
+            ("Barbara", "McClintock"),
+            ("Lise", "Meitner"),
+        ):
+            email = f"{first.lower()}@example.org"
+            made = self.sf_call(
+                "POST",
+                f"{rec}/Contact",
+                json={"FirstName": first, "LastName": last, "Email": email},
+            )
+            people.append((made["id"], email))
+        gala = self.sf_call(
+            "POST", f"{rec}/Campaign", json={"Name": CAMPAIGN, "IsActive": True, "Type": "Event"}
+        )
+        for contact_id, _email in people[:2]:
+            self.sf_call(
+                "POST",
+                f"{rec}/CampaignMember",
+                json={"CampaignId": gala["id"], "ContactId": contact_id},
+            )
+        body = {
+            "name": "Campaign members",
+            "object_type": "Contact",
+            "main_list": "Demo: Campaign members",
+            "salesforce_connection": sf_conn,
+            "constant_contact_connection": cc_conn,
+            "campaign_lists": {"source": "campaigns", "selected": [CAMPAIGN]},
+        }
+        setup = self.api("POST", "/setups", json=body)
+        say(
+            f"Campaign {CAMPAIGN!r} (active) with Rosalind and Barbara as members; setup "
+            f"{setup['id']} keeps a list per selected Campaign, and syncs only their members"
+        )
+        self.api("POST", f"/setups/{setup['id']}/sync")
+        self.wait_idle(setup["id"])
+        self.print_last_run(setup["id"])
+        for _id, email in people:
+            self.show_contact(email, "Campaign member" if _id != people[2][0] else "not a member")
+        self.sf_call(
+            "POST",
+            f"{rec}/CampaignMember",
+            json={"CampaignId": gala["id"], "ContactId": people[2][0]},
+        )
+        say("Lise joins the Campaign in Salesforce; Sync Now finds the new membership")
+        self.api("POST", f"/setups/{setup['id']}/sync")
+        self.wait_idle(setup["id"])
+        self.show_contact(people[2][1], "joined the Campaign")
+
     # --- reporting -------------------------------------------------------------------------------
 
     def show_contact(self, email: str, what: str) -> None:
@@ -417,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         demo.changes(setup["id"])
         demo.back_to_salesforce(setup["id"])
         demo.full_sync(setup["id"])
+        demo.campaign_list(sf_conn, cc_conn)
         demo.summary(setup["id"], args.keep_running)
         if args.keep_running:
             say("\nServing until Ctrl-C.")

@@ -15,6 +15,7 @@ from middleware.constantcontact.client import ConstantContactClient
 from middleware.salesforce.client import SalesforceClient
 from middleware.store import cursors
 from middleware.store.db import Store
+from middleware.sync.campaigns import ViewQuery
 from middleware.sync.options import SetupOptions
 
 CURSOR_MAIN_LIST = "cc_main_list"
@@ -38,6 +39,9 @@ class Context:
     campaign_list_ids: dict[str, str] = field(default_factory=dict)
     frozen_list_ids: frozenset[str] = frozenset()
     checkbox_list_ids: dict[str, str] = field(default_factory=dict)
+    # With List View lists: each maintained view's query, and the views that cannot be read now.
+    list_views: dict[str, ViewQuery] = field(default_factory=dict)
+    held_views: tuple[str, ...] = ()
     segments_prepared: bool = False
 
     @property

@@ -455,8 +455,8 @@ class SetupSchema(_Strict):
         load_default=None,
         allow_none=True,
         metadata=_describe(
-            "One CC list per active Salesforce Campaign with members, named like it; none = "
-            'off. Not available yet: source "list_views" is refused with 422.'
+            "One CC list per active Salesforce Campaign with members, or per selected List "
+            "View, named like it; none = off."
         ),
     )
     checkbox_lists = fields.List(
@@ -572,11 +572,16 @@ class SetupSchema(_Strict):
     # (documented, defaults returned) but anything other than "off" is refused rather than
     # accepted and silently ignored.
     @validates("campaign_lists")
-    def _campaign_lists_not_yet(self, value: Any, **_: Any) -> None:
-        if value is not None and value.get("source") == "list_views":
+    def _list_views_are_named(self, value: Any, **_: Any) -> None:
+        if value is None or value.get("source") != "list_views":
+            return
+        if not value.get("selected"):
             raise ValidationError(
-                'campaign_lists with source "list_views" is not available yet: List View '
-                'lists are not built; use source "campaigns" or null.'
+                {"selected": ["Name the List Views to sync (their labels or API names)."]}
+            )
+        if value.get("record_type_labels"):
+            raise ValidationError(
+                {"record_type_labels": ["Record types choose Campaigns; List Views have none."]}
             )
 
     @validates("sync_all_campaign_recipients")

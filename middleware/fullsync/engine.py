@@ -389,11 +389,15 @@ class FullSync:
         if not self._own_segmenter:
             return
         members: dict[str, tuple[str, ...]] = {}
-        if self.options.campaign_lists is not None:
+        if self.options.campaign_lists is not None:  # Campaign members or List View records
             expected = sf_segments.maintained_members(self.ctx)
             members = sf_segments.all_memberships(self.ctx, expected)
         self.segmenter = ListsSegmenter(
-            self.options, members, self.ctx.campaign_list_ids, self.ctx.checkbox_list_ids
+            self.options,
+            members,
+            self.ctx.campaign_list_ids,
+            self.ctx.checkbox_list_ids,
+            by_record_id=bool(self.ctx.list_views),
         )
 
     # ------------------------------------------------------------------------------ reading

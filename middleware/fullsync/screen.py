@@ -56,11 +56,12 @@ class ListsSegmenter:
     memberships: Mapping[str, tuple[str, ...]]
     campaign_list_ids: Mapping[str, str]
     checkbox_list_ids: Mapping[str, str]
+    by_record_id: bool = False  # List Views key their members by record id
 
     def __call__(self, record: Mapping[str, Any]) -> tuple[bool, tuple[str, ...] | None]:
         if record.get("IsDeleted"):
             return True, None
-        key = member_key(self.options, record)
+        key = str(record["Id"]) if self.by_record_id else member_key(self.options, record)
         member_of = self.memberships.get(key, ()) if key else ()
         if not (
             matches_filter(self.options, record)

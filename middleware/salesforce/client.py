@@ -217,6 +217,7 @@ def soql_in(values: Iterable[str]) -> str:
     return ", ".join(soql_string(v) for v in values)
 
 
+_RECORD_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 _IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*")
 
 
@@ -514,6 +515,36 @@ class SalesforceClient:
             result = self._call(lambda sf: getattr(sf, sobject).describe(), idempotent=True)
             self._describe_cache[sobject] = result
         return self._describe_cache[sobject]
+
+    def list_views(self, sobject: str) -> list[dict[str, Any]]:
+        """`GET /sobjects/{sobject}/listviews` and every `nextRecordsUrl`: the object's List
+        Views (`id`, `label`, `developerName`, ...)."""
+        _check_names(sobject)
+        path = f"sobjects/{sobject}/listviews"
+        views: list[dict[str, Any]] = []
+        while True:
+            page = self._http("GET", path).json()
+            views += page.get("listviews") or []
+            following = page.get("nextRecordsUrl")
+            if page.get("done", True) or not following:
+                return views
+            path = self._data_path(str(following))
+
+    def list_view_query(self, sobject: str, view_id: str) -> str:
+        """`GET /sobjects/{sobject}/listviews/{id}/describe`: the view's SOQL (`query`)."""
+        _check_names(sobject)
+        if not _RECORD_ID.fullmatch(view_id):
+            raise QueryError(f"not a List View id: {view_id!r}")
+        described = self._http("GET", f"sobjects/{sobject}/listviews/{view_id}/describe").json()
+        return str(described.get("query") or "")
+
+    def _data_path(self, url: str) -> str:
+        """A `/services/data/vNN.N/...` URL Salesforce returned, relative to our base URL."""
+        marker = "/services/data/"
+        if marker in url:
+            url = url.split(marker, 1)[1]
+            return url.split("/", 1)[1] if "/" in url else ""
+        return url
 
     def limits(self) -> dict[str, Any]:
         """`GET /limits`: the org's allocations; also refreshes `usage.org_*`."""

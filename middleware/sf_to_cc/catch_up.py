@@ -124,7 +124,7 @@ def catch_up(ctx: Context, *, first_window: timedelta, batch_size: int = BATCH_S
     result = FlushResult()
     if segments.segmented(ctx):
         members = prepare_segments(ctx, result.outcome, None)
-        if ctx.options.campaign_lists is not None:
+        if ctx.options.campaign_lists is not None and ctx.options.campaign_lists.from_campaigns:
             column = segments.member_column(ctx)
             for row in collect.changed(ctx, "CampaignMember", [column], state, start):
                 person = segments.person_of(ctx, row)

@@ -48,7 +48,7 @@ def expand_ids(ctx: Context, ids: Mapping[str, list[str]]) -> list[str]:
     """Record ids of the setup's object for a batch; Account changes reach their contacts, and
     CampaignMember changes (a member added or removed) the records they name."""
     own = list(ids.get(ctx.sf_object, []))
-    if ctx.options.campaign_lists is not None:
+    if ctx.options.campaign_lists is not None and ctx.options.campaign_lists.from_campaigns:
         own += segments.people_of_members(ctx, ids.get("CampaignMember", []))
     accounts = ids.get("Account", []) if ctx.sf_object == "Contact" else []
     prefix = "SELECT Id FROM Contact WHERE AccountId"

@@ -55,10 +55,13 @@ def sync_records(
     reset: bool = False,
 ) -> BatchResult:
     """One batch of re-read Salesforce records through read → plan → write → record."""
+    segs = segments.batch_segments(ctx, records)
+    if segs.held:
+        # Outside every List View that can be read while a selected one cannot: left alone.
+        records = [r for r in records if str(r["Id"]) not in segs.held]
     by_id = {str(r["Id"]): r for r in records}
     missing = sorted(set(missing_ids) - set(by_id))
     links = read.batch_links(ctx, records, [*by_id, *missing])
-    segs = segments.batch_segments(ctx, records)
     outside = plan.outside_filter(ctx, records) | segs.outside
     contacts, resolved = read.cc_lookups(ctx, by_id, missing, links.own, outside)
     for sf_id, contact_id in resolved.items():
@@ -75,6 +78,12 @@ def sync_records(
         reset=reset,
     )
     outcome = write.execute(ctx.cc, batch_plan, ctx.custom_field_ids)
+    if segs.held:
+        outcome.skipped["List View unavailable"] += len(segs.held)
+        outcome.warnings.append(
+            f"{len(segs.held)} record(s) left as they are while List View(s) "
+            f"{', '.join(map(repr, ctx.held_views))} cannot be read"
+        )
     # The links of this batch's imports get their contact ids now when they are few.
     imported = write.imported_links(batch_plan, outcome.failed_ids)
     looked = {
@@ -212,7 +221,8 @@ def catch_up_all(ctx: Context, *, batch_size: int = BATCH_SIZE) -> FlushResult:
     # Members of Campaigns the setup starts maintaining, and — after a first run, which reads
     # every record anyway — the records whose Campaign membership changed since the cursor.
     members = prepare_segments(ctx, result.outcome, None, refresh=True)
-    if raw and ctx.options.campaign_lists is not None:
+    lists = ctx.options.campaign_lists
+    if raw and lists is not None and lists.from_campaigns:
         members += segments.members_changed_since(ctx, since - overlap)
     pending: list[dict[str, Any]] = []
     newest = since

@@ -29,19 +29,29 @@ from typing import Any
 from middleware.constantcontact.errors import CCError, Conflict, Validation
 from middleware.context import Context
 from middleware.salesforce.client import soql_string
+from middleware.salesforce.errors import SalesforceError
 from middleware.store import cursors
 from middleware.store import errors as errors_repo
 from middleware.sync.campaigns import (
     MEMBER_FIELD,
     REASON_DELETED,
+    REASON_NOT_SELECTED,
+    Campaign,
+    Choice,
+    ListView,
+    ViewQuery,
     campaign_fields,
     campaign_from_row,
     choose_campaigns,
+    choose_list_views,
     in_campaign_scope,
     member_key,
+    members_soql,
     segment_lists,
     stopped_message,
+    view_query,
 )
+from middleware.sync.options import CampaignLists
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +60,10 @@ CURSOR_CHECKBOX_LISTS = "checkbox_lists"
 REFRESH_AFTER = timedelta(minutes=15)
 LIST_CAP_CODE = "list_cap"
 LIST_ERROR_CODE = "campaign_list_failed"
+VIEW_ERROR_CODE = "list_view_refused"
+KINDS = {"campaigns": "Campaign", "list_views": "List View"}
+# The entity a retried sync error of each kind is marked dirty as (the flush reads them again).
+SOURCE_OBJECTS = {"Campaign": "Campaign", "List View": "ListView"}
 
 
 @dataclass
@@ -102,13 +116,20 @@ def load_registry(ctx: Context) -> dict[str, Any]:
 
 
 def _apply(ctx: Context, registry: Mapping[str, Any]) -> None:
+    """The registry onto ``ctx``: maintained lists, frozen ones (a held List View's list too:
+    while it cannot be read nobody is added to or removed from it), List View queries."""
     entries: Mapping[str, Mapping[str, Any]] = registry["campaigns"]
-    ctx.campaign_list_ids = {
-        cid: e["list_id"] for cid, e in entries.items() if e.get("maintained") and e.get("list_id")
-    }
+    live = {sid: e for sid, e in entries.items() if e.get("maintained") and not e.get("held")}
+    ctx.campaign_list_ids = {sid: e["list_id"] for sid, e in live.items() if e.get("list_id")}
     ctx.frozen_list_ids = frozenset(
-        e["list_id"] for e in entries.values() if not e.get("maintained") and e.get("list_id")
+        e["list_id"] for sid, e in entries.items() if sid not in live and e.get("list_id")
     )
+    ctx.list_views = {
+        sid: ViewQuery(*e["query"])
+        for sid, e in live.items()
+        if e.get("kind") == "List View" and e.get("query")
+    }
+    ctx.held_views = tuple(sorted(str(e.get("name")) for e in entries.values() if e.get("held")))
 
 
 def _due(registry: Mapping[str, Any], now: datetime) -> bool:
@@ -116,6 +137,49 @@ def _due(registry: Mapping[str, Any], now: datetime) -> bool:
     if not checked:
         return True
     return now - datetime.fromisoformat(checked) >= REFRESH_AFTER
+
+
+def _campaign_choice(ctx: Context, spec: CampaignLists, done: Prepared) -> Choice:
+    """Salesforce's Campaigns (one query), chosen by :func:`choose_campaigns`."""
+    described = {str(f.get("name")) for f in ctx.sf.describe("Campaign").get("fields") or ()}
+    record_types = "RecordTypeId" in described
+    select = campaign_fields(ctx.sf_object, record_types=record_types)
+    rows = ctx.sf.query_iter(f"SELECT {', '.join(select)} FROM Campaign")
+    choice = choose_campaigns(spec, [campaign_from_row(row, ctx.sf_object) for row in rows])
+    if spec.record_type_labels and not record_types:
+        done.warnings.append(
+            "campaign_lists: record_type_labels is set but this org's Campaigns have no record "
+            "types, so no Campaign qualifies"
+        )
+    return choice
+
+
+def _list_view_choice(
+    ctx: Context, spec: CampaignLists, entries: dict[str, dict[str, Any]], errors: list[Any]
+) -> Choice:
+    """The object's List Views (one call), chosen by :func:`choose_list_views`; each chosen
+    view's query read from its describe and tried once (``LIMIT 1``). A view the org refuses is
+    a sync error naming it, and is held: see :func:`batch_segments`."""
+    views = [
+        ListView(str(v["id"]), str(v.get("label") or ""), str(v.get("developerName") or ""))
+        for v in ctx.sf.list_views(ctx.sf_object)
+    ]
+    choice = choose_list_views(spec, views)
+    working: list[Campaign | ListView] = []
+    for view in choice.maintained:
+        entry = entries.setdefault(view.id, {"name": view.name})
+        try:
+            parsed = view_query(ctx.sf.list_view_query(ctx.sf_object, view.id))
+            if parsed.sobject.casefold() != ctx.sf_object.casefold():
+                raise ValueError(f"it lists {parsed.sobject} records, not {ctx.sf_object}")
+            list(ctx.sf.query_iter(members_soql(parsed) + " LIMIT 1"))
+        except (SalesforceError, ValueError) as exc:
+            entry["held"] = True
+            errors.append(_view_error(view, exc))
+            continue
+        entry.update(query=[parsed.sobject, parsed.scope, parsed.where], held=False)
+        working.append(view)
+    return Choice(tuple(working), choice.skipped, choice.warnings)
 
 
 def _prepare_campaign_lists(ctx: Context, refresh: bool, done: Prepared) -> None:
@@ -126,61 +190,61 @@ def _prepare_campaign_lists(ctx: Context, refresh: bool, done: Prepared) -> None
         return
     spec = ctx.options.campaign_lists
     assert spec is not None
-    described = {str(f.get("name")) for f in ctx.sf.describe("Campaign").get("fields") or ()}
-    record_types = "RecordTypeId" in described
-    select = campaign_fields(ctx.sf_object, record_types=record_types)
-    rows = ctx.sf.query_iter(f"SELECT {', '.join(select)} FROM Campaign")
-    campaigns = [campaign_from_row(row, ctx.sf_object) for row in rows]
-    choice = choose_campaigns(spec, campaigns)
-    done.warnings += choice.warnings
-    if spec.record_type_labels and not record_types:
-        done.warnings.append(
-            "campaign_lists: record_type_labels is set but this org's Campaigns have no record "
-            "types, so no Campaign qualifies"
-        )
+    kind = KINDS[spec.source]
     entries: dict[str, dict[str, Any]] = registry["campaigns"]
-    maintained_ids = {c.id for c in choice.maintained}
     errors: list[dict[str, Any]] = []
+    if spec.source == "list_views":
+        choice = _list_view_choice(ctx, spec, entries, errors)
+    else:
+        choice = _campaign_choice(ctx, spec, done)
+    done.warnings += choice.warnings
+    maintained_ids = {c.id for c in choice.maintained}
     resolved: list[str] = []
 
     lists_by_name: dict[str, str] | None = None
-    for campaign in choice.maintained:
-        entry = entries.get(campaign.id)
+    for source in choice.maintained:
+        entry = entries.get(source.id)
         try:
             if entry and entry.get("list_id"):
-                if entry.get("name") != campaign.name:
-                    ctx.cc.rename_list(entry["list_id"], campaign.name)
-                    log.info("setup %s: list of Campaign %s renamed", ctx.setup_id, campaign.id)
+                if entry.get("name") != source.name:
+                    ctx.cc.rename_list(entry["list_id"], source.name)
+                    log.info("setup %s: list of %s %s renamed", ctx.setup_id, kind, source.id)
             else:
                 if lists_by_name is None:
                     lists_by_name = {
                         str(item.get("name", "")).casefold(): str(item["list_id"])
                         for item in ctx.cc.iter_lists()
                     }
-                list_id = lists_by_name.get(campaign.name.casefold())
+                list_id = lists_by_name.get(source.name.casefold())
                 if list_id is None:
-                    list_id = _create_list(ctx, campaign.name)
-                    lists_by_name[campaign.name.casefold()] = list_id
-                entry = entries[campaign.id] = {"list_id": list_id}
+                    list_id = _create_list(ctx, source.name, kind)
+                    lists_by_name[source.name.casefold()] = list_id
+                entry = entries.setdefault(source.id, {})
+                entry["list_id"] = list_id
         except _ListRefused as exc:
-            errors.append(_list_error(campaign.id, campaign.name, exc.code, str(exc)))
+            errors.append(_list_error(source.id, source.name, kind, exc.code, str(exc)))
             continue
         except CCError as exc:
-            errors.append(_list_error(campaign.id, campaign.name, LIST_ERROR_CODE, str(exc)))
+            errors.append(_list_error(source.id, source.name, kind, LIST_ERROR_CODE, str(exc)))
             continue
         if not entry.get("maintained"):
-            done.newly_maintained.append(campaign.id)
-        entry.update(name=campaign.name, maintained=True, reason=None, members=campaign.members)
-        resolved.append(campaign.id)
+            done.newly_maintained.append(source.id)
+        members = source.members if isinstance(source, Campaign) else None
+        entry.update(name=source.name, kind=kind, maintained=True, reason=None, members=members)
+        resolved.append(source.id)
 
-    for cid, entry in entries.items():
-        if cid in maintained_ids:
+    for sid, entry in entries.items():
+        if sid in maintained_ids or entry.get("held"):
             continue
-        reason = choice.skipped.get(cid, REASON_DELETED)
+        if entry.get("kind", kind) != kind:
+            reason = REASON_NOT_SELECTED  # the setup switched between Campaigns and List Views
+        else:
+            reason = choice.skipped.get(sid, REASON_DELETED)
         if entry.get("maintained"):
-            done.warnings.append(stopped_message(str(entry.get("name") or cid), reason))
+            name = str(entry.get("name") or sid)
+            done.warnings.append(stopped_message(name, reason, entry.get("kind", kind)))
             if reason != REASON_DELETED:
-                done.newly_frozen.append(cid)
+                done.newly_frozen.append(sid)
         entry.update(maintained=False, reason=reason)
     registry["checked_at"] = now.isoformat()
     with ctx.store.transaction() as session:
@@ -200,9 +264,9 @@ class _ListRefused(Exception):
         self.code = code
 
 
-def _create_list(ctx: Context, name: str) -> str:
+def _create_list(ctx: Context, name: str, kind: str) -> str:
     try:
-        return str(ctx.cc.create_list(name, "Salesforce Campaign (kept by the sync)")["list_id"])
+        return str(ctx.cc.create_list(name, f"Salesforce {kind} (kept by the sync)")["list_id"])
     except Conflict:
         found = ctx.cc.find_list(name)
         if found is None:
@@ -212,22 +276,36 @@ def _create_list(ctx: Context, name: str) -> str:
         if "at most" in str(exc) and "lists" in str(exc):
             raise _ListRefused(
                 LIST_CAP_CODE,
-                f"Campaign {name!r} gets no list: the Constant Contact account already holds "
+                f"{kind} {name!r} gets no list: the Constant Contact account already holds "
                 "its 1,000 lists",
             ) from None
         raise
 
 
-def _list_error(campaign_id: str, name: str, code: str, message: str) -> dict[str, Any]:
+def _list_error(source_id: str, name: str, kind: str, code: str, message: str) -> dict[str, Any]:
     if code != LIST_CAP_CODE:
-        message = f"Campaign {name!r}: its Constant Contact list could not be made: {message}"
+        message = f"{kind} {name!r}: its Constant Contact list could not be made: {message}"
     return {
         "direction": "sf_to_cc",
         "vendor": "constantcontact",
         "code": code,
         "message": message,
-        "sf_id": campaign_id,
-        "payload": {"sf_object": "Campaign", "campaign": name},
+        "sf_id": source_id,
+        "payload": {"sf_object": SOURCE_OBJECTS[kind], "name": name},
+    }
+
+
+def _view_error(view: Campaign | ListView, exc: Exception) -> dict[str, Any]:
+    return {
+        "direction": "sf_to_cc",
+        "vendor": "salesforce",
+        "code": getattr(exc, "code", None) or VIEW_ERROR_CODE,
+        "message": (
+            f"List View {view.name!r} cannot be read: {exc}; its records are left as they are "
+            "until it can"
+        ),
+        "sf_id": view.id,
+        "payload": {"sf_object": "ListView", "name": view.name},
     }
 
 
@@ -247,9 +325,19 @@ def person_of(ctx: Context, row: Mapping[str, Any]) -> str | None:
 
 
 def members_of(ctx: Context, campaign_ids: Sequence[str]) -> list[str]:
-    """The setup's record ids that are members of these Campaigns."""
+    """The setup's record ids that are members of these Campaigns (or in these List Views: a
+    view no longer maintained has no query on ``ctx``, and its members are found by the next
+    Full Sync)."""
     if not campaign_ids:
         return []
+    if ctx.options.campaign_lists is not None and not ctx.options.campaign_lists.from_campaigns:
+        found = (
+            str(row["Id"])
+            for cid in campaign_ids
+            if (view := ctx.list_views.get(cid)) is not None
+            for row in ctx.sf.query_iter(members_soql(view))
+        )
+        return list(dict.fromkeys(found))
     column = member_column(ctx)
     member = MEMBER_FIELD[ctx.sf_object]
     prefix = f"SELECT {column} FROM CampaignMember WHERE {member} != null AND CampaignId"
@@ -286,8 +374,22 @@ def members_changed_since(ctx: Context, since: datetime) -> list[str]:
     return list(dict.fromkeys(p for p in people if p))
 
 
+def _view_memberships(ctx: Context, ids: Sequence[str]) -> dict[str, set[str]]:
+    """Maintained List View ids per record id: each view's own query, narrowed to ``ids``."""
+    out: dict[str, set[str]] = {}
+    for view_id, view in sorted(ctx.list_views.items()):
+        prefix = members_soql(view, "Id")
+        for chunk in ctx.sf.id_chunks(prefix, list(ids)):
+            quoted = ", ".join(soql_string(i) for i in chunk)
+            for row in ctx.sf.query_iter(f"{prefix} IN ({quoted})"):
+                out.setdefault(str(row["Id"]), set()).add(view_id)
+    return out
+
+
 def memberships(ctx: Context, records: Iterable[Mapping[str, Any]]) -> dict[str, set[str]]:
-    """Campaign ids per record id, among the Campaigns the setup maintains."""
+    """Campaign (or List View) ids per record id, among those the setup maintains."""
+    if ctx.options.campaign_lists is not None and not ctx.options.campaign_lists.from_campaigns:
+        return _view_memberships(ctx, [str(r["Id"]) for r in records])
     keys = {
         key: str(record["Id"])
         for record in records
@@ -316,10 +418,17 @@ CAMPAIGNS_IN_SOQL = 200
 
 
 def all_memberships(ctx: Context, expected: int) -> dict[str, tuple[str, ...]]:
-    """Every maintained Campaign's members: member key (:func:`member_key`) → Campaign ids.
-    ``expected``: the members the Campaigns count, which picks REST or Bulk 2.0."""
+    """Every maintained Campaign's members: member key (:func:`member_key`) → Campaign ids
+    (with List Views: record id → view ids, each view's query read whole). ``expected``: the
+    members the Campaigns count, which picks REST or Bulk 2.0."""
     if not ctx.campaign_list_ids:
         return {}
+    if ctx.list_views:
+        views: dict[str, list[str]] = {}
+        for view_id, view in sorted(ctx.list_views.items()):
+            for row in ctx.sf.query_iter(members_soql(view)):
+                views.setdefault(str(row["Id"]), []).append(view_id)
+        return {key: tuple(ids) for key, ids in views.items()}
     member = MEMBER_FIELD[ctx.sf_object]
     soql = f"SELECT CampaignId, {member} FROM CampaignMember WHERE {member} != null"
     if len(ctx.campaign_list_ids) <= CAMPAIGNS_IN_SOQL:
@@ -347,10 +456,13 @@ def maintained_members(ctx: Context) -> int:
 
 @dataclass
 class BatchSegments:
-    """One batch's segmentation: each record's lists, and who is outside the Campaigns."""
+    """One batch's segmentation: each record's lists, who is outside the Campaigns (or List
+    Views), and who is held: outside every view that can be read while a selected one cannot,
+    so neither pushed nor taken off a list until it can."""
 
     lists: dict[str, tuple[str, ...]] | None
     outside: set[str]
+    held: set[str] = field(default_factory=set)
 
 
 def batch_segments(ctx: Context, records: Sequence[Mapping[str, Any]]) -> BatchSegments:
@@ -365,11 +477,15 @@ def batch_segments(ctx: Context, records: Sequence[Mapping[str, Any]]) -> BatchS
     joined = memberships(ctx, live) if ctx.options.campaign_lists is not None else {}
     lists: dict[str, tuple[str, ...]] = {}
     outside: set[str] = set()
+    held: set[str] = set()
     for record in live:
         sf_id = str(record["Id"])
         member_of = joined.get(sf_id, set())
         if not in_campaign_scope(ctx.options, member_of, ctx.campaign_list_ids):
-            outside.add(sf_id)
+            if ctx.held_views:
+                held.add(sf_id)
+            else:
+                outside.add(sf_id)
             continue
         lists[sf_id] = segment_lists(
             ctx.options,
@@ -378,4 +494,4 @@ def batch_segments(ctx: Context, records: Sequence[Mapping[str, Any]]) -> BatchS
             campaign_list_ids=ctx.campaign_list_ids,
             checkbox_list_ids=ctx.checkbox_list_ids,
         )
-    return BatchSegments(lists, outside)
+    return BatchSegments(lists, outside, held)

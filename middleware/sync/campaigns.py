@@ -68,10 +68,20 @@ class Campaign:
 
 
 @dataclass(frozen=True, slots=True)
-class Choice:
-    """Which Campaigns a setup maintains, why the others are not, and what to tell the user."""
+class ListView:
+    """A Salesforce List View of the setup's object (``source: "list_views"``)."""
 
-    maintained: tuple[Campaign, ...]
+    id: str
+    name: str  # the view's label
+    developer_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """Which Campaigns (or List Views) a setup maintains, why the others are not, and what to
+    tell the user."""
+
+    maintained: tuple[Campaign | ListView, ...]
     skipped: Mapping[str, str]  # campaign id → REASON_*
     warnings: tuple[str, ...]
 
@@ -128,10 +138,35 @@ def choose_campaigns(spec: CampaignLists, campaigns: Iterable[Campaign]) -> Choi
     return Choice(tuple(kept), skipped, tuple(warnings))
 
 
-def stopped_message(name: str, reason: str) -> str:
-    """The run's note for a Campaign whose list the setup stops maintaining."""
+def choose_list_views(spec: CampaignLists, views: Iterable[ListView]) -> Choice:
+    """The List Views whose lists the setup maintains: those named in ``selected`` (by label or
+    API name, ignoring case), unless ``excluded``."""
+    excluded = {_fold(n) for n in spec.excluded}
+    selected = {_fold(n) for n in spec.selected}
+    kept: list[Campaign | ListView] = []
+    skipped: dict[str, str] = {}
+    seen: set[str] = set()
+    for view in sorted(views, key=lambda v: (v.name, v.id)):
+        names = {_fold(view.name), _fold(view.developer_name)}
+        seen |= names
+        if names & excluded:
+            skipped[view.id] = REASON_EXCLUDED
+        elif not names & selected:
+            skipped[view.id] = REASON_NOT_SELECTED
+        else:
+            kept.append(view)
+    warnings = [
+        f"campaign_lists: no List View named {name!r} in Salesforce"
+        for name in spec.selected
+        if _fold(name) not in seen
+    ]
+    return Choice(tuple(kept), skipped, tuple(warnings))
+
+
+def stopped_message(name: str, reason: str, kind: str = "Campaign") -> str:
+    """The run's note for a Campaign (or List View) whose list the setup stops maintaining."""
     return (
-        f"Campaign {name!r} {_STOPPED.get(reason, reason)}: its Constant Contact list is kept "
+        f"{kind} {name!r} {_STOPPED.get(reason, reason)}: its Constant Contact list is kept "
         "but no longer maintained"
     )
 
@@ -183,3 +218,89 @@ def in_campaign_scope(
     if setup.campaign_lists is None:
         return True
     return any(c in campaign_list_ids for c in memberships)
+
+
+# --- List View queries -----------------------------------------------------------------------
+
+_CLAUSES = ("WHERE", "ORDER BY", "LIMIT", "OFFSET", "FOR ", "UPDATE ", "WITH ", "GROUP BY")
+
+
+@dataclass(frozen=True, slots=True)
+class ViewQuery:
+    """The parts of a List View's SOQL (describe's ``query``) a membership query keeps."""
+
+    sobject: str
+    scope: str  # "USING SCOPE ..." or ""
+    where: str  # the condition, or "" for a view of every record
+
+
+def _top_level(query: str) -> list[tuple[int, str]]:
+    """Positions of the top-level clause keywords (outside quotes and parentheses)."""
+    found: list[tuple[int, str]] = []
+    depth = 0
+    quoted = False
+    i = 0
+    upper = query.upper()
+    while i < len(query):
+        ch = query[i]
+        if quoted:
+            if ch == "\\":
+                i += 2
+                continue
+            if ch == "'":
+                quoted = False
+        elif ch == "'":
+            quoted = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif depth == 0 and (i == 0 or query[i - 1].isspace()):
+            for word in ("FROM", *_CLAUSES):
+                if upper.startswith(word, i) and (
+                    word.endswith(" ")
+                    or i + len(word) == len(query)
+                    or query[i + len(word)].isspace()
+                ):
+                    found.append((i, word.strip()))
+                    break
+        i += 1
+    return found
+
+
+def view_query(query: str) -> ViewQuery:
+    """Split a List View's SOQL into its object, scope and WHERE condition.
+
+    Raises ``ValueError`` for a query this cannot read (no top-level FROM).
+    """
+    marks = _top_level(query)
+    starts = [i for i, word in marks if word == "FROM"]
+    if not starts:
+        raise ValueError("the List View's query has no FROM clause")
+    start = starts[0]
+    after = [(i, w) for i, w in marks if i > start and w != "FROM"]
+    end_from = after[0][0] if after else len(query)
+    from_part = query[start + len("FROM") : end_from].split()
+    if not from_part:
+        raise ValueError("the List View's query names no object")
+    sobject = from_part[0]
+    scope = " ".join(from_part[1:])
+    where = ""
+    for n, (i, word) in enumerate(after):
+        if word == "WHERE":
+            stop = after[n + 1][0] if n + 1 < len(after) else len(query)
+            where = query[i + len("WHERE") : stop].strip()
+    return ViewQuery(sobject, scope, where)
+
+
+def members_soql(view: ViewQuery, id_condition: str = "") -> str:
+    """``SELECT Id`` of the view's records, optionally narrowed (``Id IN (...)`` of a batch)."""
+    conditions = [f"({view.where})"] if view.where else []
+    if id_condition:
+        conditions.append(id_condition)
+    soql = f"SELECT Id FROM {view.sobject}"
+    if view.scope:
+        soql += f" {view.scope}"
+    if conditions:
+        soql += " WHERE " + " AND ".join(conditions)
+    return soql

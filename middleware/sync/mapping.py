@@ -257,7 +257,11 @@ def soql_fields(setup: SetupOptions) -> list[str]:
     custom += [e.sf_field for e in setup.other_email_fields]
     custom += [e.field for e in setup.checkbox_lists]
     names += [apply_namespace(name, ns) for name in custom]
-    if setup.campaign_lists is not None and setup.object_type == "Account":
+    if (
+        setup.campaign_lists is not None
+        and setup.campaign_lists.from_campaigns
+        and setup.object_type == "Account"
+    ):
         names.append("PersonContactId")  # a Person Account's CampaignMembers name its contact
     return list(dict.fromkeys(names))
 

@@ -75,6 +75,10 @@ class CampaignLists:
     record_type_labels: tuple[str, ...]  # campaigns only; empty = any record type
     excluded: tuple[str, ...]  # names never synced; wins over `selected`
 
+    @property
+    def from_campaigns(self) -> bool:
+        return self.source == "campaigns"
+
 
 @dataclass(frozen=True, slots=True)
 class Condition:

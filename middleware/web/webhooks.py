@@ -70,7 +70,7 @@ RELEVANT_ENTITIES = {
     "Lead": ("Lead",),
     "Account": ("Account",),
 }
-# With campaign_lists on, a member added to or removed from a Campaign (and a Campaign renamed,
+# With Campaign lists on, a member added to or removed from a Campaign (and a Campaign renamed,
 # activated or deactivated) changes the setup's lists too.
 CAMPAIGN_ENTITIES = ("Campaign", "CampaignMember")
 
@@ -126,7 +126,7 @@ def _load_setup(setup_id: int) -> _SetupView | None:
                 auth=webhook.get("auth", "shared_secret"),
                 object_type=options.get("object_type", "Contact"),
                 platform_event=webhook.get("platform_event"),
-                campaign_lists=options.get("campaign_lists") is not None,
+                campaign_lists=(options.get("campaign_lists") or {}).get("source") == "campaigns",
             )
     with _cache_lock:
         if len(cache) >= SETUP_CACHE_MAX:

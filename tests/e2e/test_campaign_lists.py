@@ -161,3 +161,75 @@ def test_full_sync_repairs_lists_both_ways() -> None:
         assert memberships(w, "bob@ex.org") == {"Main List", "Spring Gala"}
         with w.store.transaction() as session:
             assert cursors.get_cursor(session, w.setup_id, "campaign_lists")
+
+
+# --- List Views ------------------------------------------------------------------------------
+
+VIEWS = {"campaign_lists": {"source": "list_views", "selected": ["Bay Area Subscribers"]}}
+
+
+def city_people(w: World) -> dict[str, str]:
+    cities = {"ann": "San Francisco", "bob": "Oakland", "cat": "Chicago"}
+    return {
+        name: w.sf_create(
+            FirstName=name.title(), LastName="Viewer", Email=f"{name}@ex.org", MailingCity=city
+        )
+        for name, city in cities.items()
+    }
+
+
+def test_a_list_view_becomes_a_list_and_record_edits_move_people_in_and_out() -> None:
+    with world(options=VIEWS) as w:
+        w.deliver_to_webhook = False
+        p = city_people(w)
+        sync_now(w)
+        assert memberships(w, "ann@ex.org") == {"Main List", "Bay Area Subscribers"}
+        assert memberships(w, "bob@ex.org") == {"Main List", "Bay Area Subscribers"}
+        assert w.cc_contact("cat@ex.org") is None  # not in the view: not in scope
+
+        w.deliver_to_webhook = True
+        w.sf_update(p["cat"], MailingCity="Berkeley")
+        w.sf_update(p["ann"], MailingCity="Chicago")
+        w.flush()
+        assert memberships(w, "cat@ex.org") == {"Main List", "Bay Area Subscribers"}
+        assert memberships(w, "ann@ex.org") == set()  # left the view: off the setup's lists
+        assert w.cc_contact("ann@ex.org")["email_address"]["permission_to_send"] != "unsubscribed"
+
+        # Missed by events: the Full Sync re-reads every view whole.
+        w.deliver_to_webhook = False
+        w.sf_update(p["bob"], MailingCity="Chicago")
+        w.last_sf, w.last_cc = w.sf_client(), w.cc_client()
+        run_full_sync(w.runtime, w.setup_id, sf=w.last_sf, cc=w.last_cc)
+        assert memberships(w, "bob@ex.org") == set()
+        assert memberships(w, "cat@ex.org") == {"Main List", "Bay Area Subscribers"}
+
+
+def test_a_list_view_the_org_refuses_is_a_sync_error_and_loses_nothing() -> None:
+    options = {
+        "campaign_lists": {"source": "list_views", "selected": ["Bay Area Subscribers", "Broken"]}
+    }
+    with world(options=options) as w:
+        w.deliver_to_webhook = False
+        made = w.sf_session.post(
+            f"{w.sf_app.config.get('BASE_URL', 'https://sf.sandbox.test')}/_sandbox/listviews",
+            json={
+                "sobjectType": "Contact",
+                "label": "Broken",
+                "where": "Gone__c = true",
+                "allow_invalid": True,
+            },
+        )
+        assert made.status_code in (200, 201), made.text
+        city_people(w)
+        summary = sync_now(w)
+        message = run_message(w, summary)
+        assert "List View 'Broken' cannot be read" in message, message
+        # Ann and Bob are in the working view; Cat is in neither, but while a selected view
+        # cannot be read nobody is taken out of scope because of it.
+        assert memberships(w, "ann@ex.org") == {"Main List", "Bay Area Subscribers"}
+        assert w.cc_contact("cat@ex.org") is None
+        errors = w.web.get(
+            f"/admin/api/setups/{w.setup_id}/errors",
+            headers={"Authorization": "Bearer e2e-admin"},
+        ).get_json()
+        assert any("Broken" in e["message"] for e in errors["items"]), errors

@@ -496,11 +496,6 @@ def test_consistent_setup_has_no_warnings():
 
 NOT_AVAILABLE_YET = [
     pytest.param(
-        {"campaign_lists": {"source": "list_views", "selected": ["Spring"]}},
-        "campaign_lists",
-        id="campaign-lists-list-views",
-    ),
-    pytest.param(
         {"sync_all_campaign_recipients": True},
         "sync_all_campaign_recipients",
         id="campaign-recipients",
@@ -522,6 +517,23 @@ def test_campaign_options_are_refused_until_built(options, option):
     errors = errors_of(**options)
     assert list(errors) == [option]
     assert any(f"{option} " in m and "is not available yet" in m for m in errors[option]), errors
+
+
+def test_list_view_lists_need_views_named_and_take_no_record_types():
+    errors = errors_of(campaign_lists={"source": "list_views"})
+    assert list(errors) == ["campaign_lists.selected"]
+    assert "Name the List Views to sync" in errors["campaign_lists.selected"][0], errors
+    errors = errors_of(
+        campaign_lists={
+            "source": "list_views",
+            "selected": ["Bay Area"],
+            "record_type_labels": ["X"],
+        }
+    )
+    assert "List Views have none" in errors["campaign_lists.record_type_labels"][0], errors
+    setup, warnings = load(campaign_lists={"source": "list_views", "selected": ["Bay Area"]})
+    assert setup["campaign_lists"]["selected"] == ["Bay Area"]
+    assert warnings == []
 
 
 def test_campaign_lists_from_campaigns_are_accepted_with_their_defaults():

@@ -251,7 +251,6 @@ def test_invalid_setups_are_refused_naming_the_field(
 @pytest.mark.parametrize(
     "body",
     [
-        {"campaign_lists": {"source": "list_views"}},
         {"sync_all_campaign_recipients": True},
         {"campaign_response_mode": "activity"},
         {"campaign_selection": ["Spring"]},
