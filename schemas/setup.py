@@ -56,10 +56,13 @@ FILTER_OPS = (
     "contains",
     "not_contains",
     "starts_with",
+    "not_starts_with",
     "in",
     "not_in",
     "greater_than",
+    "greater_or_equal",
     "less_than",
+    "less_or_equal",
     "is_blank",
     "is_not_blank",
     "is_true",
@@ -67,6 +70,9 @@ FILTER_OPS = (
 )
 _VALUELESS_OPS = ("is_blank", "is_not_blank", "is_true", "is_false")
 _LIST_OPS = ("in", "not_in")
+# How deep ``filter`` groups nest, the filter itself counting as the first level: at 3,
+# ``(A AND (B OR C)) OR D`` is expressible, and a group inside that inner group is refused.
+MAX_FILTER_DEPTH = 3
 
 # A Salesforce field, optionally through relationships: Account.Name, Region__r.Code__c.
 SF_FIELD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*$")
@@ -195,20 +201,81 @@ class FilterConditionSchema(_Strict):
             raise ValidationError(f"`{op}` needs a string, number or boolean.", field_name="value")
 
 
-class FilterSchema(_Strict):
-    """Segmentation criteria (seed Step 4): only matching records sync to Constant Contact."""
+class FilterCriterionField(fields.Field):
+    """One item of a filter's ``conditions``: a condition, or a group ``{match, conditions}``.
 
-    match = fields.String(
-        load_default="all",
-        validate=validate.OneOf(("all", "any")),
-        metadata=_describe("Whether all or any condition must hold.", enum=["all", "any"]),
-    )
-    conditions = fields.List(
-        fields.Nested(FilterConditionSchema),
+    ``depth`` is the level of the list holding it (the filter itself is 1); a group below
+    ``MAX_FILTER_DEPTH`` is refused. Errors keep their nesting, e.g.
+    ``filter.conditions[1].conditions[0].op``.
+    """
+
+    def __init__(self, depth: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.depth = depth
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise ValidationError("A condition or a group is a JSON object.")
+        schema: Schema
+        if "conditions" in value:
+            if self.depth >= MAX_FILTER_DEPTH:
+                raise ValidationError(
+                    f"Groups nest at most {MAX_FILTER_DEPTH} levels deep (the filter counts as "
+                    "the first): put these conditions in the enclosing group."
+                )
+            schema = _GROUP_SCHEMAS[self.depth + 1]()
+        else:
+            schema = FilterConditionSchema()
+        try:
+            return schema.load(value)
+        except ValidationError as exc:
+            raise ValidationError(exc.messages) from None
+
+
+def _criteria(depth: int) -> fields.List:
+    return fields.List(
+        FilterCriterionField(depth),
         required=True,
         validate=validate.Length(min=1, error="Give at least one condition."),
-        metadata=_describe("The conditions."),
+        metadata=_describe(
+            "The criteria: conditions, or groups `{match, conditions}` of them (nested at most "
+            f"{MAX_FILTER_DEPTH} levels deep, the filter counting as the first)."
+        ),
     )
+
+
+def _match() -> fields.String:
+    return fields.String(
+        load_default="all",
+        validate=validate.OneOf(("all", "any")),
+        metadata=_describe(
+            "Whether all (AND) or any (OR) criterion must hold.", enum=["all", "any"]
+        ),
+    )
+
+
+class FilterSchema(_Strict):
+    """Segmentation criteria (seed Step 4): only matching records sync to Constant Contact.
+
+    A criterion is a condition or a group of criteria, so ``(A AND B) OR C`` is
+    ``{"match": "any", "conditions": [{"match": "all", "conditions": [A, B]}, C]}``.
+    """
+
+    match = _match()
+    conditions = _criteria(1)
+
+
+def _group_schema(depth: int) -> type[Schema]:
+    class FilterGroupSchema(_Strict):
+        """A group of criteria inside a filter (one nesting level)."""
+
+        match = _match()
+        conditions = _criteria(depth)
+
+    return FilterGroupSchema
+
+
+_GROUP_SCHEMAS = {depth: _group_schema(depth) for depth in range(2, MAX_FILTER_DEPTH + 1)}
 
 
 class ScheduleSchema(_Strict):
