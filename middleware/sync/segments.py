@@ -194,6 +194,10 @@ _EQUALITY_OPS = ("equals", "not_equals", "in", "not_in")
 Describe = Callable[[str], Mapping[str, Any] | None]
 
 
+class UnknownField(LookupError):
+    """A filter field the org's describe does not have (the message says which part)."""
+
+
 def _quote(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value).lower()
 
@@ -216,14 +220,14 @@ def _find(fields_: Iterable[Mapping[str, Any]], key: str, name: str) -> Mapping[
             folded = given
     if folded is not None:
         # Records come back keyed by the describe's spelling: another case never matches.
-        raise LookupError(f"is spelt `{folded}` in Salesforce (names are case-sensitive here)")
+        raise UnknownField(f"is spelt `{folded}` in Salesforce (names are case-sensitive here)")
     return None
 
 
 def resolve_field(describe: Describe, sobject: str, path: str) -> Mapping[str, Any]:
     """The describe entry of a (dotted, relationship) field path from ``sobject``.
 
-    Raises ``LookupError`` saying what is missing.
+    Raises :class:`UnknownField` saying what is missing; whatever ``describe`` raises passes.
     """
     *relationships, name = path.split(".")
     objects = [sobject]
@@ -231,7 +235,7 @@ def resolve_field(describe: Describe, sobject: str, path: str) -> Mapping[str, A
         hop = _field_on(describe, objects, "relationshipName", part, "relationship")
         objects = [str(o) for o in hop.get("referenceTo") or ()]
         if not objects:
-            raise LookupError(f"`{part}` leads to no object")
+            raise UnknownField(f"`{part}` leads to no object")
     return _field_on(describe, objects, "name", name, "field")
 
 
@@ -244,7 +248,7 @@ def _field_on(
         found = _find((described or {}).get("fields") or (), key, name)
         if found is not None:
             return found
-    raise LookupError(f"{' / '.join(objects)} has no {what} `{name}`")
+    raise UnknownField(f"{' / '.join(objects)} has no {what} `{name}`")
 
 
 def _value_error(ftype: str, value: Any) -> str | None:
@@ -300,7 +304,7 @@ def _check_condition(
     shown = _criterion_text(c)
     try:
         field = resolve_field(describe, sobject, named)
-    except LookupError as exc:
+    except UnknownField as exc:
         extra = f" (`{c.field}` with namespace_prefix applied)" if named != c.field else ""
         return {f"{path}.field": [f"{shown}: `{named}`{extra}: {exc}."]}
     ftype = str(field.get("type") or "")
