@@ -21,6 +21,7 @@ values are dates) for the save path; the describe is handed in, so this stays pu
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
@@ -45,6 +46,12 @@ def filter_fields(setup: SetupOptions) -> list[str]:
     return list(dict.fromkeys(apply_namespace(c.field, ns) for c in setup.filter_conditions))
 
 
+# A compiled filter: record → whether it matches. Compiled once per Filter (the wanted values
+# read once, not per record: a Full Sync asks for every record of the org).
+Predicate = Callable[[Mapping[str, Any]], bool]
+_NUMBER_RE = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+
+
 def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
@@ -56,12 +63,14 @@ def _text(value: Any) -> str:
 
 
 def _number(value: Any) -> float | None:
+    """The value as a number when it is one or reads as one (no exception per record)."""
     if isinstance(value, bool) or value is None:
         return None
-    try:
+    if isinstance(value, int | float):
         return float(value)
-    except (TypeError, ValueError):
-        return None
+    if isinstance(value, str) and _NUMBER_RE.match(value):
+        return float(value)
+    return None
 
 
 def _is_json_number(value: Any) -> bool:
@@ -83,81 +92,132 @@ def _instant(text: str) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-def _cmp(left: Any, right: Any) -> int:
-    """-1 / 0 / 1 of the record's value against the wanted one, as the module docstring says."""
-    numeric = _is_json_number(left) or _is_json_number(right)
-    lnum, rnum = _number(left), _number(right)
-    if numeric and lnum is not None and rnum is not None:
-        return (lnum > rnum) - (lnum < rnum)
-    ltext, rtext = _text(left), _text(right)
-    if _DATE_RE.match(rtext) and _DATETIME_RE.match(ltext):
-        ltext = ltext[:10]  # a datetime against a date: its date part
-    else:
-        linst, rinst = _instant(str(left).strip()), _instant(str(right).strip())
-        if linst is not None and rinst is not None:
-            return (linst > rinst) - (linst < rinst)
-    return (ltext > rtext) - (ltext < rtext)
+class _Wanted:
+    """A condition's value, read once: as text, as a number, as a date or an instant."""
+
+    __slots__ = ("blank", "date", "instant", "json_number", "number", "text")
+
+    def __init__(self, value: Any) -> None:
+        self.blank = _blank(value)
+        self.text = _text(value)
+        self.number = _number(value)
+        self.json_number = _is_json_number(value)
+        self.date = bool(_DATE_RE.match(self.text))
+        self.instant = None if self.date else _instant(str(value).strip())
 
 
-def _ordered(value: Any, op: str, wanted: Any) -> bool:
-    if _blank(value):
-        return False
-    lnum, rnum = _number(value), _number(wanted)
-    if lnum is not None and rnum is not None:
-        return bool(_ORDERING[op]((lnum > rnum) - (lnum < rnum)))
-    return bool(_ORDERING[op](_cmp(value, wanted)))
+def _sign(left: Any, right: Any) -> int:
+    return (left > right) - (left < right)
 
 
-def _compare(value: Any, op: str, wanted: Any) -> bool:
+def _cmp(left: Any, w: _Wanted) -> int:
+    """-1 / 0 / 1 of a record's (non-blank) value against a wanted one, as the module says."""
+    if w.number is not None and (w.json_number or _is_json_number(left)):
+        number = _number(left)
+        if number is not None:
+            return _sign(number, w.number)
+    text = _text(left)
+    if w.date:
+        if _DATETIME_RE.match(text):
+            text = text[:10]  # a datetime against a date: its date part
+    elif w.instant is not None:
+        instant = _instant(str(left).strip())
+        if instant is not None:
+            return _sign(instant, w.instant)
+    return _sign(text, w.text)
+
+
+def _test(op: str, value: Any) -> Callable[[Any], bool]:
+    """A record value → whether the condition ``op value`` holds."""
     if op == "is_blank":
-        return _blank(value)
+        return _blank
     if op == "is_not_blank":
-        return not _blank(value)
+        return lambda v: not _blank(v)
     if op == "is_true":
-        return _truthy(value)
+        return _truthy
     if op == "is_false":
-        return not _truthy(value)
+        return lambda v: not _truthy(v)
     if op in ("in", "not_in"):
-        found = not _blank(value) and any(_cmp(value, w) == 0 for w in wanted or ())
-        return found if op == "in" else not found
+        items = tuple(_Wanted(w) for w in value or ())
+        inside = op == "in"
+        return lambda v: inside is (not _blank(v) and any(_cmp(v, w) == 0 for w in items))
+    w = _Wanted(value)
     if op in _ORDERING:
-        return _ordered(value, op, wanted)
+        holds = _ORDERING[op]
+
+        def ordered(v: Any) -> bool:
+            if _blank(v):
+                return False
+            number = _number(v)  # both read as numbers: numeric, text or not
+            if number is not None and w.number is not None:
+                return bool(holds(_sign(number, w.number)))
+            return bool(holds(_cmp(v, w)))
+
+        return ordered
     if op in ("equals", "not_equals"):
-        same = _cmp(value, wanted) == 0 if not _blank(value) else _blank(wanted)
-        return same if op == "equals" else not same
-    text, target = _text(value), _text(wanted)
+        same = op == "equals"
+        return lambda v: same is ((_cmp(v, w) == 0) if not _blank(v) else w.blank)
+    target = w.text
     if op == "contains":
-        return target in text
+        return lambda v: target in _text(v)
     if op == "not_contains":
-        return target not in text
+        return lambda v: target not in _text(v)
     if op == "starts_with":
-        return text.startswith(target)
+        return lambda v: _text(v).startswith(target)
     if op == "not_starts_with":
-        return not text.startswith(target)
+        return lambda v: not _text(v).startswith(target)
     raise ValueError(f"unknown filter operator {op!r}")
 
 
-def _holds(criterion: Criterion, record: Mapping[str, Any], ns: str | None) -> bool:
+def _compile(criterion: Criterion, ns: str | None) -> Predicate:
     if isinstance(criterion, Group):
-        results = (_holds(c, record, ns) for c in criterion.conditions)
-        return any(results) if criterion.match == "any" else all(results)
-    value = get_field(record, apply_namespace(criterion.field, ns))
-    return _compare(value, criterion.op, criterion.value)
+        parts = tuple(_compile(c, ns) for c in criterion.conditions)
+        wanted = criterion.match == "any"  # the answer that settles the group at once
+
+        def group(r: Mapping[str, Any]) -> bool:
+            for part in parts:
+                if part(r) is wanted:
+                    return wanted
+            return not wanted
+
+        return group
+    test = _test(criterion.op, criterion.value)
+    path = apply_namespace(criterion.field, ns)
+    if "." in path:
+        return lambda r: test(get_field(r, path))
+    return lambda r: test(r.get(path))
+
+
+# Compiled filters by the Filter's identity (each kept with its Filter, so the id stays its own);
+# a handful of setups per process, cleared past the bound.
+_COMPILED: dict[int, tuple[Any, str | None, Predicate]] = {}
+_COMPILED_MAX = 64
+
+
+def filter_predicate(setup: SetupOptions) -> Predicate:
+    """The setup's filter compiled (no filter: every record matches)."""
+    spec, ns = setup.filter, setup.namespace_prefix
+    if spec is None or not spec.conditions:
+        return lambda _r: True
+    hit = _COMPILED.get(id(spec))
+    if hit is not None and hit[0] is spec and hit[1] == ns:
+        return hit[2]
+    predicate = _compile(Group(spec.match, spec.conditions), ns)
+    if len(_COMPILED) >= _COMPILED_MAX:
+        _COMPILED.clear()
+    _COMPILED[id(spec)] = (spec, ns, predicate)
+    return predicate
 
 
 def matches_filter(setup: SetupOptions, record: Mapping[str, Any]) -> bool:
     """Whether the record belongs to the setup's segment (no filter: every record does)."""
-    spec = setup.filter
-    if spec is None or not spec.conditions:
-        return True
-    return _holds(Group(spec.match, spec.conditions), record, setup.namespace_prefix)
+    return filter_predicate(setup)(record)
 
 
 def unmatched(setup: SetupOptions, records: Iterable[Mapping[str, Any]]) -> list[str]:
     """Ids of the live records that fall outside the filter."""
-    return [
-        str(r["Id"]) for r in records if not r.get("IsDeleted") and not matches_filter(setup, r)
-    ]
+    matches = filter_predicate(setup)
+    return [str(r["Id"]) for r in records if not r.get("IsDeleted") and not matches(r)]
 
 
 # --- checking a filter against the org's describe (the save path) ------------------------------
@@ -253,7 +313,8 @@ def _field_on(
 
 def _value_error(ftype: str, value: Any) -> str | None:
     """Why ``value`` cannot be compared with a field of ``ftype`` (None: it can)."""
-    if ftype in NUMBER_TYPES and _number(value) is None:
+    number = _number(value)
+    if ftype in NUMBER_TYPES and (number is None or not math.isfinite(number)):
         return f"needs a number for a {ftype} field"
     if ftype == "date" and not (isinstance(value, str) and _is_date(value)):
         return "needs a date as YYYY-MM-DD for a date field"

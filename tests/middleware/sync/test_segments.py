@@ -273,6 +273,9 @@ def check(op, value=None, fld="LeadSource", ns=None):
             id="number value",
         ),
         pytest.param(
+            "equals", "NaN", "NumberOfEmployees", None, ".value", "needs a number", id="nan"
+        ),
+        pytest.param(
             "in", [1, "x"], "AnnualRevenue", None, ".value", "'x' needs a number", id="number list"
         ),
         pytest.param(
