@@ -157,8 +157,12 @@ def salesforce_client(
     connection_id: int,
     *,
     session: requests.Session | None = None,
+    get_retries: int = 2,
 ) -> SalesforceClient:
-    """A client for a stored Salesforce connection (refreshing, with our call-options tag)."""
+    """A client for a stored Salesforce connection (refreshing, with our call-options tag).
+
+    ``get_retries``: how often a GET is retried on an outage (0 where an answer now matters
+    more, as when a setup is saved)."""
     session = session or _session(settings.salesforce_ca_bundle)
     tokens = salesforce_tokens(store, connection_id)
     source = sf_oauth.RefreshingTokenSource(
@@ -182,6 +186,7 @@ def salesforce_client(
         version=settings.salesforce_api_version,
         call_client=settings.salesforce_call_client,
         ca_bundle=settings.salesforce_ca_bundle,
+        get_retries=get_retries,
     )
 
 

@@ -1,4 +1,10 @@
-"""Setup services: create, change, delete, pause, resume, rotate secrets, show status."""
+"""Setup services: create, change, delete, pause, resume, rotate secrets, show status.
+
+A setup's ``filter`` is checked against the org when it is saved (:func:`check_filter_with_org`):
+with a connected Salesforce connection, a criterion naming a field the object lacks, an operator
+that does not fit the field's type, or a date that is not one is refused with the schema's 422;
+when the org cannot be asked, the setup is saved with a warning saying the filter was not checked.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,18 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+import requests
 from marshmallow import ValidationError
 from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from middleware import intake, runner
-from middleware.services.connections import check_setup_connections
+from middleware import connections as factories
+from middleware import intake, runner, vendor_errors
+from middleware.salesforce import errors as sf_errors
+from middleware.salesforce.client import SalesforceClient
+from middleware.services.connections import check_setup_connections, vendor_session
 from middleware.services.exceptions import Conflict, Invalid
 from middleware.services.lookups import get_setup
 from middleware.services.shapes import run_view, setup_view
@@ -25,6 +36,8 @@ from middleware.store import runs as run_repo
 from middleware.store import setups as setup_repo
 from middleware.store.db import Store
 from middleware.store.models import Setup, utcnow
+from middleware.sync.options import SetupOptions
+from middleware.sync.segments import check_filter
 from schemas.setup import apply_patch, flatten_messages, validate_setup
 
 log = logging.getLogger(__name__)
@@ -60,10 +73,87 @@ def _validated(
         raise Invalid(flatten_messages(exc.messages), "The setup has invalid options.") from None
 
 
-def create_setup(settings: Settings, session: Session, data: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate and store a new setup; the view includes its webhook secret (shown once)."""
+# describe(connection id, object name) → the object's describe through that Salesforce
+# connection, None when the org has no such object; raises the vendor's errors.
+OrgDescribe = Callable[[int, str], Mapping[str, Any] | None]
+
+# What a patch must touch for the filter to be checked again.
+_FILTER_INPUTS = frozenset({"filter", "object_type", "namespace_prefix", "salesforce_connection"})
+
+
+def org_describer(
+    settings: Settings, store: Store, redis: Redis, config: Mapping[str, Any] | None = None
+) -> OrgDescribe:
+    """Describes through stored connections: one client per connection (its describe cache)
+    for the life of this describer, no retries (the save answers with a warning instead).
+
+    ``config``: the app's config, for the vendor session tests and the demo mount."""
+    clients: dict[int, SalesforceClient] = {}
+
+    def describe(connection_id: int, sobject: str) -> Mapping[str, Any] | None:
+        client = clients.get(connection_id)
+        if client is None:
+            client = factories.salesforce_client(
+                settings,
+                store,
+                redis,
+                connection_id,
+                session=vendor_session(config or {}, "salesforce"),
+                get_retries=0,
+            )
+            clients[connection_id] = client
+        try:
+            return client.describe(sobject)
+        except sf_errors.NotFound:
+            return None
+
+    return describe
+
+
+def check_filter_with_org(
+    session: Session, options: Mapping[str, Any], describe: OrgDescribe | None
+) -> list[str]:
+    """Check a validated setup's ``filter`` against its Salesforce org.
+
+    Raises ``Invalid`` (the schema's 422, keyed ``filter.conditions[i].field`` etc.) when the
+    org says the filter cannot work; answers the warnings to add when it could not be asked
+    (no connection yet, one not active, Salesforce unreachable or refusing). No filter, or no
+    ``describe`` (a caller without an org): nothing to say.
+    """
+    if options.get("filter") is None or describe is None:
+        return []
+    conn_id = options.get("salesforce_connection")
+    unchecked = "The filter could not be checked against the Salesforce org"
+    if conn_id is None:
+        return [f"{unchecked}: no salesforce_connection yet."]
+    row = connection_repo.get(session, conn_id)
+    if row is None or row.status != "active":
+        state = row.status if row is not None else "missing"
+        return [f"{unchecked}: connection {conn_id} is {state}."]
+    typed = SetupOptions.from_validated(options)
+    try:
+        errors = check_filter(typed, lambda sobject: describe(conn_id, sobject))
+    except (vendor_errors.VendorError, requests.RequestException, RedisError, LookupError) as exc:
+        log.warning("filter of setup %r not checked: %s", options.get("name"), exc)
+        return [f"{unchecked} ({type(exc).__name__}: {exc}); it is saved unchecked."]
+    if errors:
+        raise Invalid(errors, "The setup has invalid options.")
+    return []
+
+
+def create_setup(
+    settings: Settings,
+    session: Session,
+    data: Mapping[str, Any],
+    *,
+    describe: OrgDescribe | None = None,
+) -> dict[str, Any]:
+    """Validate and store a new setup; the view includes its webhook secret (shown once).
+
+    ``describe`` (:func:`org_describer`): check the filter against the org; None: do not."""
     options, warnings = _validated(lambda: validate_setup(data))
     check_setup_connections(session, options)
+    warnings = [*warnings, *check_filter_with_org(session, options, describe)]
     _check_name_free(session, options["name"])
     row = setup_repo.create(
         session,
@@ -78,9 +168,17 @@ def create_setup(settings: Settings, session: Session, data: Mapping[str, Any]) 
 
 
 def update_setup(
-    settings: Settings, session: Session, setup_id: int, patch: Mapping[str, Any]
+    settings: Settings,
+    session: Session,
+    setup_id: int,
+    patch: Mapping[str, Any],
+    *,
+    describe: OrgDescribe | None = None,
 ) -> dict[str, Any]:
-    """Apply a JSON merge patch to a setup and store the validated result."""
+    """Apply a JSON merge patch to a setup and store the validated result.
+
+    ``describe``: as for :func:`create_setup`; the filter is checked again when the patch
+    touches it, the object type, the namespace prefix or the Salesforce connection."""
     row = get_setup(session, setup_id)
     if "webhook" in patch and patch["webhook"] is None:
         # Resetting it would silently change how Salesforce must authenticate its callouts.
@@ -101,6 +199,8 @@ def update_setup(
     )
     options, warnings = _validated(lambda: apply_patch(current, patch))
     check_setup_connections(session, options)
+    if _FILTER_INPUTS & set(patch):
+        warnings = [*warnings, *check_filter_with_org(session, options, describe)]
     _check_name_free(session, options["name"], setup_id)
     row.name = options["name"]
     row.options = options

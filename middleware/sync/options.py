@@ -90,11 +90,37 @@ class Condition:
 
 
 @dataclass(frozen=True, slots=True)
-class Filter:
-    """Segmentation criteria: ``match`` is ``all`` or ``any`` of the conditions."""
+class Group:
+    """A bracketed group of criteria inside a ``filter``: ``all`` or ``any`` of them hold."""
 
     match: str
-    conditions: tuple[Condition, ...]
+    conditions: tuple[Condition | Group, ...]
+
+
+# A filter criterion: one condition, or a group of criteria (``(A AND B) OR C``).
+Criterion = Condition | Group
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """Segmentation criteria: ``match`` is ``all`` or ``any`` of the criteria (conditions or
+    groups of them, nested as the schema allows)."""
+
+    match: str
+    conditions: tuple[Criterion, ...]
+
+
+def _criterion(item: Mapping[str, Any]) -> Criterion:
+    if "conditions" in item:
+        return Group(item["match"], tuple(_criterion(c) for c in item["conditions"]))
+    return Condition(item["field"], item["op"], item["value"])
+
+
+def _leaves(criteria: tuple[Criterion, ...]) -> tuple[Condition, ...]:
+    out: list[Condition] = []
+    for c in criteria:
+        out.extend(_leaves(c.conditions) if isinstance(c, Group) else (c,))
+    return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,10 +218,7 @@ class SetupOptions:
             ),
             filter=None
             if flt is None
-            else Filter(
-                flt["match"],
-                tuple(Condition(c["field"], c["op"], c["value"]) for c in flt["conditions"]),
-            ),
+            else Filter(flt["match"], tuple(_criterion(c) for c in flt["conditions"])),
             schedule=Schedule(
                 full_sync=sched["full_sync"],
                 at=sched["at"],
@@ -281,7 +304,8 @@ class SetupOptions:
 
     @property
     def filter_conditions(self) -> tuple[Condition, ...]:
-        return self.filter.conditions if self.filter is not None else ()
+        """Every condition of the filter, groups walked (depth first, in order)."""
+        return _leaves(self.filter.conditions) if self.filter is not None else ()
 
     @property
     def source_lists(self) -> tuple[str, ...] | None:

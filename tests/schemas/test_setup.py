@@ -21,6 +21,9 @@ MINIMAL = {
 }
 
 
+C1 = {"field": "LeadSource", "op": "equals", "value": "Web"}
+
+
 def load(**options):
     return validate_setup({**MINIMAL, **options})
 
@@ -378,6 +381,58 @@ def test_normalised_values():
             id="filter-ops",
         ),
         pytest.param(
+            {"filter": {"conditions": [{"field": "Status", "op": "not_starts_with"}]}},
+            "filter.conditions[0].value",
+            "needs a string",
+            id="filter-not-starts-with-needs-value",
+        ),
+        pytest.param(
+            {
+                "filter": {
+                    "conditions": [{"field": "Status", "op": "greater_or_equal", "value": []}]
+                }
+            },
+            "filter.conditions[0].value",
+            "needs a string, number or boolean",
+            id="filter-greater-or-equal-scalar",
+        ),
+        pytest.param(
+            {"filter": {"conditions": [{"conditions": [C1, {"field": "X", "op": "like"}]}]}},
+            "filter.conditions[0].conditions[1].op",
+            "Must be one of",
+            id="filter-group-errors-name-the-path",
+        ),
+        pytest.param(
+            {"filter": {"conditions": [{"match": "all", "conditions": []}]}},
+            "filter.conditions[0].conditions",
+            "at least one",
+            id="filter-group-needs-conditions",
+        ),
+        pytest.param(
+            {"filter": {"conditions": [{"match": "both", "conditions": [C1]}]}},
+            "filter.conditions[0].match",
+            "Must be one of",
+            id="filter-group-match-all-or-any",
+        ),
+        pytest.param(
+            {"filter": {"conditions": [{"conditions": [{"conditions": [{"conditions": [C1]}]}]}]}},
+            "filter.conditions[0].conditions[0].conditions[0]",
+            "at most 3 levels",
+            id="filter-groups-nest-three-levels",
+        ),
+        pytest.param(
+            {"filter": {"conditions": [{"conditions": [C1], "field": "X"}]}},
+            "filter.conditions[0].field",
+            "Unknown field",
+            id="filter-group-is-not-a-condition",
+        ),
+        pytest.param(
+            {"filter": {"conditions": ["Status = 'x'"]}},
+            "filter.conditions[0]",
+            "JSON object",
+            id="filter-criteria-are-objects",
+        ),
+        pytest.param(
             {"webhook": {"auth": "none"}},
             "webhook.auth",
             "Must be one of",
@@ -410,6 +465,31 @@ def test_error_names_the_option(options, path, fragment):
     messages = errors_of(**options)
     assert path in messages, messages
     assert any(fragment in m for m in messages[path]), messages[path]
+
+
+@pytest.mark.parametrize(
+    "op", ["not_starts_with", "greater_or_equal", "less_or_equal", "starts_with", "less_than"]
+)
+def test_filter_operators_taking_a_value(op):
+    condition = {"field": "Rating__c", "op": op, "value": "2026-01-31"}
+    setup, _ = load(filter={"conditions": [condition]})
+    assert setup["filter"] == {"match": "all", "conditions": [condition]}
+
+
+def test_filter_groups_nest_and_a_flat_filter_still_loads():
+    flat = {"match": "any", "conditions": [C1, {"field": "Email", "op": "is_not_blank"}]}
+    assert load(filter=flat)[0]["filter"] == {
+        "match": "any",
+        "conditions": [C1, {"field": "Email", "op": "is_not_blank", "value": None}],
+    }
+    # (A AND (B OR C)) OR D: three levels, the filter counting as the first.
+    nested = {
+        "match": "any",
+        "conditions": [{"conditions": [C1, {"match": "any", "conditions": [C1, C1]}]}, C1],
+    }
+    loaded = load(filter=nested)[0]["filter"]
+    assert loaded["conditions"][0]["match"] == "all"  # a group's match defaults like the filter's
+    assert loaded["conditions"][0]["conditions"][1] == {"match": "any", "conditions": [C1, C1]}
 
 
 def test_all_errors_of_a_save_are_reported_together():

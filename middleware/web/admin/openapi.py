@@ -26,6 +26,8 @@ from schemas.setup import (
     FILTER_OPS,
     CampaignSelectionField,
     CcSourceField,
+    FilterConditionSchema,
+    FilterCriterionField,
     SetupSchema,
 )
 
@@ -62,6 +64,14 @@ def _schema_field_types() -> Callable[..., dict[str, Any]]:
                             }
                         },
                     },
+                ]
+            }
+        if isinstance(field, FilterCriterionField):
+            # A condition or a group, which has the filter's own shape (nesting depth: prose).
+            return {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/FilterCondition"},
+                    {"$ref": "#/components/schemas/Filter"},
                 ]
             }
         if isinstance(field, CampaignSelectionField):
@@ -175,6 +185,8 @@ def build_spec(server_url: str = "") -> dict[str, Any]:
         servers=[{"url": server_url}] if server_url else [],
     )
     plugin.converter.add_attribute_function(_schema_field_types())  # type: ignore[union-attr]
+    # Reached only through FilterCriterionField's oneOf, which apispec cannot follow.
+    spec.components.schema("FilterCondition", schema=FilterConditionSchema)
     spec.components.security_scheme("adminToken", {"type": "http", "scheme": "bearer"})
     paths: dict[str, dict[str, dict[str, Any]]] = {}
     for ep in [*ENDPOINTS, *oauth.ENDPOINTS]:

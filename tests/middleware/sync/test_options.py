@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from middleware.sync.options import SetupOptions
+from middleware.sync.options import Condition, Filter, Group, SetupOptions
 from schemas.setup import validate_setup
 from tests.middleware.sync.conftest import opts
 
@@ -60,3 +60,23 @@ def test_the_stored_dict_is_left_as_the_admin_api_returns_it() -> None:
     before = dict(stored)
     SetupOptions.from_validated(stored)
     assert stored == before and "weekday" not in stored["schedule"]
+
+
+def test_the_filter_keeps_its_groups() -> None:
+    a = {"field": "LeadSource", "op": "equals", "value": "Web"}
+    b = {"field": "Email", "op": "is_not_blank"}
+    o = opts(filter={"match": "any", "conditions": [{"conditions": [a, b]}, a]})
+    assert o.filter == Filter(
+        "any",
+        (
+            Group(
+                "all",
+                (
+                    Condition("LeadSource", "equals", "Web"),
+                    Condition("Email", "is_not_blank", None),
+                ),
+            ),
+            Condition("LeadSource", "equals", "Web"),
+        ),
+    )
+    assert [c.field for c in o.filter_conditions] == ["LeadSource", "Email", "LeadSource"]

@@ -158,5 +158,9 @@ def test_rules_json_schema_can_state_are_stated(document: dict[str, Any]) -> Non
     # A filter condition's value fits its op.
     shapes = {tuple(v["properties"]["op"]["enum"]): v for v in schemas["FilterCondition"]["oneOf"]}
     assert shapes[("in", "not_in")]["properties"]["value"]["minItems"] == 1
+    assert "greater_or_equal" in schemas["FilterCondition"]["properties"]["op"]["enum"]
+    # A criterion is a condition or a group, which has the filter's own shape.
+    criteria = schemas["Filter"]["properties"]["conditions"]["items"]["oneOf"]
+    assert [c["$ref"].rsplit("/", 1)[-1] for c in criteria] == ["FilterCondition", "Filter"]
     # Free text refuses NUL, which PostgreSQL cannot store.
     assert schemas["Setup"]["properties"]["name"]["pattern"] == "^[^\\x00]*$"
