@@ -73,8 +73,8 @@ def _refusals() -> Iterator[None]:
         raise _cli_error(exc) from None
 
 
-def _org_describer() -> setups.OrgDescribe:
-    """Saves check the setup's filter against its Salesforce org."""
+def _org_describer() -> setups.OrgReader:
+    """Saves check the setup's filter and selected Campaigns / List Views against its org."""
     return setups.org_describer(_settings(), _store(), _redis(), current_app.config)
 
 
@@ -297,7 +297,7 @@ def setups_create(
     if cc_connection is not None:
         data["constant_contact_connection"] = cc_connection
     with _transaction() as session:
-        view = setups.create_setup(_settings(), session, data, describe=_org_describer())
+        view = setups.create_setup(_settings(), session, data, org=_org_describer())
     _out(s.SetupSecretViewSchema, view, as_json, _print_setup)
 
 
@@ -309,7 +309,7 @@ def setups_update(setup_id: int, path: str, as_json: bool) -> None:
     """Change a setup with a JSON merge patch (null resets an option to its default)."""
     patch = _read_json(path)
     with _transaction() as session:
-        view = setups.update_setup(_settings(), session, setup_id, patch, describe=_org_describer())
+        view = setups.update_setup(_settings(), session, setup_id, patch, org=_org_describer())
     _out(s.SetupViewSchema, view, as_json, _print_setup)
 
 

@@ -73,66 +73,121 @@ def _validated(
         raise Invalid(flatten_messages(exc.messages), "The setup has invalid options.") from None
 
 
-# describe(connection id, object name) → the object's describe through that Salesforce
-# connection, None when the org has no such object; raises the vendor's errors.
-OrgDescribe = Callable[[int, str], Mapping[str, Any] | None]
-
 # What a patch must touch for the filter to be checked again.
 _FILTER_INPUTS = frozenset({"filter", "object_type", "namespace_prefix", "salesforce_connection"})
 
 
-def org_describer(
-    settings: Settings, store: Store, redis: Redis, config: Mapping[str, Any] | None = None
-) -> OrgDescribe:
-    """Describes through stored connections: one client per connection (its describe cache)
-    for the life of this describer, no retries (the save answers with a warning instead).
+class OrgReader:
+    """Reads setups' Salesforce orgs when they are saved: one client per connection (its
+    describe cache) for the life of this reader, no retries (the save answers with a warning
+    instead). Build one with :func:`org_describer`."""
 
-    ``config``: the app's config, for the vendor session tests and the demo mount."""
-    clients: dict[int, SalesforceClient] = {}
+    def __init__(
+        self, settings: Settings, store: Store, redis: Redis, config: Mapping[str, Any]
+    ) -> None:
+        self.settings, self.store, self.redis, self.config = settings, store, redis, config
+        self._clients: dict[int, SalesforceClient] = {}
 
-    def describe(connection_id: int, sobject: str) -> Mapping[str, Any] | None:
-        client = clients.get(connection_id)
+    def client(self, connection_id: int) -> SalesforceClient:
+        client = self._clients.get(connection_id)
         if client is None:
             client = factories.salesforce_client(
-                settings,
-                store,
-                redis,
+                self.settings,
+                self.store,
+                self.redis,
                 connection_id,
-                session=vendor_session(config or {}, "salesforce"),
+                session=vendor_session(self.config, "salesforce"),
                 get_retries=0,
             )
-            clients[connection_id] = client
+            self._clients[connection_id] = client
+        return client
+
+    def describe(self, connection_id: int, sobject: str) -> Mapping[str, Any] | None:
+        """The object's describe through that connection, None when the org has no such
+        object; raises the vendor's errors."""
         try:
-            return client.describe(sobject)
+            return self.client(connection_id).describe(sobject)
         except sf_errors.NotFound:
             return None
 
-    return describe
+    def segment_names(self, connection_id: int, source: str, sobject: str) -> set[str]:
+        """The names ``campaign_lists.selected`` may use: Campaign names, or the object's List
+        View labels and API names."""
+        client = self.client(connection_id)
+        if source == "campaigns":
+            rows = client.query_iter("SELECT Name FROM Campaign")
+            return {str(r.get("Name") or "") for r in rows}
+        names: set[str] = set()
+        for view in client.list_views(sobject):
+            names.update((str(view.get("label") or ""), str(view.get("developerName") or "")))
+        return names
+
+
+def org_describer(
+    settings: Settings, store: Store, redis: Redis, config: Mapping[str, Any] | None = None
+) -> OrgReader:
+    """An :class:`OrgReader`. ``config``: the app's config, for the vendor session tests and
+    the demo mount."""
+    return OrgReader(settings, store, redis, config or {})
+
+
+def _org_unchecked(session: Session, options: Mapping[str, Any]) -> str | None:
+    """Why the setup's org cannot be asked now, or None when it can."""
+    conn_id = options.get("salesforce_connection")
+    if conn_id is None:
+        return "no salesforce_connection yet."
+    row = connection_repo.get(session, conn_id)
+    if row is None or row.status != "active":
+        state = row.status if row is not None else "missing"
+        return f"connection {conn_id} is {state}."
+    return None
+
+
+def check_segments_with_org(
+    session: Session, options: Mapping[str, Any], org: OrgReader | None
+) -> list[str]:
+    """Warnings for ``campaign_lists.selected`` names the org has no Campaign or List View of
+    (a warning, not a 422: it may be made later; each run says it again)."""
+    spec = options.get("campaign_lists")
+    if spec is None or not spec.get("selected") or org is None:
+        return []
+    if _org_unchecked(session, options) is not None:
+        return []  # the run says it again once the org can be asked
+    kind = "Campaign" if spec["source"] == "campaigns" else "List View"
+    try:
+        known = org.segment_names(
+            options["salesforce_connection"], spec["source"], options["object_type"]
+        )
+    except (vendor_errors.VendorError, requests.RequestException, RedisError, LookupError) as exc:
+        return [f"campaign_lists could not be checked against the Salesforce org ({exc})."]
+    folded = {" ".join(n.split()).casefold() for n in known}
+    return [
+        f"campaign_lists: no {kind} named {name!r} in Salesforce (yet)."
+        for name in spec["selected"]
+        if " ".join(name.split()).casefold() not in folded
+    ]
 
 
 def check_filter_with_org(
-    session: Session, options: Mapping[str, Any], describe: OrgDescribe | None
+    session: Session, options: Mapping[str, Any], org: OrgReader | None
 ) -> list[str]:
     """Check a validated setup's ``filter`` against its Salesforce org.
 
     Raises ``Invalid`` (the schema's 422, keyed ``filter.conditions[i].field`` etc.) when the
     org says the filter cannot work; answers the warnings to add when it could not be asked
     (no connection yet, one not active, Salesforce unreachable or refusing). No filter, or no
-    ``describe`` (a caller without an org): nothing to say.
+    ``org`` (a caller without an org): nothing to say.
     """
-    if options.get("filter") is None or describe is None:
+    if options.get("filter") is None or org is None:
         return []
-    conn_id = options.get("salesforce_connection")
     unchecked = "The filter could not be checked against the Salesforce org"
-    if conn_id is None:
-        return [f"{unchecked}: no salesforce_connection yet."]
-    row = connection_repo.get(session, conn_id)
-    if row is None or row.status != "active":
-        state = row.status if row is not None else "missing"
-        return [f"{unchecked}: connection {conn_id} is {state}."]
+    why = _org_unchecked(session, options)
+    if why is not None:
+        return [f"{unchecked}: {why}"]
+    conn_id: int = options["salesforce_connection"]
     typed = SetupOptions.from_validated(options)
     try:
-        errors = check_filter(typed, lambda sobject: describe(conn_id, sobject))
+        errors = check_filter(typed, lambda sobject: org.describe(conn_id, sobject))
     except (vendor_errors.VendorError, requests.RequestException, RedisError, LookupError) as exc:
         log.warning("filter of setup %r not checked: %s", options.get("name"), exc)
         return [f"{unchecked} ({type(exc).__name__}: {exc}); it is saved unchecked."]
@@ -146,14 +201,16 @@ def create_setup(
     session: Session,
     data: Mapping[str, Any],
     *,
-    describe: OrgDescribe | None = None,
+    org: OrgReader | None = None,
 ) -> dict[str, Any]:
     """Validate and store a new setup; the view includes its webhook secret (shown once).
 
-    ``describe`` (:func:`org_describer`): check the filter against the org; None: do not."""
+    ``org`` (:func:`org_describer`): check the filter and the selected Campaigns / List Views
+    against the org; None: do not."""
     options, warnings = _validated(lambda: validate_setup(data))
     check_setup_connections(session, options)
-    warnings = [*warnings, *check_filter_with_org(session, options, describe)]
+    warnings = [*warnings, *check_filter_with_org(session, options, org)]
+    warnings += check_segments_with_org(session, options, org)
     _check_name_free(session, options["name"])
     row = setup_repo.create(
         session,
@@ -173,12 +230,13 @@ def update_setup(
     setup_id: int,
     patch: Mapping[str, Any],
     *,
-    describe: OrgDescribe | None = None,
+    org: OrgReader | None = None,
 ) -> dict[str, Any]:
     """Apply a JSON merge patch to a setup and store the validated result.
 
-    ``describe``: as for :func:`create_setup`; the filter is checked again when the patch
-    touches it, the object type, the namespace prefix or the Salesforce connection."""
+    ``org``: as for :func:`create_setup`; the filter is checked again when the patch touches
+    it, the object type, the namespace prefix or the Salesforce connection, and the selected
+    Campaigns / List Views when it touches ``campaign_lists``."""
     row = get_setup(session, setup_id)
     if "webhook" in patch and patch["webhook"] is None:
         # Resetting it would silently change how Salesforce must authenticate its callouts.
@@ -200,7 +258,9 @@ def update_setup(
     options, warnings = _validated(lambda: apply_patch(current, patch))
     check_setup_connections(session, options)
     if _FILTER_INPUTS & set(patch):
-        warnings = [*warnings, *check_filter_with_org(session, options, describe)]
+        warnings = [*warnings, *check_filter_with_org(session, options, org)]
+    if "campaign_lists" in patch:
+        warnings += check_segments_with_org(session, options, org)
     _check_name_free(session, options["name"], setup_id)
     row.name = options["name"]
     row.options = options

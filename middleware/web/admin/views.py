@@ -110,8 +110,9 @@ def check_connection_view(connection_id: int) -> Response:
 # --------------------------------------------------------------------------- views: setups
 
 
-def _org_describer() -> setups.OrgDescribe:
-    """Saves check the filter against the org through the app's vendor session."""
+def _org_describer() -> setups.OrgReader:
+    """Saves check the filter and the selected Campaigns / List Views against the org
+    through the app's vendor session."""
     return setups.org_describer(get_settings(), get_store(), get_redis(), current_app.config)
 
 
@@ -140,7 +141,7 @@ def create_setup_view() -> Response:
     """The answer carries the webhook secret: the only time it is shown besides a rotation."""
     data = json_body()
     with get_store().transaction() as session:
-        view = setups.create_setup(get_settings(), session, data, describe=_org_describer())
+        view = setups.create_setup(get_settings(), session, data, org=_org_describer())
     response = dump(s.SetupSecretViewSchema, view, 201)
     response.headers["Location"] = f"{bp.url_prefix}/setups/{view['id']}"
     return response
@@ -171,9 +172,7 @@ def patch_setup_view(setup_id: int) -> Response:
     """RFC 7396: send only what changes; `null` resets an option to its default."""
     patch = json_body()
     with get_store().transaction() as session:
-        view = setups.update_setup(
-            get_settings(), session, setup_id, patch, describe=_org_describer()
-        )
+        view = setups.update_setup(get_settings(), session, setup_id, patch, org=_org_describer())
     forget_setup(setup_id)
     return dump(s.SetupViewSchema, view)
 

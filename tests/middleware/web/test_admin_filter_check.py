@@ -218,3 +218,45 @@ def test_an_unreachable_org_saves_with_a_warning(
     assert created.status_code == 201, created.json
     [warning] = [w for w in created.json["warnings"] if UNCHECKED in w]
     assert "Retryable" in warning and "saved unchecked" in warning
+
+
+@pytest.mark.parametrize(
+    ("campaign_lists", "missing"),
+    [
+        pytest.param(
+            {"source": "list_views", "selected": ["All Open Leads", "Spring Leads"]},
+            "List View named 'Spring Leads'",
+            id="list views",
+        ),
+        pytest.param(
+            {"source": "campaigns", "selected": ["Summer Fair"]},
+            "Campaign named 'Summer Fair'",
+            id="campaigns",
+        ),
+    ],
+)
+def test_selected_campaigns_and_list_views_the_org_lacks_are_warnings_at_save(
+    client: FlaskClient, sf_connection: int, campaign_lists: dict[str, Any], missing: str
+) -> None:
+    body = {
+        "name": "Lists",
+        "object_type": "Lead",
+        "main_list": "Main",
+        "salesforce_connection": sf_connection,
+        "campaign_lists": campaign_lists,
+    }
+    made = client.post("/admin/api/setups", json=body, headers=AUTH)
+    assert made.status_code == 201, made.json
+    warnings = made.json["warnings"]
+    assert [w for w in warnings if "campaign_lists" in w] == [
+        f"campaign_lists: no {missing} in Salesforce (yet)."
+    ], warnings
+    # A patch naming only views the org has says nothing more.
+    fixed = {**campaign_lists, "selected": campaign_lists["selected"][:1]}
+    if campaign_lists["source"] == "campaigns":
+        fixed = None
+    patched = client.patch(
+        f"/admin/api/setups/{made.json['id']}", json={"campaign_lists": fixed}, headers=AUTH
+    )
+    assert patched.status_code == 200, patched.json
+    assert not [w for w in patched.json["warnings"] if "campaign_lists" in w], patched.json
