@@ -715,7 +715,9 @@ class ConstantContactClient:
         first_delay: float = 1.0,
         max_delay: float = 30.0,
     ) -> list[dict[str, Any]]:
-        """Wait for several activities (1 call per unfinished activity per round), in input order.
+        """Wait for several activities, in input order: each round reads them all in one
+        ``GET /activities`` listing (it carries each one's state and errors) when more than one
+        is unfinished, and polls by id only those the listing no longer shows (1 call each).
 
         All are waited for before a failure is raised, so callers know what did complete:
         :class:`ActivityFailed` carries the first failed activity, ``.activities`` all of them.
@@ -730,8 +732,11 @@ class ConstantContactClient:
             self.sleep(first_delay)
             delay = min(first_delay * 1.5, max_delay)
         while pending:
+            listed: dict[str, dict[str, Any]] = {}
+            if len(pending) > 1:
+                listed = {str(a.get("activity_id")): a for a in self.list_activities()}
             for activity_id in list(pending):
-                activity = self.get_activity(activity_id)
+                activity = listed.get(activity_id) or self.get_activity(activity_id)
                 last[activity_id] = activity
                 if activity.get("state") in FINAL_STATES:
                     final[activity_id] = activity

@@ -964,6 +964,7 @@ class FullSync:
         self, plan: Plan, outcome: Outcome, size_of: Callable[[Import], int] | None = None
     ) -> None:
         """Post the plan's imports (one call per body), remembering which rows each one carries."""
+        counted: set[str] = set()  # a row may come in several bodies (one per list)
         for list_ids, rows in plan.import_batches(size_of=size_of):
             rows = [row for row in rows if row.sf_id not in outcome.failed_ids]
             if not rows:
@@ -975,7 +976,9 @@ class FullSync:
             self.cp.pending_activities.extend(ids)
             if self._spool is not None and len(ids) == 1:
                 self._spool.add_activity_rows(ids[0], [(r.sf_id, r.email) for r in rows])
-            outcome.counts["imported"] += len(rows)
+            fresh = {row.sf_id for row in rows} - counted
+            outcome.counts["imported"] += len(fresh)
+            counted |= fresh
 
     def _verify_imports(self) -> set[str]:
         """Wait once for every import this run posted; rows Constant Contact rejected become

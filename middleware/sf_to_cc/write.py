@@ -176,6 +176,7 @@ def _imports(
     outcome: Outcome,
 ) -> None:
     posted: list[tuple[list[Import], list[dict[str, Any]]]] = []
+    counted: set[str] = set()  # a row may come in several batches (one per list)
     for list_ids, rows in plan.import_batches():
         failed = outcome.failed_ids
         rows = [row for row in rows if row.sf_id not in failed]
@@ -204,7 +205,9 @@ def _imports(
                     e for e in final.get("activity_errors") or [] if not _ROW_INDEX.search(str(e))
                 ]
                 _attribute_row_errors(final, rows, outcome)
-        outcome.counts["imported"] += len(rows)
+        fresh = {row.sf_id for row in rows} - counted
+        outcome.counts["imported"] += len(fresh)
+        counted |= fresh
 
 
 def _list_activities(cc: ConstantContactClient, plan: Plan, outcome: Outcome) -> None:

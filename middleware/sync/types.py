@@ -267,12 +267,27 @@ class Plan:
     ) -> Iterator[tuple[tuple[str, ...], list[Import]]]:
         """Group the imports into calls: same ``list_ids``, ≤ ``max_rows`` rows, ≤ ``max_bytes``.
 
+        An import puts every row on the same lists, so rows wanting different sets of lists
+        need different calls. When the sets outnumber the lists themselves (segmentation: people
+        in several Campaigns each), a row goes instead into one import per list it wants, with
+        the main list (its first): one call per list rather than one per combination. Importing
+        a contact twice only writes the same values again. A row may then come in several
+        batches.
+
         Sizes are estimated from the rows' JSON length, which is what the request body carries
         (``size_of`` gives them when the caller already knows them).
         """
         groups: dict[tuple[str, ...], list[Import]] = {}
         for action in self.of_type(Import):
             groups.setdefault(action.list_ids, []).append(action)
+        extra = {lid for list_ids in groups for lid in list_ids[1:]}
+        if len(groups) > len(extra) + 1:
+            split: dict[tuple[str, ...], list[Import]] = {}
+            for list_ids, rows in groups.items():
+                keys: list[tuple[str, ...]] = [(list_ids[0], lid) for lid in list_ids[1:]]
+                for key in keys or [list_ids]:
+                    split.setdefault(key, []).extend(rows)
+            groups = split
         for list_ids in sorted(groups):
             batch: list[Import] = []
             size = 0

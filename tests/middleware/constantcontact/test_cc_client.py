@@ -391,19 +391,35 @@ def test_wait_for_activity_gives_up_after_its_timeout():
 
 
 def test_wait_for_activities_waits_for_all_then_reports_the_failure():
-    answers = {
-        "a": [
+    # Two unfinished: one listing reads both; then the one left is polled by id.
+    listing = {
+        "activities": [
+            {"activity_id": "b", "state": "failed", "activity_errors": ["boom"]},
             {"activity_id": "a", "state": "processing"},
-            {"activity_id": "a", "state": "completed"},
-        ],
-        "b": [{"activity_id": "b", "state": "failed", "activity_errors": ["boom"]}],
+        ]
     }
     session = ScriptedSession(
-        [lambda s: response(200, answers[s.path.rsplit("/", 1)[1]].pop(0))] * 3
+        [
+            lambda s: response(200, listing),
+            lambda s: response(200, {"activity_id": "a", "state": "completed"}),
+        ]
     )
     with pytest.raises(e.ActivityFailed) as info:
         make_client(session).wait_for_activities(["a", "b"])
     assert [a["state"] for a in info.value.activities] == ["completed", "failed"]
+    assert [s.path for s in session.sent] == ["/activities", "/activities/a"]
+
+
+def test_wait_for_activities_polls_by_id_those_the_listing_no_longer_shows():
+    session = ScriptedSession(
+        [
+            lambda s: response(200, {"activities": [{"activity_id": "a", "state": "completed"}]}),
+            lambda s: response(200, {"activity_id": "old", "state": "completed"}),
+        ]
+    )
+    done = make_client(session).wait_for_activities(["old", "a"])
+    assert [a["activity_id"] for a in done] == ["old", "a"]
+    assert [s.path for s in session.sent] == ["/activities", "/activities/old"]
 
 
 def test_export_rows_stream_across_chunk_boundaries():

@@ -287,6 +287,7 @@ def test_queue_cap_answers_429(cc: CC) -> None:
 
 
 def test_list_activities_by_state(cc: CC) -> None:
+    cc.sandbox.config["ACTIVITY_STEPS"] = 3  # one listing (one poll) does not finish it
     main = cc.make_list()
     done = cc.finish(post_import(cc, [{"email": "a@example.com"}], [main]))
     pending = post_import(cc, [{"email": "b@example.com"}], [main])
@@ -294,6 +295,18 @@ def test_list_activities_by_state(cc: CC) -> None:
     assert [a["activity_id"] for a in listed] == [pending["activity_id"], done["activity_id"]]
     completed = cc.get("/v3/activities", params={"state": "completed"}).json()["activities"]
     assert [a["activity_id"] for a in completed] == [done["activity_id"]]
+
+
+def test_in_step_mode_a_listing_is_one_poll_of_each_unfinished_activity(cc: CC) -> None:
+    cc.sandbox.config["ACTIVITY_STEPS"] = 2
+    main = cc.make_list()
+    first = post_import(cc, [{"email": "a@example.com"}], [main])
+    second = post_import(cc, [{"email": "b@example.com"}], [main])
+    states = [a["state"] for a in cc.get("/v3/activities").json()["activities"]]
+    assert states == ["processing", "processing"]
+    listed = {a["activity_id"]: a["state"] for a in cc.get("/v3/activities").json()["activities"]}
+    assert listed == {first["activity_id"]: "completed", second["activity_id"]: "completed"}
+    assert cc.read_back("b@example.com")["list_names"] == ["Main"]
 
 
 def test_zero_steps_completes_at_once(cc: CC) -> None:
