@@ -78,12 +78,15 @@ def verify(w: Any, linked: set[str]) -> list[str]:
     """Each Campaign's list against its members; the main list against every member."""
     from middleware.sync.emails import is_role_address, is_valid_email
 
-    held = c.cc_contacts_by_email(w.cc_app)
-    lists = {str(item["list_id"]): str(item["name"]) for item in w.cc_client().iter_lists()}
+    store = w.cc_app.extensions["cc_sandbox"].store
+    with store.read() as db:
+        rows = db.execute(
+            "SELECT l.name, c.email FROM memberships m JOIN lists l ON l.id = m.list "
+            "JOIN contacts c ON c.id = m.contact WHERE c.deleted_at IS NULL"
+        ).fetchall()
     on: dict[str, set[str]] = {}
-    for email, contact in held.items():
-        for list_id in contact.get("list_memberships") or ():
-            on.setdefault(lists.get(str(list_id), str(list_id)), set()).add(email)
+    for row in rows:
+        on.setdefault(str(row["name"]), set()).add(str(row["email"]))
     wrong: list[str] = []
     everyone: set[str] = set()
     for name, emails in members_by_campaign(w.sf_app).items():
