@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from marshmallow import ValidationError
+from marshmallow import ValidationError, missing
 
 from middleware.salesforce import ids
 from schemas.json_input import BadJson, load_json
@@ -62,7 +62,8 @@ _BITMAP = re.compile(r"(\d+-)?0x[0-9A-Fa-f]+")
 # the webhook's hot path reuses these.
 _COMETD = CometDEnvelopeSchema()
 _FLAT_COMETD = FlatCometDEnvelopeSchema()
-_PAYLOAD = ChangeEventPayloadSchema()
+# The payload schema's one loaded field: `_cdc` deserializes the header with it directly.
+_HEADER = ChangeEventPayloadSchema().fields["ChangeEventHeader"]
 
 
 class InvalidEvents(ValueError):
@@ -220,6 +221,18 @@ def _load(schema: Any, data: Any, prefix: str) -> dict[str, Any]:
         raise InvalidEvents(flatten_errors(exc.messages, prefix)) from None
 
 
+def _load_header(payload: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """`ChangeEventPayloadSchema().load(payload)["ChangeEventHeader"]`, by that schema's own
+    field: the same checks, messages and paths without the outer schema's load (the payload is
+    already known to be a JSON object, the only other thing the schema checks)."""
+    try:
+        return _HEADER.deserialize(  # type: ignore[no-any-return]
+            payload.get("ChangeEventHeader", missing), "ChangeEventHeader", payload
+        )
+    except ValidationError as exc:
+        raise InvalidEvents(flatten_errors({"ChangeEventHeader": exc.messages}, prefix)) from None
+
+
 def _parse_one(
     item: Any, prefix: str, call_client: str, pe: PlatformEventConfig | None
 ) -> list[ChangeHint]:
@@ -273,8 +286,7 @@ def _cdc(
     channel: str | None,
     replay_id: int | None,
 ) -> ChangeHint:
-    loaded = _load(_PAYLOAD, payload, prefix)
-    header = loaded["ChangeEventHeader"]
+    header = _load_header(payload, prefix)
     entity: str = header["entityName"]
     change_type: str = header["changeType"]
     record_ids: list[str] = header["recordIds"]

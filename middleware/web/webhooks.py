@@ -244,16 +244,44 @@ def _relevant(hints: list[ChangeHint], view: _SetupView) -> tuple[list[ChangeHin
     return keep, echoes, other
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """The 202's document: what `accept` answers once the events are recorded.
+
+    A plain value rather than a response, so the fast path can write it without Flask's
+    response machinery; the view below answers it with `jsonify`, as the fast path's bytes do.
+    """
+
+    accepted: int
+    duplicates: int
+    echoes_ignored: int
+    other_objects_ignored: int
+    flush_scheduled: bool
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "echoes_ignored": self.echoes_ignored,
+            "other_objects_ignored": self.other_objects_ignored,
+            "flush_scheduled": self.flush_scheduled,
+        }
+
+
 @bp.post("/salesforce/<int:setup_id>")
 def salesforce(setup_id: int) -> Response | tuple[Response, int]:
     """Accept change events for one setup (`accept`); `webhook_fast_path` usually serves it."""
-    return accept(setup_id, request.environ)
+    answer = accept(setup_id, request.environ)
+    if isinstance(answer, Accepted):
+        return jsonify(answer.document()), 202
+    return answer
 
 
-def accept(setup_id: int, environ: dict[str, Any]) -> Response | tuple[Response, int]:
+def accept(setup_id: int, environ: dict[str, Any]) -> Response | Accepted:
     """Verify, validate, record ids, schedule a flush: the webhook, given its WSGI environ.
 
-    Needs an app context only (no request context), so the fast path can call it as is.
+    Answers `Accepted` (the 202's document) or an error response. Needs an app context only
+    (no request context), so the fast path can call it as is.
     """
     settings = get_settings()
     headers = EnvironHeaders(environ)
@@ -337,13 +365,10 @@ def accept(setup_id: int, environ: dict[str, Any]) -> Response | tuple[Response,
             return response
 
     metrics.webhook_event("salesforce", "accepted", "duplicate" if not added.fresh else "")
-    return (
-        jsonify(
-            accepted=added.fresh,
-            duplicates=added.duplicates,
-            echoes_ignored=echoes,
-            other_objects_ignored=other,
-            flush_scheduled=scheduled is not None,
-        ),
-        202,
+    return Accepted(
+        accepted=added.fresh,
+        duplicates=added.duplicates,
+        echoes_ignored=echoes,
+        other_objects_ignored=other,
+        flush_scheduled=scheduled is not None,
     )

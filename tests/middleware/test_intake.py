@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+import uuid
 from datetime import UTC, datetime
 
 import pytest
+from redis import Redis
+from redis.exceptions import RedisError
 
 from middleware import intake
 from middleware.salesforce.events import ChangeHint
@@ -130,3 +134,28 @@ def test_the_guards_job_status_comes_in_the_same_round_trip(redis) -> None:
     none = intake.add_hints(redis, 8, [hint("e4", ("003A",))], guard_key="guard:8",
                             job_key_prefix="rq:job:")  # fmt: skip
     assert (none.guard, none.guard_job_status, none.fresh) == (None, None, 1)
+
+
+def test_a_server_without_the_script_loads_it_and_runs_it(redis) -> None:
+    # A text no server has seen (the real server's scripts are shared: never SCRIPT FLUSH it).
+    fresh = intake._Lua(f"return {{KEYS[1], ARGV[1]}} -- {uuid.uuid4()}")
+    assert redis.script_exists(fresh.sha) == [False]
+    assert intake._run(redis, fresh, ["k"], ["v"]) == [b"k", b"v"]
+    assert redis.script_exists(fresh.sha) == [True]
+
+
+def test_the_intakes_scripts_survive_a_flushed_script_cache(fake_redis) -> None:
+    intake.add_hints(fake_redis, 9, [hint("e1", ("003A",))])
+    fake_redis.script_flush()  # a restarted server
+    assert intake.add_hints(fake_redis, 9, [hint("e2", ("003B",))]).fresh == 1
+    assert intake.pending(fake_redis, 9) == 2
+
+
+def test_redis_down_raises_a_redis_error() -> None:
+    """What the webhook answers 503 for: redis-py's own connection error, after its retries."""
+    with socket.socket() as probe:  # a port nothing listens on once it is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    down = Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
+    with pytest.raises(RedisError):
+        intake.add_hints(down, 1, [hint("e1", ("003A",))])

@@ -6,9 +6,11 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, missing
 
 from middleware.salesforce.events import ChangeHint, InvalidEvents, parse_events
 from middleware.salesforce.ids import to_18
+from schemas.salesforce_events import ReplayField, StringListField
 
 CONTACT_1 = to_18("0035e00000AbCdE")
 CONTACT_2 = to_18("0035e00000XyZwV")
@@ -308,3 +310,37 @@ def test_bodies_python_would_choke_on_are_invalid_events(body, why) -> None:
     with pytest.raises(InvalidEvents) as exc:
         parse_events(body, call_client="ctct-sync")
     assert why in str(exc.value)
+
+
+# The hot path's own fields load exactly what the marshmallow fields they stand for load.
+_ODD_VALUES = [None, 5, 5.5, "5", "x", True, b"raw", [], {}, (), {"replayId": 3},
+               {"replayId": "3", "extra": 1}, {"replayId": None}, {"replayId": "z"}, {"x": 1},
+               ["a", "b"], ["a", None, 3, {"a": 1}, ["b"], b"\xff", b"ok"], ("a", 1)]  # fmt: skip
+
+
+def _outcome(field: fields.Field, value: object) -> object:
+    try:
+        return ("ok", field.deserialize(value))
+    except ValidationError as exc:
+        return ("error", exc.messages, exc.valid_data)
+
+
+class _Replay(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    replayId = fields.Integer(required=True, strict=False)
+
+
+@pytest.mark.parametrize("value", [*_ODD_VALUES, missing])
+def test_the_string_list_field_loads_as_a_list_of_strings(value: object) -> None:
+    kwargs = {"load_default": list, "allow_none": True}
+    expected = _outcome(fields.List(fields.String(), **kwargs), value)  # type: ignore[arg-type]
+    assert _outcome(StringListField(**kwargs), value) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [*_ODD_VALUES, missing])
+def test_the_replay_field_loads_as_the_nested_schema(value: object) -> None:
+    kwargs = {"load_default": None, "allow_none": True}
+    expected = _outcome(fields.Nested(_Replay, **kwargs), value)  # type: ignore[arg-type]
+    assert _outcome(ReplayField(**kwargs), value) == expected  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from flask import Flask, g
+from flask import Flask, Response, g
 from werkzeug.test import Client
 
 from middleware import intake, queue
@@ -53,14 +53,16 @@ def _clients(app: Flask) -> tuple[Client, Client]:
 
 
 def _answer(client: Client, path: str, body: bytes, headers: dict[str, str]) -> tuple[Any, ...]:
+    """Status line, headers in order, the raw body and its document."""
     response = client.post(path, data=body, headers={"X-Request-ID": "rid-1", **headers})
     document = json.loads(response.get_data())
-    return response.status_code, dict(response.headers), document
+    return response.status, list(response.headers.items()), response.get_data(), document
 
 
 def test_the_fast_path_serves_the_app_as_built(app: Flask) -> None:
     fast = app.wsgi_app
     assert isinstance(fast, WebhookFastPath) and fast.enabled
+    assert fast._direct  # and writes the 202 itself
 
 
 CASES = {
@@ -96,9 +98,45 @@ def test_each_answer_is_the_same_on_both_paths(
         redis.delete(queue.guard_key(intake.flush_job_key(setup["id"])))  # both schedule one
         body, headers = CASES[case](setup, n)
         answers.append(_answer(client, path, body.encode(), headers))
-    (status, headers, document), (status2, headers2, document2) = answers
-    assert status == status2 and document == document2
-    assert headers == headers2 and headers["X-Request-ID"] == "rid-1"
+    (status, headers, raw, document), (status2, headers2, raw2, document2) = answers
+    assert status == status2 and document == document2 and raw == raw2
+    assert headers == headers2 and dict(headers)["X-Request-ID"] == "rid-1"
+
+
+@pytest.mark.parametrize("setting", ["debug", "not compact", "sorted keys off"])
+def test_the_202_follows_the_apps_json_settings_as_flask_does(
+    app: Flask, setup: dict[str, Any], setting: str
+) -> None:
+    if setting == "debug":
+        app.debug = True
+    elif setting == "not compact":
+        app.json.compact = False  # type: ignore[attr-defined]
+    else:
+        app.json.sort_keys = False  # type: ignore[attr-defined]
+    fast, flask_path = _clients(app)
+    path = f"/webhooks/salesforce/{setup['id']}"
+    redis = app.extensions["middleware"]["redis"]
+    answers = []
+    for n, client in ((11, fast), (12, flask_path)):
+        redis.delete(queue.guard_key(intake.flush_job_key(setup["id"])))
+        body, headers = CASES["accepted"](setup, n)
+        answers.append(_answer(client, path, body.encode(), headers))
+    assert answers[0][0] == "202 ACCEPTED" and answers[0] == answers[1]
+
+
+def test_another_response_class_is_answered_through_it(app: Flask, setup: dict[str, Any]) -> None:
+    class Tagged(Response):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.headers["X-Tag"] = "t"
+
+    app.response_class = Tagged
+    assert not webhook_fast_path.writes_flasks_json(app)
+    fast = WebhookFastPath(app, app.wsgi_app.flask_wsgi)  # type: ignore[attr-defined]
+    body, headers = CASES["accepted"](setup, 13)
+    response = Client(fast).post(f"/webhooks/salesforce/{setup['id']}", data=body, headers=headers)
+    assert response.status_code == 202 and response.headers["X-Tag"] == "t"
+    assert response.json["accepted"] == 1  # type: ignore[index]
 
 
 def test_an_unknown_setup_is_refused_alike(app: Flask, setup: dict[str, Any]) -> None:
@@ -146,7 +184,7 @@ def test_an_unexpected_error_answers_as_flask_does(
     path = f"/webhooks/salesforce/{setup['id']}"
     body, headers = CASES["accepted"](setup, 5)
     first = _answer(fast, path, body.encode(), headers)
-    assert first[0] == 500 and "secret internals" not in json.dumps(first[2])
+    assert first[0] == "500 INTERNAL SERVER ERROR" and b"secret internals" not in first[2]
     assert first == _answer(flask_path, path, body.encode(), headers)
 
 
