@@ -165,9 +165,11 @@ def flush(
             return result
         if not prepared:
             read.prepare_targets(ctx)
-        if not prepared or batch.ids.get("Campaign"):
-            # A Campaign's change (name, status, record type) re-reads the Campaigns.
-            prepare_segments(ctx, result.outcome, redis, refresh=bool(batch.ids.get("Campaign")))
+        # A Campaign's change (name, status, record type), or a retried Campaign / List View
+        # sync error, reads the Campaigns (List Views) again.
+        refresh = bool(batch.ids.get("Campaign") or batch.ids.get("ListView"))
+        if not prepared or refresh:
+            prepare_segments(ctx, result.outcome, redis, refresh=refresh)
             prepared = True
         records, missing = read.read_records(ctx, collect.expand_ids(ctx, batch.ids))
         for entity, stamp in catchups.items():

@@ -1,4 +1,4 @@
-"""SF → CC segmentation lists: Campaign lists and checkbox lists, resolved and kept current.
+"""SF → CC segmentation lists: Campaign, List View and checkbox lists, resolved and kept current.
 
 The rules are :mod:`middleware.sync.campaigns`' (which Campaigns a setup maintains, which lists a
 record belongs on); this module does their I/O:
@@ -10,11 +10,15 @@ record belongs on); this module does their I/O:
   id, name, maintained or why not). A Campaign that stops qualifying keeps its list, frozen, and
   the run says so; one whose list would pass the account's 1,000 lists is a sync error naming it.
   The Campaigns are read again when a Campaign change event arrived, on Sync Now and the Full
-  Sync, and at least every :data:`REFRESH_AFTER`.
+  Sync, and at least every :data:`REFRESH_AFTER`. With ``source: "list_views"`` the same goes
+  for the object's List Views (one call), each selected view's query read from its describe and
+  tried; a view the org refuses is a sync error, and while it is refused its list is frozen and
+  the records in no working view are held (:class:`BatchSegments`).
 - :func:`members_of` / :func:`people_of_members`: Campaign members as the setup's record ids
   (CampaignMember change events name members, not people).
 - :func:`batch_segments`: for a batch of re-read records, each one's segmentation lists and the
-  ids outside the setup's Campaigns (one CampaignMember query per batch).
+  ids outside the setup's Campaigns (one CampaignMember query per batch) or List Views (each
+  view's query narrowed to the batch); :func:`all_memberships` the same for a Full Sync.
 """
 
 from __future__ import annotations
@@ -84,11 +88,11 @@ def segmented(ctx: Context) -> bool:
 def prepare(ctx: Context, *, refresh: bool = False) -> Prepared:
     """Resolve the setup's segmentation lists onto ``ctx`` (module docstring)."""
     done = Prepared()
-    ctx.segments_prepared = True
     if ctx.options.checkbox_lists:
         _prepare_checkbox_lists(ctx)
     if ctx.options.campaign_lists is not None:
         _prepare_campaign_lists(ctx, refresh, done)
+    ctx.segments_prepared = True
     return done
 
 

@@ -233,3 +233,37 @@ def test_a_list_view_the_org_refuses_is_a_sync_error_and_loses_nothing() -> None
             headers={"Authorization": "Bearer e2e-admin"},
         ).get_json()
         assert any("Broken" in e["message"] for e in errors["items"]), errors
+
+
+def test_a_campaign_past_the_accounts_list_cap_is_a_sync_error_and_the_others_go_on(
+    monkeypatch: Any,
+) -> None:
+    from sandbox.constantcontact import store as cc_store
+
+    monkeypatch.setattr(cc_store, "MAX_LISTS", 2)  # the main list and one more
+    with world(options=OPTIONS) as w:
+        w.deliver_to_webhook = False
+        p = people(w)
+        first = w.sf_create("Campaign", Name="Alpha Appeal", IsActive=True)
+        second = w.sf_create("Campaign", Name="Beta Benefit", IsActive=True)
+        w.sf_create("CampaignMember", CampaignId=first, ContactId=p["ann"])
+        w.sf_create("CampaignMember", CampaignId=second, ContactId=p["bob"])
+        summary = sync_now(w)
+        assert "Campaign 'Beta Benefit' gets no list" in run_message(w, summary)
+        assert memberships(w, "ann@ex.org") == {"Main List", "Alpha Appeal"}
+        assert w.cc_contact("bob@ex.org") is None
+        admin = {"Authorization": "Bearer e2e-admin"}
+        errors = w.web.get(f"/admin/api/setups/{w.setup_id}/errors", headers=admin).get_json()
+        (error,) = [e for e in errors["items"] if e["code"] == "list_cap"]
+        assert error["sf_id"] == second
+
+        # Lists freed (the cap raised here): retrying the error makes the list and syncs Bob.
+        monkeypatch.setattr(cc_store, "MAX_LISTS", 1000)
+        retried = w.web.post(
+            f"/admin/api/setups/{w.setup_id}/errors/retry", json={"all": True}, headers=admin
+        )
+        assert retried.status_code in (200, 202), retried.get_json()
+        w.flush()
+        assert memberships(w, "bob@ex.org") == {"Main List", "Beta Benefit"}
+        errors = w.web.get(f"/admin/api/setups/{w.setup_id}/errors", headers=admin).get_json()
+        assert not [e for e in errors["items"] if e["code"] == "list_cap" and e["status"] == "open"]
