@@ -207,18 +207,24 @@ def fill_contact_ids(session: Session, setup_id: int, rows: Iterable[tuple[str, 
             "AND (links.cc_contact_id IS NULL OR links.cc_contact_id = '')"
         )
     else:
+        # One statement per address, by the (setup_id, email) index: SQLite joined an
+        # UPDATE ... FROM json_each(...) against every link of the setup (minutes for 60,000).
         sql = (
-            "UPDATE links SET cc_contact_id = json_extract(u.value, '$.contact_id'), "
-            "updated_at = strftime('%Y-%m-%d %H:%M:%f', 'now') FROM json_each(:rows) AS u "
-            "WHERE links.setup_id = :setup_id AND links.status = 'active' "
-            "AND links.email = json_extract(u.value, '$.email') "
-            "AND (links.cc_contact_id IS NULL OR links.cc_contact_id = '')"
+            "UPDATE links SET cc_contact_id = :contact_id, "
+            "updated_at = strftime('%Y-%m-%d %H:%M:%f', 'now') "
+            "WHERE setup_id = :setup_id AND status = 'active' AND email = :email "
+            "AND (cc_contact_id IS NULL OR cc_contact_id = '')"
         )
     filled = 0
     for batch in chunked(wanted.values(), 5000):
-        result = session.connection().execute(
-            text(sql), {"setup_id": setup_id, "rows": json.dumps(batch)}
-        )
+        if postgres:
+            result = session.connection().execute(
+                text(sql), {"setup_id": setup_id, "rows": json.dumps(batch)}
+            )
+        else:
+            result = session.connection().execute(
+                text(sql), [{"setup_id": setup_id, **row} for row in batch]
+            )
         filled += int(getattr(result, "rowcount", 0) or 0)
     session.expire_all()
     return filled
