@@ -36,6 +36,7 @@ from middleware.store import runs as run_repo
 from middleware.store import setups as setup_repo
 from middleware.store.db import Store
 from middleware.store.models import Setup, utcnow
+from middleware.sync.campaigns import missing_selected
 from middleware.sync.options import SetupOptions
 from middleware.sync.segments import check_filter
 from schemas.setup import apply_patch, flatten_messages, validate_setup
@@ -160,12 +161,9 @@ def check_segments_with_org(
         )
     except (vendor_errors.VendorError, requests.RequestException, RedisError, LookupError) as exc:
         return [f"campaign_lists could not be checked against the Salesforce org ({exc})."]
-    folded = {" ".join(n.split()).casefold() for n in known}
-    return [
-        f"campaign_lists: no {kind} named {name!r} in Salesforce (yet)."
-        for name in spec["selected"]
-        if " ".join(name.split()).casefold() not in folded
-    ]
+    typed = SetupOptions.from_validated(options).campaign_lists
+    assert typed is not None
+    return missing_selected(typed, known, kind)
 
 
 def check_filter_with_org(

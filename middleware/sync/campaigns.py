@@ -130,12 +130,7 @@ def choose_campaigns(spec: CampaignLists, campaigns: Iterable[Campaign]) -> Choi
             skipped[campaign.id] = REASON_NO_MEMBERS
         else:
             kept.append(campaign)
-    warnings = [
-        f"campaign_lists: no Campaign named {name!r} in Salesforce"
-        for name in spec.selected
-        if _fold(name) not in seen_names
-    ]
-    return Choice(tuple(kept), skipped, tuple(warnings))
+    return Choice(tuple(kept), skipped, tuple(missing_selected(spec, seen_names, "Campaign")))
 
 
 def choose_list_views(spec: CampaignLists, views: Iterable[ListView]) -> Choice:
@@ -155,12 +150,18 @@ def choose_list_views(spec: CampaignLists, views: Iterable[ListView]) -> Choice:
             skipped[view.id] = REASON_NOT_SELECTED
         else:
             kept.append(view)
-    warnings = [
-        f"campaign_lists: no List View named {name!r} in Salesforce"
+    return Choice(tuple(kept), skipped, tuple(missing_selected(spec, seen, "List View")))
+
+
+def missing_selected(spec: CampaignLists, known: Iterable[str], kind: str) -> list[str]:
+    """A warning for each ``selected`` name none of ``known`` has (compared as names are: case
+    and repeated blanks ignored): it may be made later, so never an error."""
+    folded = {_fold(name) for name in known}
+    return [
+        f"campaign_lists: no {kind} named {name!r} in Salesforce"
         for name in spec.selected
-        if _fold(name) not in seen
+        if _fold(name) not in folded
     ]
-    return Choice(tuple(kept), skipped, tuple(warnings))
 
 
 def stopped_message(name: str, reason: str, kind: str = "Campaign") -> str:

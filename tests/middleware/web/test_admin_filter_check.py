@@ -249,7 +249,7 @@ def test_selected_campaigns_and_list_views_the_org_lacks_are_warnings_at_save(
     assert made.status_code == 201, made.json
     warnings = made.json["warnings"]
     assert [w for w in warnings if "campaign_lists" in w] == [
-        f"campaign_lists: no {missing} in Salesforce (yet)."
+        f"campaign_lists: no {missing} in Salesforce"
     ], warnings
     # A patch naming only views the org has says nothing more.
     fixed = {**campaign_lists, "selected": campaign_lists["selected"][:1]}
