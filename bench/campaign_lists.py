@@ -6,8 +6,9 @@ Salesforce sandbox with contacts and `--campaigns` active Campaigns of `--member
 for a Contact setup with `campaign_lists: {"source": "campaigns"}`, then measures three runs by
 the sandboxes' own call counters (activity polls included) and the wall time:
 
-1. the first Sync Now: every Campaign becomes a list, every member is imported onto the main
-   list and its Campaigns' lists (target: ≤ 2 Constant Contact calls per Campaign);
+1. the first sync (``--first full_sync``, the default, or ``sync_now``): every Campaign
+   becomes a list, every member is imported onto the main list and its Campaigns' lists
+   (target: ≤ 2 Constant Contact calls per Campaign);
 2. a day of churn through change events: `--churn` (1 %) of the memberships change — half of
    them members removed, half added — each its own transaction, delivered to the webhook by the
    sandbox in batches as CDC would, then one flush (target: ≤ 5 Constant Contact calls per
@@ -18,6 +19,7 @@ After each run every Campaign's list is compared with its members' addresses (an
 with the members of any Campaign): the mismatches are printed, and the exit status is 1 if any.
 
     .venv/bin/python -m bench.campaign_lists [--campaigns 100] [--members 1000] [--churn 0.01]
+        [--first full_sync|sync_now]
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 from bench import _common as c
 
 TARGET_FIRST_CC_PER_CAMPAIGN = 2.0
+FIRST = {"sync_now": "Sync Now", "full_sync": "a Full Sync"}
 TARGET_CHURN_CC_PER_1000 = 5.0
 
 
@@ -135,7 +138,7 @@ def churn(sf_app: Any, rng: random.Random, changes: int) -> int:
     return len(removed) + added
 
 
-def run(campaigns: int, members: int, churn_share: float, contacts: int) -> list[Step]:
+def run(campaigns: int, members: int, churn_share: float, contacts: int, first: str) -> list[Step]:
     from middleware.fullsync import run as fs_run
     from middleware.sync_now import run_sync_now
     from sandbox.salesforce.seed import seed_org
@@ -179,13 +182,15 @@ def run(campaigns: int, members: int, churn_share: float, contacts: int) -> list
             steps.append(step)
             return step
 
-        measure(
-            "first Sync Now",
-            lambda: {
-                "seeded": {k: v for k, v in seeded.items() if k != "seconds"},
-                "summary": run_sync_now(w.runtime, w.setup_id, sf=w.sf_client(), cc=w.cc_client()),
-            },
-        )
+        def first_sync() -> dict[str, Any]:
+            sf, cc = w.sf_client(), w.cc_client()
+            if first == "full_sync":
+                summary = fs_run.run_full_sync(w.runtime, w.setup_id, sf=sf, cc=cc)
+            else:
+                summary = run_sync_now(w.runtime, w.setup_id, sf=sf, cc=cc)
+            return {"seeded": {k: v for k, v in seeded.items() if k != "seconds"}, "run": summary}
+
+        measure(f"first sync ({FIRST[first]})", first_sync)
         changes = max(2, int(campaigns * members * churn_share))
 
         w.deliver_to_webhook = True
@@ -217,9 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--members", type=int, default=1000, help="contacts per Campaign")
     parser.add_argument("--churn", type=float, default=0.01, help="share of memberships changed")
     parser.add_argument("--contacts", type=int, default=0, help="default: campaigns × members")
+    parser.add_argument(
+        "--first", choices=sorted(FIRST), default="full_sync", help="how the first sync runs"
+    )
     args = parser.parse_args(argv)
     contacts = args.contacts or args.campaigns * args.members
-    steps = run(args.campaigns, args.members, args.churn, contacts)
+    steps = run(args.campaigns, args.members, args.churn, contacts, args.first)
     bad = False
     for step in steps:
         rows: list[tuple[str, Any]] = [

@@ -12,7 +12,7 @@ lookups at all.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,17 +107,23 @@ def cc_lookups(
     missing: Iterable[str],
     links: dict[str, Link],
     outside: set[str],
+    segment_lists: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[list[CcContact], dict[str, str]]:
-    """Read from CC what the rules need for this batch; also return newly resolved contact ids."""
+    """Read from CC what the rules need for this batch; also return newly resolved contact ids.
+
+    ``segment_lists``: each record's segmentation lists, when the setup has them."""
     found: dict[str, CcContact] = {}
     resolved: dict[str, str] = {}
     for sf_id in sorted({*records, *missing}):
         link = links.get(sf_id)
         record = records.get(sf_id)
+        wanted = (
+            None if segment_lists is None else (ctx.main_list_id, *segment_lists.get(sf_id, ()))
+        )
         if (
             link is None
             or not link.active
-            or not needs_cc_contact(ctx.options, record, link, sf_id in outside)
+            or not needs_cc_contact(ctx.options, record, link, sf_id in outside, wanted)
         ):
             continue
         contact_id = link.cc_contact_id

@@ -396,13 +396,20 @@ def joins_lists(contact: CcContact) -> bool:
 
 
 def needs_cc_contact(
-    setup: SetupOptions, record: Mapping[str, Any] | None, link: Link, outside: bool
+    setup: SetupOptions,
+    record: Mapping[str, Any] | None,
+    link: Link,
+    outside: bool,
+    wanted_lists: Sequence[str] | None = None,
 ) -> bool:
     """Whether the planner needs Constant Contact's contact of this linked record to decide.
 
     ``record`` is ``None`` for a record Salesforce no longer has; ``outside``: it exists but
-    does not match the setup's segmentation. Everything else the planner decides from the
-    store's link alone, so an incremental batch reads CC only for these records.
+    does not match the setup's segmentation; ``wanted_lists``: every list it belongs on (main
+    list first) when the setup has segmentation lists. Everything else the planner decides from
+    the store's link alone, so an incremental batch reads CC only for these records — and for a
+    link that does not know its contact's id (an import's) whose lists change: adding to or
+    removing from a list needs the id.
     """
     if outside and record is not None and not record.get("IsDeleted"):
         return not link.cc_contact_id  # it leaves this setup's lists: its contact id is needed
@@ -418,7 +425,12 @@ def needs_cc_contact(
     # Not opted out in Salesforce while CC was last seen holding the contact unsubscribed: the
     # opt-out may have been cleared, and is set again if CC still says so (§5a).
     again = link.cc_unsubscribed and setup.sync_unsubscribes_to_sf
-    return email != link.email or link.removed_on_delete or link.opted_out or again
+    lists_change = (
+        wanted_lists is not None
+        and not link.cc_contact_id
+        and set(wanted_lists) != set(link.list_ids)
+    )
+    return email != link.email or link.removed_on_delete or link.opted_out or again or lists_change
 
 
 def cc_contact(data: Mapping[str, Any]) -> CcContact:

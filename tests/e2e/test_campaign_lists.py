@@ -267,3 +267,30 @@ def test_a_campaign_past_the_accounts_list_cap_is_a_sync_error_and_the_others_go
         assert memberships(w, "bob@ex.org") == {"Main List", "Beta Benefit"}
         errors = w.web.get(f"/admin/api/setups/{w.setup_id}/errors", headers=admin).get_json()
         assert not [e for e in errors["items"] if e["code"] == "list_cap" and e["status"] == "open"]
+
+
+def test_links_an_import_made_without_contact_ids_still_change_lists() -> None:
+    from sqlalchemy import update
+
+    from middleware.store.models import Link
+
+    with world(options=OPTIONS) as w:
+        w.deliver_to_webhook = False
+        p = people(w)
+        spring = w.sf_create("Campaign", Name="Spring Gala", IsActive=True)
+        autumn = w.sf_create("Campaign", Name="Autumn Appeal", IsActive=True)
+        member_ann = w.sf_create("CampaignMember", CampaignId=spring, ContactId=p["ann"])
+        w.sf_create("CampaignMember", CampaignId=autumn, ContactId=p["ann"])
+        w.sf_create("CampaignMember", CampaignId=spring, ContactId=p["bob"])
+        w.last_sf, w.last_cc = w.sf_client(), w.cc_client()
+        run_full_sync(w.runtime, w.setup_id, sf=w.last_sf, cc=w.last_cc)
+        # As a large first import leaves them (the JSON import answers no contact ids, and a
+        # Full Sync fills at most 50,000 a run): links that know only the address.
+        with w.store.transaction() as session:
+            session.execute(update(Link).values(cc_contact_id=None))
+        w.deliver_to_webhook = True
+        w.sf_delete(member_ann, "CampaignMember")  # Ann leaves Spring, stays in Autumn
+        w.sf_create("CampaignMember", CampaignId=autumn, ContactId=p["bob"])  # Bob joins Autumn
+        w.flush()
+        assert memberships(w, "ann@ex.org") == {"Main List", "Autumn Appeal"}
+        assert memberships(w, "bob@ex.org") == {"Main List", "Spring Gala", "Autumn Appeal"}

@@ -217,3 +217,42 @@ def test_cc_contact_keeps_only_top_level_fields_cc_holds() -> None:
     assert contact.unsubscribed
     assert dict(contact.fields) == {"first_name": "Ann", "birthday_month": 4}
     assert contact.list_memberships == ("L1",)
+
+
+@pytest.mark.parametrize(
+    ("link", "wanted", "needed"),
+    [
+        pytest.param(
+            Link("003A", "", EMAIL, list_ids=("L-main",)),
+            ("L-main", "L-gala"),
+            True,
+            id="no contact id, joins a list: its id is needed",
+        ),
+        pytest.param(
+            Link("003A", "", EMAIL, list_ids=("L-main", "L-gala")),
+            ("L-main",),
+            True,
+            id="no contact id, leaves a list",
+        ),
+        pytest.param(
+            Link("003A", "", EMAIL, list_ids=("L-main", "L-gala")),
+            ("L-main", "L-gala"),
+            False,
+            id="no contact id, same lists",
+        ),
+        pytest.param(
+            Link("003A", "C1", EMAIL, list_ids=("L-main",)),
+            ("L-main", "L-gala"),
+            False,
+            id="the id is known: the link is enough",
+        ),
+        pytest.param(
+            Link("003A", "", EMAIL, list_ids=("L-main",)),
+            None,
+            False,
+            id="not segmented",
+        ),
+    ],
+)
+def test_needs_cc_contact_when_an_id_less_link_changes_lists(link, wanted, needed) -> None:
+    assert r.needs_cc_contact(opts(), contact_record(), link, False, wanted) is needed
