@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from middleware.fullsync.run import run_full_sync
 from middleware.store import cursors, runs
 from middleware.sync_now import run_sync_now
@@ -269,11 +271,16 @@ def test_a_campaign_past_the_accounts_list_cap_is_a_sync_error_and_the_others_go
         assert not [e for e in errors["items"] if e["code"] == "list_cap" and e["status"] == "open"]
 
 
-def test_links_an_import_made_without_contact_ids_still_change_lists() -> None:
-    from sqlalchemy import update
+@pytest.mark.parametrize("export_from", [25, 1], ids=["lookups by address", "one export"])
+def test_links_an_import_made_without_contact_ids_still_change_lists(
+    monkeypatch: Any, export_from: int
+) -> None:
+    from sqlalchemy import select, update
 
+    from middleware.sf_to_cc import read
     from middleware.store.models import Link
 
+    monkeypatch.setattr(read, "EXPORT_FILL_FROM", export_from)
     with world(options=OPTIONS) as w:
         w.deliver_to_webhook = False
         p = people(w)
@@ -294,3 +301,8 @@ def test_links_an_import_made_without_contact_ids_still_change_lists() -> None:
         w.flush()
         assert memberships(w, "ann@ex.org") == {"Main List", "Autumn Appeal"}
         assert memberships(w, "bob@ex.org") == {"Main List", "Spring Gala", "Autumn Appeal"}
+        if export_from == 1:
+            # The export filled every link of the setup, the unchanged ones too.
+            with w.store.transaction() as session:
+                ids = session.scalars(select(Link.cc_contact_id)).all()
+            assert ids and all(ids), ids
