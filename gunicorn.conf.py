@@ -16,6 +16,12 @@ bind = [f"[::]:{os.environ.get('PORT', '5000')}"]
 workers = int(os.environ.get("WEB_CONCURRENCY", "2")) if os.environ.get("REDIS_URL") else 1
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "5"))
+# Connections one gthread worker holds at once (gunicorn's default is 1,000). Keep-alive
+# connections stay with the worker that accepted them, and a burst of new ones (the router's, a
+# load test's) is often all accepted by one worker while the other sits idle: one core does all
+# the work at a third of the dyno's rate. Two per thread keeps them spread; a connection beyond
+# that waits in the listen backlog, as it would wait for a thread anyway.
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", str(2 * threads)))
 
 # For gthread this is a heartbeat timeout; requests themselves are short (webhooks enqueue).
 timeout = 20
