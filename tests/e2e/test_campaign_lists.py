@@ -306,3 +306,22 @@ def test_links_an_import_made_without_contact_ids_still_change_lists(
             with w.store.transaction() as session:
                 ids = session.scalars(select(Link.cc_contact_id)).all()
             assert ids and all(ids), ids
+
+
+def test_a_lead_setup_keeps_only_the_campaigns_lead_members() -> None:
+    with world(options={"object_type": "Lead", **OPTIONS}) as w:
+        w.deliver_to_webhook = False
+        lead = w.sf_create("Lead", LastName="Lead", Company="Acme", Email="lead@ex.org")
+        other = w.sf_create("Lead", LastName="Other", Company="Acme", Email="other@ex.org")
+        contact = w.sf_create(FirstName="Con", LastName="Tact", Email="contact@ex.org")
+        gala = w.sf_create("Campaign", Name="Spring Gala", IsActive=True)
+        contacts_only = w.sf_create("Campaign", Name="Contacts Only", IsActive=True)
+        w.sf_create("CampaignMember", CampaignId=gala, LeadId=lead)
+        w.sf_create("CampaignMember", CampaignId=gala, ContactId=contact)
+        w.sf_create("CampaignMember", CampaignId=contacts_only, ContactId=contact)
+        sync_now(w)
+        assert memberships(w, "lead@ex.org") == {"Main List", "Spring Gala"}
+        assert w.cc_contact("other@ex.org") is None  # a Lead in no Campaign
+        assert w.cc_contact("contact@ex.org") is None  # a Contact: not this setup's object
+        assert "Contacts Only" not in lists_by_name(w)  # no Lead members
+        assert other
