@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from middleware.constantcontact.errors import CCError, Conflict, Validation
+from middleware.constantcontact.errors import Conflict, Validation
 from middleware.context import Context
 from middleware.salesforce.client import soql_string
 from middleware.salesforce.errors import SalesforceError
@@ -56,6 +56,7 @@ from middleware.sync.campaigns import (
     view_query,
 )
 from middleware.sync.options import CampaignLists
+from middleware.vendor_errors import RecordRejected
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,8 @@ def _list_view_choice(
         for v in ctx.sf.list_views(ctx.sf_object)
     ]
     choice = choose_list_views(spec, views)
+    for entry in entries.values():
+        entry.pop("held", None)  # only a view still selected, and refused now, is held
     working: list[Campaign | ListView] = []
     for view in choice.maintained:
         entry = entries.setdefault(view.id, {"name": view.name})
@@ -228,7 +231,9 @@ def _prepare_campaign_lists(ctx: Context, refresh: bool, done: Prepared) -> None
         except _ListRefused as exc:
             errors.append(_list_error(source.id, source.name, kind, exc.code, str(exc)))
             continue
-        except CCError as exc:
+        except RecordRejected as exc:
+            # Constant Contact refused this list (a name it will not take...): this Campaign's
+            # sync error, the others go on. Outages, quota and auth errors stop the run.
             errors.append(_list_error(source.id, source.name, kind, LIST_ERROR_CODE, str(exc)))
             continue
         if not entry.get("maintained"):

@@ -325,3 +325,55 @@ def test_a_lead_setup_keeps_only_the_campaigns_lead_members() -> None:
         assert w.cc_contact("contact@ex.org") is None  # a Contact: not this setup's object
         assert "Contacts Only" not in lists_by_name(w)  # no Lead members
         assert other
+
+
+def test_records_held_by_a_refused_view_are_released_once_it_is_deselected() -> None:
+    admin = {"Authorization": "Bearer e2e-admin"}
+    with world(options=VIEWS) as w:
+        w.deliver_to_webhook = False
+        broken = w.sf_session.post(
+            "https://sf.sandbox.test/_sandbox/listviews",
+            json={"sobjectType": "Contact", "label": "Broken", "where": "Gone__c = true",
+                  "allow_invalid": True},
+        )  # fmt: skip
+        assert broken.status_code in (200, 201), broken.text
+        p = city_people(w)
+        sync_now(w)
+        assert memberships(w, "ann@ex.org") == {"Main List", "Bay Area Subscribers"}
+
+        def select(*names: str) -> None:
+            body = {"campaign_lists": {"source": "list_views", "selected": list(names)}}
+            answer = w.web.patch(f"/admin/api/setups/{w.setup_id}", json=body, headers=admin)
+            assert answer.status_code == 200, answer.get_json()
+
+        # Ann leaves the view while a selected view cannot be read: she is held, not removed.
+        select("Bay Area Subscribers", "Broken")
+        w.sf_update(p["ann"], MailingCity="Chicago")
+        sync_now(w)
+        assert memberships(w, "ann@ex.org") == {"Main List", "Bay Area Subscribers"}
+        # The broken view deselected: nothing holds her any more, and she leaves.
+        select("Bay Area Subscribers")
+        sync_now(w)
+        assert memberships(w, "ann@ex.org") == set()
+
+
+def test_an_account_that_refuses_us_stops_the_run_instead_of_failing_each_campaign(
+    monkeypatch: Any,
+) -> None:
+    from middleware.constantcontact import errors as cc_errors
+    from middleware.constantcontact.client import ConstantContactClient
+
+    def forbidden(self: Any, name: str, description: str | None = None) -> Any:
+        raise cc_errors.Forbidden("the application was deactivated", status=403)
+
+    with world(options=OPTIONS) as w:
+        w.deliver_to_webhook = False
+        p = people(w)
+        spring = w.sf_create("Campaign", Name="Spring Gala", IsActive=True)
+        w.sf_create("CampaignMember", CampaignId=spring, ContactId=p["ann"])
+        monkeypatch.setattr(ConstantContactClient, "create_list", forbidden)
+        summary = sync_now(w)
+        assert summary["failed"] == "constantcontact needs_reauth", summary
+        admin = {"Authorization": "Bearer e2e-admin"}
+        errors = w.web.get(f"/admin/api/setups/{w.setup_id}/errors", headers=admin).get_json()
+        assert not [e for e in errors["items"] if e["sf_id"] == spring], errors
