@@ -186,26 +186,33 @@ def flush(
 
 
 def prepare_segments(
-    ctx: Context, outcome: Outcome, redis: Redis | None, *, refresh: bool = False
+    ctx: Context,
+    outcome: Outcome,
+    redis: Redis | None,
+    *,
+    refresh: bool = False,
+    members: bool = True,
 ) -> list[str]:
     """The setup's segmentation lists (:func:`segments.prepare`), warnings onto the run. The
     members of Campaigns it starts or stops maintaining are marked dirty in the intake when
-    ``redis`` is given (the flush then takes them in its batches), else returned to sync."""
+    ``redis`` is given (the flush then takes them in its batches), else returned to sync;
+    ``members=False``: not looked for (a run that reads every record anyway)."""
     prepared = segments.prepare(ctx, refresh=refresh)
     outcome.warnings.extend(prepared.warnings)
-    members = segments.members_of(ctx, [*prepared.newly_maintained, *prepared.newly_frozen])
-    if members:
+    changed = [*prepared.newly_maintained, *prepared.newly_frozen] if members else []
+    found = segments.members_of(ctx, changed)
+    if found:
         log.info(
             "setup %s: %d Campaign(s) newly maintained, %d no longer, %d member(s) to sync",
             ctx.setup_id,
             len(prepared.newly_maintained),
             len(prepared.newly_frozen),
-            len(members),
+            len(found),
         )
-    if redis is not None and members:
-        intake.mark_dirty(redis, ctx.setup_id, ctx.sf_object, members)
+    if redis is not None and found:
+        intake.mark_dirty(redis, ctx.setup_id, ctx.sf_object, found)
         return []
-    return members
+    return found
 
 
 def catch_up_all(ctx: Context, *, batch_size: int = BATCH_SIZE) -> FlushResult:
@@ -223,7 +230,7 @@ def catch_up_all(ctx: Context, *, batch_size: int = BATCH_SIZE) -> FlushResult:
     result = FlushResult()
     # Members of Campaigns the setup starts maintaining, and — after a first run, which reads
     # every record anyway — the records whose Campaign membership changed since the cursor.
-    members = prepare_segments(ctx, result.outcome, None, refresh=True)
+    members = prepare_segments(ctx, result.outcome, None, refresh=True, members=bool(raw))
     lists = ctx.options.campaign_lists
     if raw and lists is not None and lists.from_campaigns:
         members += segments.members_changed_since(ctx, since - overlap)
