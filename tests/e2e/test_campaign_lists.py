@@ -377,3 +377,33 @@ def test_an_account_that_refuses_us_stops_the_run_instead_of_failing_each_campai
         admin = {"Authorization": "Bearer e2e-admin"}
         errors = w.web.get(f"/admin/api/setups/{w.setup_id}/errors", headers=admin).get_json()
         assert not [e for e in errors["items"] if e["sf_id"] == spring], errors
+
+
+def test_person_accounts_join_campaigns_through_their_person_contact() -> None:
+    options = {"object_type": "Account", **OPTIONS}
+    with world(options=options, sf_config={"ORG_PROFILE": "person_accounts"}) as w:
+        w.deliver_to_webhook = False
+        store = w.sf_app.extensions["sf_sandbox"].store
+        people_ids = {}
+        for name in ("pat", "sam"):
+            account = w.sf_create(
+                "Account", FirstName=name.title(), LastName="Person", PersonEmail=f"{name}@ex.org"
+            )
+            row = next(
+                iter(
+                    store.query(f"SELECT PersonContactId FROM Account WHERE Id = '{account}'").rows
+                )
+            )
+            people_ids[name] = str(row["PersonContactId"])
+        gala = w.sf_create("Campaign", Name="Spring Gala", IsActive=True)
+        pat = w.sf_create("CampaignMember", CampaignId=gala, ContactId=people_ids["pat"])
+        sync_now(w)
+        assert memberships(w, "pat@ex.org") == {"Main List", "Spring Gala"}
+        assert w.cc_contact("sam@ex.org") is None  # a Person Account in no Campaign
+        # Sam joins and Pat leaves, events lost: the Full Sync (Bulk rows) repairs both.
+        w.sf_create("CampaignMember", CampaignId=gala, ContactId=people_ids["sam"])
+        w.sf_delete(pat, "CampaignMember")
+        w.last_sf, w.last_cc = w.sf_client(), w.cc_client()
+        run_full_sync(w.runtime, w.setup_id, sf=w.last_sf, cc=w.last_cc)
+        assert memberships(w, "sam@ex.org") == {"Main List", "Spring Gala"}
+        assert memberships(w, "pat@ex.org") == set()
