@@ -1,4 +1,4 @@
-"""Control routes under `/_sandbox/` (no token): seeding, read-back, a person's unsubscribe, state.
+"""Control routes under `/_sandbox/` (no token): seeding, read-back, unsubscribes, emails, state.
 
 They are added to the shared control blueprint (`sandbox.common.control_blueprint`), which already
 serves the clock, faults and reset.
@@ -75,6 +75,19 @@ def add_routes(bp: Blueprint) -> None:
         row = store.unsubscribe_by_person(str(body.get("email", "")), body.get("reason"))
         return jsonify(store.render_contact(row, INCLUDES))
 
+    @bp.post("/emails")
+    def send_email() -> tuple[Response, int]:
+        return jsonify(current_sandbox().emails.create(_body())), 201
+
+    @bp.post("/emails/<campaign_id>/resend")
+    def resend_email(campaign_id: str) -> tuple[Response, int]:
+        return jsonify(current_sandbox().emails.resend(campaign_id, _body())), 201
+
+    @bp.post("/emails/<campaign_activity_id>/events")
+    def email_events(campaign_activity_id: str) -> tuple[Response, int]:
+        events = request.get_json(silent=True)
+        return jsonify(current_sandbox().emails.record_events(campaign_activity_id, events)), 201
+
     @bp.post("/snapshot")
     def snapshot() -> tuple[Response, int]:
         sandbox = current_sandbox()
@@ -91,6 +104,7 @@ def add_routes(bp: Blueprint) -> None:
             records=sandbox.store.counts(),
             calls=sandbox.gate.state(),
             activities=sandbox.activities.state(),
+            emails=sandbox.emails.counts(),
         )
 
     @bp.post("/tokens")
