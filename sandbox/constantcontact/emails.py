@@ -105,12 +105,16 @@ def _dump(data: dict[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
-def _time(value: Any, name: str, default: int) -> int:
+def _time(value: Any, name: str, now: int) -> int:
+    """A past moment (default now): what was sent or done cannot lie ahead of the clock."""
     if value is None:
-        return default
+        return now
     if not isinstance(value, str):
         raise errors.bad_request(f"{name} must be an ISO-8601 date-time.")
-    return parse_time(value, name)
+    when = parse_time(value, name)
+    if when > now:
+        raise errors.bad_request(f"{name} is in the future.")
+    return when
 
 
 class Emails:
@@ -387,7 +391,7 @@ class Emails:
             ).fetchone()
         if send is None:
             raise errors.bad_request(f"{where}: this contact was not sent the activity.")
-        at = _time(item.get("at"), f"{where}.at", max(now, send["at"]))
+        at = _time(item.get("at"), f"{where}.at", now)
         if at < send["at"]:
             raise errors.bad_request(f"{where}.at precedes the send.")
         data: dict[str, Any] = {"email": json.loads(send["data"])["email"]}

@@ -97,19 +97,19 @@ def test_only_active_contacts_are_sent(cc: CC) -> None:
 
 def test_events_fill_their_reports_most_recent_first(cc: CC, clock: FrozenClock) -> None:
     list_id, people = _audience(cc)
-    sent = _send(cc, list_ids=[list_id])
+    sent = _send(cc, list_ids=[list_id], sent_at="2026-11-26T07:00:00Z")
     aid = sent["campaign_activity_id"]
     resp = _events(
         cc,
         aid,
         [
-            {"email": "p0@example.com", "type": "open", "at": "2026-11-26T11:00:00Z"},
-            {"email": "p0@example.com", "type": "open", "at": "2026-11-26T12:00:00Z"},
+            {"email": "p0@example.com", "type": "open", "at": "2026-11-26T08:00:00Z"},
+            {"email": "p0@example.com", "type": "open", "at": "2026-11-26T09:00:00Z"},
             {
                 "contact_id": people[1]["contact_id"],
                 "type": "open",
                 "device_type": "mobile",
-                "at": "2026-11-26T11:30:00Z",
+                "at": "2026-11-26T08:30:00Z",
             },
             {"email": "p0@example.com", "type": "click", "url": "https://a.example/x"},
             {"email": "p1@example.com", "type": "click", "url": "https://a.example/y"},
@@ -122,15 +122,15 @@ def test_events_fill_their_reports_most_recent_first(cc: CC, clock: FrozenClock)
     assert resp.json()["recorded"]["open"] == 3
     opens = _report(cc, aid, "opens")
     assert [o["created_time"] for o in opens] == [
-        "2026-11-26T12:00:00.000Z",
-        "2026-11-26T11:30:00.000Z",
-        "2026-11-26T11:00:00.000Z",
+        "2026-11-26T09:00:00.000Z",
+        "2026-11-26T08:30:00.000Z",
+        "2026-11-26T08:00:00.000Z",
     ]
     assert opens[1]["device_type"] == "mobile"
     unique = _report(cc, aid, "unique_opens")
     assert [(u["email_address"], u["created_time"]) for u in unique] == [
-        ("p0@example.com", "2026-11-26T12:00:00.000Z"),
-        ("p1@example.com", "2026-11-26T11:30:00.000Z"),
+        ("p0@example.com", "2026-11-26T09:00:00.000Z"),
+        ("p1@example.com", "2026-11-26T08:30:00.000Z"),
     ]
     clicks = _report(cc, aid, "clicks")
     assert {c["tracking_activity_type"] for c in clicks} == {"em_clicks"}
@@ -150,7 +150,7 @@ def test_events_fill_their_reports_most_recent_first(cc: CC, clock: FrozenClock)
 
 def test_optout_unsubscribes_the_contact_as_the_person_did(cc: CC) -> None:
     list_id, people = _audience(cc)
-    sent = _send(cc, list_ids=[list_id])
+    sent = _send(cc, list_ids=[list_id], sent_at="2026-11-26T07:00:00Z")
     aid = sent["campaign_activity_id"]
     resp = _events(
         cc,
@@ -160,7 +160,7 @@ def test_optout_unsubscribes_the_contact_as_the_person_did(cc: CC) -> None:
                 "email": "p1@example.com",
                 "type": "optout",
                 "reason": "Too many emails",
-                "at": "2026-11-26T10:30:00Z",
+                "at": "2026-11-26T09:30:00Z",
             }
         ],
     )
@@ -172,18 +172,18 @@ def test_optout_unsubscribes_the_contact_as_the_person_did(cc: CC) -> None:
     contact = cc.get(f"/v3/contacts/{people[1]['contact_id']}").json()["email_address"]
     assert contact["permission_to_send"] == "unsubscribed"
     assert contact["opt_out_source"] == "Contact"
-    assert contact["opt_out_date"] == "2026-11-26T10:30:00.000Z"
+    assert contact["opt_out_date"] == "2026-11-26T09:30:00.000Z"
     assert cc.read_back("p1@example.com")["list_memberships"] == []
 
 
 def test_reports_page_by_cursor(cc: CC) -> None:
     list_id, _ = _audience(cc, n=7)
-    aid = _send(cc, list_ids=[list_id])["campaign_activity_id"]
+    aid = _send(cc, list_ids=[list_id], sent_at="2026-11-25T00:00:00Z")["campaign_activity_id"]
     _events(
         cc,
         aid,
         [
-            {"email": f"p{i}@example.com", "type": "open", "at": f"2026-11-27T0{i}:00:00Z"}
+            {"email": f"p{i}@example.com", "type": "open", "at": f"2026-11-25T0{i}:00:00Z"}
             for i in range(7)
         ],
     )
@@ -317,3 +317,17 @@ def test_send_to_contact_ids_and_reset_clears_campaigns(cc: CC) -> None:
     cc.session.headers["Authorization"] = f"Bearer {token}"
     assert cc.get("/v3/emails").json()["campaigns"] == []
     assert cc.get("/_sandbox/state").json()["emails"]["campaigns"] == 0
+
+
+def test_nothing_is_sent_or_done_ahead_of_the_clock(cc: CC) -> None:
+    list_id, _ = _audience(cc, n=1)
+    future = {"name": "Later", "subject": "S", "list_ids": [list_id]}
+    resp = cc.post("/_sandbox/emails", json={**future, "sent_at": "2026-11-26T10:00:01Z"})
+    assert resp.status_code == 400
+    sent = _send(cc, list_ids=[list_id], sent_at="2026-11-26T09:00:00Z")
+    ahead = [{"email": "p0@example.com", "type": "open", "at": "2026-11-26T11:00:00Z"}]
+    assert _events(cc, sent["campaign_activity_id"], ahead).status_code == 400
+    resend = cc.post(
+        f"/_sandbox/emails/{sent['campaign_id']}/resend", json={"sent_at": "2026-11-27T00:00:00Z"}
+    )
+    assert resend.status_code == 400
