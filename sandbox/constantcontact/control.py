@@ -79,6 +79,31 @@ def add_routes(bp: Blueprint) -> None:
     def send_email() -> tuple[Response, int]:
         return jsonify(current_sandbox().emails.create(_body())), 201
 
+    @bp.post("/emails/seed")
+    def seed_emails() -> tuple[Response, int]:
+        body = _body()
+        rates = body.get("rates") or {}
+        try:
+            count = int(body.get("campaigns", 1))
+            days = float(body.get("days_apart", 7))
+            seed_value = int(body.get("seed", 42))
+            rates = {str(k): float(v) for k, v in dict(rates).items()}
+        except (TypeError, ValueError):
+            return jsonify(error="campaigns, days_apart, seed and rates must be numbers"), 400
+        if not 1 <= count <= 500 or days <= 0:
+            return jsonify(error="campaigns must be 1..500 and days_apart above 0"), 400
+        known = ("open", "click", "bounce", "optout", "forward")
+        if any(k not in known or not 0.0 <= v <= 1.0 for k, v in rates.items()):
+            return jsonify(error=f"rates takes {known}, each within 0..1"), 400
+        list_ids = body.get("list_ids")
+        if list_ids is not None and not (
+            isinstance(list_ids, list) and all(isinstance(x, str) for x in list_ids)
+        ):
+            return jsonify(error="list_ids must be an array of list ids"), 400
+        emails = current_sandbox().emails
+        interval = int(days * 86400 * 1000)
+        return jsonify(emails.seed(count, list_ids, rates, interval, seed_value)), 201
+
     @bp.post("/emails/<campaign_id>/resend")
     def resend_email(campaign_id: str) -> tuple[Response, int]:
         return jsonify(current_sandbox().emails.resend(campaign_id, _body())), 201

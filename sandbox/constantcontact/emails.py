@@ -13,6 +13,7 @@ cover them too.
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 from typing import Any
 
@@ -99,6 +100,17 @@ PHYSICAL_ADDRESS = {
     "state_name": "Massachusetts",
 }
 MAX_EVENTS = 10000
+# Per-recipient odds a seeded campaign draws from (typical small-business newsletter figures).
+SEED_RATES = {"open": 0.30, "click": 0.10, "bounce": 0.02, "optout": 0.003, "forward": 0.005}
+SEED_SUBJECTS = (
+    "Our spring collection is here",
+    "You're invited: open house this Saturday",
+    "News from the team",
+    "Last chance: 20% off ends tonight",
+    "Thank you for a great year",
+    "Tips to get the most from your membership",
+)
+SEED_DEVICES = (("computer", 0.45), ("mobile", 0.45), ("tablet", 0.07), ("other", 0.03))
 
 
 def _dump(data: dict[str, Any]) -> str:
@@ -274,6 +286,109 @@ class Emails:
             "permalink_activity_id": permalink_id,
             "sends": len(rowids),
         }
+
+    def seed(
+        self,
+        count: int,
+        list_ids: list[str] | None,
+        rates: dict[str, float],
+        interval: int,
+        seed_value: int,
+    ) -> dict[str, Any]:
+        """`count` campaigns sent `interval` ms apart up to now, with events drawn at `rates`.
+
+        Each campaign goes to the active contacts of `list_ids` (default: every list) at its own
+        send time, so an optout drawn for one campaign keeps the contact out of the next ones.
+        Opens (1 to 3), clicks (an opener's, on one of three links), forwards and the optout
+        happen within the interval after the send; a bounced recipient does nothing else.
+        """
+        rng = random.Random(seed_value)
+        odds = {**SEED_RATES, **rates}
+        if list_ids is None:
+            with self.store.read() as db:
+                list_ids = [
+                    r[0] for r in db.execute("SELECT list_id FROM lists WHERE deleted_at IS NULL")
+                ]
+        if not list_ids:
+            raise errors.bad_request("There is no list to send to.")
+        now = self.store.now()
+        with self.store.read() as db:
+            first = db.execute("SELECT COUNT(*) FROM email_campaigns").fetchone()[0] + 1
+        made: list[dict[str, Any]] = []
+        totals = dict.fromkeys(("send", *EVENT_KINDS), 0)
+        for k in range(count):
+            sent_at = now - (count - k) * interval
+            subject = SEED_SUBJECTS[(first + k) % len(SEED_SUBJECTS)]
+            body = {"name": f"Sandbox campaign {first + k}", "subject": subject}
+            try:
+                sent = self.create({**body, "list_ids": list_ids, "sent_at": iso(sent_at)})
+            except errors.CCError as exc:
+                if exc.status == 400 and "No active contact" in exc.message:
+                    break  # everyone has opted out or bounced away: nothing left to send to
+                raise
+            totals["send"] += sent["sends"]
+            window = max(1, min(interval, now - sent_at))
+            links = [f"https://example.com/c{first + k}/link{j}" for j in range(1, 4)]
+            drawn = self._draw(sent["campaign_activity_id"], sent_at, window, odds, links, rng)
+            for kind, n in drawn.items():
+                totals[kind] += n
+            made.append(sent)
+        return {"campaigns": made, "totals": totals}
+
+    def _draw(
+        self,
+        activity_id: str,
+        sent_at: int,
+        window: int,
+        odds: dict[str, float],
+        links: list[str],
+        rng: random.Random,
+    ) -> dict[str, int]:
+        counts = dict.fromkeys(EVENT_KINDS, 0)
+        devices = [d for d, _ in SEED_DEVICES]
+        weights = [w for _, w in SEED_DEVICES]
+        with self.store.tx() as db:
+            activity = self._activity_row(db, activity_id)
+            sends = db.execute(
+                "SELECT contact, data FROM email_tracking WHERE activity = ? AND kind = 'send'",
+                (activity["id"],),
+            ).fetchall()
+            rows: list[tuple[int, int, str, int, str]] = []
+            optouts: list[tuple[int, int]] = []
+
+            def add(contact: int, email: str, kind: str, extra: dict[str, Any]) -> int:
+                at = sent_at + rng.randrange(window)
+                data = {"email": email, **extra}
+                rows.append((activity["id"], contact, kind, at, _dump(data)))
+                counts[kind] += 1
+                return at
+
+            url_ids = {url: self._url_id(db, activity, url) for url in links}
+            for send in sends:
+                contact, email = send["contact"], json.loads(send["data"])["email"]
+                if rng.random() < odds["bounce"]:
+                    add(contact, email, "bounce", {"bounce_code": rng.choice(BOUNCE_CODES)})
+                    continue
+                if rng.random() < odds["open"]:
+                    device = rng.choices(devices, weights)[0]
+                    for _ in range(rng.choice((1, 1, 1, 2, 3))):
+                        add(contact, email, "open", {"device_type": device})
+                    if rng.random() < odds["click"] / max(odds["open"], 1e-9):
+                        url = rng.choice(links)
+                        extra = {"device_type": device, "url_id": url_ids[url], "link_url": url}
+                        add(contact, email, "click", extra)
+                    if rng.random() < odds["forward"] / max(odds["open"], 1e-9):
+                        add(contact, email, "forward", {})
+                if rng.random() < odds["optout"]:
+                    optouts.append((contact, add(contact, email, "optout", {})))
+            db.executemany(
+                "INSERT INTO email_tracking(activity, contact, kind, at, data)"
+                " VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            for contact, at in optouts:
+                self._unsubscribe(db, contact, at, None)
+        return counts
 
     def _activity_row(self, db: sqlite3.Connection, activity_id: str) -> sqlite3.Row:
         row: sqlite3.Row | None = None

@@ -331,3 +331,34 @@ def test_nothing_is_sent_or_done_ahead_of_the_clock(cc: CC) -> None:
         f"/_sandbox/emails/{sent['campaign_id']}/resend", json={"sent_at": "2026-11-27T00:00:00Z"}
     )
     assert resend.status_code == 400
+
+
+def test_seeded_campaigns_have_realistic_event_rates(cc: CC) -> None:
+    seeded = cc.post(
+        "/_sandbox/seed", json={"contacts": 2000, "lists": ["Main"], "unsubscribed_ratio": 0}
+    ).json()
+    resp = cc.post(
+        "/_sandbox/emails/seed",
+        json={"campaigns": 3, "days_apart": 1, "rates": {"optout": 0.01}, "seed": 7},
+    )
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    assert len(body["campaigns"]) == 3
+    totals = body["totals"]
+    sends = totals["send"]
+    assert 5900 <= sends <= 6000  # three campaigns to 2000, less the earlier optouts
+    assert 0.2 < totals["open"] / sends < 0.6  # 30% open, some of them more than once
+    assert 0.07 < totals["click"] / sends < 0.13
+    assert 0.01 < totals["bounce"] / sends < 0.03
+    first = body["campaigns"][0]
+    optouts = _report(cc, first["campaign_activity_id"], "optouts")
+    assert optouts and all(o["tracking_activity_type"] == "em_optouts" for o in optouts)
+    later = {
+        s["contact_id"] for s in _report(cc, body["campaigns"][2]["campaign_activity_id"], "sends")
+    }
+    assert not later & {o["contact_id"] for o in optouts}  # opted out before the later sends
+    unique = _report(cc, first["campaign_activity_id"], "unique_opens")
+    assert len(unique) == len({u["contact_id"] for u in unique})
+    campaigns = cc.get("/v3/emails").json()["campaigns"]
+    assert [c["updated_at"] for c in campaigns] == sorted(c["updated_at"] for c in campaigns)
+    assert seeded["list_ids"]
