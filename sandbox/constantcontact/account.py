@@ -39,16 +39,17 @@ class ConstantContactSandbox:
         self.clock: Clock = self.config.get("clock") or Clock()
         self.sleep = self.config.get("sleep") or time.sleep
         self.faults = Faults(sleep=self.sleep)
-        # Filled in by build.assemble: store, auth, gate, activities.
+        # Filled in by build.assemble: store, auth, gate, activities, emails.
         self.store: Any = None
         self.auth: Any = None
         self.gate: Any = None
         self.activities: Any = None
+        self.emails: Any = None
         # Sends partner webhooks; tests swap in a session mounted on the receiving app.
         self.http: Any = self.config.get("http")
 
     def reset(self) -> None:
-        for part in (self.store, self.auth, self.gate, self.activities):
+        for part in (self.store, self.auth, self.gate, self.activities, self.emails):
             if part is not None and hasattr(part, "reset"):
                 part.reset()
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 from flask import Flask
 
 from sandbox.common import control_blueprint, install_faults
-from sandbox.constantcontact import activities, contacts, control, errors, gate, lists, oauth
+from sandbox.constantcontact import (
+    activities,
+    contacts,
+    control,
+    emails,
+    errors,
+    gate,
+    lists,
+    oauth,
+)
 from sandbox.constantcontact.account import ConstantContactSandbox
 from sandbox.constantcontact.store import Store
 
@@ -15,6 +24,7 @@ def assemble(app: Flask, sandbox: ConstantContactSandbox) -> None:
     sandbox.auth = oauth.TokenRegistry(sandbox)
     sandbox.gate = gate.Gate(sandbox)
     sandbox.activities = activities.Activities(sandbox)
+    sandbox.emails = emails.Emails(sandbox.store)
 
     @app.before_request
     def _let_time_pass() -> None:
@@ -27,5 +37,5 @@ def assemble(app: Flask, sandbox: ConstantContactSandbox) -> None:
     ctl = control_blueprint(sandbox.clock, sandbox.faults, sandbox.reset, name="cc_control")
     control.add_routes(ctl)
     app.register_blueprint(ctl)
-    for bp in (oauth.bp, contacts.bp, lists.bp, activities.bp):
+    for bp in (oauth.bp, contacts.bp, lists.bp, activities.bp, emails.bp):
         app.register_blueprint(bp)

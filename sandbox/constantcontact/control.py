@@ -1,4 +1,4 @@
-"""Control routes under `/_sandbox/` (no token): seeding, read-back, a person's unsubscribe, state.
+"""Control routes under `/_sandbox/` (no token): seeding, read-back, unsubscribes, emails, state.
 
 They are added to the shared control blueprint (`sandbox.common.control_blueprint`), which already
 serves the clock, faults and reset.
@@ -75,6 +75,44 @@ def add_routes(bp: Blueprint) -> None:
         row = store.unsubscribe_by_person(str(body.get("email", "")), body.get("reason"))
         return jsonify(store.render_contact(row, INCLUDES))
 
+    @bp.post("/emails")
+    def send_email() -> tuple[Response, int]:
+        return jsonify(current_sandbox().emails.create(_body())), 201
+
+    @bp.post("/emails/seed")
+    def seed_emails() -> tuple[Response, int]:
+        body = _body()
+        rates = body.get("rates") or {}
+        try:
+            count = int(body.get("campaigns", 1))
+            days = float(body.get("days_apart", 7))
+            seed_value = int(body.get("seed", 42))
+            rates = {str(k): float(v) for k, v in dict(rates).items()}
+        except (TypeError, ValueError):
+            return jsonify(error="campaigns, days_apart, seed and rates must be numbers"), 400
+        if not 1 <= count <= 500 or days <= 0:
+            return jsonify(error="campaigns must be 1..500 and days_apart above 0"), 400
+        known = ("open", "click", "bounce", "optout", "forward")
+        if any(k not in known or not 0.0 <= v <= 1.0 for k, v in rates.items()):
+            return jsonify(error=f"rates takes {known}, each within 0..1"), 400
+        list_ids = body.get("list_ids")
+        if list_ids is not None and not (
+            isinstance(list_ids, list) and all(isinstance(x, str) for x in list_ids)
+        ):
+            return jsonify(error="list_ids must be an array of list ids"), 400
+        emails = current_sandbox().emails
+        interval = int(days * 86400 * 1000)
+        return jsonify(emails.seed(count, list_ids, rates, interval, seed_value)), 201
+
+    @bp.post("/emails/<campaign_id>/resend")
+    def resend_email(campaign_id: str) -> tuple[Response, int]:
+        return jsonify(current_sandbox().emails.resend(campaign_id, _body())), 201
+
+    @bp.post("/emails/<campaign_activity_id>/events")
+    def email_events(campaign_activity_id: str) -> tuple[Response, int]:
+        events = request.get_json(silent=True)
+        return jsonify(current_sandbox().emails.record_events(campaign_activity_id, events)), 201
+
     @bp.post("/snapshot")
     def snapshot() -> tuple[Response, int]:
         sandbox = current_sandbox()
@@ -91,6 +129,7 @@ def add_routes(bp: Blueprint) -> None:
             records=sandbox.store.counts(),
             calls=sandbox.gate.state(),
             activities=sandbox.activities.state(),
+            emails=sandbox.emails.counts(),
         )
 
     @bp.post("/tokens")
