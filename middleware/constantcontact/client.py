@@ -62,6 +62,8 @@ ACTIVITY_IDS_MAX = 500  # contact_ids per list-membership / delete activity
 ACTIVITY_LISTS_MAX = 50  # list_ids per activity
 CUSTOM_FIELDS_PAGE = 100
 LISTS_PAGE = 1000  # GET /contact_lists answers up to 1,000 per page, an account's whole cap
+REPORT_PAGE = 500  # GET /emails and the tracking reports answer up to 500 per page
+TRACKING_REPORTS = ("sends", "opens", "unique_opens", "clicks", "bounces", "optouts", "forwards")
 FINAL_STATES = {"completed", "failed", "cancelled", "timed_out"}
 FAILED_STATES = {"failed", "cancelled", "timed_out"}
 
@@ -444,17 +446,10 @@ class ConstantContactClient:
     def iter_lists(self) -> Iterator[dict[str, Any]]:
         """``GET /contact_lists`` every active list (``limit`` 1000: an account holds ≤ 1,000,
         so one call)."""
-        path: str = "/contact_lists"
-        params: dict[str, Any] | None = {"limit": LISTS_PAGE, "status": "active"}
-        while True:
-            page = self._json("GET", path, params=params)
-            for item in page.get("lists") or []:
-                self._lists.setdefault(str(item.get("name")), item)
-                yield item
-            href = ((page.get("_links") or {}).get("next") or {}).get("href")
-            if not href:
-                return
-            path, params = self._path_of(href), None
+        params = {"limit": LISTS_PAGE, "status": "active"}
+        for item in self._pages("/contact_lists", params, "lists"):
+            self._lists.setdefault(str(item.get("name")), item)
+            yield item
 
     def create_list(self, name: str, description: str | None = None) -> dict[str, Any]:
         """``POST /contact_lists`` (1 call); a name already taken raises ``Conflict``."""
@@ -481,17 +476,57 @@ class ConstantContactClient:
         self._lists[name] = updated
         return updated
 
-    def iter_custom_fields(self) -> Iterator[dict[str, Any]]:
-        """``GET /contact_custom_fields`` every page (``limit`` 100; an account holds ≤ 100)."""
-        path: str = "/contact_custom_fields"
-        params: dict[str, Any] | None = {"limit": CUSTOM_FIELDS_PAGE}
+    # ------------------------------------------------------------------ email campaigns, reports
+
+    def _pages(
+        self, path: str, params: dict[str, Any] | None, key: str
+    ) -> Iterator[dict[str, Any]]:
+        """Every item under ``key`` of ``path`` and each ``_links.next.href`` after it."""
+        next_path: str = path
         while True:
-            page = self._json("GET", path, params=params)
-            yield from page.get("custom_fields") or []
+            page = self._json("GET", next_path, params=params)
+            yield from page.get(key) or []
             href = ((page.get("_links") or {}).get("next") or {}).get("href")
             if not href:
                 return
-            path, params = self._path_of(href), None
+            next_path, params = self._path_of(href), None
+
+    def iter_email_campaigns(
+        self, *, after: datetime | None = None, before: datetime | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """``GET /emails`` every page (500 a call): the account's email campaigns, those
+        updated after ``after`` / before ``before`` when given (a send or a resend updates one)."""
+        params: dict[str, Any] = {"limit": REPORT_PAGE}
+        if after is not None:
+            params["after_date"] = _iso_utc(after)
+        if before is not None:
+            params["before_date"] = _iso_utc(before)
+        return self._pages("/emails", params, "campaigns")
+
+    def email_campaign(self, campaign_id: str) -> dict[str, Any]:
+        """``GET /emails/{campaign_id}`` (1 call): the campaign with its ``campaign_activities``
+        (``role``: ``primary_email``, ``resend``, ``permalink``...)."""
+        return self._json("GET", f"/emails/{campaign_id}")  # type: ignore[no-any-return]
+
+    def campaign_activity(self, campaign_activity_id: str, *, html: bool = False) -> dict[str, Any]:
+        """``GET /emails/activities/{id}`` (1 call): subject, sender, lists; ``html`` asks for
+        the email's ``html_content`` too."""
+        params = {"include": "html_content"} if html else None
+        return self._json(  # type: ignore[no-any-return]
+            "GET", f"/emails/activities/{campaign_activity_id}", params=params
+        )
+
+    def iter_tracking(self, campaign_activity_id: str, report: str) -> Iterator[dict[str, Any]]:
+        """``GET /reports/email_reports/{id}/tracking/{report}`` every page (500 a call), most
+        recent first: ``report`` is one of :data:`TRACKING_REPORTS`."""
+        if report not in TRACKING_REPORTS:
+            raise ValueError(f"unknown tracking report {report!r}; one of {TRACKING_REPORTS}")
+        path = f"/reports/email_reports/{campaign_activity_id}/tracking/{report}"
+        return self._pages(path, {"limit": REPORT_PAGE}, "tracking_activities")
+
+    def iter_custom_fields(self) -> Iterator[dict[str, Any]]:
+        """``GET /contact_custom_fields`` every page (``limit`` 100; an account holds ≤ 100)."""
+        return self._pages("/contact_custom_fields", {"limit": CUSTOM_FIELDS_PAGE}, "custom_fields")
 
     def ensure_custom_fields(self, names: Iterable[str]) -> dict[str, str]:
         """``{name: custom_field_id}``; missing text fields made by ``POST /contact_custom_fields``.
@@ -787,3 +822,8 @@ class _ChunkReader(io.RawIOBase):
         target[:n] = self._buffer[:n]
         self._buffer = self._buffer[n:]
         return n
+
+
+def _iso_utc(when: datetime) -> str:
+    """An ISO-8601 UTC timestamp as Constant Contact's date filters take it."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")

@@ -333,3 +333,91 @@ def test_opt_outs_by_the_person_are_found_by_status_scan_and_export(world, cc):
     assert out[0]["email_address"]["opt_out_source"] == "Contact"
     export = cc.wait_for_activity(cc.export_contacts(status="unsubscribed")["activity_id"])
     assert [r["email_address"] for r in cc.iter_export_rows(export)] == ["bob@example.com"]
+
+
+def test_email_campaigns_their_activities_and_tracking_reports_are_read_page_by_page(world, cc):
+    main = cc.get_or_create_list("Main")
+    for n in range(3):
+        cc.create_contact(
+            {
+                "email_address": {"address": f"r{n}@example.org", "permission_to_send": "implicit"},
+                "first_name": f"R{n}",
+                "list_memberships": [main["list_id"]],
+                "create_source": "Account",
+            }
+        )
+    world.clock.advance(60)
+    sent = world.control(
+        "POST",
+        "/emails",
+        json={
+            "name": "Spring Appeal",
+            "subject": "Spring is here",
+            "html_content": "<p>Hello</p>",
+            "list_ids": [main["list_id"]],
+            "sent_at": (START + timedelta(seconds=30)).isoformat(),
+        },
+    )
+    activity = sent["campaign_activity_id"]
+    world.control(
+        "POST",
+        f"/emails/{activity}/events",
+        json=[
+            {"email": "r0@example.org", "type": "open"},
+            {"email": "r0@example.org", "type": "click", "url": "https://example.org/give"},
+            {"email": "r1@example.org", "type": "bounce", "bounce_code": "B"},
+            {"email": "r2@example.org", "type": "optout"},
+        ],
+    )
+
+    campaigns = list(cc.iter_email_campaigns(after=START))
+    assert [c["name"] for c in campaigns] == ["Spring Appeal"]
+    assert list(cc.iter_email_campaigns(after=START + timedelta(days=1))) == []
+    detail = cc.email_campaign(campaigns[0]["campaign_id"])
+    roles = {a["role"]: a["campaign_activity_id"] for a in detail["campaign_activities"]}
+    assert roles["primary_email"] == activity
+    assert cc.campaign_activity(activity)["subject"] == "Spring is here"
+    assert "<p>Hello</p>" in cc.campaign_activity(activity, html=True)["html_content"]
+
+    sends = list(cc.iter_tracking(activity, "sends"))
+    assert sorted(s["email_address"] for s in sends) == [
+        "r0@example.org",
+        "r1@example.org",
+        "r2@example.org",
+    ]
+    (click,) = cc.iter_tracking(activity, "clicks")
+    assert click["link_url"] == "https://example.org/give"
+    (bounce,) = cc.iter_tracking(activity, "bounces")
+    assert bounce["bounce_code"] == "B"
+    (optout,) = cc.iter_tracking(activity, "optouts")
+    assert optout["email_address"] == "r2@example.org"
+    with pytest.raises(ValueError):
+        list(cc.iter_tracking(activity, "didnotopens"))
+    with pytest.raises(e.NotFound):
+        list(cc.iter_tracking("00000000-0000-0000-0000-000000000000", "sends"))
+
+
+def test_tracking_reports_follow_their_next_links(world, cc, monkeypatch):
+    from middleware.constantcontact import client as client_module
+
+    monkeypatch.setattr(client_module, "REPORT_PAGE", 2)
+    main = cc.get_or_create_list("Main")
+    for n in range(5):
+        cc.create_contact(
+            {
+                "email_address": {"address": f"p{n}@example.org", "permission_to_send": "implicit"},
+                "list_memberships": [main["list_id"]],
+                "create_source": "Account",
+            }
+        )
+    world.clock.advance(60)
+    sent = world.control(
+        "POST",
+        "/emails",
+        json={"name": "Paged", "subject": "Paged", "list_ids": [main["list_id"]],
+              "sent_at": (START + timedelta(seconds=30)).isoformat()},
+    )  # fmt: skip
+    before = cc.calls.by_family().get("reports", 0)
+    sends = list(cc.iter_tracking(sent["campaign_activity_id"], "sends"))
+    assert len({s["email_address"] for s in sends}) == 5
+    assert cc.calls.by_family()["reports"] - before == 3  # 2 + 2 + 1
