@@ -58,20 +58,25 @@ def _ignore(*_args: Any) -> Any:
     return None
 
 
-@contextmanager
-def accumulate(owner: Any, name: str, label: str, spent: dict[str, float]) -> Iterator[None]:
-    """Wrap `owner.name` so its CPU time adds up in `spent[label]` until the block ends."""
-    original = getattr(owner, name)
+def timed(original: Callable[..., Any], label: str, spent: dict[str, float]) -> Any:
+    """`original`, its CPU time adding up in `spent[label]` on every call."""
 
     @functools.wraps(original)
-    def timed(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         start = time.thread_time()
         try:
             return original(*args, **kwargs)
         finally:
             spent[label] += time.thread_time() - start
 
-    setattr(owner, name, timed)
+    return wrapper
+
+
+@contextmanager
+def accumulate(owner: Any, name: str, label: str, spent: dict[str, float]) -> Iterator[None]:
+    """Wrap `owner.name` so its CPU time adds up in `spent[label]` until the block ends."""
+    original = getattr(owner, name)
+    setattr(owner, name, timed(original, label, spent))
     try:
         yield
     finally:
@@ -165,19 +170,11 @@ def install_view_timer(app: Any, spent: dict[str, float]) -> None:
 
     owner: Any = webhooks if hasattr(webhooks, "accept") else None
     original = webhooks.accept if owner is not None else app.view_functions["webhooks.salesforce"]
-
-    @functools.wraps(original)
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        start = time.thread_time()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            spent["view"] += time.thread_time() - start
-
+    wrapper = timed(original, "view", spent)
     if owner is not None:
-        owner.accept = timed
+        owner.accept = wrapper
     else:
-        app.view_functions["webhooks.salesforce"] = timed
+        app.view_functions["webhooks.salesforce"] = wrapper
 
 
 def main(argv: list[str] | None = None) -> int:

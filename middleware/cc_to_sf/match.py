@@ -102,15 +102,11 @@ def find_accounts(ctx: Context, org: OrgInfo, names: Iterable[str]) -> list[SfAc
         return []
     suffix = " AND IsPersonAccount = false" if org.person_accounts else ""
     prefix = "SELECT Id, Name, CreatedDate FROM Account WHERE Name"
-    found: list[SfAccount] = []
-    for chunk in ctx.sf.id_chunks(prefix, wanted, suffix):
-        soql = f"{prefix} IN ({soql_in(chunk)}){suffix}"
-        for record in ctx.sf.query_iter(soql):
-            found.append(
-                SfAccount(
-                    str(record["Id"]),
-                    str(record.get("Name") or ""),
-                    str(record.get("CreatedDate") or ""),
-                )
-            )
-    return found
+    return [
+        SfAccount(
+            str(record["Id"]),
+            str(record.get("Name") or ""),
+            str(record.get("CreatedDate") or ""),
+        )
+        for record in ctx.sf.query_in(prefix, wanted, suffix)
+    ]

@@ -390,8 +390,7 @@ class FullSync:
             return
         members: dict[str, tuple[str, ...]] = {}
         if self.options.campaign_lists is not None:  # Campaign members or List View records
-            expected = sf_segments.maintained_members(self.ctx)
-            members = sf_segments.all_memberships(self.ctx, expected)
+            members = sf_segments.all_memberships(self.ctx, prepared.members)
         self.segmenter = ListsSegmenter(
             self.options,
             members,

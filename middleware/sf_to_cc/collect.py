@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from middleware.context import Context
-from middleware.salesforce.client import soql_string
 from middleware.salesforce.errors import SalesforceError
 from middleware.sf_to_cc import segments
 from middleware.sf_to_cc.read import select_fields
@@ -51,10 +50,10 @@ def expand_ids(ctx: Context, ids: Mapping[str, list[str]]) -> list[str]:
     if ctx.options.campaign_lists is not None and ctx.options.campaign_lists.from_campaigns:
         own += segments.people_of_members(ctx, ids.get("CampaignMember", []))
     accounts = ids.get("Account", []) if ctx.sf_object == "Contact" else []
-    prefix = "SELECT Id FROM Contact WHERE AccountId"
-    for chunk in ctx.sf.id_chunks(prefix, accounts) if accounts else ():
-        quoted = ", ".join(soql_string(i) for i in chunk)
-        own += [r["Id"] for r in ctx.sf.query_iter(f"{prefix} IN ({quoted})")]
+    if accounts:
+        own += [
+            r["Id"] for r in ctx.sf.query_in("SELECT Id FROM Contact WHERE AccountId", accounts)
+        ]
     return list(dict.fromkeys(own))
 
 

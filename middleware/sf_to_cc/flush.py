@@ -63,8 +63,11 @@ def sync_records(
     missing = sorted(set(missing_ids) - set(by_id))
     links = read.batch_links(ctx, records, [*by_id, *missing])
     outside = plan.outside_filter(ctx, records) | segs.outside
-    read.fill_link_ids(ctx, by_id, links.own, outside, segs.lists)
-    contacts, resolved = read.cc_lookups(ctx, by_id, missing, links.own, outside, segs.lists)
+    needing = read.links_needing_cc(ctx, by_id, missing, links.own, outside, segs.lists)
+    if read.fill_link_ids(ctx, links.own, needing):
+        # A link that only lacked its contact's id may need Constant Contact no more.
+        needing = read.links_needing_cc(ctx, by_id, missing, links.own, outside, segs.lists)
+    contacts, resolved = read.cc_lookups(ctx, by_id, links.own, needing)
     for sf_id, contact_id in resolved.items():
         links.own[sf_id] = replace(links.own[sf_id], cc_contact_id=contact_id)
 

@@ -106,32 +106,37 @@ def batch_links(
 EXPORT_FILL_FROM = 25
 
 
-def fill_link_ids(
+def links_needing_cc(
     ctx: Context,
     records: Mapping[str, Mapping[str, Any]],
-    links: dict[str, Link],
+    missing: Iterable[str],
+    links: Mapping[str, Link],
     outside: set[str],
     segment_lists: Mapping[str, Sequence[str]] | None,
-) -> int:
+) -> list[str]:
+    """The batch's linked records whose Constant Contact contact a rule needs
+    (:func:`needs_cc_contact`), in id order; ``segment_lists``: each record's segmentation
+    lists, when the setup has them."""
+    needing: list[str] = []
+    for sf_id in sorted({*records, *missing}):
+        link = links.get(sf_id)
+        if link is None or not link.active:
+            continue
+        wanted = (
+            None if segment_lists is None else (ctx.main_list_id, *segment_lists.get(sf_id, ()))
+        )
+        if needs_cc_contact(ctx.options, records.get(sf_id), link, sf_id in outside, wanted):
+            needing.append(sf_id)
+    return needing
+
+
+def fill_link_ids(ctx: Context, links: dict[str, Link], needing: Sequence[str]) -> int:
     """Give the links a large import made without contact ids (the JSON import answers none)
-    their ids, when many of this batch's need one: one export of the main list's contact ids and
+    their ids, when many of ``needing`` lack one: one export of the main list's contact ids and
     addresses fills every such link of the setup in the store (and this batch's in ``links``),
     instead of one ``GET /contacts?email=`` each. Returns how many of this batch's were filled."""
-    needing = [
-        sf_id
-        for sf_id, link in links.items()
-        if link.active
-        and not link.cc_contact_id
-        and link.email
-        and needs_cc_contact(
-            ctx.options,
-            records.get(sf_id),
-            link,
-            sf_id in outside,
-            None if segment_lists is None else (ctx.main_list_id, *segment_lists.get(sf_id, ())),
-        )
-    ]
-    if len(needing) < EXPORT_FILL_FROM:
+    idless = [sf_id for sf_id in needing if not links[sf_id].cc_contact_id and links[sf_id].email]
+    if len(idless) < EXPORT_FILL_FROM:
         return 0
     activity = ctx.cc.export_contacts(
         list_ids=[ctx.main_list_id], fields=["contact_id", "email_address"]
@@ -144,7 +149,7 @@ def fill_link_ids(
     with ctx.store.transaction() as session:
         links_repo.fill_contact_ids(session, ctx.setup_id, ids.items())
     filled = 0
-    for sf_id in needing:
+    for sf_id in idless:
         contact_id = ids.get(links[sf_id].email)
         if contact_id:
             links[sf_id] = replace(links[sf_id], cc_contact_id=contact_id)
@@ -155,28 +160,16 @@ def fill_link_ids(
 def cc_lookups(
     ctx: Context,
     records: Mapping[str, Mapping[str, Any]],
-    missing: Iterable[str],
-    links: dict[str, Link],
-    outside: set[str],
-    segment_lists: Mapping[str, Sequence[str]] | None = None,
+    links: Mapping[str, Link],
+    needing: Iterable[str],
 ) -> tuple[list[CcContact], dict[str, str]]:
-    """Read from CC what the rules need for this batch; also return newly resolved contact ids.
-
-    ``segment_lists``: each record's segmentation lists, when the setup has them."""
+    """Read from CC the contacts of ``needing`` (:func:`links_needing_cc`), and at a record's
+    new address; also return newly resolved contact ids."""
     found: dict[str, CcContact] = {}
     resolved: dict[str, str] = {}
-    for sf_id in sorted({*records, *missing}):
-        link = links.get(sf_id)
+    for sf_id in needing:
+        link = links[sf_id]
         record = records.get(sf_id)
-        wanted = (
-            None if segment_lists is None else (ctx.main_list_id, *segment_lists.get(sf_id, ()))
-        )
-        if (
-            link is None
-            or not link.active
-            or not needs_cc_contact(ctx.options, record, link, sf_id in outside, wanted)
-        ):
-            continue
         contact_id = link.cc_contact_id
         try:
             if contact_id:

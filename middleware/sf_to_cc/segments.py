@@ -32,7 +32,7 @@ from typing import Any
 
 from middleware.constantcontact.errors import Conflict, Validation
 from middleware.context import Context
-from middleware.salesforce.client import soql_string
+from middleware.salesforce.client import soql_in
 from middleware.salesforce.errors import SalesforceError
 from middleware.store import cursors
 from middleware.store import errors as errors_repo
@@ -78,6 +78,7 @@ class Prepared:
 
     newly_maintained: list[str] = field(default_factory=list)
     newly_frozen: list[str] = field(default_factory=list)
+    members: int = 0  # members the maintained Campaigns count (when they were read again)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -238,8 +239,9 @@ def _prepare_campaign_lists(ctx: Context, refresh: bool, done: Prepared) -> None
             continue
         if not entry.get("maintained"):
             done.newly_maintained.append(source.id)
-        members = source.members if isinstance(source, Campaign) else None
-        entry.update(name=source.name, kind=kind, maintained=True, reason=None, members=members)
+        if isinstance(source, Campaign):
+            done.members += source.members
+        entry.update(name=source.name, kind=kind, maintained=True, reason=None)
         resolved.append(source.id)
 
     for sid, entry in entries.items():
@@ -350,14 +352,8 @@ def members_of(ctx: Context, campaign_ids: Sequence[str]) -> list[str]:
     column = member_column(ctx)
     member = MEMBER_FIELD[ctx.sf_object]
     prefix = f"SELECT {column} FROM CampaignMember WHERE {member} != null AND CampaignId"
-    out: list[str] = []
-    for chunk in ctx.sf.id_chunks(prefix, list(campaign_ids)):
-        quoted = ", ".join(soql_string(i) for i in chunk)
-        for row in ctx.sf.query_iter(f"{prefix} IN ({quoted})"):
-            person = person_of(ctx, row)
-            if person:
-                out.append(person)
-    return list(dict.fromkeys(out))
+    people = (person_of(ctx, row) for row in ctx.sf.query_in(prefix, list(campaign_ids)))
+    return list(dict.fromkeys(p for p in people if p))
 
 
 def people_of_members(ctx: Context, member_ids: Sequence[str]) -> list[str]:
@@ -387,11 +383,8 @@ def _view_memberships(ctx: Context, ids: Sequence[str]) -> dict[str, set[str]]:
     """Maintained List View ids per record id: each view's own query, narrowed to ``ids``."""
     out: dict[str, set[str]] = {}
     for view_id, view in sorted(ctx.list_views.items()):
-        prefix = members_soql(view, "Id")
-        for chunk in ctx.sf.id_chunks(prefix, list(ids)):
-            quoted = ", ".join(soql_string(i) for i in chunk)
-            for row in ctx.sf.query_iter(f"{prefix} IN ({quoted})"):
-                out.setdefault(str(row["Id"]), set()).add(view_id)
+        for row in ctx.sf.query_in(members_soql(view, "Id"), list(ids)):
+            out.setdefault(str(row["Id"]), set()).add(view_id)
     return out
 
 
@@ -409,13 +402,11 @@ def memberships(ctx: Context, records: Iterable[Mapping[str, Any]]) -> dict[str,
         return out
     member = MEMBER_FIELD[ctx.sf_object]
     prefix = f"SELECT CampaignId, {member} FROM CampaignMember WHERE {member}"
-    for chunk in ctx.sf.id_chunks(prefix, list(keys)):
-        quoted = ", ".join(soql_string(i) for i in chunk)
-        for row in ctx.sf.query_iter(f"{prefix} IN ({quoted})"):
-            campaign = str(row.get("CampaignId") or "")
-            key = str(row.get(member) or "")
-            if campaign in ctx.campaign_list_ids and key in keys:
-                out.setdefault(keys[key], set()).add(campaign)
+    for row in ctx.sf.query_in(prefix, list(keys)):
+        campaign = str(row.get("CampaignId") or "")
+        key = str(row.get(member) or "")
+        if campaign in ctx.campaign_list_ids and key in keys:
+            out.setdefault(keys[key], set()).add(campaign)
     return out
 
 
@@ -441,8 +432,7 @@ def all_memberships(ctx: Context, expected: int) -> dict[str, tuple[str, ...]]:
     member = MEMBER_FIELD[ctx.sf_object]
     soql = f"SELECT CampaignId, {member} FROM CampaignMember WHERE {member} != null"
     if len(ctx.campaign_list_ids) <= CAMPAIGNS_IN_SOQL:
-        named = ", ".join(soql_string(c) for c in sorted(ctx.campaign_list_ids))
-        soql += f" AND CampaignId IN ({named})"
+        soql += f" AND CampaignId IN ({soql_in(sorted(ctx.campaign_list_ids))})"
     rows = ctx.sf.bulk_query(soql) if expected >= BULK_MEMBERS_FROM else ctx.sf.query_iter(soql)
     joined: dict[str, list[str]] = {}
     for row in rows:
@@ -451,16 +441,6 @@ def all_memberships(ctx: Context, expected: int) -> dict[str, tuple[str, ...]]:
         if key and campaign in ctx.campaign_list_ids:
             joined.setdefault(key, []).append(campaign)
     return {key: tuple(sorted(set(ids))) for key, ids in joined.items()}
-
-
-def maintained_members(ctx: Context) -> int:
-    """The members of the setup's object type its maintained Campaigns count (stored)."""
-    registry = load_registry(ctx)
-    return sum(
-        int(entry.get("members") or 0)
-        for cid, entry in registry["campaigns"].items()
-        if cid in ctx.campaign_list_ids
-    )
 
 
 @dataclass
