@@ -84,7 +84,7 @@ class _SetupView:
     auth: str
     object_type: str
     platform_event: dict[str, Any] | None
-    campaign_lists: bool = False
+    campaign_events: bool = False  # Campaign lists: CampaignMember and Campaign events count
 
 
 _cache_lock = threading.Lock()
@@ -126,7 +126,7 @@ def _load_setup(setup_id: int) -> _SetupView | None:
                 auth=webhook.get("auth", "shared_secret"),
                 object_type=options.get("object_type", "Contact"),
                 platform_event=webhook.get("platform_event"),
-                campaign_lists=(options.get("campaign_lists") or {}).get("source") == "campaigns",
+                campaign_events=(options.get("campaign_lists") or {}).get("source") == "campaigns",
             )
     with _cache_lock:
         if len(cache) >= SETUP_CACHE_MAX:
@@ -230,7 +230,7 @@ def _refusal(setup_id: int, now: float, headers: EnvironHeaders) -> str:
 
 def _relevant(hints: list[ChangeHint], view: _SetupView) -> tuple[list[ChangeHint], int, int]:
     wanted = RELEVANT_ENTITIES.get(view.object_type, (view.object_type,))
-    if view.campaign_lists:
+    if view.campaign_events:
         wanted = (*wanted, *CAMPAIGN_ENTITIES)
     keep: list[ChangeHint] = []
     echoes = other = 0

@@ -407,3 +407,19 @@ def test_person_accounts_join_campaigns_through_their_person_contact() -> None:
         run_full_sync(w.runtime, w.setup_id, sf=w.last_sf, cc=w.last_cc)
         assert memberships(w, "sam@ex.org") == {"Main List", "Spring Gala"}
         assert memberships(w, "pat@ex.org") == set()
+
+
+def test_a_checkbox_list_follows_its_checkbox_both_ways() -> None:
+    options = {"checkbox_lists": [{"field": "Newsletter__c", "list": "Newsletter"}]}
+    config = {"CUSTOM_FIELDS": {"Contact": [{"name": "Newsletter__c", "type": "boolean"}]}}
+    with world(options=options, sf_config=config) as w:
+        w.deliver_to_webhook = False
+        ann = w.sf_create(LastName="Ann", Email="ann@ex.org", Newsletter__c=True)
+        w.sf_create(LastName="Bob", Email="bob@ex.org", Newsletter__c=False)
+        sync_now(w)
+        assert memberships(w, "ann@ex.org") == {"Main List", "Newsletter"}
+        assert memberships(w, "bob@ex.org") == {"Main List"}  # synced, not on the list
+        w.deliver_to_webhook = True
+        w.sf_update(ann, Newsletter__c=False)
+        w.flush()
+        assert memberships(w, "ann@ex.org") == {"Main List"}
