@@ -13,6 +13,7 @@ from rq import cron
 from jobs.catch_up import catch_up_tick
 from jobs.full_sync import clock_tick
 from jobs.poll import poll_tick
+from jobs.results import results_tick
 from middleware.queue import DEFAULT
 
 cron.register(clock_tick, DEFAULT, interval=60, job_timeout=120, result_ttl=600)
@@ -21,3 +22,5 @@ cron.register(poll_tick, DEFAULT, interval=60, job_timeout=120, result_ttl=600)
 # Change events can be lost (Redis restarted empty, a callout refused during an outage): each
 # setup catches up on Salesforce changes every schedule.catch_up_minutes.
 cron.register(catch_up_tick, DEFAULT, interval=60, job_timeout=120, result_ttl=600)
+# Campaign results (opens, clicks... back to Salesforce) every campaign_results.every_hours.
+cron.register(results_tick, DEFAULT, interval=60, job_timeout=120, result_ttl=600)

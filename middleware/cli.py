@@ -537,7 +537,21 @@ def sync_poll(setup_id: int, wait: bool, timeout: float, as_json: bool) -> None:
     _follow(started, setup_id, wait, timeout, as_json, "poll", since)
 
 
-_WHAT = {"sync_now": "Sync Now", "full": "Full Sync", "poll": "Poll"}
+@sync_cli.command("results")
+@click.argument("setup_id", type=int)
+@click.option("--reset", is_flag=True, help="Make again the Campaigns deleted in Salesforce.")
+@click.option("--wait", is_flag=True, help="Follow the run until it finishes.")
+@click.option("--timeout", default=3600.0, show_default=True, help="Seconds to wait at most.")
+@json_option
+def sync_results(setup_id: int, reset: bool, wait: bool, timeout: float, as_json: bool) -> None:
+    """Campaign results now: sends, opens, clicks, bounces and opt-outs into Salesforce."""
+    since = utcnow()
+    with _transaction() as session:
+        started = runs.start_campaign_results(session, setup_id, reset, _redis())
+    _follow(started, setup_id, wait, timeout, as_json, "results", since)
+
+
+_WHAT = {"sync_now": "Sync Now", "full": "Full Sync", "poll": "Poll", "results": "Campaign results"}
 
 
 def _follow(

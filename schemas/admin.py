@@ -296,6 +296,13 @@ class FullSyncRequestSchema(_Request):
     )
 
 
+class CampaignResultsRequestSchema(_Request):
+    reset = StrictBoolean(
+        load_default=False,
+        metadata=_d("Make again the Campaigns deleted in Salesforce (their results rewritten)."),
+    )
+
+
 # --------------------------------------------------------------------------- sync errors
 
 

@@ -91,6 +91,8 @@ DEFAULT_SCHEDULE = {
     "catch_up_minutes": 10,
 }
 DEFAULT_WEBHOOK = {"auth": "shared_secret", "platform_event": None}
+# One run may spend a tenth of the application's 10,000 daily Constant Contact calls.
+DEFAULT_CAMPAIGN_RESULTS = {"window_days": 90, "max_cc_calls": 1_000, "every_hours": 24}
 
 _SF_FIELD = validate.Regexp(
     SF_FIELD_RE, error="Not a Salesforce field name (letters, digits, _ and . for relationships)."
@@ -459,10 +461,36 @@ def _flag(default: bool, text: str) -> fields.Boolean:
     return StrictBoolean(load_default=default, metadata=_describe(text, default=default))
 
 
-def _not_available_yet(option: str, off: str) -> str:
-    return (
-        f"{option} is not available yet: campaign lists and campaign results are not built; "
-        f"use {off}."
+class CampaignResultsSchema(_Strict):
+    """How a setup reads campaign results (used when ``campaign_response_mode`` is not none)."""
+
+    window_days = fields.Integer(
+        load_default=DEFAULT_CAMPAIGN_RESULTS["window_days"],
+        strict=True,
+        validate=validate.Range(min=1, max=730),
+        metadata=_describe(
+            "Campaigns sent within this many days are read again each run (1–730).",
+            default=DEFAULT_CAMPAIGN_RESULTS["window_days"],
+        ),
+    )
+    max_cc_calls = fields.Integer(
+        load_default=DEFAULT_CAMPAIGN_RESULTS["max_cc_calls"],
+        strict=True,
+        validate=validate.Range(min=20, max=10_000),
+        metadata=_describe(
+            "Constant Contact calls one run may spend at most; the next run goes on from there "
+            "(20–10000).",
+            default=DEFAULT_CAMPAIGN_RESULTS["max_cc_calls"],
+        ),
+    )
+    every_hours = fields.Integer(
+        load_default=DEFAULT_CAMPAIGN_RESULTS["every_hours"],
+        strict=True,
+        validate=validate.Range(min=1, max=168),
+        metadata=_describe(
+            "Hours between two scheduled runs (1–168).",
+            default=DEFAULT_CAMPAIGN_RESULTS["every_hours"],
+        ),
     )
 
 
@@ -602,15 +630,15 @@ class SetupSchema(_Strict):
     sync_unsubscribes_to_sf = _flag(True, "false = don't sync unsubscribes to Salesforce.")
     sync_all_campaign_recipients = _flag(
         False,
-        "Create Salesforce records for campaign recipients outside the main list. "
-        "Not available yet: true is refused with 422.",
+        "Campaign results: create Salesforce records (new_record_object_type) for campaign "
+        "recipients not in Salesforce, unless sync_to_sf is false.",
     )
     campaign_response_mode = fields.String(
         load_default="none",
         validate=validate.OneOf(CAMPAIGN_RESPONSE_MODES),
         metadata=_describe(
-            "Campaign metrics back to Salesforce. Not available yet: any value but "
-            "`none` is refused with 422.",
+            "Campaign results back to Salesforce: `campaign` (a Campaign per email sent, "
+            "members by status), `activity` (a Task per open and click), or both.",
             enum=list(CAMPAIGN_RESPONSE_MODES),
             default="none",
         ),
@@ -618,14 +646,18 @@ class SetupSchema(_Strict):
     campaign_selection = CampaignSelectionField(
         load_default="all",
         metadata=_describe(
-            "`all` or the CC campaign names whose metrics sync. Not available yet: "
-            "any value but `all` is refused with 422.",
+            "`all` or the names of the Constant Contact email campaigns whose results sync.",
             oneOf=[
                 {"type": "string", "enum": ["all"]},
                 {"type": "array", "items": {"type": "string"}, "minItems": 1},
             ],
             default="all",
         ),
+    )
+    campaign_results = fields.Nested(
+        CampaignResultsSchema,
+        load_default=lambda: dict(DEFAULT_CAMPAIGN_RESULTS),
+        metadata=_describe("How campaign results are read: window, call ceiling, interval."),
     )
     remove_unmatched_from_all_lists = _flag(
         False,
@@ -638,9 +670,6 @@ class SetupSchema(_Strict):
         metadata=_describe("Authentication of this setup's Salesforce webhook."),
     )
 
-    # Campaign lists and campaign results are not built yet: their options stay in the contract
-    # (documented, defaults returned) but anything other than "off" is refused rather than
-    # accepted and silently ignored.
     @validates("campaign_lists")
     def _list_views_are_named(self, value: Any, **_: Any) -> None:
         if value is None or value.get("source") != "list_views":
@@ -653,21 +682,6 @@ class SetupSchema(_Strict):
             raise ValidationError(
                 {"record_type_labels": ["Record types choose Campaigns; List Views have none."]}
             )
-
-    @validates("sync_all_campaign_recipients")
-    def _campaign_recipients_not_yet(self, value: bool, **_: Any) -> None:
-        if value:
-            raise ValidationError(_not_available_yet("sync_all_campaign_recipients", "false"))
-
-    @validates("campaign_response_mode")
-    def _campaign_response_not_yet(self, value: str, **_: Any) -> None:
-        if value != "none":
-            raise ValidationError(_not_available_yet("campaign_response_mode", '"none"'))
-
-    @validates("campaign_selection")
-    def _campaign_selection_not_yet(self, value: Any, **_: Any) -> None:
-        if value != "all":
-            raise ValidationError(_not_available_yet("campaign_selection", '"all"'))
 
     @validates("namespace_prefix")
     def _namespace(self, value: str | None, **_: Any) -> None:
@@ -808,8 +822,8 @@ def setup_warnings(setup: Mapping[str, Any], given: Mapping[str, Any]) -> list[s
     schedule = setup["schedule"]
     if schedule.get("weekday") and schedule["full_sync"] != "weekly":
         warnings.append(f"schedule.weekday is ignored for a {schedule['full_sync']} Full Sync.")
-    # The campaign options' own warnings (record_type_labels on List Views, campaign_selection
-    # without a response mode) come back with the features; until then they are refused.
+    if setup["campaign_response_mode"] == "none" and setup["campaign_selection"] != "all":
+        warnings.append("campaign_selection has no effect while campaign_response_mode is none.")
     if setup["salesforce_connection"] is None or setup["constant_contact_connection"] is None:
         missing = [
             name

@@ -482,14 +482,20 @@ class ConstantContactClient:
         self, path: str, params: dict[str, Any] | None, key: str
     ) -> Iterator[dict[str, Any]]:
         """Every item under ``key`` of ``path`` and each ``_links.next.href`` after it."""
-        next_path: str = path
+        items, href = self._page(path, params, key)
         while True:
-            page = self._json("GET", next_path, params=params)
-            yield from page.get(key) or []
-            href = ((page.get("_links") or {}).get("next") or {}).get("href")
+            yield from items
             if not href:
                 return
-            next_path, params = self._path_of(href), None
+            items, href = self._page(href, None, key)
+
+    def _page(
+        self, path_or_href: str, params: dict[str, Any] | None, key: str
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page (1 call): its items under ``key`` and its ``_links.next.href``, if any."""
+        page = self._json("GET", self._path_of(path_or_href), params=params)
+        href = ((page.get("_links") or {}).get("next") or {}).get("href")
+        return list(page.get(key) or []), href or None
 
     def iter_email_campaigns(
         self, *, after: datetime | None = None, before: datetime | None = None
@@ -523,6 +529,24 @@ class ConstantContactClient:
             raise ValueError(f"unknown tracking report {report!r}; one of {TRACKING_REPORTS}")
         path = f"/reports/email_reports/{campaign_activity_id}/tracking/{report}"
         return self._pages(path, {"limit": REPORT_PAGE}, "tracking_activities")
+
+    def tracking_page(
+        self, campaign_activity_id: str, report: str, href: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a tracking report (1 call): the first, or the one ``href`` names (a
+        ``_links.next.href`` an earlier page gave, so a read can stop and go on later)."""
+        if report not in TRACKING_REPORTS:
+            raise ValueError(f"unknown tracking report {report!r}; one of {TRACKING_REPORTS}")
+        if href:
+            return self._page(href, None, "tracking_activities")
+        path = f"/reports/email_reports/{campaign_activity_id}/tracking/{report}"
+        return self._page(path, {"limit": REPORT_PAGE}, "tracking_activities")
+
+    def send_history(self, campaign_activity_id: str) -> list[dict[str, Any]]:
+        """``GET /emails/activities/{id}/send_history`` (1 call): each send's ``run_date``,
+        ``count`` and lists, oldest first; empty if the activity was never sent."""
+        found = self._json("GET", f"/emails/activities/{campaign_activity_id}/send_history")
+        return list(found or [])
 
     def iter_custom_fields(self) -> Iterator[dict[str, Any]]:
         """``GET /contact_custom_fields`` every page (``limit`` 100; an account holds ≤ 100)."""

@@ -597,6 +597,15 @@ class SalesforceClient:
         """`POST /composite/sobjects`, ≤ 200 records a call; results in input order."""
         return self._collections("POST", "composite/sobjects", sobject, records, all_or_none)
 
+    def create_one(self, sobject: str, record: Mapping[str, Any]) -> str:
+        """`POST /sobjects/{sobject}` (1 call): the new record's id. For what collections do
+        not take, such as a file's ContentVersion with its base64 ``VersionData``; a record
+        Salesforce refuses raises its :class:`RecordRejected`. Not retried (it creates)."""
+        _check_names(sobject)
+        path = f"sobjects/{sobject}"
+        item = self._call(_restful(path, "POST", dict(record), self._write_headers))
+        return str(item["id"])
+
     def update_many(
         self, sobject: str, records: Sequence[Mapping[str, Any]], all_or_none: bool = False
     ) -> list[RecordResult]:

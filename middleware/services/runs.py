@@ -12,17 +12,20 @@ from sqlalchemy.orm import Session
 
 from middleware import queue
 from middleware.cc_to_sf import poll
+from middleware.results import run as results
 from middleware.services.exceptions import Conflict, NotAvailable
 from middleware.services.lookups import get_run, get_setup
 from middleware.services.shapes import run_view
 from middleware.store import runs as run_repo
 from middleware.store.models import Setup, utcnow
+from schemas.setup import setup_options
 
 log = logging.getLogger(__name__)
 
 SYNC_NOW_JOB = "jobs.sync.sync_now"
 FULL_SYNC_JOB = "jobs.full_sync.full_sync"
 POLL_JOB = "jobs.poll.poll_setup"
+RESULTS_JOB = "jobs.results.campaign_results"
 
 
 def list_runs(session: Session, setup_id: int, limit: int = 20) -> list[dict[str, Any]]:
@@ -72,6 +75,40 @@ def start_poll(session: Session, setup_id: int, redis: Redis | None = None) -> d
         connection=redis,
     )
     log.info("setup %s: poll enqueued as %s", setup_id, job.id)
+    return {"setup_id": setup_id, "job_id": job.id, "queue": queue.DEFAULT}
+
+
+def start_campaign_results(
+    session: Session, setup_id: int, reset: bool = False, redis: Redis | None = None
+) -> dict[str, Any]:
+    """Enqueue a campaign results run now; ``reset`` makes again Campaigns deleted in Salesforce.
+
+    409 when the setup brings no results back (``campaign_response_mode`` none and no
+    recipients to create), is paused or not connected, or a results run is already going.
+    """
+    row = get_setup(session, setup_id)
+    _refuse_unready(row)
+    if not results.wanted(setup_options(row.options or {})):
+        raise Conflict(
+            f"Setup {setup_id} brings no campaign results back: set campaign_response_mode "
+            "(campaign, activity or campaign_and_activity) or sync_all_campaign_recipients first.",
+        )
+    running = run_repo.active_run(session, setup_id, "results")
+    if running is not None:
+        raise Conflict(
+            f"A campaign results run of setup {setup_id} is already {running.status} "
+            f"(run {running.id}).",
+        )
+    job = queue.enqueue(
+        RESULTS_JOB,
+        setup_id,
+        kwargs={"reset": True} if reset else None,
+        queue=queue.DEFAULT,
+        job_id=f"results-now-{setup_id}-{uuid.uuid4().hex[:12]}",
+        description=f"Campaign results of setup {setup_id}{' (reset)' if reset else ''}",
+        connection=redis,
+    )
+    log.info("setup %s: campaign results enqueued as %s (reset=%s)", setup_id, job.id, reset)
     return {"setup_id": setup_id, "job_id": job.id, "queue": queue.DEFAULT}
 
 

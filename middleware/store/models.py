@@ -38,10 +38,11 @@ NAMING_CONVENTION = {
 VENDORS = ("salesforce", "constantcontact")
 CONNECTION_STATUSES = ("active", "needs_reauth", "error", "cancelled")
 LINK_STATUSES = ("active", "retired")
-RUN_KINDS = ("incremental", "full", "poll", "sync_now")
+RUN_KINDS = ("incremental", "full", "poll", "sync_now", "results")
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "paused")
 ERROR_STATUSES = ("open", "retrying", "resolved")
 DIRECTIONS = ("sf_to_cc", "cc_to_sf")
+RESULT_STATES = ("active", "unsupported", "gone", "closed")
 
 
 def utcnow() -> datetime:
@@ -274,3 +275,68 @@ class SyncError(Base):
 
     def __repr__(self) -> str:
         return f"<SyncError {self.id} setup={self.setup_id} {self.code} {self.status}>"
+
+
+class ResultActivity(TimestampMixin, Base):
+    """One Constant Contact campaign activity whose results a setup brings back (issue 12).
+
+    ``cursors`` holds each tracking report's read position (see ``middleware.results.read``);
+    ``state`` is ``active`` (read while inside the window), ``unsupported`` (A/B tests and the
+    like, reported once), ``gone`` (its Salesforce Campaign was deleted: left alone until a
+    reset) or ``closed`` (sent before the window).
+    """
+
+    __tablename__ = "result_activities"
+    __table_args__ = (
+        CheckConstraint(_in("state", RESULT_STATES), name="state"),
+        Index("uq_result_activities_setup_activity", "setup_id", "activity_id", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    setup_id: Mapped[int] = mapped_column(ForeignKey("setups.id", ondelete="CASCADE"))
+    activity_id: Mapped[str] = mapped_column(String(64))
+    campaign_id: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(30))
+    name: Mapped[str] = mapped_column(String(300))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    sent_at: Mapped[datetime | None] = mapped_column()
+    state: Mapped[str] = mapped_column(String(12), default="active")
+    note: Mapped[str | None] = mapped_column(Text)
+    sf_campaign_id: Mapped[str | None] = mapped_column(String(18))
+    statuses_ready: Mapped[bool] = mapped_column(Boolean, default=False)
+    html_attached: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The campaign's updated_at when its activities were last read (a resend changes it).
+    campaign_updated: Mapped[str | None] = mapped_column(String(40))
+    cursors: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    counts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    def __repr__(self) -> str:
+        return f"<ResultActivity {self.id} setup={self.setup_id} {self.name!r} {self.state}>"
+
+
+class ResultRecipient(Base):
+    """One recipient of one activity as Salesforce shows it: the idempotency keys (issue 12).
+
+    ``status`` only goes up (Sent < Bounced < Opened < Clicked < Unsubscribed); ``sf_member_id``
+    is the CampaignMember, ``open_task_id`` / ``click_tasks`` (url_id → Task id) the Tasks made,
+    so a second run over the same reports writes nothing new.
+    """
+
+    __tablename__ = "result_recipients"
+    __table_args__ = (
+        Index(
+            "uq_result_recipients_activity_contact", "activity_id", "cc_contact_id", unique=True
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    activity_id: Mapped[int] = mapped_column(
+        ForeignKey("result_activities.id", ondelete="CASCADE")
+    )
+    cc_contact_id: Mapped[str] = mapped_column(String(64))
+    email: Mapped[str] = mapped_column(String(320), default="")
+    sf_person_id: Mapped[str | None] = mapped_column(String(18))
+    sf_member_id: Mapped[str | None] = mapped_column(String(18))
+    status: Mapped[str | None] = mapped_column(String(20))
+    open_task_id: Mapped[str | None] = mapped_column(String(18))
+    click_tasks: Mapped[dict[str, Any]] = mapped_column(default=dict)

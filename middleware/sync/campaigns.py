@@ -109,20 +109,20 @@ def campaign_fields(object_type: str, *, record_types: bool) -> list[str]:
 
 def choose_campaigns(spec: CampaignLists, campaigns: Iterable[Campaign]) -> Choice:
     """The Campaigns whose lists the setup maintains (module docstring for the order)."""
-    excluded = {_fold(n) for n in spec.excluded}
-    selected = {_fold(n) for n in spec.selected}
-    types = {_fold(n) for n in spec.record_type_labels}
+    excluded = {fold_name(n) for n in spec.excluded}
+    selected = {fold_name(n) for n in spec.selected}
+    types = {fold_name(n) for n in spec.record_type_labels}
     kept: list[Campaign] = []
     skipped: dict[str, str] = {}
     seen_names: set[str] = set()
     for campaign in sorted(campaigns, key=lambda c: (c.name, c.id)):
-        name = _fold(campaign.name)
+        name = fold_name(campaign.name)
         seen_names.add(name)
         if name in excluded:
             skipped[campaign.id] = REASON_EXCLUDED
         elif selected and name not in selected:
             skipped[campaign.id] = REASON_NOT_SELECTED
-        elif types and _fold(campaign.record_type or "") not in types:
+        elif types and fold_name(campaign.record_type or "") not in types:
             skipped[campaign.id] = REASON_RECORD_TYPE
         elif not campaign.active:
             skipped[campaign.id] = REASON_INACTIVE
@@ -136,13 +136,13 @@ def choose_campaigns(spec: CampaignLists, campaigns: Iterable[Campaign]) -> Choi
 def choose_list_views(spec: CampaignLists, views: Iterable[ListView]) -> Choice:
     """The List Views whose lists the setup maintains: those named in ``selected`` (by label or
     API name, ignoring case), unless ``excluded``."""
-    excluded = {_fold(n) for n in spec.excluded}
-    selected = {_fold(n) for n in spec.selected}
+    excluded = {fold_name(n) for n in spec.excluded}
+    selected = {fold_name(n) for n in spec.selected}
     kept: list[Campaign | ListView] = []
     skipped: dict[str, str] = {}
     seen: set[str] = set()
     for view in sorted(views, key=lambda v: (v.name, v.id)):
-        names = {_fold(view.name), _fold(view.developer_name)}
+        names = {fold_name(view.name), fold_name(view.developer_name)}
         seen |= names
         if names & excluded:
             skipped[view.id] = REASON_EXCLUDED
@@ -156,11 +156,11 @@ def choose_list_views(spec: CampaignLists, views: Iterable[ListView]) -> Choice:
 def missing_selected(spec: CampaignLists, known: Iterable[str], kind: str) -> list[str]:
     """A warning for each ``selected`` name none of ``known`` has (compared as names are: case
     and repeated blanks ignored): it may be made later, so never an error."""
-    folded = {_fold(name) for name in known}
+    folded = {fold_name(name) for name in known}
     return [
         f"campaign_lists: no {kind} named {name!r} in Salesforce"
         for name in spec.selected
-        if _fold(name) not in folded
+        if fold_name(name) not in folded
     ]
 
 
@@ -172,7 +172,8 @@ def stopped_message(name: str, reason: str, kind: str = "Campaign") -> str:
     )
 
 
-def _fold(name: str) -> str:
+def fold_name(name: str) -> str:
+    """A name as names are compared: case and repeated blanks ignored."""
     return " ".join(name.split()).casefold()
 
 

@@ -136,6 +136,16 @@ class Schedule:
 
 
 @dataclass(frozen=True, slots=True)
+class CampaignResults:
+    """How campaign results are read: the window of sends re-read, a run's Constant Contact call
+    ceiling, and the hours between scheduled runs."""
+
+    window_days: int = 90
+    max_cc_calls: int = 1_000
+    every_hours: int = 24
+
+
+@dataclass(frozen=True, slots=True)
 class PlatformEvent:
     """The Platform Event a Flow or Apex publishes instead of CDC."""
 
@@ -190,6 +200,7 @@ class SetupOptions:
     sync_all_campaign_recipients: bool
     campaign_response_mode: str
     campaign_selection: str | tuple[str, ...]
+    campaign_results: CampaignResults
     remove_unmatched_from_all_lists: bool
     webhook: Webhook
 
@@ -267,6 +278,7 @@ class SetupOptions:
             sync_all_campaign_recipients=setup["sync_all_campaign_recipients"],
             campaign_response_mode=setup["campaign_response_mode"],
             campaign_selection=selection if isinstance(selection, str) else tuple(selection),
+            campaign_results=CampaignResults(**setup["campaign_results"]),
             remove_unmatched_from_all_lists=setup["remove_unmatched_from_all_lists"],
             webhook=Webhook(
                 auth=hook["auth"],

@@ -75,6 +75,7 @@ DEFAULTS = [
     ("sync_all_campaign_recipients", False),
     ("campaign_response_mode", "none"),
     ("campaign_selection", "all"),
+    ("campaign_results", {"window_days": 90, "max_cc_calls": 1000, "every_hours": 24}),
     ("remove_unmatched_from_all_lists", False),
     ("webhook", {"auth": "shared_secret", "platform_event": None}),
 ]
@@ -574,31 +575,6 @@ def test_consistent_setup_has_no_warnings():
     assert warnings == []
 
 
-NOT_AVAILABLE_YET = [
-    pytest.param(
-        {"sync_all_campaign_recipients": True},
-        "sync_all_campaign_recipients",
-        id="campaign-recipients",
-    ),
-    pytest.param(
-        {"campaign_response_mode": "campaign"}, "campaign_response_mode", id="response-campaign"
-    ),
-    pytest.param(
-        {"campaign_response_mode": "campaign_and_activity"},
-        "campaign_response_mode",
-        id="response-campaign-and-activity",
-    ),
-    pytest.param({"campaign_selection": ["Spring"]}, "campaign_selection", id="campaign-selection"),
-]
-
-
-@pytest.mark.parametrize(("options", "option"), NOT_AVAILABLE_YET)
-def test_campaign_options_are_refused_until_built(options, option):
-    errors = errors_of(**options)
-    assert list(errors) == [option]
-    assert any(f"{option} " in m and "is not available yet" in m for m in errors[option]), errors
-
-
 def test_list_view_lists_need_views_named_and_take_no_record_types():
     errors = errors_of(campaign_lists={"source": "list_views"})
     assert list(errors) == ["campaign_lists.selected"]
@@ -640,11 +616,43 @@ def test_campaign_options_off_values_stay_accepted():
     assert warnings == []
 
 
-def test_patch_cannot_turn_a_campaign_option_on():
+def test_campaign_results_options_are_accepted():
+    setup, warnings = load(
+        campaign_response_mode="campaign_and_activity",
+        campaign_selection=["March Appeal", "Gala"],
+        sync_all_campaign_recipients=True,
+        campaign_results={"window_days": 30, "max_cc_calls": 500},
+    )
+    assert setup["campaign_response_mode"] == "campaign_and_activity"
+    assert setup["campaign_selection"] == ["March Appeal", "Gala"]
+    assert setup["campaign_results"] == {"window_days": 30, "max_cc_calls": 500, "every_hours": 24}
+    assert warnings == []
+
+
+def test_patch_turns_campaign_results_on():
     current = load()[0]
+    setup, _ = apply_patch(current, {"campaign_response_mode": "activity"})
+    assert setup["campaign_response_mode"] == "activity"
+
+
+@pytest.mark.parametrize(
+    ("results", "field"),
+    [
+        ({"window_days": 0}, "window_days"),
+        ({"max_cc_calls": 5}, "max_cc_calls"),
+        ({"every_hours": 200}, "every_hours"),
+        ({"window": 3}, "window"),
+    ],
+)
+def test_campaign_results_bounds(results, field):
     with pytest.raises(ValidationError) as info:
-        apply_patch(current, {"campaign_response_mode": "activity"})
-    assert "not available yet" in str(info.value.messages["campaign_response_mode"])
+        load(campaign_results=results)
+    assert field in info.value.messages["campaign_results"]
+
+
+def test_campaign_selection_without_a_mode_warns():
+    _, warnings = load(campaign_selection=["Gala"])
+    assert warnings == ["campaign_selection has no effect while campaign_response_mode is none."]
 
 
 class TestPatch:

@@ -289,6 +289,28 @@ def poll_now_view(setup_id: int) -> Response:
 
 
 @endpoint(
+    "/setups/<int:setup_id>/campaign-results",
+    "POST",
+    summary="Bring campaign results back now",
+    tag="runs",
+    body=s.CampaignResultsRequestSchema,
+    body_required=False,
+    responses={202: s.JobStartedSchema, 409: _PROBLEM, 422: _PROBLEM, **_E404},
+)
+def campaign_results_view(setup_id: int) -> Response:
+    """One campaign results run: Constant Contact's sends, opens, clicks, bounces and opt-outs
+    into Salesforce Campaigns, members and Tasks, as the setup's `campaign_response_mode` says.
+
+    409 while the setup is paused or not connected, when it brings no results back, or while a
+    results run is going.
+    """
+    data = load(s.CampaignResultsRequestSchema, json_body(required=False))
+    with get_store().transaction() as session:
+        result = runs.start_campaign_results(session, setup_id, data["reset"], get_redis())
+    return started(result)
+
+
+@endpoint(
     "/setups/<int:setup_id>/full-sync",
     "POST",
     summary="Full Sync",
