@@ -6,6 +6,7 @@ control routes (`/_sandbox/...`) make the campaigns and draw their events.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections import defaultdict
@@ -13,8 +14,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
-from sandbox.adapter import mount
+from sandbox import cli
+from sandbox.adapter import in_process_session, mount
 from sandbox.constantcontact.app import create_app
 from tests.contract.cc_openapi import ValidatingSession
 from tests.sandbox.constantcontact.conftest import BASE, CC, START, FrozenClock
@@ -455,3 +458,35 @@ def test_a_snapshot_from_before_types_and_send_history_is_brought_up_to_date(
         (2, "2026-11-26T09:00:00.000Z", [list_id])
     ]
     session.close()
+
+
+# -- the CLI -------------------------------------------------------------------------------
+
+
+def test_cli_send_posts_the_simulation_and_prints_ids_and_counts(
+    cc: CC, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _audience(cc, 120)
+    session = in_process_session(BASE, cc.app)
+    monkeypatch.setattr(cli, "_session", lambda _ca: session)
+    runner = CliRunner()
+    common = ["--cc-url", BASE, "--list", "Main", "--seed", "4"]
+    args = ["send", "--name", "Cli", "--link", LINKS[0], "--link", LINKS[1], "--clicks", "0.1"]
+    result = runner.invoke(cli.sandbox_cli, [*args, "--spread-hours", "6", *common])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["sends"] == 120 and out["type"] == "NEWSLETTER"
+    assert {"campaign_id", "campaign_activity_id", "recorded", "contacts"} <= set(out)
+    assert out["contacts"]["click"] > 0
+    clicks = _report(cc, out["campaign_activity_id"], "clicks")
+    assert {c["link_url"] for c in clicks} <= set(LINKS[:2])
+    opens = _report(cc, out["campaign_activity_id"], "opens")
+    assert min(o["created_time"] for o in opens) >= "2026-11-26T04:00:00.000Z"  # 6 hours back
+
+    ab = runner.invoke(cli.sandbox_cli, ["send", "--name", "AB", "--type-code", "57", *common])
+    assert ab.exit_code == 0, ab.output
+    assert json.loads(ab.output)["type"] == "AB_TEST"
+    lost = runner.invoke(
+        cli.sandbox_cli, ["send", "--name", "N", "--list", "Nope", "--cc-url", BASE]
+    )
+    assert lost.exit_code == 1 and "Nope" in lost.output
