@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from datetime import datetime, timedelta
 from typing import Any
 
 import click
@@ -12,6 +13,7 @@ import requests
 
 from sandbox import server
 from sandbox.connect import DEFAULT_CC_URL, DEFAULT_SF_URL, sandbox_connect
+from sandbox.constantcontact.store import is_uuid
 from sandbox.server import CC_PORT, SF_PORT
 from sandbox.tls import DEFAULT_DIR
 
@@ -302,3 +304,87 @@ def events(
     if batch_size is not None:
         body["batch_size"] = batch_size
     click.echo(json.dumps(_call(session, "PUT", endpoint, body), sort_keys=True))
+
+
+@sandbox_cli.command("send")
+@click.option(
+    "--list", "lists", multiple=True, required=True, help="A CC list, by id or name (repeatable)."
+)
+@click.option("--name", required=True, help="The campaign's name (unique in the account).")
+@click.option("--subject", default=None, help="[default: the name]")
+@click.option("--link", "links", multiple=True, help="A URL in the email to click (repeatable).")
+@click.option("--opens", type=click.FloatRange(0, 1), default=0.3, show_default=True)
+@click.option("--clicks", type=click.FloatRange(0, 1), default=0.05, show_default=True)
+@click.option("--bounces", type=click.FloatRange(0, 1), default=0.01, show_default=True)
+@click.option("--optouts", type=click.FloatRange(0, 1), default=0.002, show_default=True)
+@click.option("--forwards", type=click.FloatRange(0, 1), default=0.001, show_default=True)
+@click.option(
+    "--reopens",
+    type=click.FloatRange(0, 1),
+    default=0.3,
+    show_default=True,
+    help="Share of openers who open again.",
+)
+@click.option("--spread-hours", type=click.FloatRange(min=0), default=24.0, show_default=True)
+@click.option(
+    "--sent-at", default=None, help="ISO time [default: --spread-hours before the sandbox's now]."
+)
+@click.option("--type-code", type=int, default=None, help="e.g. 57 (A/B Test) [default: 10].")
+@click.option("--type", "type_name", default=None, help="e.g. NEWSLETTER [default: the code's].")
+@click.option("--seed", "random_seed", default=42, show_default=True)
+@click.option("--cc-url", default=DEFAULT_CC_URL, show_default=True)
+@click.option("--ca-bundle", default=None)
+def send(
+    lists: tuple[str, ...],
+    name: str,
+    subject: str | None,
+    links: tuple[str, ...],
+    opens: float,
+    clicks: float,
+    bounces: float,
+    optouts: float,
+    forwards: float,
+    reopens: float,
+    spread_hours: float,
+    sent_at: str | None,
+    type_code: int | None,
+    type_name: str | None,
+    random_seed: int,
+    cc_url: str,
+    ca_bundle: str | None,
+) -> None:
+    """Send an email campaign in the running Constant Contact sandbox and draw its results.
+
+    Every active contact of the lists gets it; opens, clicks, bounces, opt-outs (which
+    unsubscribe) and forwards are drawn at the given shares of recipients, spread over the hours
+    after the send and never past the sandbox clock. Prints the ids and counts as JSON.
+    """
+    base = cc_url.rstrip("/")
+    session = _session(ca_bundle)
+    spread = spread_hours * 3600
+    if sent_at is None:
+        now = datetime.fromisoformat(_call(session, "GET", f"{base}/_sandbox/clock")["now"])
+        sent_at = (now - timedelta(seconds=spread)).isoformat()
+    body: dict[str, Any] = {
+        "name": name,
+        "subject": subject or name,
+        "list_ids": [x for x in lists if is_uuid(x)],
+        "list_names": [x for x in lists if not is_uuid(x)],
+        "sent_at": sent_at,
+        "links": list(links),
+        "rates": {
+            "open": opens,
+            "click": clicks,
+            "bounce": bounces,
+            "optout": optouts,
+            "forward": forwards,
+            "reopen": reopens,
+        },
+        "spread_seconds": spread,
+        "seed": random_seed,
+    }
+    if type_code is not None:
+        body["type_code"] = type_code
+    if type_name is not None:
+        body["type"] = type_name
+    click.echo(json.dumps(_post(session, f"{base}/_sandbox/emails", body), sort_keys=True))

@@ -17,6 +17,7 @@ import requests
 from flask import Blueprint, Response, jsonify, request
 
 from sandbox.constantcontact.account import current_sandbox
+from sandbox.constantcontact.emails import RATE_KEYS
 from sandbox.constantcontact.store import INCLUDES
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def add_routes(bp: Blueprint) -> None:
             return jsonify(error="campaigns, days_apart, seed and rates must be numbers"), 400
         if not 1 <= count <= 500 or days <= 0:
             return jsonify(error="campaigns must be 1..500 and days_apart above 0"), 400
-        known = ("open", "click", "bounce", "optout", "forward")
+        known = RATE_KEYS
         if any(k not in known or not 0.0 <= v <= 1.0 for k, v in rates.items()):
             return jsonify(error=f"rates takes {known}, each within 0..1"), 400
         list_ids = body.get("list_ids")
@@ -107,6 +108,14 @@ def add_routes(bp: Blueprint) -> None:
     @bp.post("/emails/<campaign_id>/resend")
     def resend_email(campaign_id: str) -> tuple[Response, int]:
         return jsonify(current_sandbox().emails.resend(campaign_id, _body())), 201
+
+    @bp.post("/emails/<campaign_activity_id>/send")
+    def send_activity(campaign_activity_id: str) -> tuple[Response, int]:
+        return jsonify(current_sandbox().emails.send(campaign_activity_id, _body())), 201
+
+    @bp.post("/emails/<campaign_activity_id>/simulate")
+    def simulate_email(campaign_activity_id: str) -> tuple[Response, int]:
+        return jsonify(current_sandbox().emails.simulate(campaign_activity_id, _body())), 201
 
     @bp.post("/emails/<campaign_activity_id>/events")
     def email_events(campaign_activity_id: str) -> tuple[Response, int]:

@@ -421,3 +421,40 @@ def test_tracking_reports_follow_their_next_links(world, cc, monkeypatch):
     sends = list(cc.iter_tracking(sent["campaign_activity_id"], "sends"))
     assert len({s["email_address"] for s in sends}) == 5
     assert cc.calls.by_family()["reports"] - before == 3  # 2 + 2 + 1
+
+
+def test_simulated_campaign_results_and_campaign_types_read_through_the_client(world, cc):
+    world.control("POST", "/seed", json={"contacts": 1500, "lists": ["Main"], "seed": 3})
+    sent = world.control(
+        "POST",
+        "/emails",
+        json={
+            "name": "Appeal",
+            "subject": "Give",
+            "list_names": ["Main"],
+            "sent_at": (START - timedelta(hours=6)).isoformat(),
+            "links": ["https://example.org/give", "https://example.org/news"],
+            "rates": {"open": 0.3, "click": 0.05, "bounce": 0.01, "optout": 0.01},
+            "seed": 1,
+        },
+    )
+    world.control("POST", "/emails", json={"name": "Split", "subject": "A", "list_names": ["Main"],
+                                           "type_code": 57})  # fmt: skip
+    activity = sent["campaign_activity_id"]
+    opens = list(cc.iter_tracking(activity, "opens"))
+    assert len(opens) == sent["recorded"]["open"] > 500  # more than one page
+    clicks = list(cc.iter_tracking(activity, "clicks"))
+    assert {c["link_url"] for c in clicks} == {
+        "https://example.org/give",
+        "https://example.org/news",
+    }
+    optouts = list(cc.iter_tracking(activity, "optouts"))
+    assert len(optouts) == sent["contacts"]["optout"] > 0
+    kinds = {c["name"]: (c["type"], c["type_code"]) for c in cc.iter_email_campaigns()}
+    assert kinds == {"Appeal": ("NEWSLETTER", 10), "Split": ("AB_TEST", 57)}
+
+    world.clock.advance(3600)
+    more = world.control("POST", f"/emails/{activity}/simulate", json={"rates": {"open": 0.01}})
+    again = list(cc.iter_tracking(activity, "opens"))
+    assert len(again) == len(opens) + more["recorded"]["open"]
+    assert again[len(again) - len(opens) :] == opens  # the new ones come first, most recent first

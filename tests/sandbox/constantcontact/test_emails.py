@@ -311,7 +311,7 @@ def test_send_to_contact_ids_and_reset_clears_campaigns(cc: CC) -> None:
         == []
     )
     state = cc.get("/_sandbox/state").json()["emails"]
-    assert state == {"campaigns": 1, "activities": 2, "tracking": {"send": 1}}
+    assert state == {"campaigns": 1, "activities": 2, "send_history": 1, "tracking": {"send": 1}}
     assert cc.post("/_sandbox/reset", json={}).status_code in (200, 204)
     token = cc.post("/_sandbox/tokens", json={}).json()["access_token"]
     cc.session.headers["Authorization"] = f"Bearer {token}"
