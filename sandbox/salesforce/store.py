@@ -39,7 +39,8 @@ Details of the contract as implemented:
   (`{"street", "city", ..., "stateCode", "countryCode"}` or None); `fields` may name parent paths
   (`Account.Name`). Malformed ids raise MALFORMED_ID; an id of another object reads as None.
 - Deletes cascade as in Salesforce: an Account takes its Contacts (and a person account its
-  person contact), a Contact/Lead/Campaign its CampaignMembers; undelete restores them. Deleting
+  person contact), a Contact/Lead/Campaign its CampaignMembers, a record its Tasks and file
+  shares, a ContentDocument its versions and shares; undelete restores them. Deleting
   a person contact deletes its account. Recycle Bin entries are purged after 15 sandbox days.
 - Lead conversion also points the lead's CampaignMembers at the new contact (UPDATE events in the
   same transaction). Duplicate rule (Contact and Lead, Email ignoring case, live records of the
@@ -67,6 +68,29 @@ Added beyond the original contract:
 - List Views (org setup, kept in snapshots): `list_views(sobject=None)`, `add_list_view(sobject,
   label, developer_name, where, columns) -> id`, `delete_list_view(id)`, `clear_list_views()`;
   listviews.py checks, describes and runs them.
+- Task (00T): WhoId (Contact/Lead) and WhatId (Account/Campaign, Opportunity ids unchecked) are
+  checked like every reference; a task whose WhoId is a lead cannot have a WhatId
+  (FIELD_INTEGRITY_EXCEPTION, fields [WhoId, WhatId]). Status/Priority are restricted with
+  defaults Not Started/Normal; IsClosed, IsHighPriority and AccountId are computed on read;
+  CompletedDateTime is stamped when Status becomes Completed; TaskSubtype is insert-only.
+  Tasks are deleted/undeleted with their WhoId Contact/Lead or WhatId Account/Campaign, and lead
+  conversion points them at the new contact (and the account, their WhatId being empty).
+- Files: `create("ContentVersion", {Title?, PathOnClient, VersionData (base64 text or bytes),
+  FirstPublishLocationId?, ContentDocumentId?})` makes the ContentDocument (069) and shares it
+  (ContentDocumentLink 06A) with the owner (ShareType I, which cannot be deleted:
+  FIELD_INTEGRITY_EXCEPTION) and with FirstPublishLocationId when that is something else
+  (ShareType V, Visibility AllUsers); with ContentDocumentId it becomes that document's latest
+  version instead. FileExtension, FileType, ContentSize, Checksum, VersionNumber, IsLatest are
+  derived; Title defaults to the file name. VersionData is stored as bytes, reads in SOQL/get as
+  `/services/data/v<api_version>/sobjects/ContentVersion/<id>/VersionData`, and comes back with
+  `get_blob(sobject, record_id, field) -> bytes`. ContentDocument cannot be inserted and
+  ContentVersion cannot be deleted (INVALID_TYPE_FOR_OPERATION): deleting the document takes its
+  versions and shares. A record's shares go with the record. A duplicate share is
+  DUPLICATE_VALUE. ContentDocumentLink has no owner or created/modified fields, as in Salesforce.
+- Task and the Files objects make no change events (like CampaignMemberStatus): Salesforce's
+  default CDC allocation (5 entities) is taken by Contact, Lead, Account, Campaign, CampaignMember.
+- `OrgStore(..., api_version="66.0")` names the version in those VersionData paths (open_store
+  passes the newest configured API version; the REST layer rewrites it to the request's).
 """
 
 from __future__ import annotations
