@@ -124,14 +124,21 @@ def check_bulk_soql(soql: str, schema: Any = None) -> None:
         for item in items:
             name = item.split(".")[-1]
             compound = name in COMPOUND_NAMES
+            fd = obj.field(name) if obj is not None and "." not in item else None
             if obj is not None and "." not in item:
-                fd = obj.field(name)
                 compound = fd is not None and fd.type in ("address", "location")
             if compound:
                 raise BulkError(
                     400,
                     "FUNCTIONALITY_NOT_ENABLED",
                     "Selecting compound data not supported in Bulk Query",
+                )
+            if fd is not None and fd.type == "base64":
+                # File bodies never travel in a Bulk query's CSV.
+                raise BulkError(
+                    400,
+                    "FUNCTIONALITY_NOT_ENABLED",
+                    "Selecting base64 fields is not supported in Bulk Query",
                 )
 
 

@@ -367,6 +367,7 @@ class Schema:
         self.store = sandbox.store
         self._cache: dict[str, dict[str, Any] | None] = {}
         self._global: list[dict[str, Any]] | None = None
+        self._blobs: dict[str, frozenset[str]] = {}
 
     def describe(self, sobject: str) -> dict[str, Any] | None:
         key = sobject.lower()
@@ -392,6 +393,16 @@ class Schema:
             if item["name"].lower() == name.lower():
                 return item  # type: ignore[no-any-return]
         return None
+
+    def blob_fields(self, sobject: str) -> frozenset[str]:
+        """Names of the object's base64 fields (ContentVersion.VersionData), cached."""
+        key = sobject.lower()
+        found = self._blobs.get(key)
+        if found is None:
+            fields = (self.describe(sobject) or {}).get("fields", [])
+            found = frozenset(f["name"] for f in fields if f.get("type") == "base64")
+            self._blobs[key] = found
+        return found
 
     def global_sobjects(self) -> list[dict[str, Any]]:
         if self._global is None:
@@ -473,10 +484,14 @@ def shape_record(
             r"/services/data/v[^/]+/", base_path(version) + "/", given["url"]
         )
     out: dict[str, Any] = {"attributes": attributes}
+    blobs = schema.blob_fields(sobject) if schema else frozenset()
     for key, value in row.items():
         if key == "attributes":
             continue
-        if isinstance(value, dict) and "records" in value and isinstance(value["records"], list):
+        if key in blobs and isinstance(value, str):
+            # A base64 field reads as the path of its bytes, in the version the client asked.
+            value = _VERSIONED.sub(base_path(version) + "/", value, count=1)
+        elif isinstance(value, dict) and "records" in value and isinstance(value["records"], list):
             child = schema.child_type(sobject, key) if schema else key
             value = {
                 **{k: v for k, v in value.items() if k != "records"},
@@ -495,6 +510,7 @@ def shape_record(
     return out
 
 
+_VERSIONED = re.compile(r"^/services/data/v[^/]+/")
 _AGGREGATE = re.compile(r"\b(COUNT|COUNT_DISTINCT|SUM|AVG|MIN|MAX)\s*\(\s*\w", re.IGNORECASE)
 
 
@@ -1000,11 +1016,21 @@ def _matches_url_list(version: str, sobject: str, ids: list[str]) -> Response:
     return resp
 
 
+def _blob(sandbox: SalesforceSandbox, sobject: str, record_id: str, field_name: str) -> Response:
+    """sObject Blob Retrieve: a base64 field's bytes, as the body itself."""
+    data = sandbox.store.get_blob(sobject, to_18(record_id), field_name)
+    # Salesforce labels file bodies with this (unregistered) media type.
+    return Response(data, status=200, mimetype="application/octetstream")
+
+
 @bp.get("/services/data/v<version>/sobjects/<sobject>/<field_name>/<path:value>")
 def get_by_external_id(version: str, sobject: str, field_name: str, value: str) -> Response:
     sandbox = current_sandbox()
     schema = Schema(sandbox)
     name = schema.name(sobject)
+    blob = next((f for f in schema.blob_fields(name) if f.lower() == value.lower()), None)
+    if blob is not None and ID_RE.match(field_name):
+        return _blob(sandbox, name, field_name, blob)  # `.../ContentVersion/<id>/VersionData`
     ext = external_id_field(schema, name, field_name)
     ids = ids_matching(sandbox, name, ext["name"], value, ext.get("type", "string"))
     if not ids:

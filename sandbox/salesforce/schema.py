@@ -217,9 +217,11 @@ class FieldDef:
             "percent": "xsd:double",
             "int": "xsd:int",
             "address": "urn:address",
+            "base64": "xsd:base64Binary",
         }.get(self.type, "xsd:string")
         return {
-            "aggregatable": self.type not in ("textarea", "address") or self.length <= 255,
+            "aggregatable": self.type not in ("textarea", "address", "base64")
+            or self.length <= 255,
             "autoNumber": False,
             "byteLength": self.length * 3 if self.length else 0,
             "calculated": self.calculated,
@@ -271,6 +273,11 @@ class SObject:
     label_plural: str
     key_prefix: str
     custom: bool = False
+    # What the API lets a client do with the object as a whole (Files objects are restricted).
+    createable: bool = True
+    updateable: bool = True
+    deletable: bool = True
+    undeletable: bool = True
     fields: dict[str, FieldDef] = field(default_factory=dict)
     children: list[ChildRelationship] = field(default_factory=list)
     _by_lower: dict[str, FieldDef] = field(default_factory=dict)
@@ -337,10 +344,10 @@ class SObject:
                 for c in self.children
             ],
             "compactLayoutable": True,
-            "createable": True,
+            "createable": self.createable,
             "custom": self.custom,
             "customSetting": False,
-            "deletable": True,
+            "deletable": self.deletable,
             "deprecatedAndHidden": False,
             "feedEnabled": False,
             "fields": [f.describe() for f in self.fields.values()],
@@ -356,8 +363,8 @@ class SObject:
             "retrieveable": True,
             "searchable": True,
             "triggerable": True,
-            "undeletable": True,
-            "updateable": True,
+            "undeletable": self.undeletable,
+            "updateable": self.updateable,
             "urls": {
                 "compactLayouts": f"{base}/describe/compactLayouts",
                 "rowTemplate": f"{base}/{{ID}}",
@@ -371,10 +378,10 @@ class SObject:
         base = f"/services/data/vXX.X/sobjects/{self.name}"
         return {
             "activateable": False,
-            "createable": True,
+            "createable": self.createable,
             "custom": self.custom,
             "customSetting": False,
-            "deletable": True,
+            "deletable": self.deletable,
             "deprecatedAndHidden": False,
             "feedEnabled": False,
             "keyPrefix": self.key_prefix,
@@ -388,8 +395,8 @@ class SObject:
             "retrieveable": True,
             "searchable": True,
             "triggerable": True,
-            "undeletable": True,
-            "updateable": True,
+            "undeletable": self.undeletable,
+            "updateable": self.updateable,
             "urls": {
                 "sobject": base,
                 "describe": f"{base}/describe",
@@ -870,6 +877,260 @@ def _campaign_member_status() -> SObject:
     return o
 
 
+# Task picklists as a new org ships them. Status and Priority are backed by the TaskStatus and
+# TaskPriority setup tables in Salesforce (IsClosed / IsHighPriority per value), so only their
+# values are accepted, as Lead.Status here.
+TASK_STATUSES = ("Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred")
+TASK_PRIORITIES = ("High", "Normal", "Low")
+TASK_SUBJECTS = ("Call", "Send Letter", "Send Quote", "Other")
+TASK_TYPES = ("Call", "Email", "Meeting", "Other")
+TASK_SUBTYPES = ("Task", "Email", "ListEmail", "Cadence", "Call", "LinkedIn")
+# Objects a Task's WhatId (and a file's link) may name: the non-person objects the sandbox holds,
+# plus Opportunity, which it does not hold but whose ids it accepts (see store.FOREIGN_PREFIXES).
+ACTIVITY_PARENTS = ("Account", "Campaign", "Opportunity")
+# What a file can be shared with: records with a feed, and users.
+LINKABLE = ("Account", "Campaign", "Contact", "Lead", "Opportunity", "Task", "User")
+
+
+def _task() -> SObject:
+    o = SObject("Task", "Task", "Tasks", "00T")
+    _id(o)
+    who = FieldDef(
+        "WhoId",
+        "reference",
+        18,
+        label="Name ID",
+        reference_to=("Contact", "Lead"),
+        relationship_name="Who",
+    )
+    o.add(who)
+    o.add(
+        FieldDef(
+            "WhatId",
+            "reference",
+            18,
+            label="Related To ID",
+            reference_to=ACTIVITY_PARENTS,
+            relationship_name="What",
+        )
+    )
+    o.add(FieldDef("Subject", "combobox", 255, picklist=TASK_SUBJECTS))
+    o.add(FieldDef("ActivityDate", "date", label="Due Date Only"))
+    o.add(
+        _pick(
+            "Status",
+            TASK_STATUSES,
+            length=40,
+            restricted=True,
+            required=True,
+            nillable=False,
+            default="Not Started",
+        )
+    )
+    o.add(
+        _pick(
+            "Priority",
+            TASK_PRIORITIES,
+            length=40,
+            restricted=True,
+            required=True,
+            nillable=False,
+            default="Normal",
+        )
+    )
+    # Derived from the picklist values, as Salesforce derives them from TaskStatus/TaskPriority:
+    # computed on read so no write path (bulk load, snapshot) can leave them stale.
+    o.add(
+        _ro(
+            FieldDef(
+                "IsHighPriority",
+                "boolean",
+                label="High Priority",
+                nillable=False,
+                expr="CASE WHEN {t}.\"Priority\" = 'High' THEN 1 ELSE 0 END",
+            )
+        )
+    )
+    o.add(
+        _ro(
+            FieldDef(
+                "IsClosed",
+                "boolean",
+                label="Closed",
+                nillable=False,
+                expr="CASE WHEN {t}.\"Status\" = 'Completed' THEN 1 ELSE 0 END",
+            )
+        )
+    )
+    o.add(FieldDef("Description", "textarea", 32000, filterable=False, sortable=False))
+    o.add(_pick("Type", TASK_TYPES, length=40))
+    o.add(_pick("TaskSubtype", TASK_SUBTYPES, length=40, restricted=True, updateable=False))
+    o.add(_ro(FieldDef("CompletedDateTime", "datetime", label="Completed Date")))
+    # The account Salesforce files the task under: the WhatId when that is an account, else the
+    # account of the WhoId contact.
+    o.add(
+        _ro(
+            FieldDef(
+                "AccountId",
+                "reference",
+                18,
+                reference_to=("Account",),
+                relationship_name="Account",
+                expr=(
+                    "COALESCE(CASE WHEN substr({t}.\"WhatId\", 1, 3) = '001'"
+                    ' THEN {t}."WhatId" END, (SELECT c."AccountId" FROM "Contact" c'
+                    ' WHERE c."Id" = {t}."WhoId"))'
+                ),
+            )
+        )
+    )
+    _system(o)
+    o.fields["OwnerId"].label = "Assigned To ID"
+    return o
+
+
+def _content_version() -> SObject:
+    # Versions are never deleted on their own: deleting the ContentDocument removes them all.
+    o = SObject(
+        "ContentVersion",
+        "Content Version",
+        "Content Versions",
+        "068",
+        deletable=False,
+        undeletable=False,
+    )
+    _id(o)
+    o.add(
+        _ref(
+            "ContentDocumentId",
+            "ContentDocument",
+            "ContentDocument",
+            updateable=False,
+            label="ContentDocument ID",
+        )
+    )
+    o.add(_ro(_bool("IsLatest")))
+    o.add(_ro(_s("VersionNumber", 20)))
+    o.add(_s("Title", 255, nillable=False))
+    o.add(FieldDef("Description", "textarea", 1000, filterable=False, sortable=False))
+    o.add(_s("ReasonForChange", 1000))
+    o.add(_s("PathOnClient", 500, updateable=False))
+    o.add(
+        FieldDef(
+            "VersionData",
+            "base64",
+            updateable=False,
+            filterable=False,
+            sortable=False,
+        )
+    )
+    o.add(_ro(FieldDef("ContentSize", "int", label="Size", precision=9)))
+    o.add(_ro(_s("FileType", 20)))
+    o.add(_ro(_s("FileExtension", 40)))
+    o.add(_ro(_s("Checksum", 50)))
+    o.add(
+        _pick(
+            "ContentLocation",
+            ("S", "E", "L"),
+            length=40,
+            restricted=True,
+            default="S",
+            updateable=False,
+        )
+    )
+    o.add(_pick("Origin", ("C", "H"), length=40, restricted=True, default="C", updateable=False))
+    o.add(
+        FieldDef(
+            "FirstPublishLocationId",
+            "reference",
+            18,
+            label="First Publish Location ID",
+            reference_to=LINKABLE,
+            relationship_name="FirstPublishLocation",
+            updateable=False,
+        )
+    )
+    _system(o)
+    o.add(_ro(FieldDef("ContentModifiedDate", "datetime")))
+    return o
+
+
+def _content_document() -> SObject:
+    # Made by inserting a ContentVersion, never directly.
+    o = SObject("ContentDocument", "Content Document", "Content Documents", "069", createable=False)
+    _id(o)
+    _system(o)
+    o.add(_ro(_s("Title", 255, nillable=False)))
+    o.add(_ro(FieldDef("Description", "textarea", 1000, filterable=False, sortable=False)))
+    o.add(_ro(_pick("PublishStatus", ("U", "P", "R"), length=40, restricted=True)))
+    o.add(
+        _ro(
+            _ref(
+                "LatestPublishedVersionId",
+                "ContentVersion",
+                "LatestPublishedVersion",
+                label="Latest Published Version ID",
+            )
+        )
+    )
+    o.add(_ro(FieldDef("ContentSize", "int", label="Size", precision=9)))
+    o.add(_ro(_s("FileType", 20)))
+    o.add(_ro(_s("FileExtension", 40)))
+    o.add(_ro(FieldDef("ContentModifiedDate", "datetime")))
+    o.add(_ro(_bool("IsArchived")))
+    return o
+
+
+def _content_document_link() -> SObject:
+    # Salesforce gives this object neither an owner nor created/modified audit fields.
+    o = SObject(
+        "ContentDocumentLink",
+        "Content Document Link",
+        "Content Document Links",
+        "06A",
+        undeletable=False,
+    )
+    _id(o)
+    o.add(
+        FieldDef(
+            "LinkedEntityId",
+            "reference",
+            18,
+            label="Linked Entity ID",
+            reference_to=LINKABLE,
+            relationship_name="LinkedEntity",
+            required=True,
+            nillable=False,
+            updateable=False,
+        )
+    )
+    o.add(
+        _ref(
+            "ContentDocumentId",
+            "ContentDocument",
+            "ContentDocument",
+            label="Content Document ID",
+            required=True,
+            nillable=False,
+            updateable=False,
+        )
+    )
+    o.add(_pick("ShareType", ("V", "C", "I"), length=40, restricted=True, required=True))
+    o.add(
+        _pick(
+            "Visibility",
+            ("AllUsers", "InternalUsers", "SharedUsers"),
+            length=40,
+            restricted=True,
+            default="AllUsers",
+        )
+    )
+    o.add(
+        FieldDef("SystemModstamp", "datetime", nillable=False, createable=False, updateable=False)
+    )
+    return o
+
+
 def _affiliation() -> SObject:
     o = SObject("npe5__Affiliation__c", "Affiliation", "Affiliations", "a01", custom=True)
     _id(o)
@@ -1021,6 +1282,10 @@ def build_schema(
         _campaign_member(),
         _campaign_member_status(),
         _record_type(),
+        _task(),
+        _content_version(),
+        _content_document(),
+        _content_document_link(),
     ]
     if "npsp" in prof:
         _npsp_contact_fields(objects[0])
@@ -1068,11 +1333,26 @@ def build_schema(
                         obj.name,
                         fd.name,
                         rel,
-                        cascade_delete=obj.name in ("CampaignMember", "CampaignMemberStatus"),
+                        cascade_delete=(obj.name, fd.name) in CASCADE_FIELDS,
                     )
                 )
     return OrgSchema(by_name, prof)
 
+
+# Child references whose parent's delete takes the child along (store.py does the deleting).
+CASCADE_FIELDS = frozenset(
+    {
+        ("CampaignMember", "CampaignId"),
+        ("CampaignMember", "ContactId"),
+        ("CampaignMember", "LeadId"),
+        ("CampaignMemberStatus", "CampaignId"),
+        ("Task", "WhoId"),
+        ("Task", "WhatId"),
+        ("ContentVersion", "ContentDocumentId"),
+        ("ContentDocumentLink", "ContentDocumentId"),
+        ("ContentDocumentLink", "LinkedEntityId"),
+    }
+)
 
 _CHILD_NAMES = {
     ("Contact", "AccountId"): "Contacts",
@@ -1083,6 +1363,11 @@ _CHILD_NAMES = {
     ("CampaignMemberStatus", "CampaignId"): None,
     ("Account", "ParentId"): "ChildAccounts",
     ("Campaign", "ParentId"): "ChildCampaigns",
+    ("Task", "WhoId"): "Tasks",
+    ("Task", "WhatId"): "Tasks",
+    ("ContentVersion", "ContentDocumentId"): "ContentVersions",
+    ("ContentDocumentLink", "ContentDocumentId"): "ContentDocumentLinks",
+    ("ContentDocumentLink", "LinkedEntityId"): "ContentDocumentLinks",
     ("npe5__Affiliation__c", "npe5__Contact__c"): "npe5__Affiliations__r",
     ("npe5__Affiliation__c", "npe5__Organization__c"): "npe5__Affiliations__r",
 }

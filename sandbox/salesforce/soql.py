@@ -24,6 +24,13 @@ Semantics, checked against Salesforce's documentation and kept on purpose:
 - 15-character ids in filters are accepted and widened to 18; malformed ids give
   INVALID_QUERY_FILTER_OPERATOR "invalid ID field".
 - OFFSET is capped at 2,000 (NUMBER_OUTSIDE_VALID_RANGE).
+- A base64 field (ContentVersion.VersionData) reads as the REST path of its bytes,
+  `/services/data/vNN.N/sobjects/<Object>/<Id>/<Field>`, never as the content; it can be neither
+  filtered nor sorted.
+- ContentDocumentLink must be filtered (in a top-level AND) by `=` on one Id, or `IN` a list or
+  semi-join, on ContentDocumentId, LinkedEntityId or Id: Salesforce's implementation restriction.
+- Polymorphic relationships (Task.Who, Task.What, ...) are not traversed (INVALID_FIELD); select
+  the id field instead.
 """
 
 from __future__ import annotations
@@ -38,6 +45,13 @@ from typing import Any
 from sandbox.salesforce.schema import ID_TYPES, NUMBER_TYPES, FieldDef, OrgSchema, SObject
 
 MAX_OFFSET = 2000
+DEFAULT_API_VERSION = "66.0"  # the version base64 paths name when the caller gives none
+LINK_RESTRICTION = (
+    "Implementation restriction: ContentDocumentLink requires a filter by a single Id on "
+    "ContentDocumentId or LinkedEntityId using the equals operator or multiple Id's using the IN "
+    "operator."
+)
+_LINK_FILTER_FIELDS = frozenset({"contentdocumentid", "linkedentityid", "id"})
 
 
 class SoqlError(Exception):
@@ -751,12 +765,18 @@ class Compiler:
     """Turns a parsed Query into SQLite SQL against the store's one-table-per-sObject layout."""
 
     def __init__(
-        self, schema: OrgSchema, now: datetime, query_text: str, include_deleted: bool = False
+        self,
+        schema: OrgSchema,
+        now: datetime,
+        query_text: str,
+        include_deleted: bool = False,
+        api_version: str = DEFAULT_API_VERSION,
     ) -> None:
         self.schema = schema
         self.now = now
         self.text = query_text
         self.include_deleted = include_deleted
+        self.api_version = api_version
         self._alias_seq = 0
 
     def error(self, pos: int, code: str, detail: str) -> SoqlError:
@@ -764,6 +784,7 @@ class Compiler:
 
     def compile(self, query: Query) -> Compiled:
         obj = self._object(query)
+        self._check_restrictions(obj, query)
         scope = _Scope(self, obj, query.alias)
         columns: list[str] = []
         select_sql: list[str] = []
@@ -870,6 +891,28 @@ class Compiler:
                 "your WSDL or the describe call for the appropriate names.",
             )
         return obj
+
+    def _check_restrictions(self, obj: SObject, query: Query) -> None:
+        """Queries Salesforce refuses for one object whatever their syntax."""
+        if obj.name != "ContentDocumentLink":
+            return
+        where = query.where
+        conjuncts = where.items if isinstance(where, BoolOp) and where.op == "AND" else [where]
+        names = {obj.name.lower(), *([query.alias.lower()] if query.alias else [])}
+        for node in conjuncts:
+            if not isinstance(node, Comparison | InList | SemiJoin):
+                continue
+            parts = [p.lower() for p in node.path.parts]
+            if parts[-1] not in _LINK_FILTER_FIELDS or (len(parts) == 2 and parts[0] not in names):
+                continue
+            if len(parts) > 2:
+                continue
+            if isinstance(node, Comparison):
+                if node.op == "=" and node.value.kind == "string":
+                    return
+            elif not node.negate:
+                return
+        raise SoqlError("MALFORMED_QUERY", LINK_RESTRICTION)
 
     # conditions ---------------------------------------------------------------
     def _cond(self, scope: _Scope, node: Any, neg: bool, params: list[Any]) -> str:
@@ -991,7 +1034,10 @@ class Compiler:
                 "Nesting of semi join sub-selects is not supported",
             )
         inner_obj = self._object(sub)
-        inner = Compiler(self.schema, self.now, self.text, include_deleted=False)
+        self._check_restrictions(inner_obj, sub)
+        inner = Compiler(
+            self.schema, self.now, self.text, include_deleted=False, api_version=self.api_version
+        )
         inner._alias_seq = self._alias_seq + 100
         inner_scope = _Scope(inner, inner_obj, sub.alias, alias_base="s")
         ifd, ialias, _o, _c = inner_scope.resolve(sub.fields[0])
@@ -1154,6 +1200,7 @@ class _Scope:
         self.base = f"{alias_base}0"
         self.alias_base = alias_base
         self.joins: dict[tuple[str, ...], _Join] = {}
+        self.objects: dict[str, str] = {self.base: obj.name}  # table alias -> sObject
         self.used_in_where: set[str] = set()
         self._chains: dict[int, list[str]] = {}
 
@@ -1183,9 +1230,15 @@ class _Scope:
                     "relationship name. Please reference your WSDL or the describe call for the "
                     "appropriate names.",
                 )
-            parent = (
-                self.c.schema.sobject(ref.reference_to[0]) if len(ref.reference_to) == 1 else None
-            )
+            if len(ref.reference_to) > 1:
+                raise self.c.error(
+                    path.pos,
+                    "INVALID_FIELD",
+                    f"Didn't understand relationship '{rel}' in field path: the sandbox does not "
+                    f"follow polymorphic relationships ({'/'.join(ref.reference_to)}); select "
+                    f"{ref.name} and query the parent by its id.",
+                )
+            parent = self.c.schema.sobject(ref.reference_to[0])
             if parent is None:
                 raise self.c.error(
                     path.pos,
@@ -1205,6 +1258,7 @@ class _Scope:
                     alias if alias != self.base else None,
                 )
                 self.joins[key] = join
+                self.objects[jalias] = parent.name
             alias = join.alias
             chain.append(alias)
             if where:
@@ -1232,6 +1286,14 @@ class _Scope:
         return self._chains.get(id(path), [])
 
     def column_sql(self, fd: FieldDef, alias: str) -> str:
+        if fd.type == "base64":
+            # Salesforce answers with where to fetch the bytes, not with the bytes.
+            prefix = f"/services/data/v{self.c.api_version}/sobjects/{self.objects[alias]}/"
+            column = f"{alias}.{q(fd.name)}"
+            return (
+                f"(CASE WHEN {column} IS NULL THEN NULL ELSE '{prefix}' || {alias}.\"Id\""
+                f" || '/{fd.name}' END)"
+            )
         if fd.expr is not None:
             return "(" + fd.expr.replace("{t}", alias) + ")"
         return f"{alias}.{q(fd.name)}"
@@ -1249,8 +1311,15 @@ class _Scope:
 
 
 def compile_query(
-    schema: OrgSchema, text: str, now: datetime, include_deleted: bool = False
+    schema: OrgSchema,
+    text: str,
+    now: datetime,
+    include_deleted: bool = False,
+    api_version: str = DEFAULT_API_VERSION,
 ) -> Compiled:
-    """Parse and compile a SOQL statement; SoqlError with Salesforce's code when it is refused."""
+    """Parse and compile a SOQL statement; SoqlError with Salesforce's code when it is refused.
+
+    `api_version` is the version named in the paths base64 fields read as.
+    """
     query = parse(text)
-    return Compiler(schema, now, text, include_deleted).compile(query)
+    return Compiler(schema, now, text, include_deleted, api_version).compile(query)

@@ -39,7 +39,8 @@ Details of the contract as implemented:
   (`{"street", "city", ..., "stateCode", "countryCode"}` or None); `fields` may name parent paths
   (`Account.Name`). Malformed ids raise MALFORMED_ID; an id of another object reads as None.
 - Deletes cascade as in Salesforce: an Account takes its Contacts (and a person account its
-  person contact), a Contact/Lead/Campaign its CampaignMembers; undelete restores them. Deleting
+  person contact), a Contact/Lead/Campaign its CampaignMembers, a record its Tasks and file
+  shares, a ContentDocument its versions and shares; undelete restores them. Deleting
   a person contact deletes its account. Recycle Bin entries are purged after 15 sandbox days.
 - Lead conversion also points the lead's CampaignMembers at the new contact (UPDATE events in the
   same transaction). Duplicate rule (Contact and Lead, Email ignoring case, live records of the
@@ -67,13 +68,39 @@ Added beyond the original contract:
 - List Views (org setup, kept in snapshots): `list_views(sobject=None)`, `add_list_view(sobject,
   label, developer_name, where, columns) -> id`, `delete_list_view(id)`, `clear_list_views()`;
   listviews.py checks, describes and runs them.
+- Task (00T): WhoId (Contact/Lead) and WhatId (Account/Campaign, Opportunity ids unchecked) are
+  checked like every reference; a task whose WhoId is a lead cannot have a WhatId
+  (FIELD_INTEGRITY_EXCEPTION, fields [WhoId, WhatId]). Status/Priority are restricted with
+  defaults Not Started/Normal; IsClosed, IsHighPriority and AccountId are computed on read;
+  CompletedDateTime is stamped when Status becomes Completed; TaskSubtype is insert-only.
+  Tasks are deleted/undeleted with their WhoId Contact/Lead or WhatId Account/Campaign, and lead
+  conversion points them at the new contact (and the account, their WhatId being empty).
+- Files: `create("ContentVersion", {Title?, PathOnClient, VersionData (base64 text or bytes),
+  FirstPublishLocationId?, ContentDocumentId?})` makes the ContentDocument (069) and shares it
+  (ContentDocumentLink 06A) with the owner (ShareType I, which cannot be deleted:
+  FIELD_INTEGRITY_EXCEPTION) and with FirstPublishLocationId when that is something else
+  (ShareType V, Visibility AllUsers); with ContentDocumentId it becomes that document's latest
+  version instead. FileExtension, FileType, ContentSize, Checksum, VersionNumber, IsLatest are
+  derived; Title defaults to the file name. VersionData is stored as bytes, reads in SOQL/get as
+  `/services/data/v<api_version>/sobjects/ContentVersion/<id>/VersionData`, and comes back with
+  `get_blob(sobject, record_id, field) -> bytes`. ContentDocument cannot be inserted and
+  ContentVersion cannot be deleted (INVALID_TYPE_FOR_OPERATION): deleting the document takes its
+  versions and shares. A record's shares go with the record. A duplicate share is
+  DUPLICATE_VALUE. ContentDocumentLink has no owner or created/modified fields, as in Salesforce.
+- Task and the Files objects make no change events (like CampaignMemberStatus): Salesforce's
+  default CDC allocation (5 entities) is taken by Contact, Lead, Account, Campaign, CampaignMember.
+- `OrgStore(..., api_version="66.0")` names the version in those VersionData paths (open_store
+  passes the newest configured API version; the REST layer rewrites it to the request's).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import collections
 import contextlib
 import functools
+import hashlib
 import json
 import logging
 import operator
@@ -98,6 +125,7 @@ from sandbox.salesforce.schema import (
     build_schema,
 )
 from sandbox.salesforce.soql import (
+    DEFAULT_API_VERSION,
     SoqlError,
     compile_query,
     format_datetime,
@@ -207,15 +235,63 @@ _SEEDABLE = frozenset(
         "LastActivityDate",
     }
 )
+_LINKS = ("ContentDocumentLink", "LinkedEntityId")  # a record's file shares go with the record
 _CASCADES = {
     # parent object -> (child object, reference field) deleted and undeleted with it
-    "Account": (("Contact", "AccountId"),),
-    "Contact": (("CampaignMember", "ContactId"),),
-    "Lead": (("CampaignMember", "LeadId"),),
-    "Campaign": (("CampaignMember", "CampaignId"), ("CampaignMemberStatus", "CampaignId")),
+    "Account": (("Contact", "AccountId"), ("Task", "WhatId"), _LINKS),
+    "Contact": (("CampaignMember", "ContactId"), ("Task", "WhoId"), _LINKS),
+    "Lead": (("CampaignMember", "LeadId"), ("Task", "WhoId"), _LINKS),
+    "Campaign": (
+        ("CampaignMember", "CampaignId"),
+        ("CampaignMemberStatus", "CampaignId"),
+        ("Task", "WhatId"),
+        _LINKS,
+    ),
+    "Task": (_LINKS,),
+    "ContentDocument": (
+        ("ContentVersion", "ContentDocumentId"),
+        ("ContentDocumentLink", "ContentDocumentId"),
+    ),
 }
-# Objects whose writes Change Data Capture does not announce (setup data, not records).
-_NO_EVENTS = frozenset({"CampaignMemberStatus", "RecordType"})
+# Objects whose writes Change Data Capture does not announce: setup data, and the objects our org
+# does not select for CDC (Task and Files; Salesforce's default allocation of 5 entities is
+# already taken by Contact, Lead, Account, Campaign and CampaignMember).
+_NO_EVENTS = frozenset(
+    {
+        "CampaignMemberStatus",
+        "RecordType",
+        "Task",
+        "ContentVersion",
+        "ContentDocument",
+        "ContentDocumentLink",
+    }
+)
+_LEAD_PREFIX = "00Q"
+# Loads that must go through create() one row at a time: a file makes its document and shares,
+# and a share is checked against the document's other shares.
+_SLOW_LOADS = frozenset({"ContentVersion", "ContentDocumentLink"})
+# ContentVersion.FileType for the extensions of PathOnClient Salesforce recognises (else UNKNOWN).
+_FILE_TYPES = {
+    "pdf": "PDF",
+    "csv": "CSV",
+    "txt": "TEXT",
+    "html": "HTML",
+    "htm": "HTML",
+    "xml": "XML",
+    "zip": "ZIP",
+    "png": "PNG",
+    "jpg": "JPG",
+    "jpeg": "JPG",
+    "gif": "GIF",
+    "doc": "WORD",
+    "docx": "WORD_X",
+    "xls": "EXCEL",
+    "xlsx": "EXCEL_X",
+    "ppt": "POWER_POINT",
+    "pptx": "POWER_POINT_X",
+    "rtf": "RTF",
+    "mp4": "MP4",
+}
 
 
 def _err(
@@ -263,8 +339,10 @@ class OrgStore:
         path: str | None = None,
         schema: OrgSchema | None = None,
         record_types: dict[str, list[str]] | None = None,
+        api_version: str = DEFAULT_API_VERSION,
     ) -> None:
         self.schema: OrgSchema = schema or build_schema(profiles, custom_fields, record_types)
+        self.api_version = api_version  # named in the paths base64 fields read as
         self.clock = clock
         self.user_id = user_id
         if duplicate_rule is True:
@@ -515,6 +593,8 @@ class OrgStore:
             if isinstance(value, str) and value.lower() in ("true", "false"):
                 return int(value.lower() == "true")
             raise _parse_error("boolean", value)
+        if kind == "base64":
+            return _decode_base64(value)
         if kind in ID_TYPES:
             norm = normalize_id(value) if isinstance(value, str) else None
             if norm is None:
@@ -743,6 +823,11 @@ class OrgStore:
                     or merged.get("EmailBouncedDate") is not None
                 )
                 new["IsEmailBounced"] = int(bounced)
+        if obj.name == "Task" and "Status" in new:
+            # Stamped when the task closes, cleared when it reopens.
+            closed = new["Status"] == "Completed"
+            if closed != ((old or {}).get("Status") == "Completed"):
+                new["CompletedDateTime"] = format_datetime(self._tx_now()) if closed else None
         if obj.name == "CampaignMember" and "Status" in new:
             responded = self._member_status(merged.get("CampaignId"), new)
             new["HasResponded"] = int(responded)
@@ -909,6 +994,7 @@ class OrgStore:
     ) -> str:
         """Insert one record, returning its new 18-character Id. Validates like Salesforce."""
         obj = self._obj(sobject)
+        _require(obj, obj.createable, "inserted")
         with self._write(origin) as tx:
             return self._create(tx, obj, values, origin, allow_save=allow_save)
 
@@ -953,23 +1039,21 @@ class OrgStore:
             active = [r for r in self._record_types_of(obj) if r["IsActive"]]
             if active:  # the user's default record type, as Salesforce assigns it
                 new["RecordTypeId"] = active[0]["Id"]
+        if obj.name == "ContentVersion":
+            _describe_file(new)
         self._derive(obj, new, None)
         self._check_required(obj, new, person)
         if obj.name == "CampaignMember":
             self._check_member_unique(new, None)
+        elif obj.name == "Task":
+            _check_task(new)
+        elif obj.name == "ContentDocumentLink":
+            self._check_link_unique(new, None)
         self._check_references(obj, {k: v for k, v in new.items() if k not in (trusted or {})})
         self._check_duplicates(obj, new, None, allow_save)
         record_id = self._new_id(obj)
         now = format_datetime(tx.now)
-        new.update(
-            Id=record_id,
-            IsDeleted=0,
-            CreatedDate=now,
-            LastModifiedDate=now,
-            SystemModstamp=now,
-            CreatedById=self.user_id,
-            LastModifiedById=self.user_id,
-        )
+        new.update(Id=record_id, IsDeleted=0, **self._audit(now))
         if "OwnerId" in obj.fields and new.get("OwnerId") is None:
             new["OwnerId"] = self.user_id
         new.update({k: v for k, v in (trusted or {}).items() if k in _SYSTEM and v is not None})
@@ -977,15 +1061,125 @@ class OrgStore:
             new["Name"] = f"AFF-{self._counters[obj.name]:06d}"
         if obj.name == "CampaignMemberStatus":
             self._check_member_status_row(new, record_id, creating=True)
+        shares = self._publish_version(tx, new) if obj.name == "ContentVersion" else []
         self._insert(obj, new)
         if obj.name == "Campaign":
             self._add_member_statuses(tx.now)
+        for entity, share_type in shares:
+            self._insert_derived(
+                tx,
+                self.schema.objects["ContentDocumentLink"],
+                {
+                    "ContentDocumentId": new["ContentDocumentId"],
+                    "LinkedEntityId": entity,
+                    "ShareType": share_type,
+                    "Visibility": "AllUsers",
+                },
+            )
         self._emit(tx, obj, record_id, "CREATE", _event_values(obj, new), origin=origin)
         if person:
             created = tx.records[-1]
             contact_id = self._create_person_contact(tx, obj, record_id, new, origin)
             created.values["PersonContactId"] = contact_id
         return record_id
+
+    def _audit(self, now: str) -> dict[str, Any]:
+        """The created/modified audit fields a new record gets (dropped by `_insert` on objects
+        without them, such as ContentDocumentLink)."""
+        return {
+            "CreatedDate": now,
+            "LastModifiedDate": now,
+            "SystemModstamp": now,
+            "CreatedById": self.user_id,
+            "LastModifiedById": self.user_id,
+        }
+
+    def _touch(self, obj: SObject, now: str) -> dict[str, Any]:
+        """The fields a change stamps on a record of `obj`, those it has."""
+        stamps = {"LastModifiedDate": now, "LastModifiedById": self.user_id, "SystemModstamp": now}
+        return {k: v for k, v in stamps.items() if k in obj.fields}
+
+    def _insert_derived(self, tx: _Tx, obj: SObject, values: dict[str, Any]) -> str:
+        """Insert a record Salesforce makes as a side effect (a file's document and shares):
+        stored form, defaults and audit fields, no permission checks."""
+        new = {
+            fd.name: int(fd.default) if fd.type == "boolean" else fd.default
+            for fd in obj.fields.values()
+            if fd.stored and fd.default is not None
+        }
+        new.update(values)
+        record_id = self._new_id(obj)
+        new.update(Id=record_id, IsDeleted=0, **self._audit(format_datetime(tx.now)))
+        if "OwnerId" in obj.fields and new.get("OwnerId") is None:
+            new["OwnerId"] = self.user_id
+        self._insert(obj, new)
+        self._emit(tx, obj, record_id, "CREATE", _event_values(obj, new))
+        return record_id
+
+    def _publish_version(self, tx: _Tx, new: dict[str, Any]) -> list[tuple[str, str]]:
+        """File a new ContentVersion (already described by `_describe_file`) under its document.
+
+        A version naming a ContentDocumentId becomes that document's latest version. Otherwise
+        Salesforce makes the document, and shares it with its owner (ShareType I, a share that
+        cannot be deleted) and, when FirstPublishLocationId names something else, with that
+        (ShareType V): those (entity, share type) pairs are returned for the caller to insert
+        once the version row exists.
+        """
+        now = format_datetime(tx.now)
+        doc_obj = self.schema.objects["ContentDocument"]
+        described = {
+            "Title": new["Title"],
+            "FileType": new["FileType"],
+            "FileExtension": new["FileExtension"],
+            "ContentSize": new["ContentSize"],
+            "ContentModifiedDate": now,
+            "LatestPublishedVersionId": new["Id"],
+        }
+        if new.get("Description") is not None:
+            described["Description"] = new["Description"]
+        new["ContentModifiedDate"] = now
+        doc_id = new.get("ContentDocumentId")
+        if doc_id:
+            (count,) = self._conn.execute(
+                'SELECT COUNT(*) FROM "ContentVersion" WHERE "ContentDocumentId" = ?', (doc_id,)
+            ).fetchone()
+            new["VersionNumber"] = str(count + 1)
+            self._conn.execute(
+                'UPDATE "ContentVersion" SET "IsLatest" = 0 WHERE "ContentDocumentId" = ?',
+                (doc_id,),
+            )
+            sets = {**described, **self._touch(doc_obj, now)}
+            self._conn.execute(
+                f'UPDATE "ContentDocument" SET {", ".join(f"{_q(k)} = ?" for k in sets)}'
+                ' WHERE "Id" = ?',
+                [*sets.values(), doc_id],
+            )
+            return []
+        owner = new["OwnerId"]
+        location = new.get("FirstPublishLocationId") or owner
+        new["FirstPublishLocationId"] = location
+        new["VersionNumber"] = "1"
+        # Published to a record, or kept in a user's personal library.
+        status = "R" if location[:3] == FOREIGN_PREFIXES["User"] else "P"
+        new["ContentDocumentId"] = self._insert_derived(
+            tx, doc_obj, {**described, "OwnerId": owner, "PublishStatus": status}
+        )
+        return [(owner, "I")] + ([(location, "V")] if location != owner else [])
+
+    def _check_link_unique(self, merged: dict[str, Any], record_id: str | None) -> None:
+        """A document is shared with an entity once."""
+        doc, entity = merged.get("ContentDocumentId"), merged.get("LinkedEntityId")
+        row = self._conn.execute(
+            'SELECT 1 FROM "ContentDocumentLink" WHERE "ContentDocumentId" = ?'
+            ' AND "LinkedEntityId" = ? AND "IsDeleted" = 0 AND "Id" IS NOT ?',
+            (doc, entity, record_id),
+        ).fetchone()
+        if row is not None:
+            raise _err(
+                "DUPLICATE_VALUE",
+                f"Document with ID: {doc} is already linked with the entity with ID: {entity}",
+                [],
+            )
 
     def _check_account_kind(self, new: dict[str, Any], person: bool, creating: bool) -> None:
         if not self.schema.person_accounts:
@@ -1116,6 +1310,8 @@ class OrgStore:
         self._derive(obj, new, old)
         merged = {**old, **new}
         self._check_required(obj, merged, bool(old.get("IsPersonAccount")))
+        if obj.name == "Task":
+            _check_task(merged)
         changed = [k for k, v in new.items() if k in old and old[k] != v]
         if not changed:
             return
@@ -1126,11 +1322,22 @@ class OrgStore:
             self._check_duplicates(obj, merged, rid, allow_save)
         now = format_datetime(tx.now)
         sets = {k: new[k] for k in changed}
-        sets.update(LastModifiedDate=now, LastModifiedById=self.user_id, SystemModstamp=now)
+        sets.update(self._touch(obj, now))
         self._conn.execute(
             f'UPDATE {_q(obj.name)} SET {", ".join(f"{_q(k)} = ?" for k in sets)} WHERE "Id" = ?',
             [*sets.values(), rid],
         )
+        if obj.name == "ContentVersion" and old.get("IsLatest"):
+            # The document shows its latest version's title and description.
+            shown: dict[str, Any] = {k: new[k] for k in ("Title", "Description") if k in changed}
+            if shown:
+                doc_obj = self.schema.objects["ContentDocument"]
+                shown.update(self._touch(doc_obj, now))
+                self._conn.execute(
+                    f'UPDATE "ContentDocument" SET {", ".join(f"{_q(k)} = ?" for k in shown)}'
+                    ' WHERE "Id" = ?',
+                    [*shown.values(), old["ContentDocumentId"]],
+                )
         event_fields = [k for k in obj.fields if k in changed]
         ev_values = {k: _out(obj.fields[k], new[k]) for k in event_fields}
         if stamp_event:
@@ -1173,22 +1380,36 @@ class OrgStore:
     def delete(self, sobject: str, record_id: str, *, origin: str = "") -> None:
         """Move a record to the Recycle Bin (IsDeleted = true); queryAll still sees it."""
         obj = self._obj(sobject)
+        _require(obj, obj.deletable, "deleted")
         rid = self._check_id(obj, record_id)
         with self._write(origin) as tx:
             old = self._live_row(obj, rid)
+            if obj.name == "ContentDocumentLink":
+                self._check_unshare(old)
             if obj.name == "Contact" and old.get("IsPersonAccount") and old.get("AccountId"):
                 # A person contact goes with its account, never alone.
                 self._delete(tx, self.schema.objects["Account"], old["AccountId"], origin, None)
                 return
             self._delete(tx, obj, rid, origin, None)
 
+    def _check_unshare(self, link: dict[str, Any]) -> None:
+        """The owner's own share of a file cannot be removed (the file goes with its document)."""
+        row = self._conn.execute(
+            'SELECT "OwnerId" FROM "ContentDocument" WHERE "Id" = ?', (link["ContentDocumentId"],)
+        ).fetchone()
+        if row is not None and row[0] == link["LinkedEntityId"]:
+            raise _err("FIELD_INTEGRITY_EXCEPTION", "field integrity exception", [])
+
+    def _mark(self, obj: SObject, rid: str, deleted: int, now: str) -> None:
+        sets = {"IsDeleted": deleted, **self._touch(obj, now)}
+        self._conn.execute(
+            f'UPDATE {_q(obj.name)} SET {", ".join(f"{_q(k)} = ?" for k in sets)} WHERE "Id" = ?',
+            [*sets.values(), rid],
+        )
+
     def _delete(self, tx: _Tx, obj: SObject, rid: str, origin: str, cascade_of: str | None) -> None:
         now = format_datetime(tx.now)
-        self._conn.execute(
-            f'UPDATE {_q(obj.name)} SET "IsDeleted" = 1, "SystemModstamp" = ?,'
-            ' "LastModifiedDate" = ?, "LastModifiedById" = ? WHERE "Id" = ?',
-            (now, now, self.user_id, rid),
-        )
+        self._mark(obj, rid, 1, now)
         self._conn.execute(
             "INSERT OR REPLACE INTO _deleted_log (id, sobject, deleted_date, cascade_of, in_bin)"
             " VALUES (?, ?, ?, ?, 1)",
@@ -1210,6 +1431,7 @@ class OrgStore:
     def undelete(self, sobject: str, record_id: str, *, origin: str = "") -> None:
         """Restore a record from the Recycle Bin with its Id."""
         obj = self._obj(sobject)
+        _require(obj, obj.undeletable, "undeleted")
         rid = self._check_id(obj, record_id)
         with self._write(origin) as tx:
             self._purge(tx.now)
@@ -1225,11 +1447,7 @@ class OrgStore:
 
     def _undelete(self, tx: _Tx, obj: SObject, rid: str, origin: str) -> None:
         now = format_datetime(tx.now)
-        self._conn.execute(
-            f'UPDATE {_q(obj.name)} SET "IsDeleted" = 0, "SystemModstamp" = ?,'
-            ' "LastModifiedDate" = ?, "LastModifiedById" = ? WHERE "Id" = ?',
-            (now, now, self.user_id, rid),
-        )
+        self._mark(obj, rid, 0, now)
         self._conn.execute("DELETE FROM _deleted_log WHERE id = ?", (rid,))
         row = self._row(obj, rid) or {}
         self._emit(tx, obj, rid, "UNDELETE", _event_values(obj, row), origin=origin)
@@ -1242,6 +1460,7 @@ class OrgStore:
     def hard_delete(self, sobject: str, record_id: str) -> None:
         """Empty a record from the Recycle Bin: gone for good, and (as in Salesforce) no event."""
         obj = self._obj(sobject)
+        _require(obj, obj.deletable, "deleted")
         rid = self._check_id(obj, record_id)
         with self._write("") as tx:
             row = self._row(obj, rid)
@@ -1399,6 +1618,21 @@ class OrgStore:
                 self._update(
                     tx, member_obj, member_id, {}, origin, trusted={"ContactId": contact_id}
                 )
+            # So do its tasks: they name the contact, and (having had no WhatId, as a lead's
+            # tasks cannot) the account.
+            task_obj = self.schema.objects["Task"]
+            tasks = self._conn.execute(
+                'SELECT "Id", "WhatId" FROM "Task" WHERE "WhoId" = ? AND "IsDeleted" = 0', (rid,)
+            ).fetchall()
+            for task_id, what_id in tasks:
+                self._update(
+                    tx,
+                    task_obj,
+                    task_id,
+                    {},
+                    origin,
+                    trusted={"WhoId": contact_id, "WhatId": what_id or acc},
+                )
             return {"accountId": acc, "contactId": contact_id, "leadId": rid}
 
     def _create_trusted(self, tx: _Tx, obj: SObject, values: dict[str, Any], origin: str) -> str:
@@ -1442,7 +1676,8 @@ class OrgStore:
         own (transactions of 200 records, as Salesforce's bulk API batches them).
         """
         obj = self._obj(sobject)
-        if obj.name == "Account" and self.schema.person_accounts:
+        _require(obj, obj.createable, "inserted")
+        if obj.name in _SLOW_LOADS or (obj.name == "Account" and self.schema.person_accounts):
             return self._insert_many_slow(obj, rows, events, origin)
         total = 0
         if events:
@@ -1547,6 +1782,7 @@ class OrgStore:
         for fd in obj.fields.values():
             if fd.stored and fd.default is not None:
                 defaults[fd.name] = int(fd.default) if fd.type == "boolean" else fd.default
+        defaults = {k: v for k, v in defaults.items() if k in obj.fields}
         named = obj.name in _NAMED
         # Row values are bound; per-load constants (stamps, owner, untouched defaults) are inlined
         # into the statement, which halves the binding work for a typical seed.
@@ -1568,6 +1804,8 @@ class OrgStore:
         bounce = {"EmailBouncedReason", "EmailBouncedDate"}
         if "IsEmailBounced" in obj.fields and bounce & set(names):
             derived.append("IsEmailBounced")
+        if obj.name == "Task" and "Status" in names:
+            derived.append("CompletedDateTime")
         for name in derived:
             keys.append(name)
             names.append(name)
@@ -1591,6 +1829,8 @@ class OrgStore:
         req_idx = []
         for name in required:
             if name not in names:
+                if name in defaults:
+                    continue  # every row takes the default
                 raise _err(
                     "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{name}]", [name]
                 )
@@ -1640,6 +1880,10 @@ class OrgStore:
                     rec["IsEmailBounced"] = int(
                         bool(rec.get("EmailBouncedReason") or rec.get("EmailBouncedDate"))
                     )
+                if "CompletedDateTime" in derived:
+                    closed = rec.get("Status") == "Completed"
+                    when = rec.get("LastModifiedDate") or stamp
+                    rec["CompletedDateTime"] = when if closed else None
                 if sc:
                     self._sync_state_country(obj, rec, None)
                 if sc or derived:
@@ -1733,9 +1977,30 @@ class OrgStore:
             ).fetchall()
         return [r[0] for r in rows]
 
+    def get_blob(self, sobject: str, record_id: str, field_name: str) -> bytes:
+        """The bytes of a base64 field (ContentVersion.VersionData), which SOQL only points to.
+
+        NOT_FOUND (404) for an object without such a field or no such record, ENTITY_IS_DELETED
+        (404) for a record in the Recycle Bin.
+        """
+        obj = self._obj(sobject)
+        fd = obj.field(field_name)
+        if fd is None or fd.type != "base64":
+            raise _err("NOT_FOUND", NOT_FOUND_MESSAGE, status=404)
+        rid = self._check_id(obj, record_id)
+        with self._lock:
+            row = self._conn.execute(
+                f'SELECT {_q(fd.name)}, "IsDeleted" FROM {_q(obj.name)} WHERE "Id" = ?', (rid,)
+            ).fetchone()
+        if row is None:
+            raise _err("NOT_FOUND", NOT_FOUND_MESSAGE, status=404)
+        if row[1]:
+            raise _err("ENTITY_IS_DELETED", "entity is deleted", [], status=404)
+        return bytes(row[0] or b"")
+
     def _compile(self, soql: str, include_deleted: bool) -> Any:
         try:
-            return compile_query(self.schema, soql, self._now(), include_deleted)
+            return compile_query(self.schema, soql, self._now(), include_deleted, self.api_version)
         except SoqlError as exc:
             raise _err(exc.error_code, exc.message) from None
 
@@ -1963,6 +2228,8 @@ def _column_sql(fd: FieldDef) -> str:
         return f"{_q(fd.name)} INTEGER"
     if fd.type in ("double", "currency", "percent"):
         return f"{_q(fd.name)} REAL"
+    if fd.type == "base64":
+        return f"{_q(fd.name)} BLOB"
     if fd.is_text:
         return f"{_q(fd.name)} TEXT COLLATE NOCASE"
     return f"{_q(fd.name)} TEXT"
@@ -1978,6 +2245,10 @@ _INDEXED_REFS = frozenset(
         "ConvertedContactId",
         "ConvertedAccountId",
         "PersonContactId",
+        "WhoId",
+        "WhatId",
+        "ContentDocumentId",
+        "LinkedEntityId",
     }
 )
 
@@ -1986,8 +2257,9 @@ def _indexes(obj: SObject) -> list[tuple[str, str]]:
     out = [
         ("live_modstamp", '"IsDeleted", "SystemModstamp"'),
         ("modstamp", '"SystemModstamp"'),  # queryAll and getUpdated windows over both kinds
-        ("lastmodified", '"LastModifiedDate"'),
     ]
+    if "LastModifiedDate" in obj.fields:  # ContentDocumentLink has no audit fields
+        out.append(("lastmodified", '"LastModifiedDate"'))
     for fd in obj.stored_fields():
         if (
             fd.type == "email"
@@ -2026,8 +2298,62 @@ def _parse_error(kind: str, value: Any) -> SalesforceError:
     )
 
 
+def _require(obj: SObject, allowed: bool, verb: str) -> None:
+    """Refuse an operation the object does not support (inserting a ContentDocument, say)."""
+    if not allowed:
+        raise _err("INVALID_TYPE_FOR_OPERATION", f"entity type cannot be {verb}: {obj.label}")
+
+
+def _check_task(merged: dict[str, Any]) -> None:
+    """A task about a lead cannot be related to anything else (its WhatId stays empty)."""
+    who, what = merged.get("WhoId"), merged.get("WhatId")
+    if who and what and str(who).startswith(_LEAD_PREFIX):
+        raise _err("FIELD_INTEGRITY_EXCEPTION", "field integrity exception", ["WhoId", "WhatId"])
+
+
+def _describe_file(new: dict[str, Any]) -> None:
+    """Fill a new ContentVersion's derived fields from its PathOnClient and VersionData."""
+    missing = [name for name in ("PathOnClient", "VersionData") if new.get(name) is None]
+    if missing:
+        message = f"Required fields are missing: [{', '.join(missing)}]"
+        raise _err("REQUIRED_FIELD_MISSING", message, missing)
+    data: bytes = new["VersionData"]
+    stem, ext = _file_parts(new["PathOnClient"])
+    if new.get("Title") is None:
+        new["Title"] = stem[:255]  # Salesforce titles an untitled upload by its file name
+    new.update(
+        FileExtension=ext,
+        FileType=_FILE_TYPES.get(ext or "", "UNKNOWN"),
+        ContentSize=len(data),
+        Checksum=hashlib.md5(data, usedforsecurity=False).hexdigest(),
+        IsLatest=1,
+    )
+
+
 def _bad() -> str:
     raise ValueError("not a date")
+
+
+def _decode_base64(value: Any) -> bytes:
+    """A base64 field's bytes from its JSON/CSV text (line breaks allowed, as MIME writes them)."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    if not isinstance(value, str):
+        raise _parse_error("base64", value)
+    try:
+        return base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise _parse_error("base64", value) from None
+
+
+def _file_parts(path: str) -> tuple[str, str | None]:
+    """(title, extension) of a PathOnClient: the file name without its extension, and that
+    extension in lower case (None without one)."""
+    name = re.split(r"[\\/]", path)[-1]
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem:
+        return name, None
+    return stem, ext.lower()
 
 
 def _or_default(default: Any, conv: Callable[[Any], Any] | None, value: Any) -> Any:
@@ -2150,4 +2476,5 @@ def open_store(sandbox: Any) -> OrgStore:
         duplicate_rule=config.get("DUPLICATE_RULE"),
         path=config.get("SNAPSHOT"),
         record_types=config.get("RECORD_TYPES") or None,
+        api_version=str((config.get("API_VERSIONS") or [DEFAULT_API_VERSION])[-1]),
     )

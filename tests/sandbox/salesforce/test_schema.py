@@ -318,6 +318,10 @@ def test_describe_global() -> None:
         "CampaignMember",
         "CampaignMemberStatus",
         "RecordType",
+        "Task",
+        "ContentVersion",
+        "ContentDocument",
+        "ContentDocumentLink",
         "npe5__Affiliation__c",
     ]
     affiliation = described["sobjects"][-1]
