@@ -34,8 +34,23 @@ WORDS: dict[str, str] = {
     "affiliations_created": "Salesforce affiliations created",
     "linked": "Constant Contact contacts linked to Salesforce records",
     "scanned_unsubscribed": "scans of every Constant Contact unsubscribe",
+    "campaigns_created": "Salesforce Campaigns created for emails sent",
+    "members_created": "Campaign Members created",
+    "members_updated": "Campaign Members whose status rose",
+    "tasks_created": "Tasks created for opens and clicks",
+    "emails_attached": "emails attached to their Campaign",
+    "recipients_created": "Salesforce records created for campaign recipients",
+    "recipients_not_in_salesforce": "campaign recipients not in Salesforce (not created)",
+    "activities_found": "emails sent found in Constant Contact",
+    "campaigns_not_selected": "emails not in campaign_selection",
+    "campaigns_not_supported": "emails not supported (A/B tests)",
+    "reset_activities": "emails forgotten by the reset (their Campaigns made again)",
+    "stopped_at_ceiling": "stopped at the run's Constant Contact call ceiling",
+    "cc_calls_for_results": "Constant Contact calls spent on results",
     "errors": "record errors (see /errors)",
 }
+# The tracking reports a campaign results run lists per email, in this order.
+REPORTS = ("sends", "opens", "clicks", "bounces", "optouts", "forwards")
 # How the two halves of a Sync Now are named.
 DIRECTIONS = {
     "sf_to_cc": "Salesforce → Constant Contact",
@@ -71,9 +86,18 @@ def describe(counts: Mapping[str, Any]) -> list[str]:
             lines.extend(f"  {line}" for line in inner)
         elif key in NOT_COUNTS or not value:
             continue
+        elif key == "campaigns" and isinstance(value, Mapping):
+            lines.extend(_campaign_line(name, read) for name, read in value.items())
         elif key == "skipped" and isinstance(value, Mapping):
             skips = "; ".join(f"{n:,} {reason}" for reason, n in sorted(value.items()) if n)
             lines.append(f"skipped: {skips}")
         elif isinstance(value, int) and not isinstance(value, bool):
             lines.append(_line(key, value, both_sides))
     return lines
+
+
+def _campaign_line(name: str, read: Mapping[str, Any]) -> str:
+    """``email 'March Appeal': 5 sends, 4 opens, 1 clicks read``, and whether reading goes on."""
+    parts = [f"{read[r]:,} {r}" for r in REPORTS if isinstance(read.get(r), int)]
+    more = "; the rest next run" if read.get("unfinished") else ""
+    return f"email {name!r}: {', '.join(parts) or 'nothing new'} read{more}"

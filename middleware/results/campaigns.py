@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from middleware.cc_to_sf.write import write_records
 from middleware.context import Context
 from middleware.outcome import Outcome
-from middleware.salesforce.errors import RecordRejected
+from middleware.salesforce.errors import NotFound, RecordRejected
 from middleware.store.models import ResultActivity
 from middleware.sync.results import STATUSES, campaign_name
 
@@ -116,7 +116,7 @@ def attach_html(ctx: Context, row: ResultActivity, html: str | None, outcome: Ou
     }
     try:
         ctx.sf.create_one("ContentVersion", record)
-    except RecordRejected as exc:
+    except (RecordRejected, NotFound) as exc:  # a file type or storage the org refuses
         outcome.warnings.append(f"The email of Campaign {title!r} was not attached: {exc}")
         return
     row.html_attached = True

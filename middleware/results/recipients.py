@@ -266,13 +266,16 @@ def _record(
     errors = []
     for cid, (code, message) in sorted(failed.items()):
         r = read[cid]
+        # Found again next time: the record may have been deleted, merged or fixed meanwhile.
+        person = rows[cid]["sf_person_id"]
+        rows[cid]["sf_person_id"] = None
         errors.append(
             {
                 "direction": "cc_to_sf",
                 "vendor": "salesforce",
                 "code": code,
                 "message": message,
-                "sf_id": rows[cid]["sf_person_id"],
+                "sf_id": person,
                 "cc_contact_id": cid,
                 "email": r.email,
                 "payload": {"cc_contact_id": cid, "email": r.email, "result": _dump(act, r)},

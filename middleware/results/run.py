@@ -62,16 +62,17 @@ def wanted(options: SetupOptions) -> bool:
 
 
 class ResultsOutcome(Outcome):
-    """A results run's outcome: the usual counts plus what was read of each campaign."""
+    """A results run's outcome: the usual counts plus, per email (its Campaign's name), the
+    events read from each report (``unfinished: 1`` when a report is to be read on)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.campaigns: dict[str, dict[str, Any]] = {}
+        self.campaigns: dict[str, dict[str, int]] = {}
 
     def report(self) -> dict[str, Any]:
         out = super().report()
         if self.campaigns:
-            out["campaigns"] = list(self.campaigns.values())
+            out["campaigns"] = self.campaigns
         return out
 
 
@@ -326,7 +327,7 @@ def _read(
     read: dict[str, rules.Recipient] = {}
     cursors = dict(act.cursors or {})
     totals: Counter[str] = Counter(act.counts or {})
-    this_run: dict[str, Any] = {"campaign": act.name, "activity": act.activity_id}
+    this_run: dict[str, int] = {}
     complete = True
     for report in wanted_reports:
         cursor = rules.ReportCursor.load(cursors.get(report))
@@ -340,10 +341,11 @@ def _read(
             out.outcome.warnings.append(f"{got.error}; read again next run")
         if budget.exhausted:
             break
-    this_run["complete"] = complete and not budget.exhausted
+    if not complete or budget.exhausted:
+        this_run["unfinished"] = 1
     act.cursors = cursors
     act.counts = dict(totals)
-    out.outcome.campaigns[act.activity_id] = this_run
+    out.outcome.campaigns[rules.campaign_name(act.name, act.role)] = this_run
     return read
 
 

@@ -409,6 +409,30 @@ def test_sync_poll_refuses_a_setup_with_nothing_to_poll(
     assert queue.get_queue(redis_of(app), queue.DEFAULT).count == 0
 
 
+def test_sync_results_enqueues_the_results_job(
+    app: Flask, tmp_path: Path, connections: dict[str, int]
+) -> None:
+    setup_id = create(app, tmp_path, connections, campaign_response_mode="activity")["id"]
+    result = cli(app, "sync", "results", str(setup_id), "--reset", "--json")
+    assert result.exit_code == 0, result.output
+    job = Job.fetch(
+        json.loads(result.stdout)["job_id"], connection=redis_of(app), serializer=queue.SERIALIZER
+    )
+    assert job.func_name == "jobs.results.campaign_results"
+    assert (job.args, job.kwargs) == ([setup_id], {"reset": True})
+    human = cli(app, "sync", "results", str(setup_id))
+    assert "Campaign results queued as job results-now-" in human.output
+
+
+def test_sync_results_refuses_a_setup_without_results(
+    app: Flask, tmp_path: Path, connections: dict[str, int]
+) -> None:
+    setup_id = create(app, tmp_path, connections)["id"]
+    result = cli(app, "sync", "results", str(setup_id))
+    assert result.exit_code == 1
+    assert "brings no campaign results back" in result.output
+
+
 def test_sync_now_refuses_an_unconnected_setup(app: Flask, tmp_path: Path) -> None:
     created = cli(app, "setups", "create", "--file", write(tmp_path, "s.json", SETUP), "--json")
     setup_id = json.loads(created.stdout)["id"]

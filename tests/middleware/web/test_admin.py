@@ -248,28 +248,24 @@ def test_invalid_setups_are_refused_naming_the_field(
     assert api.get("/setups").json["items"] == []
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        {"sync_all_campaign_recipients": True},
-        {"campaign_response_mode": "activity"},
-        {"campaign_selection": ["Spring"]},
-    ],
-)
-def test_campaign_options_are_refused_as_not_available_yet(api: Api, body: dict[str, Any]) -> None:
-    (option,) = body
+def test_campaign_results_options_are_taken(api: Api) -> None:
+    body = {
+        "campaign_response_mode": "campaign_and_activity",
+        "campaign_selection": ["Spring"],
+        "sync_all_campaign_recipients": True,
+        "campaign_results": {"window_days": 30},
+    }
     response = api.post("/setups", {"name": "Campaigns", "main_list": "List", **body})
-    assert response.status_code == 422
-    assert "not available yet" in response.json["errors"][option][0], response.json
-    assert api.get("/setups").json["items"] == []
-    setup_id = new_setup(api)["id"]
-    patched = api.patch(f"/setups/{setup_id}", body)
-    assert patched.status_code == 422
-    assert "not available yet" in patched.json["errors"][option][0], patched.json
-    stored = api.get(f"/setups/{setup_id}").json["options"]
-    assert stored["campaign_lists"] is None
-    assert stored["sync_all_campaign_recipients"] is False
-    assert (stored["campaign_response_mode"], stored["campaign_selection"]) == ("none", "all")
+    assert response.status_code == 201, response.json
+    options = response.json["options"]
+    assert options["campaign_results"] == {
+        "window_days": 30,
+        "max_cc_calls": 1000,
+        "every_hours": 24,
+    }
+    bad = api.patch(f"/setups/{response.json['id']}", {"campaign_results": {"max_cc_calls": 1}})
+    assert bad.status_code == 422
+    assert "campaign_results" in str(bad.json["errors"]), bad.json
 
 
 def test_connections_of_a_setup_must_exist_and_be_of_the_right_vendor(
@@ -475,6 +471,33 @@ def test_poll_is_refused_when_it_cannot_run(api: Api, connected: dict[str, int])
     paused = api.post(f"/setups/{setup_id}/poll")
     assert paused.status_code == 409
     assert "paused" in paused.json["detail"]
+    assert queue.get_queue(api.redis, queue.DEFAULT).count == 0
+
+
+def test_campaign_results_enqueue_a_results_run(api: Api, connected: dict[str, int]) -> None:
+    setup_id = new_setup(api, campaign_response_mode="campaign", **connected)["id"]
+    response = api.post(f"/setups/{setup_id}/campaign-results")
+    assert response.status_code == 202, response.json
+    job = Job.fetch(response.json["job_id"], connection=api.redis, serializer=queue.SERIALIZER)
+    assert job.func_name == "jobs.results.campaign_results"
+    assert job.args == [setup_id] and not job.kwargs
+    reset = api.post(f"/setups/{setup_id}/campaign-results", {"reset": True})
+    assert reset.status_code == 202
+    job = Job.fetch(reset.json["job_id"], connection=api.redis, serializer=queue.SERIALIZER)
+    assert job.kwargs == {"reset": True}
+    assert api.post(f"/setups/{setup_id}/campaign-results", {"reset": "yes"}).status_code == 422
+
+
+def test_campaign_results_are_refused_when_they_cannot_run(
+    api: Api, connected: dict[str, int]
+) -> None:
+    assert api.post("/setups/999/campaign-results").status_code == 404
+    none = new_setup(api, **connected)["id"]
+    refused = api.post(f"/setups/{none}/campaign-results")
+    assert refused.status_code == 409
+    assert "brings no campaign results back" in refused.json["detail"]
+    unconnected = new_setup(api, name="Unconnected", campaign_response_mode="activity")["id"]
+    assert api.post(f"/setups/{unconnected}/campaign-results").status_code == 409
     assert queue.get_queue(api.redis, queue.DEFAULT).count == 0
 
 
