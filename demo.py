@@ -31,6 +31,7 @@ from sandbox import server as sandbox_server
 WORKDIR = Path("instance") / "demo"
 MAIN_LIST = "Demo Main List"
 CAMPAIGN = "Spring Gala 2027"
+EMAIL = "Spring appeal 2027"
 KEEP_RUNNING = "make demo DEMO_ARGS=--keep-running"
 
 
@@ -396,6 +397,53 @@ class Demo:
         self.wait_idle(setup["id"])
         self.show_contact(people[2][1], "joined the Campaign")
 
+    def campaign_results(self, setup_id: int) -> None:
+        step("Campaign results: an email's opens and clicks arrive in Salesforce")
+        self.api(
+            "PATCH", f"/setups/{setup_id}", json={"campaign_response_mode": "campaign_and_activity"}
+        )
+        sent = self.cc.post(
+            f"{self.cc_url}/_sandbox/emails",
+            json={
+                "name": EMAIL,
+                "subject": "Spring is here: come and help",
+                "list_names": [MAIN_LIST],
+                "links": ["https://example.org/donate", "https://example.org/volunteer"],
+                "rates": {"open": 0.3, "click": 0.05, "bounce": 0.01, "optout": 0.005},
+                "spread_seconds": 3600,
+            },
+            timeout=120,
+        )
+        if sent.status_code != 201:
+            raise SystemExit(f"sending the email failed: {sent.status_code} {sent.text[:300]}")
+        made = sent.json()
+        say(
+            f"Constant Contact sent {EMAIL!r} to {made['sends']:,} contacts of the main list; "
+            f"the sandbox drew its events: {json.dumps(made.get('contacts'))}"
+        )
+        self.api("POST", f"/setups/{setup_id}/campaign-results")
+        self.wait_idle(setup_id)
+        self.print_last_run(setup_id)
+        campaigns = self.sf_call("GET", "/_sandbox/records/Campaign")["records"]
+        campaign = next(c for c in campaigns if c["Name"] == EMAIL)
+        say(
+            f"Salesforce Campaign {campaign['Name']!r} (Type {campaign['Type']}, sent "
+            f"{campaign['StartDate']}): NumberSent {campaign['NumberSent']:,.0f}, "
+            f"responses {campaign['NumberOfResponses']:,}"
+        )
+        members = self.sf_call("GET", "/_sandbox/records/CampaignMember", params={"limit": 2000})
+        statuses: dict[str, int] = {}
+        for member in members["records"]:
+            if member["CampaignId"] == campaign["Id"]:
+                statuses[member["Status"]] = statuses.get(member["Status"], 0) + 1
+        say(f"  its members by status (first 2,000 read back): {json.dumps(statuses)}")
+        tasks = self.sf_call("GET", "/_sandbox/records/Task", params={"limit": 2000})["records"]
+        for kind in ("Email Opened", "Email Clicked"):
+            task = next((t for t in tasks if t["Subject"].startswith(kind)), None)
+            if task is not None:
+                when, text = task["ActivityDate"], task["Description"]
+                say(f"  a Task: {task['Subject']!r} on {when}, {text!r}")
+
     # --- reporting -------------------------------------------------------------------------------
 
     def show_contact(self, email: str, what: str) -> None:
@@ -471,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         demo.changes(setup["id"])
         demo.back_to_salesforce(setup["id"])
         demo.full_sync(setup["id"])
+        demo.campaign_results(setup["id"])
         demo.campaign_list(sf_conn, cc_conn)
         demo.summary(setup["id"], args.keep_running)
         if args.keep_running:

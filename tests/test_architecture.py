@@ -31,7 +31,7 @@ PACKAGES = ("middleware", "jobs", "schemas", "sandbox")
 LAYERS = (
     grimp.Layer("cli", "web", independent=True),
     grimp.Layer("services"),
-    grimp.Layer("sync_now", "fullsync", independent=True),
+    grimp.Layer("sync_now", "fullsync", "results", independent=True),
     grimp.Layer("sf_to_cc", "cc_to_sf", independent=True),
     grimp.Layer("runner"),
     grimp.Layer(

@@ -22,8 +22,8 @@ LINK = "https://example.org/donate"
 def make_world() -> Iterator[Any]:
     made: list[World] = []
 
-    def make(**options: Any) -> World:
-        w = World(options=options)
+    def make(sf_config: dict[str, Any] | None = None, **options: Any) -> World:
+        w = World(options=options, sf_config=sf_config)
         w.deliver_to_webhook = False
         made.append(w)
         return w
@@ -340,6 +340,25 @@ def test_ab_tests_are_reported_as_not_supported(make_world):
     assert result["campaigns_not_supported"] == 1
     assert not rows(w, "SELECT Id FROM Campaign")
     assert "'Subject test' (an A/B test" in run_message(w, result)
+
+
+def test_person_accounts_get_members_and_tasks_through_their_person_contact(make_world):
+    w = make_world(
+        sf_config={"ORG_PROFILE": "person_accounts"},
+        object_type="Account",
+        campaign_response_mode="campaign_and_activity",
+    )
+    account = w.sf_create("Account", FirstName="Pat", LastName="Person", PersonEmail="pat@ex.org")
+    [row] = rows(w, f"SELECT PersonContactId FROM Account WHERE Id = '{account}'")
+    cc_add(w, "pat@ex.org", "Pat", "Person")
+    sent = send(w)
+    events(w, sent["campaign_activity_id"], {"type": "click", "email": "pat@ex.org", "url": LINK})
+    result = run(w)
+    assert (result["members_created"], result["tasks_created"]) == (1, 2), result
+    [campaign] = rows(w, "SELECT Id FROM Campaign")
+    assert members(w, campaign["Id"]) == {row["PersonContactId"]: "Clicked"}
+    tasks = rows(w, "SELECT WhoId, WhatId FROM Task")
+    assert {(t["WhoId"], t["WhatId"]) for t in tasks} == {(row["PersonContactId"], campaign["Id"])}
 
 
 def test_results_are_due_every_interval_and_only_when_wanted(make_world):
