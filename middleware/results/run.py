@@ -156,15 +156,15 @@ def results(ctx: Context, *, reset: bool = False) -> ResultsRun:
         _find_deleted(ctx, known, reset, out.outcome)
     html: dict[str, str | None] = {}
     _discover(ctx, known, started, budget, html, out.outcome)
+    for act in known.values():  # the window moves, and a setup may widen it
+        if act.state in ("active", "closed"):
+            inside = rules.in_window(act.sent_at, started, spec.window_days)
+            act.state = "active" if inside else "closed"
+            act.note = None if inside else f"sent before the {spec.window_days}-day window"
     active = sorted(
         (a for a in known.values() if a.state == "active"),
         key=lambda a: (a.sent_at or started, a.id or 0),
     )
-    for act in active:
-        if not rules.in_window(act.sent_at, started, spec.window_days):
-            act.state = "closed"
-            act.note = f"sent before the {spec.window_days}-day window: no longer read"
-    active = [a for a in active if a.state == "active"]
     if rules.makes_campaigns(mode):
         campaigns.create(ctx, active, {a.activity_id: _sent(a) for a in active}, out.outcome)
         for act in active:
@@ -304,7 +304,7 @@ def _discover(
                 subject=info.subject,
                 sent_at=info.sent_at,
                 state="active" if inside else "closed",
-                note=None if inside else "sent before the window or not sent yet",
+                note=None if inside else f"sent before the {spec.window_days}-day window",
                 statuses_ready=False,
                 html_attached=False,
                 campaign_updated=updated,

@@ -324,15 +324,11 @@ class ResultRecipient(Base):
 
     __tablename__ = "result_recipients"
     __table_args__ = (
-        Index(
-            "uq_result_recipients_activity_contact", "activity_id", "cc_contact_id", unique=True
-        ),
+        Index("uq_result_recipients_activity_contact", "activity_id", "cc_contact_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    activity_id: Mapped[int] = mapped_column(
-        ForeignKey("result_activities.id", ondelete="CASCADE")
-    )
+    activity_id: Mapped[int] = mapped_column(ForeignKey("result_activities.id", ondelete="CASCADE"))
     cc_contact_id: Mapped[str] = mapped_column(String(64))
     email: Mapped[str] = mapped_column(String(320), default="")
     sf_person_id: Mapped[str | None] = mapped_column(String(18))

@@ -67,13 +67,13 @@ def save_recipients(
         }
         for contact_id, row in rows.items()
     ]
-    for batch in chunked(values, 2_000):
-        stmt = dialect_insert(session, ResultRecipient).values(batch)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["activity_id", "cc_contact_id"],
-            set_={k: getattr(stmt.excluded, k) for k in RECIPIENT_COLUMNS},
-        )
-        session.execute(stmt)
+    insert = dialect_insert(session, ResultRecipient)
+    stmt = insert.on_conflict_do_update(
+        index_elements=["activity_id", "cc_contact_id"],
+        set_={k: getattr(insert.excluded, k) for k in RECIPIENT_COLUMNS},
+    )
+    for batch in chunked(values, 5_000):
+        session.execute(stmt, batch)  # executemany: one compiled statement, batched values
     return len(values)
 
 

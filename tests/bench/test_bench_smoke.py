@@ -196,3 +196,13 @@ def test_fault_matrix_runs_one_cheap_row() -> None:
     assert result.lost == 0 and result.extra == 0 and result.resubscribed == 0, result.notes
     assert result.seconds_to_right is not None
     assert result.readyz_row  # /readyz was watched
+
+
+def test_campaign_results_runs_briefly_and_salesforce_agrees() -> None:
+    from bench import campaign_results
+
+    steps = campaign_results.run(300, 0.3, 0.05, 0.02, list(campaign_results.MODES))
+    assert [s.problems for s in steps] == [[]] * 6
+    first, second = steps[0], steps[1]
+    assert first.counts["members_created"] > 250
+    assert second.cc_total < first.cc_total
