@@ -90,10 +90,11 @@ def is_selected(name: str, selection: str | Iterable[str]) -> bool:
 
 def unsupported_reason(campaign: Mapping[str, object]) -> str | None:
     """Why a campaign (a ``GET /emails`` summary or ``GET /emails/{id}``) cannot come back."""
-    if campaign.get("type_code") == AB_TEST_TYPE_CODE or "AB_TEST" in str(
-        campaign.get("type") or ""
-    ).upper().replace("/", "_"):
+    kind = str(campaign.get("type") or "").upper().replace("/", "_")
+    if campaign.get("type_code") == AB_TEST_TYPE_CODE or "AB_TEST" in kind:
         return "an A/B test: Constant Contact gives no per-recipient reports for its variants"
+    if "AUTOMAT" in kind:
+        return "an automated email: it is sent one contact at a time, with no campaign reports"
     return None
 
 

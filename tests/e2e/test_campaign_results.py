@@ -336,10 +336,18 @@ def test_ab_tests_are_reported_as_not_supported(make_world):
               "ab_test": {"alternative_subject": "B", "test_size": 10, "winner_wait_duration": 24}},
     )  # fmt: skip
     assert r.status_code == 201, r.text
+    r = w.cc_session.post(
+        f"{CC_BASE}/_sandbox/emails",
+        json={"name": "Welcome series", "subject": "Hello", "list_ids": [list_id],
+              "type": "AUTOMATED_EMAIL", "type_code": 0},
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
     result = run(w)
-    assert result["campaigns_not_supported"] == 1
+    assert result["campaigns_not_supported"] == 2
     assert not rows(w, "SELECT Id FROM Campaign")
-    assert "'Subject test' (an A/B test" in run_message(w, result)
+    message = run_message(w, result)
+    assert "'Subject test' (an A/B test" in message
+    assert "'Welcome series' (an automated email" in message
 
 
 def test_person_accounts_get_members_and_tasks_through_their_person_contact(make_world):

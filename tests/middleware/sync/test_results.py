@@ -52,6 +52,7 @@ def test_ab_tests_are_not_supported():
     assert rules.unsupported_reason({"type": "NEWSLETTER", "type_code": 10}) is None
     assert "A/B test" in str(rules.unsupported_reason({"type_code": 57}))
     assert "A/B test" in str(rules.unsupported_reason({"type": "AB_TEST"}))
+    assert "automated" in str(rules.unsupported_reason({"type": "AUTOMATED_EMAIL", "type_code": 0}))
 
 
 def test_window_and_sent():
