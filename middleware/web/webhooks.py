@@ -40,11 +40,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Response, has_app_context, jsonify, request
-from redis.exceptions import RedisError
 from werkzeug.datastructures import EnvironHeaders
 
-from middleware import intake, metrics, queue, runner
-from middleware.salesforce.events import ChangeHint, InvalidEvents, parse_events
+from middleware import metrics
+from middleware.salesforce.events import InvalidEvents, parse_events
+from middleware.services import changes
 from middleware.services.lookups import storable_id
 from middleware.store import setups as setup_repo
 from middleware.web import get_redis, get_settings, get_store, handles, problem
@@ -63,28 +63,16 @@ UNKNOWN_CACHE_SECONDS = 2.0
 # of growing it.
 SETUP_CACHE_MAX = 10_000
 
-# Which change events matter to a setup of each object type. Account changes reach Contact
-# setups too: a renamed Account changes its contacts' company name.
-RELEVANT_ENTITIES = {
-    "Contact": ("Contact", "Account"),
-    "Lead": ("Lead",),
-    "Account": ("Account",),
-}
-# With Campaign lists on, a member added to or removed from a Campaign (and a Campaign renamed,
-# activated or deactivated) changes the setup's lists too.
-CAMPAIGN_ENTITIES = ("Campaign", "CampaignMember")
-
 
 @dataclass(frozen=True)
 class _SetupView:
-    """What the intake needs of a setup, cached briefly so a burst costs no database reads."""
+    """What the webhook needs of a setup, cached briefly so a burst costs no database reads."""
 
     setup_id: int
     secret: str
     auth: str
-    object_type: str
     platform_event: dict[str, Any] | None
-    campaign_events: bool = False  # Campaign lists: CampaignMember and Campaign events count
+    scope: changes.Scope
 
 
 _cache_lock = threading.Lock()
@@ -124,9 +112,8 @@ def _load_setup(setup_id: int) -> _SetupView | None:
                 setup_id=setup.id,
                 secret=secret,
                 auth=webhook.get("auth", "shared_secret"),
-                object_type=options.get("object_type", "Contact"),
                 platform_event=webhook.get("platform_event"),
-                campaign_events=(options.get("campaign_lists") or {}).get("source") == "campaigns",
+                scope=changes.Scope.of(setup.id, options),
             )
     with _cache_lock:
         if len(cache) >= SETUP_CACHE_MAX:
@@ -228,44 +215,9 @@ def _refusal(setup_id: int, now: float, headers: EnvironHeaders) -> str:
     return f"no setup {setup_id} accepts this request: unknown setup, or wrong credentials"
 
 
-def _relevant(hints: list[ChangeHint], view: _SetupView) -> tuple[list[ChangeHint], int, int]:
-    wanted = RELEVANT_ENTITIES.get(view.object_type, (view.object_type,))
-    if view.campaign_events:
-        wanted = (*wanted, *CAMPAIGN_ENTITIES)
-    keep: list[ChangeHint] = []
-    echoes = other = 0
-    for hint in hints:
-        if hint.is_own_echo:
-            echoes += 1  # our own write coming back: we already know
-        elif hint.entity not in wanted:
-            other += 1
-        else:
-            keep.append(hint)
-    return keep, echoes, other
-
-
-@dataclass(frozen=True)
-class Accepted:
-    """The 202's document: what `accept` answers once the events are recorded.
-
-    A plain value rather than a response, so the fast path can write it without Flask's
-    response machinery; the view below answers it with `jsonify`, as the fast path's bytes do.
-    """
-
-    accepted: int
-    duplicates: int
-    echoes_ignored: int
-    other_objects_ignored: int
-    flush_scheduled: bool
-
-    def document(self) -> dict[str, Any]:
-        return {
-            "accepted": self.accepted,
-            "duplicates": self.duplicates,
-            "echoes_ignored": self.echoes_ignored,
-            "other_objects_ignored": self.other_objects_ignored,
-            "flush_scheduled": self.flush_scheduled,
-        }
+# The 202's document (a plain value, so the fast path can write it without Flask's response
+# machinery; the view below answers it with `jsonify`, as the fast path's bytes do).
+Accepted = changes.Recorded
 
 
 @bp.post("/salesforce/<int:setup_id>")
@@ -319,56 +271,18 @@ def accept(setup_id: int, environ: dict[str, Any]) -> Response | Accepted:
         metrics.webhook_event("salesforce", "rejected", "invalid")
         return problem(400, "Bad Request", str(exc), field=exc.field, errors=exc.errors)
 
-    keep, echoes, other = _relevant(hints, view)
     try:
-        redis = get_redis()
-        flush_job = runner.flush_resume(setup_id)
-        added = intake.add_hints(
-            redis,
-            setup_id,
-            keep,
-            guard_key=queue.guard_key(flush_job.key),
-            job_key_prefix=queue.JOB_KEY_PREFIX,
+        recorded = changes.record(
+            get_redis(), view.scope, hints, flush_delay=settings.flush_delay_seconds
         )
-    except RedisError:
-        log.exception("Redis unavailable; refusing events for setup %s", setup_id)
-        metrics.webhook_event("salesforce", "rejected", "redis_down")
-        response = problem(503, "Service Unavailable", "queue unavailable; retry later")
+    except changes.NotRecorded as exc:
+        if exc.reason == "redis_down":
+            log.error("Redis unavailable; refusing events for setup %s", setup_id, exc_info=exc)
+        else:
+            log.error("could not schedule the flush of setup %s", setup_id, exc_info=exc)
+        metrics.webhook_event("salesforce", "rejected", exc.reason)
+        response = problem(503, "Service Unavailable", str(exc))
         response.headers["Retry-After"] = "5"
         return response
-
-    # Fresh ids need a flush; so do ids a duplicate delivery finds still waiting: its first
-    # attempt may have stored them and then failed to schedule (answering 503), and the
-    # sender's retry is what schedules them now.
-    scheduled = None
-    delay = settings.flush_delay_seconds
-    if added.waiting and not queue.guard_is_fresh(added.guard, delay, added.guard_job_status):
-        try:
-            scheduled = queue.ensure_scheduled(
-                flush_job.key,
-                flush_job.func,
-                [setup_id],
-                delay=delay,
-                queue=flush_job.queue,
-                connection=redis,
-            )
-        except Exception:
-            log.exception("could not schedule the flush of setup %s", setup_id)
-            metrics.webhook_event("salesforce", "rejected", "schedule_failed")
-            response = problem(
-                503,
-                "Service Unavailable",
-                "the changes are recorded but their sync could not be scheduled; retry (a "
-                "retried delivery schedules it)",
-            )
-            response.headers["Retry-After"] = "5"
-            return response
-
-    metrics.webhook_event("salesforce", "accepted", "duplicate" if not added.fresh else "")
-    return Accepted(
-        accepted=added.fresh,
-        duplicates=added.duplicates,
-        echoes_ignored=echoes,
-        other_objects_ignored=other,
-        flush_scheduled=scheduled is not None,
-    )
+    metrics.webhook_event("salesforce", "accepted", "duplicate" if not recorded.accepted else "")
+    return recorded
