@@ -203,6 +203,7 @@ class SetupOptions:
     campaign_results: CampaignResults
     remove_unmatched_from_all_lists: bool
     webhook: Webhook
+    salesforce_changes: tuple[str, ...] = ("webhook",)
 
     @classmethod
     def from_validated(cls, setup: Mapping[str, Any]) -> SetupOptions:
@@ -280,6 +281,7 @@ class SetupOptions:
             campaign_selection=selection if isinstance(selection, str) else tuple(selection),
             campaign_results=CampaignResults(**setup["campaign_results"]),
             remove_unmatched_from_all_lists=setup["remove_unmatched_from_all_lists"],
+            salesforce_changes=tuple(setup["salesforce_changes"]),
             webhook=Webhook(
                 auth=hook["auth"],
                 platform_event=None

@@ -78,6 +78,7 @@ DEFAULTS = [
     ("campaign_results", {"window_days": 90, "max_cc_calls": 1000, "every_hours": 24}),
     ("remove_unmatched_from_all_lists", False),
     ("webhook", {"auth": "shared_secret", "platform_event": None}),
+    ("salesforce_changes", ["webhook"]),
 ]
 
 
@@ -731,3 +732,21 @@ def test_schemas_render_as_openapi_with_descriptions():
     assert setup["cc_source"]["oneOf"]
     assert setup["object_type"]["enum"] == ["Contact", "Lead", "Account"]
     assert "FieldMapEntry" in doc
+
+
+@pytest.mark.parametrize(
+    ("doors", "message"),
+    [
+        ([], "Shorter than minimum length 1."),
+        (["webhook", "webhook"], "Name each door once."),
+        (["mail"], "Must be one of: webhook, pubsub, outbound."),
+    ],
+)
+def test_salesforce_changes_name_known_doors_once(doors, message):
+    assert message in str(errors_of(salesforce_changes=doors))
+
+
+@pytest.mark.parametrize("door", ["pubsub", "outbound"])
+def test_doors_not_built_are_refused(door):
+    errors = errors_of(salesforce_changes=["webhook", door])
+    assert "not available yet" in str(errors["salesforce_changes"])
