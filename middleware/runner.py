@@ -24,8 +24,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+
+from marshmallow import ValidationError
+from sqlalchemy import select
 
 from middleware import connections, intake, queue, vendor_errors
 from middleware.constantcontact import errors as cc_errors
@@ -36,6 +39,9 @@ from middleware.queue import Runtime
 from middleware.salesforce.client import SalesforceClient
 from middleware.store import connections as connection_repo
 from middleware.store import runs, setups
+from middleware.store.db import Store
+from middleware.store.models import Cursor, Setup
+from middleware.sync.options import SetupOptions
 from schemas.setup import setup_options
 
 log = logging.getLogger(__name__)
@@ -87,6 +93,44 @@ def build_context(
             runtime.settings, runtime.store, runtime.redis, cc_conn
         )
     return Context(setup_id=setup_id, options=options, store=runtime.store, sf=sf, cc=cc)
+
+
+def due_setups(
+    store: Store,
+    now: datetime,
+    cursor_name: str,
+    every: Callable[[Setup, SetupOptions], timedelta | None],
+    parse: Callable[[str | None], datetime | None],
+) -> list[int]:
+    """Setups a clock-driven job (poll, catch-up, campaign results) is due for at ``now``.
+
+    A setup is due when it is not paused, its options load, ``every(setup, options)`` gives an
+    interval (``None``: the setup does not want the job) and that long has passed since the time
+    its cursor ``cursor_name`` holds (read with ``parse``). Two queries, whatever the number of
+    setups.
+    """
+    with store.transaction() as session:
+        rows = list(session.scalars(select(Setup).order_by(Setup.id)))
+        last = dict(
+            session.execute(
+                select(Cursor.setup_id, Cursor.value).where(Cursor.name == cursor_name)
+            ).all()
+        )
+        due: list[int] = []
+        for setup in rows:
+            if setup.is_paused(now):
+                continue
+            try:
+                options = setup_options(setup.options)
+            except ValidationError as exc:
+                log.warning("setup %s has unusable options: %s", setup.id, exc.messages)
+                continue
+            interval = every(setup, options)
+            if interval is not None and queue.interval_passed(
+                parse(last.get(setup.id)), interval, now
+            ):
+                due.append(setup.id)
+    return due
 
 
 def paused_reason(runtime: Runtime, setup_id: int, now: datetime) -> str | None:

@@ -38,21 +38,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from marshmallow import ValidationError
-from sqlalchemy import select
-
 from middleware import runner
 from middleware.cc_to_sf import match, read, record, write
 from middleware.constantcontact.client import ConstantContactClient
 from middleware.context import Context
 from middleware.outcome import Outcome, merge_outcomes
-from middleware.queue import Runtime, interval_passed
+from middleware.queue import Runtime
 from middleware.salesforce.client import SalesforceClient
 from middleware.store import links as links_repo
 from middleware.store import runs, setups
 from middleware.store.bulk import chunked
 from middleware.store.db import Store
-from middleware.store.models import Cursor, Setup
 from middleware.sync import cc_to_sf as rules
 from middleware.sync.cc_to_sf import CcSubscriber, OrgInfo
 from middleware.sync.options import SetupOptions
@@ -82,30 +78,16 @@ def poll_interval(options: SetupOptions) -> timedelta:
 def due_setups(store: Store, now: datetime) -> list[int]:
     """Setups whose poll is due at ``now``: never polled, or ``poll_minutes`` since the last.
 
-    Paused setups and setups with nothing to poll are left out. Two queries, whatever the number
-    of setups; the clock tick enqueues ``jobs.poll.poll_setup`` for each id.
+    Paused setups and setups with nothing to poll are left out; the clock tick enqueues
+    ``jobs.poll.poll_setup`` for each id.
     """
-    with store.transaction() as session:
-        rows = list(session.scalars(select(Setup).order_by(Setup.id)))
-        last = dict(
-            session.execute(
-                select(Cursor.setup_id, Cursor.value).where(Cursor.name == read.CURSOR_LAST_POLL)
-            ).all()
-        )
-        due: list[int] = []
-        for setup in rows:
-            if setup.is_paused(now):
-                continue
-            try:
-                options = setup_options(setup.options)
-            except ValidationError as exc:
-                log.warning("setup %s has unusable options: %s", setup.id, exc.messages)
-                continue
-            if not options.polls:
-                continue
-            if interval_passed(read.parse_time(last.get(setup.id)), poll_interval(options), now):
-                due.append(setup.id)
-    return due
+    return runner.due_setups(
+        store,
+        now,
+        read.CURSOR_LAST_POLL,
+        lambda _setup, options: poll_interval(options) if options.polls else None,
+        read.parse_time,
+    )
 
 
 def run_poll(

@@ -24,25 +24,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from marshmallow import ValidationError
-from sqlalchemy import select
-
 from middleware import runner
 from middleware.cc_to_sf import read as cc_read
 from middleware.constantcontact.client import ConstantContactClient
 from middleware.context import Context
 from middleware.outcome import Outcome
-from middleware.queue import Runtime, interval_passed
+from middleware.queue import Runtime
 from middleware.results import campaigns, recipients, reports
 from middleware.salesforce.client import SalesforceClient
 from middleware.store import cursors as cursor_repo
 from middleware.store import results as repo
 from middleware.store import runs
 from middleware.store.db import Store
-from middleware.store.models import Cursor, ResultActivity, Setup
+from middleware.store.models import ResultActivity
 from middleware.sync import results as rules
 from middleware.sync.options import SetupOptions
-from schemas.setup import setup_options
 
 log = logging.getLogger(__name__)
 
@@ -85,28 +81,15 @@ class ResultsRun:
 
 def due_setups(store: Store, now: datetime) -> list[int]:
     """Setups whose results run is due: never run, or ``every_hours`` since the last."""
-    with store.transaction() as session:
-        rows = list(session.scalars(select(Setup).order_by(Setup.id)))
-        last = dict(
-            session.execute(
-                select(Cursor.setup_id, Cursor.value).where(Cursor.name == CURSOR_LAST)
-            ).all()
-        )
-    due: list[int] = []
-    for setup in rows:
-        if setup.is_paused(now):
-            continue
-        try:
-            options = setup_options(setup.options)
-        except ValidationError as exc:
-            log.warning("setup %s has unusable options: %s", setup.id, exc.messages)
-            continue
-        if not wanted(options):
-            continue
-        every = timedelta(hours=options.campaign_results.every_hours)
-        if interval_passed(cc_read.parse_time(last.get(setup.id)), every, now):
-            due.append(setup.id)
-    return due
+    return runner.due_setups(
+        store,
+        now,
+        CURSOR_LAST,
+        lambda _setup, options: (
+            timedelta(hours=options.campaign_results.every_hours) if wanted(options) else None
+        ),
+        cc_read.parse_time,
+    )
 
 
 def run_results(

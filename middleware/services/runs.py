@@ -93,12 +93,7 @@ def start_campaign_results(
             f"Setup {setup_id} brings no campaign results back: set campaign_response_mode "
             "(campaign, activity or campaign_and_activity) or sync_all_campaign_recipients first.",
         )
-    running = run_repo.active_run(session, setup_id, "results")
-    if running is not None:
-        raise Conflict(
-            f"A campaign results run of setup {setup_id} is already {running.status} "
-            f"(run {running.id}).",
-        )
+    _refuse_running(session, setup_id, "results", "campaign results run")
     job = queue.enqueue(
         RESULTS_JOB,
         setup_id,
@@ -110,6 +105,14 @@ def start_campaign_results(
     )
     log.info("setup %s: campaign results enqueued as %s (reset=%s)", setup_id, job.id, reset)
     return {"setup_id": setup_id, "job_id": job.id, "queue": queue.DEFAULT}
+
+
+def _refuse_running(session: Session, setup_id: int, kind: str, what: str) -> None:
+    running = run_repo.active_run(session, setup_id, kind)
+    if running is not None:
+        raise Conflict(
+            f"A {what} of setup {setup_id} is already {running.status} (run {running.id}).",
+        )
 
 
 def _refuse_unready(row: Setup) -> None:
@@ -154,11 +157,7 @@ def start_full_sync(
             "recent changes.",
         )
     _refuse_unready(row)
-    running = run_repo.active_run(session, setup_id, "full")
-    if running is not None:
-        raise Conflict(
-            f"A Full Sync of setup {setup_id} is already {running.status} (run {running.id}).",
-        )
+    _refuse_running(session, setup_id, "full", "Full Sync")
     kwargs: dict[str, Any] = {}
     if reset:
         kwargs["reset"] = True

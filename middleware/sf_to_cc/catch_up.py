@@ -28,19 +28,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from marshmallow import ValidationError
-from sqlalchemy import select
-
 from middleware import runner
 from middleware.constantcontact.client import ConstantContactClient
 from middleware.context import Context
-from middleware.queue import Runtime, interval_passed
+from middleware.queue import Runtime
 from middleware.salesforce.client import SalesforceClient
 from middleware.sf_to_cc import collect, read, segments
 from middleware.sf_to_cc.flush import BATCH_SIZE, FlushResult, prepare_segments, sync_records
 from middleware.store import cursors
 from middleware.store.db import Store
-from middleware.store.models import Cursor, Setup
+from middleware.store.models import Setup
 from middleware.sync.options import SetupOptions
 from schemas.setup import setup_options
 
@@ -64,30 +61,14 @@ def interval(options: SetupOptions) -> timedelta | None:
 
 
 def due_setups(store: Store, now: datetime) -> list[int]:
-    """Setups whose catch-up is due at ``now``: on, pushing to CC, not paused, interval passed."""
-    with store.transaction() as session:
-        rows = list(session.scalars(select(Setup).order_by(Setup.id)))
-        last = dict(
-            session.execute(
-                select(Cursor.setup_id, Cursor.value).where(Cursor.name == CURSOR_LAST)
-            ).all()
-        )
-        due: list[int] = []
-        for setup in rows:
-            try:
-                options = setup_options(setup.options)
-            except ValidationError as exc:
-                log.warning("setup %s has unusable options: %s", setup.id, exc.messages)
-                continue
-            every = interval(options)
-            if every is None or not options.sync_to_cc or setup.is_paused(now):
-                continue
-            connected = setup.salesforce_connection_id and setup.constant_contact_connection_id
-            if not connected:
-                continue
-            if interval_passed(collect.parse_modstamp(last.get(setup.id)), every, now):
-                due.append(setup.id)
-    return due
+    """Setups whose catch-up is due at ``now``: on, pushing to CC, connected, not paused,
+    interval passed."""
+
+    def every(setup: Setup, options: SetupOptions) -> timedelta | None:
+        connected = setup.salesforce_connection_id and setup.constant_contact_connection_id
+        return interval(options) if options.sync_to_cc and connected else None
+
+    return runner.due_setups(store, now, CURSOR_LAST, every, collect.parse_modstamp)
 
 
 # ------------------------------------------------------------------------------- one catch-up

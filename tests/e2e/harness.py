@@ -194,4 +194,39 @@ def world(**kwargs: Any) -> Iterator[World]:
         w.close()
 
 
-__all__ = ["World", "queue", "world"]
+@contextmanager
+def postgres_world(redis: Any, prefix: str, **kwargs: Any) -> Iterator[World]:
+    """A World on a PostgreSQL database of its own (made from the models, dropped after) and
+    the given Redis; fails the test when PostgreSQL at 127.0.0.1:5432 is not there."""
+    import uuid
+
+    import pytest
+    import sqlalchemy as sa
+
+    from middleware.store.db import Store
+    from tests.conftest import POSTGRES_URL
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except Exception as exc:
+        admin.dispose()
+        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is needed for integration tests: {exc}")
+    url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    schema = Store(url, [Fernet.generate_key().decode()])
+    schema.create_all()  # the app creates tables itself only on SQLite; here, the models'
+    schema.dispose()
+    w = World(database_url=url, redis=redis, **kwargs)
+    w.deliver_to_webhook = False
+    try:
+        yield w
+    finally:
+        w.close()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+__all__ = ["World", "postgres_world", "queue", "world"]

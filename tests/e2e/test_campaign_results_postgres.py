@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
-import sqlalchemy as sa
-from cryptography.fernet import Fernet
 from redis import Redis
 
-from middleware.store.db import Store
-from tests.conftest import POSTGRES_URL
-from tests.e2e.harness import World
+from tests.e2e.harness import World, postgres_world
 from tests.e2e.test_campaign_results import (
     LINK,
     events,
@@ -29,31 +24,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def pg_world(real_redis: Redis) -> Iterator[World]:
-    name = f"t_results_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except Exception as exc:
-        admin.dispose()
-        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is needed for integration tests: {exc}")
-    url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    schema = Store(url, [Fernet.generate_key().decode()])
-    schema.create_all()
-    schema.dispose()
-    w = World(
-        options={"campaign_response_mode": "campaign_and_activity"},
-        database_url=url,
-        redis=real_redis,
-    )
-    w.deliver_to_webhook = False
-    try:
+    options = {"campaign_response_mode": "campaign_and_activity"}
+    with postgres_world(real_redis, "t_results", options=options) as w:
         yield w
-    finally:
-        w.close()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def test_campaign_results_on_postgresql(pg_world: World) -> None:

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from cryptography.fernet import Fernet
 from redis import Redis
 
 from middleware.store import errors as errors_repo
 from middleware.store import links
-from middleware.store.db import Store
-from tests.conftest import POSTGRES_URL
-from tests.e2e.harness import World
+from tests.e2e.harness import World, postgres_world
 from tests.middleware.cc_to_sf.test_poll import T0, by_email, cc_add, run, unsubscribe
 
 pytestmark = pytest.mark.integration
@@ -24,27 +19,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def pg_world(real_redis: Redis) -> Iterator[World]:
-    name = f"t_poll_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except Exception as exc:
-        admin.dispose()
-        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is needed for integration tests: {exc}")
-    url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    schema = Store(url, [Fernet.generate_key().decode()])
-    schema.create_all()  # the app creates tables itself only on SQLite; here, the models'
-    schema.dispose()
-    w = World(database_url=url, redis=real_redis)
-    w.deliver_to_webhook = False
-    try:
+    with postgres_world(real_redis, "t_poll") as w:
         yield w
-    finally:
-        w.close()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 def test_poll_on_postgresql(pg_world: World) -> None:
