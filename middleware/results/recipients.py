@@ -192,18 +192,21 @@ def apply(
             for cid, st in plan.member_inserts
         ]
         results = write_records(ctx.sf, "CampaignMember", "insert", records)
+        already: dict[str, str] = {}
         for (cid, status), result in zip(plan.member_inserts, results, strict=True):
             if result.success:
                 rows[cid].update(sf_member_id=result.id, status=status)
                 outcome.counts["members_created"] += 1
             elif result.error is not None and result.error.code == "DUPLICATE_VALUE":
-                # Already a member (added by hand, or by a run whose keys were lost): the
-                # update below raises its status on the next run once its id is known.
-                rows[cid]["sf_member_id"] = _existing_member(ctx, act, who[cid])
-                if rows[cid]["sf_member_id"]:
-                    plan.member_updates.append((cid, status))
+                already[cid] = status  # a member already (added by hand, or keys lost)
             else:
                 refused(cid, result, f"Campaign Member of {act.name!r}")
+        if already:
+            found = _existing_members(ctx, act, {who[cid] for cid in already})
+            for cid, status in already.items():
+                rows[cid]["sf_member_id"] = found.get(who[cid])
+                if rows[cid]["sf_member_id"]:
+                    plan.member_updates.append((cid, status))  # its status set below
     if plan.member_updates:
         updates = [(cid, st) for cid, st in plan.member_updates if rows[cid]["sf_member_id"]]
         records = [{"Id": rows[cid]["sf_member_id"], "Status": st} for cid, st in updates]
@@ -244,14 +247,18 @@ def apply(
     _record(ctx, act, read, rows, failed, outcome)
 
 
-def _existing_member(ctx: Context, act: ResultActivity, who: str) -> str | None:
-    field = rules.member_field(who)
-    soql = (
-        f"SELECT Id FROM CampaignMember WHERE CampaignId = '{act.sf_campaign_id}'"
-        f" AND {field} = '{who}' LIMIT 1"
-    )
-    found = list(ctx.sf.query_iter(soql))
-    return str(found[0]["Id"]) if found else None
+def _existing_members(ctx: Context, act: ResultActivity, people: set[str]) -> dict[str, str]:
+    """``person id → CampaignMember id`` of people already members of the activity's Campaign
+    (one query per member field and 16 KB of ids)."""
+    found: dict[str, str] = {}
+    for field in ("ContactId", "LeadId"):
+        ids = sorted(p for p in people if rules.member_field(p) == field)
+        if not ids:
+            continue
+        prefix = f"SELECT Id, {field} FROM CampaignMember WHERE CampaignId = '{act.sf_campaign_id}'"
+        for row in ctx.sf.query_in(f"{prefix} AND {field}", ids):
+            found[str(row[field])] = str(row["Id"])
+    return found
 
 
 def _record(

@@ -189,6 +189,26 @@ def test_a_second_run_writes_nothing_new_and_statuses_only_go_up(make_world):
     assert len(rows(w, "SELECT Id FROM Campaign")) == 1
 
 
+def test_a_member_added_by_hand_meanwhile_gets_its_status(make_world):
+    w = make_world(campaign_response_mode="campaign")
+    ids = people(w)
+    sent = send(w)
+    activity = sent["campaign_activity_id"]
+    run(w)
+    [campaign] = rows(w, "SELECT Id FROM Campaign")
+    # The store forgets the opener (keys lost); someone had made them a member by hand.
+    with w.store.transaction() as session:
+        from middleware.store.models import ResultRecipient
+
+        session.query(ResultRecipient).filter(
+            ResultRecipient.email == "opener@example.org"
+        ).delete()
+    events(w, activity, {"type": "open", "email": "opener@example.org"})
+    result = run(w)
+    assert result["members_updated"] == 1 and "errors" not in result, result
+    assert members(w, campaign["Id"])[ids["opener@example.org"]] == "Opened"
+
+
 def test_activity_mode_makes_a_task_per_open_and_link_clicked(make_world):
     w = make_world(campaign_response_mode="activity")
     ids = people(w)
