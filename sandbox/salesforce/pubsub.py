@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 pb2, pb2_grpc = pubsub_proto.load()
 
-PUBSUB_PORT = 8703
 MAX_WORKERS = 32  # each open Subscribe stream holds one
 
 
