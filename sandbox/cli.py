@@ -100,29 +100,34 @@ def serve(
 ) -> None:
     """Serve both sandboxes until interrupted."""
     headers = _headers(event_header, "--event-header")
-    running = server.start(
-        host=host,
-        sf_port=sf_port,
-        cc_port=cc_port,
-        pubsub_port=pubsub_port if pubsub else None,
-        tls_dir=tls_dir,
-        sf_config={
-            "ORG_PROFILE": org_profile,
-            "DUPLICATE_RULE": duplicate_rule,
-            "SNAPSHOT": sf_snapshot,
-            "EVENT_URL": event_url,
-            "EVENT_HEADERS": headers,
-            "EVENT_HMAC_SECRET": event_secret,
-            "PUBSUB_KEEPALIVE_SECONDS": pubsub_keepalive,
-            "PUBSUB_IDLE_CLOSE_SECONDS": pubsub_idle_close,
-        },
-        cc_config={
-            "SNAPSHOT": cc_snapshot,
-            "RATE_PER_SECOND": cc_rate,
-            "DAILY_QUOTA": cc_quota,
-            "ACTIVITY_SECONDS": cc_activity_seconds,
-        },
-    )
+    try:
+        running = server.start(
+            host=host,
+            sf_port=sf_port,
+            cc_port=cc_port,
+            pubsub_port=pubsub_port if pubsub else None,
+            tls_dir=tls_dir,
+            sf_config={
+                "ORG_PROFILE": org_profile,
+                "DUPLICATE_RULE": duplicate_rule,
+                "SNAPSHOT": sf_snapshot,
+                "EVENT_URL": event_url,
+                "EVENT_HEADERS": headers,
+                "EVENT_HMAC_SECRET": event_secret,
+                "PUBSUB_KEEPALIVE_SECONDS": pubsub_keepalive,
+                "PUBSUB_IDLE_CLOSE_SECONDS": pubsub_idle_close,
+            },
+            cc_config={
+                "SNAPSHOT": cc_snapshot,
+                "RATE_PER_SECOND": cc_rate,
+                "DAILY_QUOTA": cc_quota,
+                "ACTIVITY_SECONDS": cc_activity_seconds,
+            },
+        )
+    except RuntimeError as exc:  # gRPC could not bind the Pub/Sub port
+        raise click.ClickException(
+            f"{exc} Another sandbox may be serving it: --pubsub-port 0 picks a free port."
+        ) from exc
     click.echo(f"Salesforce sandbox:        {running.sf_url}  (CA bundle: {running.tls.ca_cert})")
     click.echo(f"Constant Contact sandbox:  {running.cc_url}")
     if running.pubsub_target:

@@ -95,7 +95,12 @@ def start(
         # Deferred on purpose: gRPC and the compiled proto are only needed when served.
         from sandbox.salesforce.pubsub import start_pubsub
 
-        grpc_server, bound = start_pubsub(sf_app, port=pubsub_port, tls=tls, host=host)
+        try:
+            grpc_server, bound = start_pubsub(sf_app, port=pubsub_port, tls=tls, host=host)
+        except RuntimeError:  # the port is taken: give the other two back before failing
+            sf_server.server_close()
+            cc_server.server_close()
+            raise
         running._grpc_servers.append(grpc_server)
         running.pubsub_target = f"{shown_host}:{bound}"
     for name, server in (("salesforce", sf_server), ("constantcontact", cc_server)):

@@ -24,6 +24,7 @@ import fastavro
 import grpc
 import pytest
 
+from sandbox import server
 from sandbox.salesforce.pubsub import start_pubsub
 from sandbox.salesforce.pubsub_schema import hex_bitmap
 from sandbox.tls import ensure_certificates
@@ -237,9 +238,9 @@ def sf_config(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 @pytest.fixture
 def pubsub(sf_app: Any) -> Iterator[int]:
-    server, port = start_pubsub(sf_app)
+    grpc_server, port = start_pubsub(sf_app)
     yield port
-    server.stop(grace=None)
+    grpc_server.stop(grace=None)
 
 
 @pytest.fixture
@@ -497,6 +498,24 @@ def test_all_change_events_channel_carries_every_entity(client: Client, ui: Any)
     assert by_entity["Account"]["Name"] == "Analytical Engines Ltd"
     assert by_entity["Account"]["BillingAddress"]["City"] == "London"
     assert by_entity["CampaignMember"]["ContactId"] == contact
+
+
+def test_gap_events_carry_the_header_only(client: Client, ui: Any, sf_session: Any) -> None:
+    stream = _open(client, ui, CONTACTS)
+    contact = _contact(ui)
+    for change_type, ids in (("GAP_UPDATE", [contact]), ("GAP_OVERFLOW", [])):
+        r = sf_session.post(
+            f"{SF_BASE}/_sandbox/events/gap",
+            json={"entity": "Contact", "change_type": change_type, "ids": ids},
+        )
+        assert r.status_code == 200, r.text
+    _, gap, overflow = (client.decode(e) for e in stream.events(3))
+    assert gap["ChangeEventHeader"]["changeType"] == "GAP_UPDATE"
+    assert gap["ChangeEventHeader"]["recordIds"] == [contact]
+    assert overflow["ChangeEventHeader"]["changeType"] == "GAP_OVERFLOW"
+    assert overflow["ChangeEventHeader"]["recordIds"] == []
+    for event in (gap, overflow):
+        assert all(v is None for k, v in event.items() if k != "ChangeEventHeader")
 
 
 @pytest.mark.parametrize("sf_config", [{"ORG_PROFILE": "person_accounts"}], indirect=True)
@@ -790,11 +809,29 @@ def test_first_request_must_ask_for_events(client: Client) -> None:
 
 def test_tls_with_the_sandbox_ca(sf_app: Any, sf_sandbox: Any, sf_token: str, tmp_path) -> None:
     files = ensure_certificates(tmp_path / "tls")
-    server, port = start_pubsub(sf_app, tls=files)
+    grpc_server, port = start_pubsub(sf_app, tls=files)
     try:
         credentials = grpc.ssl_channel_credentials(root_certificates=files.ca_cert.read_bytes())
         with grpc.secure_channel(f"localhost:{port}", credentials) as channel:
             client = Client(channel, sf_token, sf_sandbox.config["ORG_ID"])
             assert client.topic(CONTACTS).schema_id
     finally:
-        server.stop(grace=None)
+        grpc_server.stop(grace=None)
+
+
+def test_sandbox_server_serves_pubsub_beside_rest(tmp_path) -> None:
+    running = server.start(sf_port=0, cc_port=0, pubsub_port=0, tls_dir=tmp_path / "tls")
+    try:
+        assert running.pubsub_target and running.pubsub_target.startswith("127.0.0.1:")
+        token = running.sf.auth.issue().access_token
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=running.tls.ca_cert.read_bytes()
+        )
+        with grpc.secure_channel(running.pubsub_target, credentials) as channel:
+            client = Client(channel, token, running.sf.config["ORG_ID"])
+            assert client.topic(CONTACTS).schema_id
+        port = int(running.pubsub_target.rsplit(":", 1)[1])
+        with pytest.raises(RuntimeError):  # never two sandboxes on one port
+            server.start(sf_port=0, cc_port=0, pubsub_port=port, tls_dir=tmp_path / "tls")
+    finally:
+        running.stop()
