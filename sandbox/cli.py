@@ -14,7 +14,7 @@ import requests
 from sandbox import server
 from sandbox.connect import DEFAULT_CC_URL, DEFAULT_SF_URL, sandbox_connect
 from sandbox.constantcontact.store import is_uuid
-from sandbox.server import CC_PORT, SF_PORT
+from sandbox.server import CC_PORT, PUBSUB_PORT, SF_PORT
 from sandbox.tls import DEFAULT_DIR
 
 
@@ -30,6 +30,25 @@ sandbox_cli.add_command(sandbox_connect)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--sf-port", default=SF_PORT, show_default=True, help="Salesforce (HTTPS) port.")
 @click.option("--cc-port", default=CC_PORT, show_default=True, help="Constant Contact port.")
+@click.option(
+    "--pubsub-port",
+    default=PUBSUB_PORT,
+    show_default=True,
+    help="Salesforce Pub/Sub API (gRPC over TLS) port; 0 picks a free one.",
+)
+@click.option("--pubsub/--no-pubsub", default=True, show_default=True, help="Serve Pub/Sub.")
+@click.option(
+    "--pubsub-keepalive",
+    default=270.0,
+    show_default=True,
+    help="Seconds before an idle Subscribe stream gets an empty keepalive FetchResponse.",
+)
+@click.option(
+    "--pubsub-idle-close",
+    default=60.0,
+    show_default=True,
+    help="Seconds a Subscribe stream may have nothing requested before it is closed.",
+)
 @click.option("--tls-dir", default=str(DEFAULT_DIR), show_default=True)
 @click.option(
     "--org-profile",
@@ -63,6 +82,10 @@ def serve(
     host: str,
     sf_port: int,
     cc_port: int,
+    pubsub_port: int,
+    pubsub: bool,
+    pubsub_keepalive: float,
+    pubsub_idle_close: float,
     tls_dir: str,
     org_profile: str,
     duplicate_rule: bool,
@@ -77,28 +100,38 @@ def serve(
 ) -> None:
     """Serve both sandboxes until interrupted."""
     headers = _headers(event_header, "--event-header")
-    running = server.start(
-        host=host,
-        sf_port=sf_port,
-        cc_port=cc_port,
-        tls_dir=tls_dir,
-        sf_config={
-            "ORG_PROFILE": org_profile,
-            "DUPLICATE_RULE": duplicate_rule,
-            "SNAPSHOT": sf_snapshot,
-            "EVENT_URL": event_url,
-            "EVENT_HEADERS": headers,
-            "EVENT_HMAC_SECRET": event_secret,
-        },
-        cc_config={
-            "SNAPSHOT": cc_snapshot,
-            "RATE_PER_SECOND": cc_rate,
-            "DAILY_QUOTA": cc_quota,
-            "ACTIVITY_SECONDS": cc_activity_seconds,
-        },
-    )
+    try:
+        running = server.start(
+            host=host,
+            sf_port=sf_port,
+            cc_port=cc_port,
+            pubsub_port=pubsub_port if pubsub else None,
+            tls_dir=tls_dir,
+            sf_config={
+                "ORG_PROFILE": org_profile,
+                "DUPLICATE_RULE": duplicate_rule,
+                "SNAPSHOT": sf_snapshot,
+                "EVENT_URL": event_url,
+                "EVENT_HEADERS": headers,
+                "EVENT_HMAC_SECRET": event_secret,
+                "PUBSUB_KEEPALIVE_SECONDS": pubsub_keepalive,
+                "PUBSUB_IDLE_CLOSE_SECONDS": pubsub_idle_close,
+            },
+            cc_config={
+                "SNAPSHOT": cc_snapshot,
+                "RATE_PER_SECOND": cc_rate,
+                "DAILY_QUOTA": cc_quota,
+                "ACTIVITY_SECONDS": cc_activity_seconds,
+            },
+        )
+    except RuntimeError as exc:  # gRPC could not bind the Pub/Sub port
+        raise click.ClickException(
+            f"{exc} Another sandbox may be serving it: --pubsub-port 0 picks a free port."
+        ) from exc
     click.echo(f"Salesforce sandbox:        {running.sf_url}  (CA bundle: {running.tls.ca_cert})")
     click.echo(f"Constant Contact sandbox:  {running.cc_url}")
+    if running.pubsub_target:
+        click.echo(f"Salesforce Pub/Sub API:    {running.pubsub_target}  (gRPC, TLS, same CA)")
     click.echo("OAuth client: sandbox-client-id / sandbox-client-secret. Ctrl-C stops.")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

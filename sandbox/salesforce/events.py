@@ -234,6 +234,7 @@ class EventHub:
         self._closed = False
         self._person_contacts: dict[str, str] = {}
         self._formula_cache: dict[str, frozenset[str]] = {}
+        self._listeners: list[Sink] = []
         self.target = self._configured_target()
 
     # -- configuration -------------------------------------------------------------------------
@@ -260,6 +261,15 @@ class EventHub:
         with self._lock:
             self.target = DeliveryTarget(url, headers, batch_size, hmac_secret, sink)
             return self.target
+
+    def add_listener(self, listener: Sink) -> None:
+        """Hand every published batch of envelopes to `listener` too (the Pub/Sub event bus).
+
+        Called in publish order, whatever the delivery target, before delivery; a listener that
+        raises is logged and skipped, never stops the others or delivery.
+        """
+        with self._lock:
+            self._listeners.append(listener)
 
     def reset(self) -> None:
         """Forget kept events and the delivery log; delivery goes back to the configured target."""
@@ -530,6 +540,12 @@ class EventHub:
                 self._kept.append((now, env))
             self._prune(now)
             target = self.target
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(envelopes)
+            except Exception:  # a listener's bug must not cost the webhook its events
+                log.exception("change event listener failed for %d events", len(envelopes))
         if not target.enabled:
             return
         if self.mode == "sync":

@@ -266,6 +266,13 @@ _NO_EVENTS = frozenset(
         "ContentDocumentLink",
     }
 )
+
+
+def announces_changes(sobject: str) -> bool:
+    """Whether the org selects this object for Change Data Capture (its writes make events)."""
+    return sobject not in _NO_EVENTS
+
+
 _LEAD_PREFIX = "00Q"
 # Loads that must go through create() one row at a time: a file makes its document and shares,
 # and a share is checked against the document's other shares.

@@ -57,6 +57,7 @@ class World:
         database_url: str = "sqlite://",
     ) -> None:
         self.events: list[dict[str, Any]] = []
+        self._pubsub_servers: list[Any] = []
         self.sf_app = create_sf_app(
             {"EVENT_DELIVERY": "sync", "EVENT_SINK": self._deliver, **(sf_config or {})}
         )
@@ -160,6 +161,21 @@ class World:
         r = self.sf_session.delete(f"{SF_BASE}/_sandbox/records/{sobject}/{record_id}")
         assert r.status_code in (200, 204), r.text
 
+    def start_pubsub(self, tls: bool = False, tls_dir: str | None = None) -> tuple[Any, int]:
+        """Serve the Salesforce org's Pub/Sub API (gRPC) on a free 127.0.0.1 port.
+
+        Returns `(server, port)`; `close()` stops it. Authenticate with `self.sf_token`,
+        instanceurl `SF_BASE` and tenantid `self.sf_app.extensions["sf_sandbox"].config["ORG_ID"]`.
+        With `tls=True` the certificate comes from the sandbox CA in `tls_dir` (`<dir>/ca.pem`).
+        """
+        # Deferred: only the tests that subscribe pay for gRPC and the compiled proto.
+        from sandbox.salesforce.pubsub import start_pubsub
+
+        kwargs: dict[str, Any] = {"tls_dir": tls_dir} if tls_dir else {}
+        server, port = start_pubsub(self.sf_app, port=0, tls=tls, **kwargs)
+        self._pubsub_servers.append(server)
+        return server, port
+
     # --- Constant Contact, read back -----------------------------------------------------------
 
     def cc_contact(self, email: str) -> dict[str, Any] | None:
@@ -179,6 +195,8 @@ class World:
         return dict(self.sf_session.get(f"{SF_BASE}/_sandbox/state").json())
 
     def close(self) -> None:
+        for server in self._pubsub_servers:
+            server.stop(grace=None)
         handles = self.app.extensions["middleware"]
         if handles.get("worker") is not None:
             handles["worker"].stop()

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +31,8 @@ def test_serve_then_seed_over_the_cli(tmp_path) -> None:
             "0",
             "--cc-port",
             "0",
+            "--pubsub-port",
+            "0",
             "--tls-dir",
             str(tls),
         ],
@@ -42,7 +45,7 @@ def test_serve_then_seed_over_the_cli(tmp_path) -> None:
     try:
         lines: list[str] = []
         deadline = time.monotonic() + 60
-        while len([x for x in lines if "sandbox:" in x]) < 2 and time.monotonic() < deadline:
+        while "Pub/Sub API:" not in "".join(lines) and time.monotonic() < deadline:
             line = proc.stdout.readline() if proc.stdout else ""
             if not line and proc.poll() is not None:
                 break
@@ -54,6 +57,9 @@ def test_serve_then_seed_over_the_cli(tmp_path) -> None:
         session.trust_env = False
         versions = session.get(f"{sf_url}/services/data/", verify=str(tls / "ca.pem"), timeout=10)
         assert versions.status_code == 200 and versions.json()[-1]["version"] == "66.0"
+        pubsub_target = re.search(r"Pub/Sub API:\s+(\S+)", text).group(1)  # type: ignore[union-attr]
+        token = session.post(f"{sf_url}/_sandbox/tokens", verify=str(tls / "ca.pem"), timeout=10)
+        _get_topic_over_tls(pubsub_target, tls / "ca.pem", token.json()["access_token"])
         seeded = subprocess.run(
             [
                 FLASK,
@@ -90,3 +96,24 @@ def test_serve_then_seed_over_the_cli(tmp_path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+def _get_topic_over_tls(target: str, ca: Path, token: str) -> None:
+    """The served Pub/Sub API answers over TLS trusting the sandbox CA, as a client would use it."""
+    sys.path.append(str(ROOT / "proto"))  # the proto's import root, only while compiling it
+    try:
+        pb2, services = grpc.protos_and_services("eventbus/v1/pubsub_api.proto")
+    finally:
+        sys.path.remove(str(ROOT / "proto"))
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca.read_bytes())
+    with grpc.secure_channel(target, credentials) as channel:
+        topic = services.PubSubStub(channel).GetTopic(
+            pb2.TopicRequest(topic_name="/data/ContactChangeEvent"),
+            metadata=(
+                ("accesstoken", token),
+                ("instanceurl", "https://127.0.0.1"),
+                ("tenantid", "00DSB0000000001AAA"),
+            ),
+            timeout=10,
+        )
+    assert topic.can_subscribe and topic.schema_id
