@@ -5,7 +5,18 @@ from __future__ import annotations
 from flask import Flask
 
 from sandbox.common import control_blueprint, install_faults
-from sandbox.salesforce import auth, bulk, control, events, listviews, oauth, rest, seed, store
+from sandbox.salesforce import (
+    auth,
+    bulk,
+    control,
+    events,
+    listviews,
+    oauth,
+    outbound,
+    rest,
+    seed,
+    store,
+)
 from sandbox.salesforce.org import SalesforceSandbox
 
 
@@ -17,7 +28,10 @@ def assemble(app: Flask, sandbox: SalesforceSandbox) -> None:
     sandbox.events = events.EventHub(sandbox)
     sandbox.bulk = bulk.BulkJobs(sandbox)
     sandbox.listviews = listviews.ListViews(sandbox)
+    sandbox.outbound = outbound.OutboundSender(sandbox)
+    # One feed of committed changes: CDC events and Outbound Messages both listen to it.
     sandbox.store.subscribe(sandbox.events.on_changes)
+    sandbox.store.subscribe(sandbox.outbound.on_changes)
 
     install_faults(app, sandbox.faults, rest.fault_response)
     # Size limit, bearer token, daily limit and call counting for every /services/data call;
@@ -26,5 +40,14 @@ def assemble(app: Flask, sandbox: SalesforceSandbox) -> None:
 
     ctl = control_blueprint(sandbox.clock, sandbox.faults, sandbox.reset, name="sf_control")
     app.register_blueprint(ctl)
-    for bp in (oauth.bp, rest.bp, listviews.bp, bulk.bp, events.bp, seed.bp, control.bp):
+    for bp in (
+        oauth.bp,
+        rest.bp,
+        listviews.bp,
+        bulk.bp,
+        events.bp,
+        outbound.bp,
+        seed.bp,
+        control.bp,
+    ):
         app.register_blueprint(bp)

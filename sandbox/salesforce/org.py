@@ -44,7 +44,7 @@ class SalesforceSandbox:
         self.faults = Faults(sleep=self.config.get("sleep") or time.sleep)
         # Filled in by their modules at build time (see build.assemble): store, auth (tokens),
         # usage (API call counts and daily limits), cursors (open query locators), events, bulk,
-        # listviews (the org's List Views).
+        # listviews (the org's List Views), outbound (Outbound Message actions and their queue).
         self.store: Any = None
         self.auth: Any = None
         self.usage: Any = None
@@ -52,6 +52,7 @@ class SalesforceSandbox:
         self.events: Any = None
         self.bulk: Any = None
         self.listviews: Any = None
+        self.outbound: Any = None
 
     @property
     def api_calls(self) -> int:
@@ -67,6 +68,7 @@ class SalesforceSandbox:
             self.events,
             self.bulk,
             self.listviews,
+            self.outbound,
         ):
             if part is not None and hasattr(part, "reset"):
                 part.reset()
