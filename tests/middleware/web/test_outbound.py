@@ -19,42 +19,13 @@ from middleware.store import setups as setup_repo
 from middleware.web.outbound import fault
 from middleware.web.webhooks import forget_setup
 from schemas.setup import validate_setup
-
-ORG_ID = "00DSB00000000012AA"  # 18-character form of 00DSB0000000001
-OTHER_ORG = "00DXX0000000009AAA"
-
-
-def _contact_id(n: int) -> str:
-    return to_18(f"003SB{n:010d}")
-
-
-def notification(n: int, record_id: str | None = None, sobject: str = "Contact") -> str:
-    record_id = record_id or _contact_id(n)
-    return (
-        f"<Notification><Id>04lSB{n:013d}</Id>"
-        f'<sObject xsi:type="sf:{sobject}" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">'
-        f"<sf:Id>{record_id}</sf:Id><sf:Email>n{n}@example.org</sf:Email>"
-        "</sObject></Notification>"
-    )
-
-
-def message(*items: str, org_id: str = ORG_ID) -> bytes:
-    """An Outbound Message shaped as Salesforce sends it."""
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>'
-        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
-        'xmlns:xsd="http://www.w3.org/2001/XMLSchema" '
-        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
-        "<soapenv:Body>"
-        '<notifications xmlns="http://soap.sforce.com/2005/09/outbound">'
-        f"<OrganizationId>{org_id}</OrganizationId>"
-        "<ActionId>04kSB0000000001AAA</ActionId>"
-        '<SessionId xsi:nil="true"/>'
-        "<EnterpriseUrl>https://sf.test/services/Soap/c/66.0/00DSB0000000001</EnterpriseUrl>"
-        "<PartnerUrl>https://sf.test/services/Soap/u/66.0/00DSB0000000001</PartnerUrl>"
-        f"{''.join(items)}"
-        "</notifications></soapenv:Body></soapenv:Envelope>"
-    ).encode()
+from tests.middleware.salesforce.outbound_samples import (
+    ORG_ID,
+    OTHER_ORG,
+    contact_id,
+    message,
+    notification,
+)
 
 
 @pytest.fixture
@@ -146,7 +117,7 @@ def test_a_retried_message_is_a_duplicate_but_a_new_notification_counts(
     assert (recorded[0].accepted, recorded[0].duplicates) == (2, 0)
     assert (recorded[1].accepted, recorded[1].duplicates) == (0, 2)
     # The same record changed again: a new notification id, a new hint.
-    later = post(client, setup, message(notification(3, record_id=_contact_id(1))))
+    later = post(client, setup, message(notification(3, record_id=contact_id(1))))
     assert later.get_data() == ACK
     assert (recorded[2].accepted, recorded[2].duplicates) == (1, 0)
 
