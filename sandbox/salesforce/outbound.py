@@ -176,7 +176,7 @@ class Message:
     """Up to 100 notifications of one action, delivered (and retried) together."""
 
     id: str
-    action: str
+    action: OutboundAction  # as it was when the message was made: removing it stops no message
     notifications: list[Notification]
     created_at: datetime
     next_attempt_at: datetime
@@ -192,7 +192,7 @@ class Message:
     def describe(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "action": self.action,
+            "action": self.action.name,
             "notification_ids": [n.id for n in self.notifications],
             "record_ids": [n.record_id for n in self.notifications],
             "status": self.status,
@@ -431,22 +431,22 @@ class OutboundSender:
                 if action.reorder:
                     self.random.shuffle(notes)
                 for start in range(0, len(notes), MAX_PER_MESSAGE):
+                    chunk = notes[start : start + MAX_PER_MESSAGE]
                     self._pending.append(
                         Message(
                             id=f"om_{secrets.token_hex(8)}",
-                            action=name,
-                            notifications=notes[start : start + MAX_PER_MESSAGE],
-                            created_at=now,
+                            action=action,
+                            notifications=chunk,
+                            # Its 24 hours run from the oldest notification's queueing.
+                            created_at=min(n.queued_at for n in chunk),
                             next_attempt_at=now,
                         )
                     )
                 self._unsent[name] = []
             dropped = 0
             for message in list(self._pending):
-                retry = self._policy(message)
-                if message.in_flight or now - message.created_at < timedelta(
-                    seconds=retry.give_up_seconds
-                ):
+                give_up = timedelta(seconds=message.action.retry.give_up_seconds)
+                if message.in_flight or now - message.created_at < give_up:
                     continue
                 message.status = "dropped"
                 message.finished_at = now
@@ -457,19 +457,11 @@ class OutboundSender:
                 )
             due = [m for m in self._pending if not m.in_flight and m.next_attempt_at <= now]
             due.sort(key=lambda m: m.next_attempt_at)
-            if any(self._reorders(m) for m in due):
+            if any(m.action.reorder for m in due):
                 self.random.shuffle(due)
             for message in due:
                 message.in_flight = True
         return due, dropped
-
-    def _policy(self, message: Message) -> RetryPolicy:
-        action = self.actions.get(message.action)
-        return action.retry if action is not None else RetryPolicy()
-
-    def _reorders(self, message: Message) -> bool:
-        action = self.actions.get(message.action)
-        return action is not None and action.reorder
 
     def _finish(self, message: Message) -> None:
         """Move a message out of the queue (lock held)."""
@@ -479,13 +471,10 @@ class OutboundSender:
 
     def _attempt(self, message: Message) -> str:
         """POST one message; on anything but an Ack, schedule its retry. 'delivered'/'failed'."""
-        with self._lock:
-            action = self.actions.get(message.action)
-        if action is not None:
-            for note in message.notifications:
-                # The values when it is sent, not when it was queued (Salesforce documents so).
-                note.values = self._read(action, note.record_id) or note.values
-        status, error = self._post(message, action)
+        for note in message.notifications:
+            # The values when it is sent, not when it was queued (Salesforce documents so).
+            note.values = self._read(message.action, note.record_id) or note.values
+        status, error = self._post(message)
         now = self.sandbox.clock.now()
         with self._lock:
             message.in_flight = False
@@ -501,8 +490,8 @@ class OutboundSender:
                 message.finished_at = now
                 self._finish(message)
                 return "delivered"
-            retry = action.retry if action is not None else RetryPolicy()
-            message.next_attempt_at = now + timedelta(seconds=retry.delay(message.attempts))
+            delay = message.action.retry.delay(message.attempts)
+            message.next_attempt_at = now + timedelta(seconds=delay)
         log.info(
             "outbound message %s attempt %d failed (%s); next at %s",
             message.id,
@@ -515,21 +504,17 @@ class OutboundSender:
     def _duplicate(self, message: Message) -> bool:
         """Send a delivered message once more at the action's duplicate rate."""
         with self._lock:
-            action = self.actions.get(message.action)
-            if action is None or self.random.random() >= action.duplicate_rate:
+            if self.random.random() >= message.action.duplicate_rate:
                 return False
-        self._post(message, action)
+        self._post(message)
         with self._lock:
             message.duplicates_sent += 1
             self._counts["duplicates_sent"] += 1
         return True
 
-    def _post(
-        self, message: Message, action: OutboundAction | None
-    ) -> tuple[int | None, str | None]:
+    def _post(self, message: Message) -> tuple[int | None, str | None]:
         """(HTTP status, why it is not an Ack or None when it is)."""
-        if action is None:
-            return None, "the outbound action was removed"
+        action = message.action
         body = self.render(action, message.notifications)
         headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'}
         try:

@@ -139,6 +139,17 @@ def test_an_inactive_or_removed_action_fires_nothing(org, endpoint) -> None:
     assert app.test_client().delete("/_sandbox/outbound/Contact").status_code == 404
 
 
+def test_a_message_queued_before_its_action_is_removed_still_goes_out(org, endpoint) -> None:
+    app, sandbox = org
+    endpoint.answers = [(503, b"")]
+    _action(app)
+    sandbox.store.create("Contact", {"LastName": "Queued"})
+    app.test_client().delete("/_sandbox/outbound")
+    sandbox.clock.advance(30)
+    assert sandbox.outbound.step()["delivered"] == 1
+    assert len(endpoint.posts) == 2 and endpoint.posts[0][1] == endpoint.posts[1][1]
+
+
 def test_notifications_go_in_messages_of_at_most_100(org, endpoint) -> None:
     app, sandbox = org
     _action(app)
