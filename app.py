@@ -39,6 +39,7 @@ log = logging.getLogger("app")
 BLUEPRINT_MODULES = (
     "middleware.web.health",
     "middleware.web.webhooks",
+    "middleware.web.outbound",
     "middleware.web.cc_webhooks",
     "middleware.web.admin",
     "middleware.web.oauth",

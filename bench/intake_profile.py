@@ -37,7 +37,7 @@ from bench.webhook_intake import batch_body, event_body, hello_app
 # (module attribute path in middleware.web.webhooks' namespace, label); order is the report's.
 STAGES = (
     ("read_body", "read body"),
-    ("_load_setup", "setup lookup (cached)"),
+    ("load_setup", "setup lookup (cached)"),
     ("_authenticated", "auth (shared secret)"),
     ("parse_events", "parse + validate"),
     ("intake.add_hints", "Redis: dedupe + ids + guard (EVALSHA)"),

@@ -180,6 +180,8 @@ def _print_setup(view: dict[str, Any]) -> None:
     line = _setup_line(view)
     click.echo(table([line], _SETUP_COLUMNS))
     click.echo(f"\nwebhook: {view['webhook']['url']} (auth: {view['webhook']['auth']})")
+    if "outbound" in (view.get("options") or {}).get("salesforce_changes", ()):
+        click.echo(f"outbound messages: {view['webhook']['outbound_url']}?secret=<webhook secret>")
     if view.get("webhook_secret"):
         click.echo(f"webhook secret: {view['webhook_secret']}")
         click.secho(

@@ -339,6 +339,82 @@ def events(
     click.echo(json.dumps(_call(session, "PUT", endpoint, body), sort_keys=True))
 
 
+@sandbox_cli.command("outbound")
+@click.option("--url", default=None, help="Endpoint the Outbound Messages POST to (SOAP).")
+@click.option("--object", "sobject", default="Contact", show_default=True)
+@click.option("--field", "fields", multiple=True, help="A field to send besides Id (repeatable).")
+@click.option("--name", default=None, help="The action's name [default: the object's].")
+@click.option("--inactive", is_flag=True, help="Keep the action but fire nothing.")
+@click.option(
+    "--first-delay", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True
+)
+@click.option(
+    "--max-delay", type=click.FloatRange(min=0, min_open=True), default=7200.0, show_default=True
+)
+@click.option(
+    "--give-up", type=click.FloatRange(min=0, min_open=True), default=86400.0, show_default=True
+)
+@click.option(
+    "--duplicate-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of delivered messages sent a second time.",
+)
+@click.option("--reorder", is_flag=True, help="Send notifications and messages out of order.")
+@click.option("--off", is_flag=True, help="Remove the action named --name (or every action).")
+@click.option("--sf-url", default=DEFAULT_SF_URL, show_default=True)
+@click.option("--ca-bundle", default=None)
+def outbound(
+    url: str | None,
+    sobject: str,
+    fields: tuple[str, ...],
+    name: str | None,
+    inactive: bool,
+    first_delay: float,
+    max_delay: float,
+    give_up: float,
+    duplicate_rate: float,
+    reorder: bool,
+    off: bool,
+    sf_url: str,
+    ca_bundle: str | None,
+) -> None:
+    """Show or set the running Salesforce sandbox's Outbound Message actions.
+
+    Without --url or --off, shows the actions and their queue (pending, delivered, dropped,
+    attempts). --url adds an action (or replaces the one of that name): every create and edit of
+    --object then sends a SOAP notification with Id and each --field, retried as Salesforce does.
+    """
+    endpoint = f"{sf_url.rstrip('/')}/_sandbox/outbound"
+    session = _session(ca_bundle)
+    if off:
+        if url:
+            raise click.UsageError("--off takes no --url")
+        target = f"{endpoint}/{name}" if name else endpoint
+        click.echo(json.dumps(_call(session, "DELETE", target), sort_keys=True))
+        return
+    if url is None:
+        click.echo(json.dumps(_call(session, "GET", endpoint), sort_keys=True))
+        return
+    body: dict[str, Any] = {
+        "url": url,
+        "object": sobject,
+        "fields": list(fields),
+        "active": not inactive,
+        "retry": {
+            "first_delay_seconds": first_delay,
+            "max_delay_seconds": max_delay,
+            "give_up_seconds": give_up,
+        },
+        "duplicate_rate": duplicate_rate,
+        "reorder": reorder,
+    }
+    if name:
+        body["name"] = name
+    click.echo(json.dumps(_post(session, endpoint, body), sort_keys=True))
+
+
 @sandbox_cli.command("send")
 @click.option(
     "--list", "lists", multiple=True, required=True, help="A CC list, by id or name (repeatable)."

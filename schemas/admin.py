@@ -153,6 +153,13 @@ class WebhookViewSchema(Schema):
     """How Salesforce reaches this setup."""
 
     url = fields.String(required=True, metadata=_d("Endpoint a Flow or Apex callout POSTs to."))
+    outbound_url = fields.String(
+        required=True,
+        metadata=_d(
+            "Endpoint an Outbound Message action posts to, with `?secret=<webhook secret>` "
+            "appended (taken while `salesforce_changes` names `outbound`)."
+        ),
+    )
     auth = fields.String(required=True, metadata=_d("Auth mode.", enum=list(WEBHOOK_AUTH)))
 
 

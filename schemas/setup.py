@@ -55,7 +55,7 @@ CAMPAIGN_LIST_SOURCES = ("campaigns", "list_views")
 WEBHOOK_AUTH = ("shared_secret", "hmac")
 SALESFORCE_DOORS = ("webhook", "pubsub", "outbound")
 # Doors whose code is not built yet: refused at save rather than stored and ignored.
-DOORS_NOT_BUILT = ("pubsub", "outbound")
+DOORS_NOT_BUILT = ("pubsub",)
 FILTER_OPS = (
     "equals",
     "not_equals",
@@ -691,7 +691,8 @@ class SetupSchema(_Strict):
         missing = [door for door in value if door in DOORS_NOT_BUILT]
         if missing:
             raise ValidationError(
-                f"{', '.join(missing)} is not available yet: only the webhook door is built."
+                f"{', '.join(missing)} is not available yet: the webhook and outbound doors "
+                "are built."
             )
 
     @validates("campaign_lists")

@@ -116,7 +116,7 @@ class ChangeHint:
     sequence_number: int | None = None
     channel: str | None = None
     replay_id: int | None = None
-    source: str = "cdc"  # "cdc" | "platform_event"
+    source: str = "cdc"  # "cdc" | "platform_event" | "outbound" (salesforce/outbound.py)
 
     @property
     def is_gap(self) -> bool:

@@ -38,6 +38,11 @@ def webhook_url(settings: Settings, setup_id: int) -> str:
     return f"{settings.public_url}/webhooks/salesforce/{setup_id}"
 
 
+def outbound_url(settings: Settings, setup_id: int) -> str:
+    """Where a setup's Outbound Message action posts (with `?secret=<webhook secret>`)."""
+    return f"{webhook_url(settings, setup_id)}/outbound"
+
+
 def setup_view(
     settings: Settings,
     row: Setup,
@@ -55,6 +60,7 @@ def setup_view(
         "constant_contact_connection": row.constant_contact_connection_id,
         "webhook": {
             "url": webhook_url(settings, row.id),
+            "outbound_url": outbound_url(settings, row.id),
             "auth": (options.get("webhook") or {}).get("auth") or "shared_secret",
         },
         "paused": row.is_paused(utcnow()),

@@ -37,7 +37,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, has_app_context, jsonify, request
 from werkzeug.datastructures import EnvironHeaders
@@ -46,9 +46,13 @@ from middleware import metrics
 from middleware.salesforce.events import InvalidEvents, parse_events
 from middleware.services import changes
 from middleware.services.lookups import storable_id
+from middleware.store import connections as connection_repo
 from middleware.store import setups as setup_repo
 from middleware.web import get_redis, get_settings, get_store, handles, problem
 from middleware.web.webhook_input import BodyTooLarge, read_body
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +69,20 @@ SETUP_CACHE_MAX = 10_000
 
 
 @dataclass(frozen=True)
-class _SetupView:
-    """What the webhook needs of a setup, cached briefly so a burst costs no database reads."""
+class SetupView:
+    """What the webhooks need of a setup, cached briefly so a burst costs no database reads.
+
+    The Outbound Messages door (`middleware.web.outbound`) shares this cache: it also needs
+    which doors the setup opened and the org id of its Salesforce connection.
+    """
 
     setup_id: int
     secret: str
     auth: str
     platform_event: dict[str, Any] | None
     scope: changes.Scope
+    doors: tuple[str, ...] = ("webhook",)
+    org_id: str | None = None  # the Salesforce connection's org id, when known
 
 
 _cache_lock = threading.Lock()
@@ -83,12 +93,12 @@ CACHE_KEY = "webhook_setups"
 _STAND_IN_SECRET = secrets.token_urlsafe(32)
 
 
-def _cache() -> dict[int, tuple[float, _SetupView | None]]:
+def _cache() -> dict[int, tuple[float, SetupView | None]]:
     """This app's cache of setups, unknown ids included (one per app: test apps never share)."""
     return handles().setdefault(CACHE_KEY, {})  # type: ignore[no-any-return]
 
 
-def _load_setup(setup_id: int) -> _SetupView | None:
+def load_setup(setup_id: int) -> SetupView | None:
     """The setup's view, or None for an id no setup has (remembered for a shorter while)."""
     if not storable_id(setup_id):
         # A larger id cannot name a setup (querying it raised a database error, "503 retry").
@@ -101,25 +111,35 @@ def _load_setup(setup_id: int) -> _SetupView | None:
         ttl = SETUP_CACHE_SECONDS if cached[1] is not None else UNKNOWN_CACHE_SECONDS
         if now - cached[0] < ttl:
             return cached[1]
-    view: _SetupView | None = None
+    view: SetupView | None = None
     with get_store().transaction() as session:
         setup = setup_repo.get(session, setup_id)
         if setup is not None:
             secret = setup_repo.webhook_secret(session, setup) or ""
             options = setup.options or {}
             webhook = options.get("webhook") or {}
-            view = _SetupView(
+            view = SetupView(
                 setup_id=setup.id,
                 secret=secret,
                 auth=webhook.get("auth", "shared_secret"),
                 platform_event=webhook.get("platform_event"),
                 scope=changes.Scope.of(setup.id, options),
+                doors=tuple(options.get("salesforce_changes") or ("webhook",)),
+                org_id=_org_id(session, setup.salesforce_connection_id),
             )
     with _cache_lock:
         if len(cache) >= SETUP_CACHE_MAX:
             cache.clear()
         cache[setup_id] = (now, view)
     return view
+
+
+def _org_id(session: Session, connection_id: int | None) -> str | None:
+    """The org id of a setup's Salesforce connection (None without one, or not learnt yet)."""
+    if connection_id is None:
+        return None
+    connection = connection_repo.get(session, connection_id)
+    return connection.account_id if connection is not None else None
 
 
 def forget_setup(setup_id: int) -> None:
@@ -172,7 +192,7 @@ def _hmac_problem(secret: str, body: bytes, now: float, headers: EnvironHeaders)
 
 
 def _authenticated(
-    view: _SetupView | None, body: bytes, now: float, headers: EnvironHeaders
+    view: SetupView | None, body: bytes, now: float, headers: EnvironHeaders
 ) -> bool:
     """Whether the request proves it comes from the setup's sender (never for an unknown setup).
 
@@ -245,7 +265,7 @@ def accept(setup_id: int, environ: dict[str, Any]) -> Response | Accepted:
             413, "Payload Too Large", f"bodies are limited to {settings.webhook_max_bytes} bytes"
         )
     try:
-        view = _load_setup(setup_id)
+        view = load_setup(setup_id)
     except Exception:
         log.exception("could not load setup %s for a webhook", setup_id)
         response = problem(503, "Service Unavailable", "the store is unavailable; retry")

@@ -13,6 +13,7 @@ from sandbox.salesforce import (
     listviews,
     oauth,
     pubsub_bus,
+    outbound,
     rest,
     seed,
     store,
@@ -29,7 +30,10 @@ def assemble(app: Flask, sandbox: SalesforceSandbox) -> None:
     sandbox.bulk = bulk.BulkJobs(sandbox)
     sandbox.listviews = listviews.ListViews(sandbox)
     sandbox.pubsub = pubsub_bus.PubSubBus(sandbox)
+    sandbox.outbound = outbound.OutboundSender(sandbox)
+    # One feed of committed changes: CDC events and Outbound Messages both listen to it.
     sandbox.store.subscribe(sandbox.events.on_changes)
+    sandbox.store.subscribe(sandbox.outbound.on_changes)
     # Every rendered change event also goes on the Pub/Sub bus (served by pubsub.start_pubsub).
     sandbox.events.add_listener(sandbox.pubsub.on_envelopes)
 
@@ -47,6 +51,7 @@ def assemble(app: Flask, sandbox: SalesforceSandbox) -> None:
         bulk.bp,
         events.bp,
         pubsub_bus.bp,
+        outbound.bp,
         seed.bp,
         control.bp,
     ):

@@ -44,7 +44,8 @@ class SalesforceSandbox:
         self.faults = Faults(sleep=self.config.get("sleep") or time.sleep)
         # Filled in by their modules at build time (see build.assemble): store, auth (tokens),
         # usage (API call counts and daily limits), cursors (open query locators), events, bulk,
-        # listviews (the org's List Views), pubsub (the Pub/Sub API's event bus).
+        # listviews (the org's List Views), pubsub (the Pub/Sub API's event bus), outbound
+        # (Outbound Message actions and their queue).
         self.store: Any = None
         self.auth: Any = None
         self.usage: Any = None
@@ -53,6 +54,7 @@ class SalesforceSandbox:
         self.bulk: Any = None
         self.listviews: Any = None
         self.pubsub: Any = None
+        self.outbound: Any = None
 
     @property
     def api_calls(self) -> int:
@@ -69,6 +71,7 @@ class SalesforceSandbox:
             self.bulk,
             self.listviews,
             self.pubsub,
+            self.outbound,
         ):
             if part is not None and hasattr(part, "reset"):
                 part.reset()

@@ -3,7 +3,8 @@
 Everything speaks real HTTP through in-process transports (no sockets): the Salesforce and
 Constant Contact clients reach the sandboxes' WSGI apps, every Constant Contact exchange is checked
 against the official spec, and Salesforce change events reach the service's webhook through the
-Flask test client, exactly as a Flow HTTP callout would post them.
+Flask test client, exactly as a Flow HTTP callout would post them. Outbound Messages, once an
+action is set (`sf_outbound`), reach the service's SOAP endpoint the same way.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import fakeredis
 import requests
@@ -58,9 +60,20 @@ class World:
     ) -> None:
         self.events: list[dict[str, Any]] = []
         self._pubsub_servers: list[Any] = []
+        # JSON change events go to the webhook unless a test turns that door off.
+        self.deliver_to_webhook = True
+        # (url, body, status, answer) of every Outbound Message the org posted.
+        self.outbound_posts: list[tuple[str, bytes, int, bytes]] = []
         self.sf_app = create_sf_app(
-            {"EVENT_DELIVERY": "sync", "EVENT_SINK": self._deliver, **(sf_config or {})}
+            {
+                "EVENT_DELIVERY": "sync",
+                "EVENT_SINK": self._deliver,
+                "OUTBOUND_DELIVERY": "sync",
+                "OUTBOUND_SINK": self._deliver_outbound,
+                **(sf_config or {}),
+            }
         )
+        self.sf_org = self.sf_app.extensions["sf_sandbox"]
         self.cc_app = create_cc_app(
             {"RATE_PER_SECOND": 0, "ACTIVITY_STEPS": 1, **(cc_config or {})}
         )
@@ -98,6 +111,8 @@ class World:
                 vendor="salesforce",
                 label="sandbox org",
                 base_url=SF_BASE,
+                # The org id a real connection learns from its identity URL at sign-in.
+                account_id=self.sf_org.config["ORG_ID"],
                 access_token=self.sf_token,
             )
             cc_conn = connection_repo.create(
@@ -147,6 +162,28 @@ class World:
             headers={"X-Webhook-Secret": self.webhook_secret},
         )
         self.last_webhook = response
+
+    def _deliver_outbound(
+        self, url: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        """An Outbound Message from the org, handed to the service's app as Salesforce posts it."""
+        if getattr(self, "web", None) is None:
+            return 503, b""
+        parts = urlsplit(url)
+        response = self.web.post(parts.path, query_string=parts.query, data=body, headers=headers)
+        self.outbound_posts.append((url, body, response.status_code, response.get_data()))
+        return response.status_code, response.get_data()
+
+    def sf_outbound(self, **spec: Any) -> dict[str, Any]:
+        """Set an Outbound Message action in the org (as an admin's Flow would) that posts to
+        this setup's endpoint with its secret; `spec` as `POST /_sandbox/outbound` takes it."""
+        url = (
+            f"https://ctct.test/webhooks/salesforce/{self.setup_id}/outbound"
+            f"?secret={self.webhook_secret}"
+        )
+        r = self.sf_session.post(f"{SF_BASE}/_sandbox/outbound", json={"url": url, **spec})
+        assert r.status_code == 201, r.text
+        return dict(r.json())
 
     def sf_create(self, sobject: str = "Contact", **values: Any) -> str:
         r = self.sf_session.post(f"{SF_BASE}/_sandbox/records/{sobject}", json=values)

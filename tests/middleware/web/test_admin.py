@@ -185,6 +185,7 @@ def test_creating_a_setup_shows_its_secret_once(api: Api, connected: dict[str, i
     assert len(secret) >= 32
     assert created["webhook"] == {
         "url": f"http://localhost:5000/webhooks/salesforce/{created['id']}",
+        "outbound_url": f"http://localhost:5000/webhooks/salesforce/{created['id']}/outbound",
         "auth": "shared_secret",
     }
     assert created["options"]["schedule"]["full_sync"] == "daily"  # defaults filled
