@@ -12,7 +12,8 @@ envelope, or a batch) and Platform Events, authenticated per setup by either
 Answers: 202 once the ids are durably in Redis and their flush is scheduled; 401 for missing or
 wrong credentials *and* for an unknown setup, alike (same status, same body shape, the same
 secret comparison against a stand-in secret, so the answer never tells which setup ids exist; the
-detail only says what the request itself lacks); 400 malformed, naming the field (invalid JSON,
+detail only says what the request itself lacks); 409 for a setup whose `salesforce_changes` leave
+this door out; 400 malformed, naming the field (invalid JSON,
 nesting too deep, a `commitTimestamp` past the year 9999 ...); 413 too large, chunked bodies
 included; 503 (with Retry-After) when Redis or the store is down, or the flush could not be
 scheduled, so the sender retries instead of losing the event.
@@ -280,6 +281,14 @@ def accept(setup_id: int, environ: dict[str, Any]) -> Response | Accepted:
             log.info("webhook for setup %s refused: missing or wrong credentials", setup_id)
         return problem(401, "Unauthorized", _refusal(setup_id, now, headers))
     assert view is not None  # an unknown setup never authenticates
+    if "webhook" not in view.doors:
+        metrics.webhook_event("salesforce", "rejected", "door_closed")
+        return problem(
+            409,
+            "Conflict",
+            f"setup {setup_id} takes its Salesforce changes through {', '.join(view.doors)}, "
+            "not this webhook: add \"webhook\" to its salesforce_changes to use it",
+        )
 
     try:
         hints = parse_events(

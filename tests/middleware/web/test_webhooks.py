@@ -110,6 +110,25 @@ def test_bad_secret_is_refused_like_an_unknown_setup(client, setup, contact_ids,
     assert r.json["title"] == "Unauthorized"
 
 
+def test_a_setup_without_the_webhook_door_refuses_it(app, client, setup, contact_ids) -> None:
+    from middleware.web.webhooks import forget_setup
+
+    with setup["store"].transaction() as session:
+        row = setup_repo.get(session, setup["id"])
+        assert row is not None
+        row.options = {**row.options, "salesforce_changes": ["outbound"]}
+    with app.app_context():
+        forget_setup(setup["id"])
+    r = _post(client, setup, _event(contact_ids[0]))
+    assert r.status_code == 409
+    assert 'add "webhook" to its salesforce_changes' in r.json["detail"]
+    assert intake.pending(app.extensions["middleware"]["redis"], setup["id"]) == 0
+    # Wrong credentials still answer 401 first: the door is only named to the setup's owner.
+    assert (
+        _post(client, setup, _event(contact_ids[0]), **{"X-Webhook-Secret": "x"}).status_code == 401
+    )
+
+
 def test_bearer_form_of_the_secret_is_accepted(client, setup, contact_ids) -> None:
     r = client.post(
         f"/webhooks/salesforce/{setup['id']}",
