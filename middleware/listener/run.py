@@ -217,7 +217,12 @@ class Listener:
                 self._start(wanted, lease)
 
     def _start(self, wanted: plans.ConnectionPlan, lease: Lease) -> None:
-        worker = self.make_worker(wanted, lease)
+        try:
+            worker = self.make_worker(wanted, lease)
+        except Exception:  # a bad CA bundle, say: leave this connection, keep the others
+            log.exception("cannot consume Salesforce connection %s", wanted.connection_id)
+            lease.release()
+            return
         self.workers[wanted.connection_id] = worker
         worker.start()
         log.info(

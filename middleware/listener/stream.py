@@ -13,7 +13,8 @@ The loop of one channel of one connection, until the listener stops it:
    never ages out of the 72 h retention.
 4. The stream ends or fails: subscribe again after the stored replay id, after a pause that
    grows while nothing gets through. By failure:
-   - stream closed, `UNAVAILABLE` (RST_STREAM) and other passing errors: again, from the store;
+   - stream closed, `UNAVAILABLE` (RST_STREAM) and other passing errors, or a stream silent
+     for longer than the keepalives allow (a dead connection): again, from the store;
    - `UNAUTHENTICATED`: refresh the connection's token (once for every process), then again;
      refused again right after a refresh, the connection needs re-consent (marked, as the
      sync jobs mark it) and the listener leaves it until it is connected again;
@@ -35,7 +36,7 @@ from __future__ import annotations
 import logging
 import queue as queue_lib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -72,6 +73,7 @@ class Tuning:
     plan_seconds: float = 30.0  # how often the setups on the door are read again
     tick_seconds: float = 1.0  # the supervisor's step
     stop_seconds: float = 10.0  # how long a stop waits for a stream's thread
+    silence_seconds: float = 330.0  # no response this long (keepalives come within 270 s)
 
 
 class Backoff:
@@ -179,6 +181,35 @@ class _Feed:
             yield request
 
 
+class _Watchdog:
+    """Cancels a Subscribe call that has been silent too long: Salesforce sends at least a
+    keepalive every 270 s, so longer silence means a connection that died without a word."""
+
+    def __init__(self, seconds: float, on_silence: Callable[[], Any]) -> None:
+        self.seconds = seconds
+        self.on_silence = on_silence
+        self.fired = False
+        self._kicked = threading.Event()
+        self._closed = False
+        threading.Thread(target=self._watch, name="listener-watchdog", daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self._closed:
+            if not self._kicked.wait(self.seconds):
+                if not self._closed:
+                    self.fired = True
+                    self.on_silence()
+                return
+            self._kicked.clear()
+
+    def kick(self) -> None:
+        self._kicked.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._kicked.set()
+
+
 def _replay_refused(exc: grpc.RpcError) -> bool:
     """Whether an INVALID_ARGUMENT answer is about the replay id (not our request's shape)."""
     code = error_code(exc).lower()
@@ -212,6 +243,7 @@ class ChannelStream:
         self._from_latest = False  # the stored id was refused: start at the tip once
         self._custom = False  # the current stream started after a stored id
         self._token_used: str | None = None
+        self._silenced = False  # the last stream was cancelled for saying nothing too long
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -295,10 +327,12 @@ class ChannelStream:
         # (`pending_num_requested`) lags the top-ups still on their way to it, and trusting it
         # would ask again for what is already asked (more than `batch` pending).
         outstanding = self.tuning.batch
+        watchdog = _Watchdog(self.tuning.silence_seconds, call.cancel)
         try:
             if self.stop.is_set():
                 call.cancel()
             for response in call:
+                watchdog.kick()
                 self._handle(response)
                 self.retry.reset()
                 self.exhausted.reset()
@@ -308,6 +342,8 @@ class ChannelStream:
                     feed.ask(client.fetch_request(self.tuning.batch - outstanding))
                     outstanding = self.tuning.batch
         finally:
+            watchdog.close()
+            self._silenced = watchdog.fired
             with self._lock:
                 self._call = None
             feed.close()
@@ -379,6 +415,14 @@ class ChannelStream:
         status = status_of(exc)
         text = f"{status.name}: {details_of(exc)}"
         self.stats.last_error = text
+        if status is grpc.StatusCode.CANCELLED and self._silenced:
+            log.warning(
+                "%s: nothing from the server for %.0f s (not even a keepalive); "
+                "subscribing again from the stored id",
+                self.channel,
+                self.tuning.silence_seconds,
+            )
+            return self.retry.next()
         if status is grpc.StatusCode.UNAUTHENTICATED:
             return self._refresh(text)
         if status is grpc.StatusCode.INVALID_ARGUMENT and self._custom and _replay_refused(exc):

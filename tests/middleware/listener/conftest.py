@@ -41,6 +41,7 @@ FAST = stream.Tuning(
     plan_seconds=0.2,
     tick_seconds=0.05,
     stop_seconds=5.0,
+    silence_seconds=5.0,
 )
 
 

@@ -169,6 +169,16 @@ def test_a_stream_the_server_closes_is_subscribed_again_from_the_stored_id(
     assert (subscribed(server)[1].preset, subscribed(server)[1].replay_id) == ("CUSTOM", first)
 
 
+def test_a_silent_stream_is_given_up_and_subscribed_again(org, server, start) -> None:
+    org.add_setup("Contacts")
+    server.fake.keepalive_seconds = 30.0  # a connection that died without a word
+    running = start(org.listener(tuning=replace(FAST, silence_seconds=0.3)))
+    stream = running.stream(org.connection_id, CONTACTS)
+    wait_for(lambda: stream.stats.subscribes >= 2, what="a second Subscribe")
+    assert "CANCELLED" in (stream.stats.last_error or "")
+    server.fake.keepalive_seconds = 0.1
+
+
 def test_an_expired_session_is_refreshed_and_the_stream_goes_on(org, server, start) -> None:
     setup_id = org.add_setup("Contacts")
     server.fake.valid_tokens = {"token-2"}  # Salesforce ended token-1's session
