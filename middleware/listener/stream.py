@@ -381,7 +381,7 @@ class ChannelStream:
         for consumer in events:
             self.stats.events += 1
             try:
-                schema = self.wiring.schemas.get(consumer.event.schema_id)
+                schema = self._schema(consumer.event.schema_id)
                 hints.append(
                     pubsub.event_hint(
                         schema,
@@ -403,6 +403,19 @@ class ChannelStream:
                 )
         metrics.listener_events("received", len(events), self.wiring.redis)
         return hints
+
+    def _schema(self, schema_id: str) -> pubsub.EventSchema:
+        """The event's schema; one the server does not know makes the event unreadable (an
+        outage of GetSchema is not: it fails the stream, and the event comes again)."""
+        try:
+            return self.wiring.schemas.get(schema_id)
+        except grpc.RpcError as exc:
+            status = status_of(exc)
+            if status not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                raise
+            raise pubsub.UndecodableEvent(
+                f"schema {schema_id} refused ({status.name}: {details_of(exc)})"
+            ) from None
 
     def _store(self, replay_id: bytes) -> None:
         plans.save_position(self.wiring.store, self.setup_ids, self.channel, replay_id)

@@ -125,6 +125,17 @@ def test_our_own_echoes_and_unreadable_events_move_the_position_but_record_nothi
     assert metrics.redis_counter_values(org.redis, "listener_events")[("undecodable",)] == 1
 
 
+def test_an_event_whose_schema_the_server_does_not_know_is_skipped(org, server, start) -> None:
+    setup_id = org.add_setup("Contacts")
+    running = start(org.listener())
+    stream = running.stream(org.connection_id, CONTACTS)
+    wait_for(lambda: stream.stats.keepalives)
+    server.fake.publish(CONTACTS, contact_event([C1]), schema_id="GoneSchemaId")
+    last = server.fake.publish(CONTACTS, contact_event([C2]))
+    wait_for(lambda: stored_replay(org, setup_id) == last)
+    assert pending_ids(org, setup_id) == {C2} and stream.stats.undecodable == 1
+
+
 def test_redis_down_keeps_the_replay_id_and_the_events_come_again(
     org, server, start, monkeypatch
 ) -> None:
