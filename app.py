@@ -44,12 +44,13 @@ BLUEPRINT_MODULES = (
     "middleware.web.admin",
     "middleware.web.oauth",
 )
-# CLI groups by "module:attribute", registered when importable.
+# CLI groups (and single commands) by "module:attribute", registered when importable.
 CLI_GROUPS = (
     "sandbox.cli:sandbox_cli",
     "middleware.cli:setups_cli",
     "middleware.cli:connections_cli",
     "middleware.cli:sync_cli",
+    "middleware.cli:listen_command",
 )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 from marshmallow import Schema
 from redis import Redis
 from rq.exceptions import NoSuchJobError
@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from middleware import intake, queue, run_counts
 from middleware.extension import handles
+from middleware.listener import run as listener_run
 from middleware.services import connect, connections, errors, runs, setups
 from middleware.services import queue as jobs
 from middleware.services.exceptions import ServiceError
@@ -782,3 +783,20 @@ def sync_errors(
             click.echo(f"... {data['total'] - len(data['items'])} more (use --limit)")
 
     _out(s.ErrorListSchema, listed, as_json, human)
+
+
+# --------------------------------------------------------------------------- listener
+
+
+@click.command("listen")
+@with_appcontext
+def listen_command() -> None:
+    """Run the Pub/Sub listener until SIGTERM: Salesforce Change Data Capture for the setups
+    whose salesforce_changes include pubsub (one listener per connection across processes)."""
+    settings = _settings()
+    if settings.embedded:
+        raise click.ClickException(
+            "the listener is a process of its own and needs REDIS_URL: its leases and the "
+            "intake it records into are shared with the web and the workers"
+        )
+    listener_run.serve(settings, _store(), _redis())

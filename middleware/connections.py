@@ -150,6 +150,28 @@ def constant_contact_oauth(settings: Settings, session: requests.Session | None 
     return cc_wiring.oauth_client(settings, session or _session())
 
 
+def salesforce_token_source(
+    settings: Settings,
+    store: Store,
+    redis: Redis,
+    connection_id: int,
+    *,
+    session: requests.Session | None = None,
+) -> sf_oauth.RefreshingTokenSource:
+    """The stored connection's tokens, refreshed after a refusal once for every process (the
+    REST client's and the Pub/Sub listener's): `access_token()`, `refresh(rejected)`,
+    `instance_url()`."""
+    return sf_oauth.RefreshingTokenSource(
+        salesforce_tokens(store, connection_id),
+        salesforce_oauth(settings, session or _session(settings.salesforce_ca_bundle)),
+        # redis-py's Lock keeps its token per thread, so one instance serves every refresh of
+        # this client from any thread; entering it waits (60 s at most) for another worker's.
+        redis.lock(
+            f"ctct:refresh-lock:salesforce:{connection_id}", timeout=30, blocking_timeout=60
+        ),
+    )
+
+
 def salesforce_client(
     settings: Settings,
     store: Store,
@@ -164,17 +186,8 @@ def salesforce_client(
     ``get_retries``: how often a GET is retried on an outage (0 where an answer now matters
     more, as when a setup is saved)."""
     session = session or _session(settings.salesforce_ca_bundle)
-    tokens = salesforce_tokens(store, connection_id)
-    source = sf_oauth.RefreshingTokenSource(
-        tokens,
-        salesforce_oauth(settings, session),
-        # redis-py's Lock keeps its token per thread, so one instance serves every refresh of
-        # this client from any thread; entering it waits (60 s at most) for another worker's.
-        redis.lock(
-            f"ctct:refresh-lock:salesforce:{connection_id}", timeout=30, blocking_timeout=60
-        ),
-    )
-    stored = tokens.load()
+    source = salesforce_token_source(settings, store, redis, connection_id, session=session)
+    stored = source.store.load()
     if stored is None:
         raise sf_errors.AuthRevoked(
             f"Salesforce connection {connection_id} has no tokens; connect it first"

@@ -53,6 +53,10 @@ _REDIS_COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
         "Records written or skipped, by direction and action (created, updated, skipped...).",
         ("direction", "action"),
     ),
+    "listener_events": (
+        "Pub/Sub listener events by outcome (received, accepted, duplicate, echo, undecodable).",
+        ("outcome",),
+    ),
     "vendor_api_calls": (
         "Calls to Salesforce and Constant Contact by vendor and HTTP status (or 'error').",
         ("vendor", "status"),
@@ -107,6 +111,12 @@ def vendor_api_call(
 ) -> None:
     """Count calls to ``vendor`` (salesforce|constantcontact) answered with ``status``."""
     _incr("vendor_api_calls", (vendor, str(status)), count, connection)
+
+
+def listener_events(outcome: str, count: int = 1, connection: Redis | None = None) -> None:
+    """Count Pub/Sub listener events: ``received``, ``undecodable`` (skipped), and per setup
+    ``accepted``, ``duplicate`` or ``echo``."""
+    _incr("listener_events", (outcome,), count, connection)
 
 
 def redis_counter_values(connection: Redis, name: str) -> dict[tuple[str, ...], int]:

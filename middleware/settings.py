@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
@@ -112,6 +113,31 @@ def _optional(raw: str) -> str | None:
     return raw.strip() or None
 
 
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _parse_pubsub_url(raw: str) -> str:
+    """``host:port`` (TLS), ``https://host:port``, or ``http://`` to a loopback host only (the
+    local sandbox without TLS): access tokens never leave the machine unencrypted."""
+    text = raw.strip().rstrip("/")
+    if "://" not in text:
+        text = f"https://{text}"
+    parts = urlsplit(text)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("the port must be a number") from None
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.path:
+        raise ValueError("expected host:port, e.g. api.pubsub.salesforce.com:7443")
+    if port is None:
+        raise ValueError("name the port, e.g. api.pubsub.salesforce.com:7443")
+    host = parts.hostname
+    if parts.scheme == "http" and host not in _LOOPBACK_HOSTS and not host.startswith("127."):
+        raise ValueError("plain http:// only to this machine (127.0.0.1, localhost); use TLS")
+    shown = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{shown}:{port}"
+
+
 _SPECS: tuple[_Spec, ...] = (
     _Spec(
         "SECRET_KEY",
@@ -206,6 +232,14 @@ _SPECS: tuple[_Spec, ...] = (
         "salesforce_call_client",
         "ctct-sync",
         "Sforce-Call-Options client id marking our own writes, so their change events are dropped.",
+    ),
+    _Spec(
+        "SALESFORCE_PUBSUB_URL",
+        "salesforce_pubsub_url",
+        "api.pubsub.salesforce.com:7443",
+        "Salesforce Pub/Sub API (gRPC, TLS trusting SALESFORCE_CA_BUNDLE) the listener subscribes "
+        "to; http:// only to a loopback host.",
+        parse=_parse_pubsub_url,
     ),
     _Spec(
         "CC_CLIENT_ID",
@@ -310,6 +344,7 @@ class Settings:
     salesforce_api_version: str = "66.0"
     salesforce_ca_bundle: str | None = None
     salesforce_call_client: str = "ctct-sync"
+    salesforce_pubsub_url: str = "https://api.pubsub.salesforce.com:7443"
     cc_client_id: str = ""
     cc_client_secret: str = field(default="", repr=False)
     cc_api_url: str = "https://api.cc.email/v3"

@@ -30,6 +30,7 @@ PACKAGES = ("middleware", "jobs", "schemas", "sandbox")
 # Highest first; docs/architecture.md explains each room.
 LAYERS = (
     grimp.Layer("cli", "web", independent=True),
+    grimp.Layer("listener"),
     grimp.Layer("services"),
     grimp.Layer("sync_now", "fullsync", "results", independent=True),
     grimp.Layer("sf_to_cc", "cc_to_sf", independent=True),

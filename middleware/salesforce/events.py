@@ -12,6 +12,9 @@ Accepted JSON bodies (`parse_events`):
   setup names the event and the payload field holding the record id(s);
 - a batch: a JSON array of any of the above, or `{"events": [...]}`.
 
+The Pub/Sub listener decodes its Avro events into the same CDC payload form and calls
+`hint_from_cdc`, so both doors read headers, wildcards, gaps and echoes by one code path.
+
 How to read a hint:
 
 - `is_own_echo`: the change was made by our own API calls (`changeOrigin` carries
@@ -54,7 +57,8 @@ OVERFLOW = "GAP_OVERFLOW"
 PLATFORM_EVENT_CHANGE = "PLATFORM_EVENT"
 
 _ORIGIN_CLIENT = re.compile(r"(?:^|;)\s*client=([^;,]*)")
-# Pub/Sub sends changedFields as hex bitmaps ("0x650004E0", "4-0x10"); we only decode JSON names.
+# Pub/Sub sends changedFields as hex bitmaps ("0x650004E0", "4-0x10"): a JSON body that still
+# carries them has no names to give (the listener decodes them against the schema first).
 _BITMAP = re.compile(r"(\d+-)?0x[0-9A-Fa-f]+")
 
 
@@ -270,6 +274,19 @@ def _parse_one(
     if pe is not None:
         expected += f", or the platform event field {pe.id_field}"
     raise InvalidEvents({prefix or "(body)": [f"not a change event: expected {expected}"]})
+
+
+def hint_from_cdc(
+    payload: Mapping[str, Any],
+    *,
+    call_client: str,
+    channel: str | None = None,
+    replay_id: int | None = None,
+) -> ChangeHint:
+    """One CDC payload `{"ChangeEventHeader": {...}, <fields>}` as a hint, whichever door it came
+    through: the JSON webhook's, or a Pub/Sub event decoded from Avro whose header bitmaps were
+    turned into field names (`middleware.salesforce.pubsub`). Raises `InvalidEvents`."""
+    return _cdc(payload, "", call_client, channel, replay_id)
 
 
 def _changed_fields(header: Mapping[str, Any]) -> tuple[str, ...] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -28,6 +29,35 @@ def set_cursor(session: Session, setup_id: int, name: str, value: str | None) ->
         set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
     )
     session.execute(stmt)
+
+
+def set_cursors(session: Session, setup_ids: Iterable[int], name: str, value: str | None) -> None:
+    """The same cursor value on several setups (one position several setups share)."""
+    for setup_id in setup_ids:
+        set_cursor(session, setup_id, name, value)
+
+
+def newest_cursor(
+    session: Session, setup_ids: Iterable[int], name: str
+) -> tuple[str, datetime] | None:
+    """The most recently stored value of a cursor among some setups, and when it was stored.
+
+    For a position several setups share (a Pub/Sub replay id of their Salesforce connection):
+    a setup that joined later has none yet, one that left for a while holds an older one.
+    """
+    row = session.execute(
+        select(Cursor.value, Cursor.updated_at)
+        .where(
+            Cursor.setup_id.in_(list(setup_ids)),
+            Cursor.name == name,
+            Cursor.value.is_not(None),
+        )
+        .order_by(Cursor.updated_at.desc())
+        .limit(1)
+    ).first()
+    if row is None or row.value is None:
+        return None
+    return row.value, row.updated_at
 
 
 def all_cursors(session: Session, setup_id: int) -> dict[str, str | None]:

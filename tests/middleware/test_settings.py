@@ -85,6 +85,44 @@ def test_database_url_rewrite(env: dict[str, str], raw: str, expected: str) -> N
     assert Settings.from_env(env).database_url == expected
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("api.pubsub.salesforce.com:7443", "https://api.pubsub.salesforce.com:7443"),
+        ("https://api.pubsub.salesforce.com:7443/", "https://api.pubsub.salesforce.com:7443"),
+        ("http://127.0.0.1:7011", "http://127.0.0.1:7011"),
+        ("http://localhost:7011", "http://localhost:7011"),
+        ("[::1]:7443", "https://[::1]:7443"),
+    ],
+)
+def test_pubsub_url_forms(env: dict[str, str], raw: str, expected: str) -> None:
+    env["SALESFORCE_PUBSUB_URL"] = raw
+    assert Settings.from_env(env).salesforce_pubsub_url == expected
+
+
+def test_the_pubsub_default_is_salesforce_over_tls(env: dict[str, str]) -> None:
+    assert (
+        Settings.from_env(env).salesforce_pubsub_url == Settings.for_tests().salesforce_pubsub_url
+    )
+    assert Settings.for_tests().salesforce_pubsub_url == "https://api.pubsub.salesforce.com:7443"
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        ("api.pubsub.salesforce.com", "name the port"),
+        ("api.pubsub.salesforce.com:port", "port must be a number"),
+        ("http://api.pubsub.salesforce.com:7443", "only to this machine"),
+        ("grpc://api.pubsub.salesforce.com:7443", "expected host:port"),
+        ("https://api.pubsub.salesforce.com:7443/path", "expected host:port"),
+    ],
+)
+def test_bad_pubsub_urls_are_named(env: dict[str, str], raw: str, why: str) -> None:
+    env["SALESFORCE_PUBSUB_URL"] = raw
+    with pytest.raises(ConfigError, match=f"SALESFORCE_PUBSUB_URL is invalid: .*{why}"):
+        Settings.from_env(env)
+
+
 def test_redis_url_turns_embedded_worker_off_by_default(env: dict[str, str]) -> None:
     env["REDIS_URL"] = "rediss://:pw@example.com:6380"
     settings = Settings.from_env(env)

@@ -108,6 +108,23 @@ def test_cursors(store: Store, setup_id: int) -> None:
         assert cursors.all_cursors(session, setup_id) == {"sf_modstamp": "2026-11-26T11:00:00Z"}
 
 
+def test_a_shared_cursor_is_read_from_the_setup_that_stored_it_last(
+    store: Store, setup_id: int
+) -> None:
+    with store.transaction() as session:
+        other = setups.create(session, name="other", options={}).id
+        third = setups.create(session, name="third", options={}).id
+        assert cursors.newest_cursor(session, [setup_id, other], "replay") is None
+        cursors.set_cursor(session, setup_id, "replay", "old")
+    with store.transaction() as session:
+        cursors.set_cursors(session, [other, third], "replay", "new")
+    with store.transaction() as session:
+        value, stored_at = cursors.newest_cursor(session, [setup_id, other, third], "replay")
+        assert value == "new" and stored_at.tzinfo is not None
+        assert cursors.newest_cursor(session, [setup_id], "replay")[0] == "old"
+        assert cursors.newest_cursor(session, [], "replay") is None
+
+
 def test_pause_until_midnight_and_resume(store: Store, setup_id: int) -> None:
     until = setups.next_utc_midnight(NOW)
     assert until == datetime(2026, 11, 27, tzinfo=UTC)
