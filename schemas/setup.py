@@ -54,8 +54,6 @@ CAMPAIGN_RESPONSE_MODES = ("none", "campaign", "activity", "campaign_and_activit
 CAMPAIGN_LIST_SOURCES = ("campaigns", "list_views")
 WEBHOOK_AUTH = ("shared_secret", "hmac")
 SALESFORCE_DOORS = ("webhook", "pubsub", "outbound")
-# Doors whose code is not built yet: refused at save rather than stored and ignored.
-DOORS_NOT_BUILT = ("pubsub",)
 FILTER_OPS = (
     "equals",
     "not_equals",
@@ -688,12 +686,6 @@ class SetupSchema(_Strict):
     def _doors(self, value: list[str], **_: Any) -> None:
         if len(set(value)) != len(value):
             raise ValidationError("Name each door once.")
-        missing = [door for door in value if door in DOORS_NOT_BUILT]
-        if missing:
-            raise ValidationError(
-                f"{', '.join(missing)} is not available yet: the webhook and outbound doors "
-                "are built."
-            )
 
     @validates("campaign_lists")
     def _list_views_are_named(self, value: Any, **_: Any) -> None:

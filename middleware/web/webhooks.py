@@ -287,7 +287,7 @@ def accept(setup_id: int, environ: dict[str, Any]) -> Response | Accepted:
             409,
             "Conflict",
             f"setup {setup_id} takes its Salesforce changes through {', '.join(view.doors)}, "
-            "not this webhook: add \"webhook\" to its salesforce_changes to use it",
+            'not this webhook: add "webhook" to its salesforce_changes to use it',
         )
 
     try:

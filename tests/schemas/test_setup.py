@@ -746,13 +746,9 @@ def test_salesforce_changes_name_known_doors_once(doors, message):
     assert message in str(errors_of(salesforce_changes=doors))
 
 
-@pytest.mark.parametrize("door", ["pubsub"])
-def test_doors_not_built_are_refused(door):
-    errors = errors_of(salesforce_changes=["webhook", door])
-    assert "not available yet" in str(errors["salesforce_changes"])
-
-
-@pytest.mark.parametrize("doors", [["outbound"], ["webhook", "outbound"]])
-def test_the_outbound_door_is_built(doors):
+@pytest.mark.parametrize(
+    "doors", [["outbound"], ["webhook", "outbound"], ["pubsub"], ["webhook", "pubsub", "outbound"]]
+)
+def test_every_door_is_built(doors):
     setup, _warnings = load(salesforce_changes=doors)
     assert setup["salesforce_changes"] == doors

@@ -112,9 +112,9 @@ class Org:
     setup_ids: list[int] = field(default_factory=list)
 
     def add_setup(self, name: str, *, doors: tuple[str, ...] = ("pubsub",), **options: Any) -> int:
-        loaded, _ = validate_setup({"name": name, "main_list": "Main", **options})
-        # Saving refuses the pubsub door until it ships; the listener reads stored options.
-        loaded["salesforce_changes"] = list(doors)
+        loaded, _ = validate_setup(
+            {"name": name, "main_list": "Main", "salesforce_changes": list(doors), **options}
+        )
         with self.store.transaction() as session:
             row = setup_repo.create(
                 session,
