@@ -40,7 +40,7 @@ STAGES = (
     ("load_setup", "setup lookup (cached)"),
     ("_authenticated", "auth (shared secret)"),
     ("parse_events", "parse + validate"),
-    ("intake.add_hints", "Redis: dedupe + ids + guard (EVALSHA)"),
+    ("changes.intake.add_hints", "Redis: dedupe + ids + guard (EVALSHA)"),
     ("metrics.webhook_event", "metrics"),
     ("jsonify", "JSON answer"),
 )
@@ -154,8 +154,10 @@ def stages(webhooks: Any, events: Any, spent: dict[str, float]) -> Iterator[None
     """Every stage of `STAGES` (in the webhook module) and `SUB_STAGES` (in the events module)."""
     with ExitStack() as stack:
         for name, label in STAGES:
-            owner_name, _, attr = name.rpartition(".")
-            owner = getattr(webhooks, owner_name) if owner_name else webhooks
+            *path, attr = name.split(".")
+            owner = webhooks
+            for part in path:  # e.g. changes.intake: the intake as the webhook's service uses it
+                owner = getattr(owner, part)
             stack.enter_context(accumulate(owner, attr, label, spent))
         for name, label in SUB_STAGES:
             if hasattr(events, name):
