@@ -166,7 +166,8 @@ def test_embedded_listener_runs_beside_the_worker_and_stops_with_the_app(
         assert listener is not None and listener.alive
         # No setup on the Pub/Sub door: it consumes nothing (and opens no channel).
         assert listener.connections == []
-        assert app.test_client().get("/readyz").json["checks"]["listener"]["detail"] == (
+        checks = app.test_client().get("/readyz").get_json()["checks"]
+        assert checks["listener"]["detail"] == (
             "embedded Pub/Sub listener running; no setup on the pubsub door"
         )
     finally:
@@ -190,7 +191,7 @@ def test_no_embedded_listener(config: dict[str, Any], env: dict[str, Any]) -> No
     app = create_app(config)
     try:
         assert app.extensions["middleware"]["listener"] is None
-        assert "listener" not in app.test_client().get("/readyz").json["checks"]
+        assert "listener" not in app.test_client().get("/readyz").get_json()["checks"]
     finally:
         stop_background(app)
 
