@@ -26,6 +26,7 @@ from werkzeug.exceptions import HTTPException
 
 from middleware import embedded_worker, queue
 from middleware.extension import EXTENSION, handles
+from middleware.listener import embedded as embedded_listener
 from middleware.logging import configure_logging, request_id_var
 from middleware.settings import ConfigError, Settings, env_names
 from middleware.store import connections, migrate
@@ -140,6 +141,10 @@ def _init_queue(app: Flask, settings: Settings, redis_client: Any) -> None:
     ext["worker"] = None
     if settings.embedded_worker:
         ext["worker"] = embedded_worker.start_embedded_worker(redis, runtime=runtime)
+    ext["listener"] = None
+    if settings.embedded and settings.embedded_listener:
+        # No `listen` process can reach an in-process Redis: this process runs the listener.
+        ext["listener"] = embedded_listener.start_embedded_listener(settings, ext["store"], redis)
 
     # Views that enqueue (queue.enqueue / ensure_scheduled) find this app's Redis through it.
     @app.before_request
@@ -151,6 +156,16 @@ def _init_queue(app: Flask, settings: Settings, redis_client: Any) -> None:
         token = g.pop("runtime_token", None)
         if token is not None:
             queue.reset_runtime(token)
+
+
+def stop_background(app: Flask) -> None:
+    """Stop the app's embedded threads: the listener first (its last events still reach the
+    intake), then the worker. For whoever owns the process: the demo, tests, gunicorn's exit."""
+    ext = handles(app)
+    for name in ("listener", "worker"):
+        thread = ext.get(name)
+        if thread is not None:
+            thread.stop()
 
 
 def _install_request_ids(app: Flask) -> None:

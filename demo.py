@@ -3,8 +3,9 @@
 Nothing here is faked: the service is the same Flask app gunicorn runs, on SQLite and the
 in-process queue (no Redis, no PostgreSQL); the Salesforce sandbox speaks HTTPS with its own CA,
 the Constant Contact sandbox enforces 4 requests/s; connections are made through the vendors'
-OAuth flows; changes are real Salesforce writes whose change events the sandbox posts to the
-service's webhook, the way a Flow HTTP callout would.
+OAuth flows; changes are real Salesforce writes whose Change Data Capture events the sandbox org
+publishes on its Pub/Sub API (gRPC over TLS), where the service's listener, a thread of the web
+process in this embedded mode, subscribes to them.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ MAIN_LIST = "Demo Main List"
 CAMPAIGN = "Spring Gala 2027"
 EMAIL = "Spring appeal 2027"
 KEEP_RUNNING = "make demo DEMO_ARGS=--keep-running"
+CONTACT_CHANNEL = "/data/ContactChangeEvent"
+MEMBER_CHANNEL = "/data/CampaignMemberChangeEvent"
 
 
 def _free_port(preferred: int) -> int:
@@ -72,12 +75,18 @@ class Demo:
             cc_port=_free_port(8702),
             tls_dir=Path("instance") / "sandbox-tls",
             cc_config={"RATE_PER_SECOND": 4, "ACTIVITY_SECONDS": 0.5},
+            pubsub_port=_free_port(8703),
         )
         self.sf_url, self.cc_url = self.sandboxes.sf_url, self.sandboxes.cc_url
         say(f"Salesforce sandbox        {self.sf_url}  (CA {self.sandboxes.tls.ca_cert})")
+        self.pubsub_url = f"https://{self.sandboxes.pubsub_target}"
+        say(f"Salesforce Pub/Sub API    {self.pubsub_url}  (gRPC, same CA)")
         say(f"Constant Contact sandbox  {self.cc_url}  (4 requests/s, like the real API)")
 
-        step("Starting the service (SQLite + in-process queue and worker: no Redis, no PostgreSQL)")
+        step(
+            "Starting the service (SQLite + in-process queue, worker and Pub/Sub listener: "
+            "no Redis, no PostgreSQL)"
+        )
         port = _free_port(5000)
         self.base = f"http://127.0.0.1:{port}"
         self.admin_token = secrets.token_urlsafe(24)
@@ -90,11 +99,13 @@ class Demo:
                 "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
                 "DATABASE_URL": f"sqlite:///{(WORKDIR / 'demo.sqlite3').resolve()}",
                 "EMBEDDED_WORKER": True,
+                "EMBEDDED_LISTENER": True,
                 "PUBLIC_URL": self.base,
                 "SALESFORCE_LOGIN_URL": self.sf_url,
                 "SALESFORCE_CLIENT_ID": "sandbox-client-id",
                 "SALESFORCE_CLIENT_SECRET": "sandbox-client-secret",
                 "SALESFORCE_CA_BUNDLE": str(self.sandboxes.tls.ca_cert),
+                "SALESFORCE_PUBSUB_URL": self.pubsub_url,
                 "CC_API_URL": f"{self.cc_url}/v3",
                 "CC_AUTH_URL": f"{self.cc_url}/oauth2/default/v1",
                 "CC_CLIENT_ID": "sandbox-client-id",
@@ -118,10 +129,11 @@ class Demo:
         self.cc.trust_env = False
 
     def stop(self) -> None:
+        # Deferred like create_app above: the app module is a heavy import.
+        from app import stop_background
+
         self.http.shutdown()
-        worker = self.app.extensions["middleware"].get("worker")
-        if worker is not None:
-            worker.stop()
+        stop_background(self.app)
         self.sandboxes.stop()
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -141,6 +153,22 @@ class Demo:
     def cc_contact(self, email: str) -> dict[str, Any] | None:
         r = self.cc.get(f"{self.cc_url}/_sandbox/contacts", params={"email": email}, timeout=30)
         return r.json() if r.status_code == 200 else None
+
+    def pubsub_streams(self) -> list[dict[str, Any]]:
+        """The Subscribe streams the sandbox org's Pub/Sub API has open now."""
+        return list(self.sf_call("GET", "/_sandbox/pubsub/state")["subscribers"])
+
+    def wait_subscribed(self, topic: str, timeout: float = 60.0) -> None:
+        """Until the listener's stream on ``topic`` is open: events before it are not replayed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(s["topic"] == topic for s in self.pubsub_streams()):
+                return
+            time.sleep(0.25)
+        raise SystemExit(f"the listener did not subscribe to {topic}; see /readyz?verbose")
+
+    def delivered(self, topic: str) -> int:
+        return sum(s["delivered"] for s in self.pubsub_streams() if s["topic"] == topic)
 
     def wait_idle(self, setup_id: int, timeout: float = 300.0) -> None:
         """Until no change is pending and no run is running."""
@@ -186,16 +214,18 @@ class Demo:
             "constant_contact_connection": cc_conn,
             "unsubscribe_on_sf_opt_out": True,
             "remove_on_sf_delete": True,
+            "salesforce_changes": ["pubsub"],
         }
         setup = self.api("POST", "/setups", json=body)
-        say(f"setup {setup['id']}: {setup['name']!r}, webhook {setup['webhook']['url']}")
-        secret = setup["webhook_secret"]
-        self.sf_call(
-            "POST",
-            "/_sandbox/events/delivery",
-            json={"url": setup["webhook"]["url"], "headers": {"X-Webhook-Secret": secret}},
+        say(
+            f"setup {setup['id']}: {setup['name']!r}, Salesforce changes through the Pub/Sub door "
+            "(salesforce_changes: pubsub)"
         )
-        say("the Salesforce sandbox now posts its change events to that webhook")
+        self.wait_subscribed(CONTACT_CHANNEL)
+        say(
+            f"the listener subscribed to {CONTACT_CHANNEL} on the org's Pub/Sub API "
+            "(no webhook is configured: no Flow, no callout)"
+        )
         return dict(setup)
 
     def initial_sync(self, setup_id: int) -> None:
@@ -209,7 +239,11 @@ class Demo:
         self.print_last_run(setup_id)
 
     def changes(self, setup_id: int) -> None:
-        step("Changing records in Salesforce; the change events drive the sync")
+        step(
+            "Changing records in Salesforce: Change Data Capture over the Pub/Sub API, read by "
+            "the listener, drives the sync"
+        )
+        delivered_before = self.delivered(CONTACT_CHANNEL)
         rec = "/_sandbox/records/Contact"
         ada = self.sf_call(
             "POST",
@@ -252,6 +286,10 @@ class Demo:
             ("edsger@new.example.org", "new address"),
         ):
             self.show_contact(email, what)
+        say(
+            f"the listener's {CONTACT_CHANNEL} stream delivered "
+            f"{self.delivered(CONTACT_CHANNEL) - delivered_before} change events for these"
+        )
 
         step(f"A burst: {self.burst} contacts edited at once")
         page = self.sf_call("GET", rec, params={"limit": self.burst})
@@ -259,7 +297,10 @@ class Demo:
         for i, record in enumerate(page.get("records", [])[: self.burst]):
             self.sf_call("PATCH", f"{rec}/{record['Id']}", json={"Title": f"Burst title {i}"})
         self.wait_idle(setup_id)
-        say(f"burst settled {time.monotonic() - started:.1f}s after the first edit")
+        say(
+            f"burst settled {time.monotonic() - started:.1f}s after the first edit "
+            f"({self.delivered(CONTACT_CHANNEL) - delivered_before} change events read so far)"
+        )
         self.print_last_run(setup_id)
 
     def back_to_salesforce(self, setup_id: int) -> None:
@@ -376,6 +417,7 @@ class Demo:
             "salesforce_connection": sf_conn,
             "constant_contact_connection": cc_conn,
             "campaign_lists": {"source": "campaigns", "selected": [CAMPAIGN]},
+            "salesforce_changes": ["pubsub"],
         }
         setup = self.api("POST", "/setups", json=body)
         say(
@@ -387,13 +429,16 @@ class Demo:
         self.print_last_run(setup["id"])
         for _id, email in people:
             self.show_contact(email, "Campaign member" if _id != people[2][0] else "not a member")
+        self.wait_subscribed(MEMBER_CHANNEL)
         self.sf_call(
             "POST",
             f"{rec}/CampaignMember",
             json={"CampaignId": gala["id"], "ContactId": people[2][0]},
         )
-        say("Lise joins the Campaign in Salesforce; Sync Now finds the new membership")
-        self.api("POST", f"/setups/{setup['id']}/sync")
+        say(
+            f"Lise joins the Campaign in Salesforce; the listener, now also on {MEMBER_CHANNEL}, "
+            "reads the change event and the setup adds her to the Campaign's list"
+        )
         self.wait_idle(setup["id"])
         self.show_contact(people[2][1], "joined the Campaign")
 

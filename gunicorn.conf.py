@@ -50,3 +50,14 @@ def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Stop the exiting worker's embedded threads (listener, worker) before the process ends:
+    the listener's streams are cancelled and the job in hand finishes instead of being cut off."""
+    application = getattr(worker, "wsgi", None)
+    if application is not None and "middleware" in getattr(application, "extensions", {}):
+        # Deferred: the app module is the worker's own, loaded after the fork.
+        from app import stop_background
+
+        stop_background(application)

@@ -188,6 +188,14 @@ _SPECS: tuple[_Spec, ...] = (
         parse=lambda raw: None if not raw.strip() else _parse_bool(raw),
     ),
     _Spec(
+        "EMBEDDED_LISTENER",
+        "embedded_listener",
+        "",
+        "Run the Pub/Sub listener in a thread of the web process (REDIS_URL empty only); default "
+        "on when the embedded worker runs without REDIS_URL.",
+        parse=lambda raw: None if not raw.strip() else _parse_bool(raw),
+    ),
+    _Spec(
         "PUBLIC_URL",
         "public_url",
         "http://localhost:5000",
@@ -337,6 +345,7 @@ class Settings:
     database_url: str = f"sqlite:///{DEFAULT_SQLITE_PATH}"
     redis_url: str | None = None
     embedded_worker: bool = True
+    embedded_listener: bool = True
     public_url: str = "http://localhost:5000"
     salesforce_client_id: str = ""
     salesforce_client_secret: str = field(default="", repr=False)
@@ -394,6 +403,16 @@ class Settings:
             raise ConfigError(problems)
         if values["embedded_worker"] is None:
             values["embedded_worker"] = values["redis_url"] is None
+        if values["embedded_listener"] is None:
+            # Its changes are flushed by jobs only the embedded worker can run (the queue is in
+            # this process), so it follows that worker.
+            values["embedded_listener"] = values["redis_url"] is None and values["embedded_worker"]
+        elif values["embedded_listener"] and values["redis_url"] is not None:
+            # With Redis the listener is a process of its own (`flask --app app listen`): in
+            # every web process it would only compete for the leases.
+            raise ConfigError(
+                ["EMBEDDED_LISTENER is only for REDIS_URL empty; run `flask --app app listen`"]
+            )
         return cls(**values)
 
     @classmethod
@@ -405,6 +424,7 @@ class Settings:
             "token_encryption_keys": (Fernet.generate_key().decode(),),
             "database_url": "sqlite://",
             "embedded_worker": False,
+            "embedded_listener": False,
         }
         values.update(overrides)
         return cls(**values)

@@ -70,10 +70,10 @@ def app(config: dict[str, Any]) -> Iterator[Flask]:
 
     application = create_app(config)
     yield application
-    handles = application.extensions["middleware"]
-    if handles.get("worker") is not None:
-        handles["worker"].stop()
-    handles["store"].dispose()
+    from app import stop_background
+
+    stop_background(application)
+    application.extensions["middleware"]["store"].dispose()
 
 
 @pytest.fixture

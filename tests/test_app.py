@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 
 from middleware.settings import Settings
@@ -142,7 +143,7 @@ def test_db_cli_reports_and_upgrades(config: dict[str, Any], tmp_path: Path) -> 
 
 
 def test_embedded_worker_starts_without_redis_url(config: dict[str, Any]) -> None:
-    from app import create_app
+    from app import create_app, stop_background
 
     config["EMBEDDED_WORKER"] = True
     app = create_app(config)
@@ -150,7 +151,49 @@ def test_embedded_worker_starts_without_redis_url(config: dict[str, Any]) -> Non
     try:
         assert worker is not None and worker.alive
     finally:
-        worker.stop()
+        stop_background(app)
+
+
+def test_embedded_listener_runs_beside_the_worker_and_stops_with_the_app(
+    config: dict[str, Any],
+) -> None:
+    from app import create_app, stop_background
+
+    config["EMBEDDED_WORKER"] = True
+    app = create_app(config)
+    listener = app.extensions["middleware"]["listener"]
+    try:
+        assert listener is not None and listener.alive
+        # No setup on the Pub/Sub door: it consumes nothing (and opens no channel).
+        assert listener.connections == []
+        checks = app.test_client().get("/readyz").get_json()["checks"]
+        assert checks["listener"]["detail"] == (
+            "embedded Pub/Sub listener running; no setup on the pubsub door"
+        )
+    finally:
+        stop_background(app)
+    assert not listener.alive and not app.extensions["middleware"]["worker"].alive
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"EMBEDDED_WORKER": True, "EMBEDDED_LISTENER": False},
+        {"EMBEDDED_WORKER": True, "REDIS_URL": "redis://unused.example"},
+        {"EMBEDDED_WORKER": False},
+    ],
+    ids=["setting off", "redis url", "no embedded worker"],
+)
+def test_no_embedded_listener(config: dict[str, Any], env: dict[str, Any]) -> None:
+    from app import create_app, stop_background
+
+    config.update(env)
+    app = create_app(config)
+    try:
+        assert app.extensions["middleware"]["listener"] is None
+        assert "listener" not in app.test_client().get("/readyz").get_json()["checks"]
+    finally:
+        stop_background(app)
 
 
 def test_cookie_sessions_still_work_when_a_route_uses_one(config: dict[str, Any]) -> None:

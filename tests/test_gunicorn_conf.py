@@ -26,3 +26,23 @@ def test_each_worker_holds_two_connections_per_thread_so_keep_alives_spread(monk
 
 def test_the_connection_cap_can_be_set(monkeypatch):
     assert settings(monkeypatch, GUNICORN_WORKER_CONNECTIONS="50")["worker_connections"] == 50
+
+
+def test_an_exiting_worker_stops_its_apps_embedded_threads(monkeypatch):
+    stopped: list[str] = []
+
+    class Thread:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def stop(self) -> None:
+            stopped.append(self.name)
+
+    class App:
+        extensions = {"middleware": {"listener": Thread("listener"), "worker": Thread("worker")}}
+
+    class Worker:
+        wsgi = App()
+
+    settings(monkeypatch)["worker_exit"](None, Worker())
+    assert stopped == ["listener", "worker"]

@@ -2,7 +2,8 @@
 
 /livez checks nothing outside the process, so a slow database never triggers a restart storm.
 /readyz answers 503 when something needs a human or blocks syncing: database or Redis down, a
-queue backlog past its limit, no live RQ worker (or runs whose worker died, named), a connection
+queue backlog past its limit, no live RQ worker (or runs whose worker died, named), an embedded
+Pub/Sub listener thread that stopped (``listener``, embedded mode only), a connection
 that needs re-authorisation or holds an expired token it cannot refresh, a paused setup (quota
 exceeded until 00:00 UTC, cancelled account). Its JSON names each check; ``?verbose`` gives the
 same as plain text for humans (Kubernetes style).
@@ -92,6 +93,21 @@ def check_workers() -> CheckResult:
     return OK, f"{len(live)} live: {', '.join(live)}"
 
 
+def check_listener() -> CheckResult:
+    """Embedded mode only: the web process's own Pub/Sub listener thread (EMBEDDED_LISTENER).
+
+    Outside it the listener is a process of its own (`flask --app app listen`), not checked here.
+    """
+    thread = current_app.extensions["middleware"]["listener"]
+    if not thread.alive:
+        return FAIL, "the embedded Pub/Sub listener thread has stopped; restart the web process"
+    consumed = thread.connections
+    if not consumed:
+        return OK, "embedded Pub/Sub listener running; no setup on the pubsub door"
+    names = ", ".join(str(c) for c in consumed)
+    return OK, f"embedded Pub/Sub listener running; consuming Salesforce connection(s) {names}"
+
+
 def reconnect_advice(vendor: str, connection_id: int) -> str:
     """The call that gives a connection new tokens (the OAuth flow, re-authorising this row)."""
     return (
@@ -177,15 +193,22 @@ def check_cc_webhook() -> CheckResult:
 
 
 def _checks(now: datetime) -> dict[str, Callable[[], CheckResult]]:
-    return {
+    checks: dict[str, Callable[[], CheckResult]] = {
         "database": check_database,
         "redis": check_redis,
         "queues": check_queues,
         "workers": check_workers,
-        "connections": lambda: check_connections(now),
-        "setups": lambda: check_setups(now),
-        "cc_webhook": check_cc_webhook,
     }
+    if current_app.extensions["middleware"].get("listener") is not None:
+        checks["listener"] = check_listener
+    checks.update(
+        {
+            "connections": lambda: check_connections(now),
+            "setups": lambda: check_setups(now),
+            "cc_webhook": check_cc_webhook,
+        }
+    )
+    return checks
 
 
 def run_checks(now: datetime | None = None) -> dict[str, dict[str, Any]]:

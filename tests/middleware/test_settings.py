@@ -172,3 +172,23 @@ def test_env_example_lists_every_variable() -> None:
     text = (ROOT / ".env.example").read_text()
     listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE))
     assert set(env_names()) <= listed
+
+
+def test_embedded_listener_follows_the_embedded_worker(env: dict[str, str]) -> None:
+    assert Settings.from_env(env).embedded_listener is True
+    env["EMBEDDED_WORKER"] = "no"
+    assert Settings.from_env(env).embedded_listener is False
+    env["EMBEDDED_LISTENER"] = "yes"
+    assert Settings.from_env(env).embedded_listener is True
+    env.pop("EMBEDDED_WORKER")
+    env["EMBEDDED_LISTENER"] = "off"
+    assert Settings.from_env(env).embedded_listener is False
+
+
+def test_embedded_listener_is_off_with_redis_and_refused_if_asked(env: dict[str, str]) -> None:
+    env["REDIS_URL"] = "redis://127.0.0.1:6379/0"
+    env["EMBEDDED_WORKER"] = "yes"
+    assert Settings.from_env(env).embedded_listener is False
+    env["EMBEDDED_LISTENER"] = "yes"
+    with pytest.raises(ConfigError, match="EMBEDDED_LISTENER is only for REDIS_URL empty"):
+        Settings.from_env(env)
