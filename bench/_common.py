@@ -96,10 +96,12 @@ def prepare_store(
     options: dict[str, Any] | None = None,
     keys: str | None = None,
     sf_refresh_token: str | None = None,
+    sf_org_id: str | None = None,
 ) -> Prepared:
     """Migrate `database_url` and create two connections and one setup (like the admin API).
 
-    With `sf_refresh_token` the Salesforce connection can refresh an expired session.
+    With `sf_refresh_token` the Salesforce connection can refresh an expired session;
+    `sf_org_id` is the org id OAuth would have stored (the Pub/Sub listener's `tenantid`).
     """
     from middleware.store import connections as connection_repo
     from middleware.store import setups as setup_repo
@@ -115,7 +117,7 @@ def prepare_store(
     with store.transaction() as session:
         sf_conn = connection_repo.create(
             session, vendor="salesforce", label="sandbox org", base_url=sf_base,
-            access_token=sf_token, refresh_token=sf_refresh_token,
+            access_token=sf_token, refresh_token=sf_refresh_token, account_id=sf_org_id,
         )  # fmt: skip
         cc_conn = connection_repo.create(
             session, vendor="constantcontact", label="sandbox", access_token=cc_token
@@ -274,6 +276,11 @@ def rq_worker(
         "full_sync",
     ]
     return spawn(name, argv, env, log_dir)
+
+
+def listener(name: str, env: dict[str, str], log_dir: Path) -> Process:
+    """The Pub/Sub listener as the Procfile runs it (`flask --app app listen`)."""
+    return spawn(name, [str(VENV_BIN / "flask"), "--app", "app", "listen"], env, log_dir)
 
 
 def wait_http(url: str, process: Process | None = None, timeout: float = 30.0) -> None:
@@ -457,6 +464,23 @@ def _pss_kb(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def pss_mb(pid: int) -> float:
+    """One process's PSS (MB); 0 once it is gone."""
+    return _pss_kb(pid) / 1024
+
+
+def process_rss_mb(pid: int) -> float:
+    """One process's resident set (MB); 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def _child_pids(pid: int) -> list[int]:

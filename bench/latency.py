@@ -237,15 +237,7 @@ def run(args: argparse.Namespace) -> int:
                 seed_org(sandbox, contacts=args.records, accounts=max(1, args.records // 50),
                          opted_out_ratio=0.0, no_email_ratio=0.0)  # fmt: skip
                 c.sync_now_over_sockets(running, prepared)
-                from bench.burst import linked_emails
-
-                linked = linked_emails(prepared.store, prepared.setup_id)
-                rows = sandbox.store.query("SELECT Id, Email FROM Contact ORDER BY Id").rows
-                records = [
-                    (str(r["Id"]), str(r["Email"]).lower())
-                    for r in rows
-                    if str(r.get("Email") or "").lower() in linked
-                ]
+                records = linked_records(sandbox, prepared)
 
                 port = c.free_port()
                 extra = {
@@ -290,6 +282,19 @@ def run(args: argparse.Namespace) -> int:
                 proc.stop()
             running.sf.events.close()
             running.stop()
+
+
+def linked_records(sandbox: Any, prepared: c.Prepared) -> list[tuple[str, str]]:
+    """(Id, email) of every seeded Contact the Sync Now linked to a Constant Contact contact."""
+    from bench.burst import linked_emails
+
+    linked = linked_emails(prepared.store, prepared.setup_id)
+    rows = sandbox.store.query("SELECT Id, Email FROM Contact ORDER BY Id").rows
+    return [
+        (str(r["Id"]), str(r["Email"]).lower())
+        for r in rows
+        if str(r.get("Email") or "").lower() in linked
+    ]
 
 
 def _runs(store: Any) -> list[tuple[str, str, int]]:

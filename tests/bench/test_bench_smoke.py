@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench import _common as c
-from bench import burst, full_sync, intake_profile, latency, webhook_intake
+from bench import burst, full_sync, intake_profile, latency, pubsub_listener, webhook_intake
 from middleware.salesforce.events import parse_events
 
 
@@ -95,6 +95,17 @@ def test_intake_profile_runs_briefly(capsys: pytest.CaptureFixture[str]) -> None
 def test_latency_runs_briefly_in_embedded_mode() -> None:
     args = ["--seconds", "1", "--rate", "5", "--records", "10", "--mode", "embedded"]
     assert latency.main([*args, "--drain", "8"]) == 0
+
+
+@pytest.mark.integration
+def test_pubsub_listener_runs_briefly(capsys: pytest.CaptureFixture[str]) -> None:
+    """A 200-event backlog in process, then 10 edits through gunicorn, an rq worker and the
+    listener process with the sandbox's Pub/Sub server on a free port (~20 s)."""
+    args = ["--events", "200", "--contacts", "40", "--seconds", "2", "--rate", "5"]
+    assert pubsub_listener.main([*args, "--records", "20", "--drain", "15", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert '"decoded": 200' in out and '"undecodable": 0' in out
+    assert "listener PSS peak / last (MB)" in out
 
 
 @pytest.mark.integration
