@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import click
-from flask import Flask, Request, Response, g, request
+from flask import Flask, Request, Response, g, has_request_context, request
 from flask.cli import AppGroup
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -44,6 +44,7 @@ BLUEPRINT_MODULES = (
     "middleware.web.cc_webhooks",
     "middleware.web.admin",
     "middleware.web.oauth",
+    "middleware.web.dashboard",
 )
 # CLI groups (and single commands) by "module:attribute", registered when importable.
 CLI_GROUPS = (
@@ -111,6 +112,15 @@ class CookieSessions(SecureCookieSessionInterface):
         if app.secret_key and not request.cookies.get(self.get_cookie_name(app)):
             return self.session_class()
         return super().open_session(app, request)
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        """Secure whenever the browser reached us over https (directly or as ``PUBLIC_URL``
+        says), so a dashboard session cookie never travels in clear."""
+        if super().get_cookie_secure(app):
+            return True
+        settings = app.extensions.get(EXTENSION, {}).get("settings")
+        public_https = bool(settings) and settings.public_url.startswith("https://")
+        return public_https or (has_request_context() and request.is_secure)
 
 
 def _settings(overrides: dict[str, Any]) -> Settings:

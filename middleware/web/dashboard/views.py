@@ -1,0 +1,318 @@
+"""Dashboard views: sign-in, the setups, a setup's runs and actions, and its sync errors.
+
+Each view calls the same service as the matching admin API view (``middleware.web.admin.views``).
+POST actions answer with a redirect back to the page (post/redirect/get) and say what happened in
+a flashed message; a service's refusal (``Conflict``, ``NotFound``...) becomes that message too.
+Every page but sign-in needs a session; every POST needs the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.blueprints import BlueprintSetupState
+from werkzeug.wrappers import Response as WebResponse
+
+from middleware import run_counts
+from middleware.services import errors, runs, setups
+from middleware.services.exceptions import ServiceError
+from middleware.web import get_redis, get_settings, get_store
+from middleware.web.dashboard import auth
+from middleware.web.problems import service_status
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint(
+    "dashboard",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/dashboard/static",
+)
+
+# Pages reachable without a session.
+_PUBLIC = frozenset({"dashboard.sign_in", "dashboard.static"})
+# How often a setup page with a run going reloads itself (a plain meta refresh, no script).
+REFRESH_SECONDS = 5
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+@bp.record_once
+def _configure_sessions(state: BlueprintSetupState) -> None:
+    """The session cookie: HttpOnly, SameSite=Lax, gone after ``auth.SESSION_LIFETIME``
+    (Secure is decided per request by the app's session interface)."""
+    state.app.config["PERMANENT_SESSION_LIFETIME"] = auth.SESSION_LIFETIME
+    state.app.config["SESSION_COOKIE_HTTPONLY"] = True
+    state.app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+
+
+@bp.before_request
+def _guard() -> WebResponse | None:
+    """CSRF on every POST (before anything else), then a session for every page but sign-in."""
+    if request.method == "POST" and not auth.csrf_valid(request.form.get(auth.CSRF_FIELD)):
+        log.info("dashboard refused a POST to %s without a valid CSRF token", request.path)
+        return _page(
+            "message.html",
+            400,
+            title="Form expired",
+            message=(
+                "This form was refused: its security token is missing or no longer valid "
+                "(the session may have ended). Go back, reload the page and try again."
+            ),
+        )
+    if request.endpoint not in _PUBLIC and not auth.signed_in():
+        return redirect(url_for("dashboard.sign_in", next=request.full_path.rstrip("?")))
+    return None
+
+
+@bp.after_request
+def _security_headers(response: Response) -> WebResponse:
+    for name, value in SECURITY_HEADERS.items():
+        if name == "Cache-Control" and request.endpoint == "dashboard.static":
+            continue
+        response.headers[name] = value
+    return response
+
+
+@bp.context_processor
+def _template_helpers() -> dict[str, Any]:
+    return {
+        "csrf_token": auth.csrf_token,
+        "csrf_field": auth.CSRF_FIELD,
+        "signed_in": auth.signed_in(),
+    }
+
+
+@bp.errorhandler(ServiceError)
+def _service_error(exc: ServiceError) -> WebResponse:
+    status, title = service_status(exc)
+    return _page("message.html", status, title=title, message=exc.detail)
+
+
+def _page(template: str, http_status: int = 200, /, **context: Any) -> WebResponse:
+    response = Response(render_template(f"dashboard/{template}", **context), status=http_status)
+    response.mimetype = "text/html"
+    return response
+
+
+def _local(target: str | None) -> str:
+    """A ``next`` that stays on this site (a path, never another host or ``//host``)."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return url_for("dashboard.setups_page")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or "\\" in target:
+        return url_for("dashboard.setups_page")
+    return target
+
+
+def _act(back: str, action: Callable[[], str]) -> WebResponse:
+    """Run a POST action, flash its outcome or the service's refusal, and go back."""
+    try:
+        flash(action(), "ok")
+    except ServiceError as exc:
+        flash(exc.detail, "error")
+    return redirect(back, code=303)
+
+
+# --------------------------------------------------------------------------- sign-in
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+def sign_in() -> WebResponse:
+    """The admin token opens a session; a wrong one says so and opens nothing."""
+    target = _local(request.values.get("next"))
+    if request.method == "POST":
+        if auth.token_matches(request.form.get("token", ""), get_settings().admin_token):
+            auth.sign_in()
+            return redirect(target, code=303)
+        log.info("dashboard sign-in refused: wrong admin token")
+        return _page("sign_in.html", 401, next=target, failed=True)
+    if auth.signed_in():
+        return redirect(target)
+    return _page("sign_in.html", next=target, failed=False)
+
+
+@bp.post("/sign-out")
+def sign_out() -> WebResponse:
+    auth.sign_out()
+    flash("You are signed out.", "ok")
+    return redirect(url_for("dashboard.sign_in"), code=303)
+
+
+# --------------------------------------------------------------------------- setups
+
+
+@bp.get("/")
+def setups_page() -> WebResponse:
+    """Every setup with its object, main list, pause and its last run's status."""
+    with get_store().transaction() as session:
+        items = setups.list_setups(get_settings(), session)
+        last = {}
+        for item in items:
+            latest = runs.list_runs(session, item["id"], 1)
+            last[item["id"]] = latest[0] if latest else None
+    return _page("setups.html", setups=items, last=last)
+
+
+@bp.get("/setups/<int:setup_id>")
+def setup_page(setup_id: int) -> WebResponse:
+    """A setup: its actions, the current run's progress and its history in words."""
+    with get_store().transaction() as session:
+        view = setups.show_setup(get_settings(), session, setup_id)
+        status = setups.setup_status(session, get_redis(), setup_id)
+        history = runs.list_runs(session, setup_id, 20)
+    described = {run["id"]: run_counts.describe(run["counts"]) for run in history}
+    active = status["active_run"]
+    return _page(
+        "setup.html",
+        setup=view,
+        status=status,
+        history=history,
+        described=described,
+        active=active,
+        refresh=REFRESH_SECONDS if active else None,
+        full_sync_available=runs.full_sync_available(),
+    )
+
+
+def _setup_url(setup_id: int) -> str:
+    return url_for("dashboard.setup_page", setup_id=setup_id)
+
+
+def _queued(what: str, result: dict[str, Any]) -> str:
+    return f"{what} queued (job {result['job_id']} on the {result['queue']} queue)."
+
+
+@bp.post("/setups/<int:setup_id>/sync-now")
+def sync_now(setup_id: int) -> WebResponse:
+    def act() -> str:
+        with get_store().transaction() as session:
+            return _queued("Sync Now", runs.start_sync_now(session, setup_id, get_redis()))
+
+    return _act(_setup_url(setup_id), act)
+
+
+@bp.get("/setups/<int:setup_id>/full-sync")
+def full_sync_confirm(setup_id: int) -> WebResponse:
+    """What a reset does, before it is done."""
+    with get_store().transaction() as session:
+        view = setups.show_setup(get_settings(), session, setup_id)
+    return _page("full_sync_confirm.html", setup=view)
+
+
+@bp.post("/setups/<int:setup_id>/full-sync")
+def full_sync(setup_id: int) -> WebResponse:
+    reset = request.form.get("reset") == "1"
+
+    def act() -> str:
+        with get_store().transaction() as session:
+            result = runs.start_full_sync(session, setup_id, reset, get_redis())
+        return _queued("Full Sync with reset" if reset else "Full Sync", result)
+
+    return _act(_setup_url(setup_id), act)
+
+
+@bp.post("/setups/<int:setup_id>/pause")
+def pause(setup_id: int) -> WebResponse:
+    reason = request.form.get("reason", "").strip()[:200] or "paused from the dashboard"
+
+    def act() -> str:
+        with get_store().transaction() as session:
+            setups.pause_setup(get_settings(), session, setup_id, reason)
+        return "Paused: changes keep collecting and sync after you resume."
+
+    return _act(_setup_url(setup_id), act)
+
+
+@bp.post("/setups/<int:setup_id>/resume")
+def resume(setup_id: int) -> WebResponse:
+    def act() -> str:
+        setups.resume_setup(get_settings(), get_store(), get_redis(), setup_id)
+        return "Resumed: the changes that waited are being synced."
+
+    return _act(_setup_url(setup_id), act)
+
+
+# --------------------------------------------------------------------------- sync errors
+
+ERRORS_PAGE_SIZE = 100
+
+
+@bp.get("/setups/<int:setup_id>/errors")
+def errors_page(setup_id: int) -> WebResponse:
+    """A setup's unresolved sync errors, optionally one code only."""
+    code = request.args.get("code", "").strip()[:100] or None
+    with get_store().transaction() as session:
+        view = setups.show_setup(get_settings(), session, setup_id)
+        listed = errors.list_errors(
+            session, setup_id, status="unresolved", code=code, limit=ERRORS_PAGE_SIZE
+        )
+        status = setups.setup_status(session, get_redis(), setup_id)
+    return _page(
+        "errors.html",
+        setup=view,
+        errors=listed,
+        code=code,
+        codes=sorted(status["open_errors"].items()),
+    )
+
+
+def _selection() -> dict[str, Any]:
+    """One error (``error_id``) or all unresolved ones (optionally of ``code``)."""
+    error_id = request.form.get("error_id", "")
+    if error_id.isdigit():
+        return {"ids": [int(error_id)]}
+    code = request.form.get("code", "").strip()
+    return {"all": True, **({"code": code} if code else {})}
+
+
+def _errors_url(setup_id: int) -> str:
+    code = request.form.get("code", "").strip()
+    if code:
+        return url_for("dashboard.errors_page", setup_id=setup_id, code=code)
+    return url_for("dashboard.errors_page", setup_id=setup_id)
+
+
+@bp.post("/setups/<int:setup_id>/errors/retry")
+def retry_errors(setup_id: int) -> WebResponse:
+    selection = _selection()
+
+    def act() -> str:
+        with get_store().transaction() as session:
+            result = errors.retry_errors(session, get_redis(), setup_id, selection)
+        return f"Retrying {result['retrying']} error(s); they show as retrying until synced."
+
+    return _act(_errors_url(setup_id), act)
+
+
+@bp.post("/setups/<int:setup_id>/errors/resolve")
+def resolve_errors(setup_id: int) -> WebResponse:
+    selection = _selection()
+
+    def act() -> str:
+        with get_store().transaction() as session:
+            result = errors.resolve_errors(session, setup_id, selection)
+        return f"Marked {result['resolved']} error(s) resolved."
+
+    return _act(_errors_url(setup_id), act)
