@@ -101,8 +101,13 @@ def begin_flow(
     *,
     connection_id: int | None = None,
     redirect_uri: str | None = None,
+    return_to: str | None = None,
 ) -> Flow:
-    """Create a flow: state and PKCE kept server-side, a signed start link, the consent URL."""
+    """Create a flow: state and PKCE kept server-side, a signed start link, the consent URL.
+
+    ``return_to`` is a path on this site where the callback sends the browser once the
+    connection is stored (the dashboard); kept server-side, so no link can redirect elsewhere.
+    """
     if vendor not in VENDORS:
         raise NotFound(f"Unknown vendor {vendor!r}; use one of {', '.join(VENDORS)}.")
     state = secrets.token_urlsafe(32)
@@ -122,6 +127,7 @@ def begin_flow(
         "redirect_uri": redirect_to,
         "authorize_url": authorize_url,
         "connection_id": connection_id,
+        "return_to": _local_path(return_to),
     }
     with redis.pipeline() as pipe:
         pipe.set(_key(_FLOW_PREFIX, state), json.dumps(record), ex=FLOW_TTL_SECONDS)
@@ -139,6 +145,13 @@ def begin_flow(
         expires_at=utcnow() + timedelta(seconds=FLOW_TTL_SECONDS),
         connection_id=connection_id,
     )
+
+
+def _local_path(path: str | None) -> str | None:
+    """A path on this site, or ``None`` (another host, ``//host`` or a scheme is refused)."""
+    if not path or not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return None
+    return path
 
 
 def open_start_link(settings: Settings, redis: Redis, vendor: str, token: str) -> str:
@@ -216,6 +229,7 @@ def complete_flow(
             )
         view = connection_view(row, setups_using(db, row.id))
         view["reused"] = reused
+        view["return_to"] = flow.get("return_to")
         return view
 
 
@@ -323,8 +337,10 @@ def start_connection(
     vendor: str,
     label: str = "",
     connection_id: int | None = None,
+    return_to: str | None = None,
 ) -> Flow:
-    """Begin a flow for a new connection, or to re-authorise ``connection_id`` (same vendor)."""
+    """Begin a flow for a new connection, or to re-authorise ``connection_id`` (same vendor);
+    ``return_to``: see ``begin_flow``."""
     if connection_id is not None:
         with store.transaction() as session:
             row = get_connection(session, connection_id)
@@ -332,4 +348,6 @@ def start_connection(
                 raise Invalid(
                     {"connection_id": [f"Connection {row.id} is a {row.vendor} connection."]}
                 )
-    return begin_flow(settings, redis, vendor, label, connection_id=connection_id)
+    return begin_flow(
+        settings, redis, vendor, label, connection_id=connection_id, return_to=return_to
+    )

@@ -84,7 +84,7 @@ def start(vendor: str) -> Any:
 
 
 @bp.get("/<vendor>/callback")
-def callback(vendor: str) -> Response:
+def callback(vendor: str) -> Any:
     """Where the vendor sends the browser back: exchange the code and store the connection."""
     _check_vendor(vendor)
     args = request.args
@@ -107,6 +107,12 @@ def callback(vendor: str) -> Response:
         response = jsonify({"connection": ConnectionSchema().dump(view), "reused": reused})
         response.status_code = 201
         return response
+    if view.get("return_to"):
+        # Started from the dashboard: back to its page, which says what was stored.
+        back = f"{view['return_to']}?connected={view['id']}&reused={int(reused)}"
+        going = redirect(back, code=303)
+        going.headers["Cache-Control"] = "no-store"
+        return going
     account = f" ({view['account_id']})" if view.get("account_id") else ""
     if reused:
         stored = (

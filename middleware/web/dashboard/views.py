@@ -26,7 +26,7 @@ from flask.blueprints import BlueprintSetupState
 from werkzeug.wrappers import Response as WebResponse
 
 from middleware import run_counts
-from middleware.services import errors, runs, setups
+from middleware.services import connect, connections, errors, runs, setups
 from middleware.services.exceptions import ServiceError
 from middleware.web import get_redis, get_settings, get_store
 from middleware.web.dashboard import auth
@@ -49,7 +49,9 @@ REFRESH_SECONDS = 5
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+        # No form-action: browsers apply it to a form's redirects too, and "Connect" ends on
+        # the vendor's consent page.
+        "default-src 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
@@ -316,3 +318,49 @@ def resolve_errors(setup_id: int) -> WebResponse:
         return f"Marked {result['resolved']} error(s) resolved."
 
     return _act(_errors_url(setup_id), act)
+
+
+# --------------------------------------------------------------------------- connections
+
+
+@bp.get("/connections")
+def connections_page() -> WebResponse:
+    """Every connection with its status and the org / account it points at; after a connect
+    flow the callback comes back here with ``?connected=<id>``."""
+    with get_store().transaction() as session:
+        items = connections.list_connections(session)
+    connected = request.args.get("connected", "")
+    just = next((c for c in items if connected.isdigit() and c["id"] == int(connected)), None)
+    reused = request.args.get("reused") == "1"
+    return _page("connections.html", connections=items, just=just, reused=reused)
+
+
+@bp.post("/connections/start")
+def start_connection() -> WebResponse:
+    """Start the OAuth flow (new, or re-authorising ``connection_id``) and send the browser to
+    the vendor through the flow's signed start link; the callback comes back to this page."""
+    raw_id = request.form.get("connection_id", "")
+    try:
+        flow = connect.start_connection(
+            get_settings(),
+            get_store(),
+            get_redis(),
+            request.form.get("vendor", ""),
+            request.form.get("label", "").strip()[:200],
+            connection_id=int(raw_id) if raw_id.isdigit() else None,
+            return_to=url_for("dashboard.connections_page"),
+        )
+    except ServiceError as exc:
+        flash(exc.detail, "error")
+        return redirect(url_for("dashboard.connections_page"), code=303)
+    return redirect(flow.start_url, code=303)
+
+
+@bp.post("/connections/<int:connection_id>/delete")
+def delete_connection(connection_id: int) -> WebResponse:
+    def act() -> str:
+        with get_store().transaction() as session:
+            connections.delete_connection(session, connection_id)
+        return f"Connection {connection_id} deleted."
+
+    return _act(url_for("dashboard.connections_page"), act)

@@ -71,3 +71,20 @@ def test_reauthorising_needs_a_connection_of_that_vendor(
         settings, sqlite_store, fake_redis, "salesforce", connection_id=connected["salesforce"]
     )
     assert flow.connection_id == connected["salesforce"]
+
+
+@pytest.mark.parametrize(
+    ("asked", "kept"),
+    [
+        ("/connections", "/connections"),
+        ("https://evil.example/", None),
+        ("//evil.example/x", None),
+        ("/\\evil.example", None),
+        (None, None),
+    ],
+)
+def test_a_flow_returns_only_to_a_path_on_this_site(
+    settings: Settings, fake_redis: Redis, asked: str | None, kept: str | None
+) -> None:
+    flow = connect.begin_flow(settings, fake_redis, "constantcontact", return_to=asked)
+    assert connect.take_flow(fake_redis, flow.state)["return_to"] == kept  # type: ignore[index]

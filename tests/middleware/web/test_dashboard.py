@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
+from app import create_app
 from middleware.services import runs as run_services
+from middleware.store import connections as connection_repo
 from middleware.store import errors as error_repo
 from middleware.store import runs as run_repo
 from middleware.store import setups as setup_repo
 from middleware.web.dashboard import auth
-from tests.middleware.web.test_admin import TOKEN, Api, api, connected, new_setup
+from tests.middleware.web.test_admin import TOKEN, Api, api, connected, make_connection, new_setup
+from tests.middleware.web.test_oauth import CC_BASE, SF_BASE, consent, http, local, sandboxes
 
-__all__ = ["api", "connected"]  # the fixtures, reused from the admin API tests
+# Fixtures reused from the admin API and OAuth tests.
+__all__ = ["api", "connected", "http", "sandboxes"]
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -138,6 +144,8 @@ POSTS = (
     "/setups/1/resume",
     "/setups/1/errors/retry",
     "/setups/1/errors/resolve",
+    "/connections/start",
+    "/connections/1/delete",
 )
 
 
@@ -157,7 +165,10 @@ def test_every_post_route_is_covered(app: Flask) -> None:
         for rule in app.url_map.iter_rules()
         if rule.endpoint.startswith("dashboard.") and "POST" in (rule.methods or ())
     }
-    assert posts == {p.replace("/1/", "/<int:setup_id>/") for p in POSTS}
+    rules = {p.replace("/setups/1/", "/setups/<int:setup_id>/") for p in POSTS}
+    assert posts == {
+        p.replace("/connections/1/", "/connections/<int:connection_id>/") for p in rules
+    }
 
 
 def test_dashboard_answers_carry_security_headers(web: FlaskClient) -> None:
@@ -307,3 +318,79 @@ def test_retry_and_resolve_errors(web: FlaskClient, api: Api, connected: dict[st
 def test_error_actions_on_an_unknown_setup_say_so(web: FlaskClient) -> None:
     page = text(post(web, "/setups/999/errors/retry"))
     assert "Setup 999 does not exist" in page
+
+
+# --------------------------------------------------------------------------- connections
+
+
+def test_connections_page_lists_status_and_account(web: FlaskClient, api: Api) -> None:
+    sf = make_connection(api, "salesforce", "Prod org")
+    make_connection(api, "constantcontact", "CC account")
+    with api.store.transaction() as session:
+        connection_repo.mark_status(session, sf, "needs_reauth", "refresh token revoked")
+    page = text(web.get("/connections"))
+    assert "Prod org" in page and "CC account" in page and "00D000000000001AAA" in page
+    assert 'class="badge needs_reauth"' in page and "refresh token revoked" in page
+    assert page.count(">Reconnect</button>") == 2
+    assert "Connect Salesforce" in page and "Connect Constant Contact" in page
+
+
+def test_delete_connection_and_its_refusal(
+    web: FlaskClient, api: Api, connected: dict[str, int]
+) -> None:
+    spare = make_connection(api, "constantcontact", "Spare")
+    assert f"Connection {spare} deleted" in text(post(web, f"/connections/{spare}/delete"))
+    new_setup(api, **connected)
+    used = connected["salesforce_connection"]
+    page = text(post(web, f"/connections/{used}/delete"))
+    assert f"Connection {used} is used by setup(s) 1" in page
+
+
+def test_start_refuses_an_unknown_vendor(web: FlaskClient) -> None:
+    page = text(post(web, "/connections/start", vendor="hubspot"))
+    assert "Unknown vendor" in page
+
+
+@pytest.fixture
+def oauth_app(config: dict[str, Any], http: requests.Session) -> Iterator[Flask]:
+    """The app with both sandboxes as the vendors (as in the OAuth tests)."""
+    config.update(
+        SALESFORCE_LOGIN_URL=SF_BASE,
+        SALESFORCE_CLIENT_ID="sandbox-client-id",
+        SALESFORCE_CLIENT_SECRET="sandbox-client-secret",
+        CC_AUTH_URL=f"{CC_BASE}/oauth2/default/v1",
+        CC_API_URL=f"{CC_BASE}/v3",
+        CC_CLIENT_ID="sandbox-client-id",
+        CC_CLIENT_SECRET="sandbox-client-secret",
+        VENDOR_SESSION=lambda _vendor: http,
+    )
+    application = create_app(config)
+    yield application
+    application.extensions["middleware"]["store"].dispose()
+
+
+@pytest.mark.parametrize("vendor", ["salesforce", "constantcontact"])
+def test_connect_and_reconnect_come_back_to_the_dashboard(
+    oauth_app: Flask, http: requests.Session, vendor: str
+) -> None:
+    browser = oauth_app.test_client()
+    sign_in(browser)
+
+    def run_flow(**form: str) -> str:
+        started = browser.post(
+            "/connections/start",
+            data={"vendor": vendor, "csrf_token": csrf_of(browser, "/"), **form},
+        )
+        assert started.status_code == 303
+        opened = browser.get(local(started.headers["Location"]))
+        assert opened.status_code == 302
+        back = browser.get(local(consent(http, opened.headers["Location"])))
+        assert back.status_code == 303
+        assert back.headers["Location"].startswith("/connections?connected=")
+        return text(browser.get(back.headers["Location"]))
+
+    page = run_flow()
+    assert "Connected: stored as connection 1" in page
+    page = run_flow(connection_id="1")
+    assert "Connected: stored as connection 1" in page
+    assert 'aria-label="Delete connection 2"' not in page  # re-authorised, not a second one
