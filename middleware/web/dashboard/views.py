@@ -27,8 +27,9 @@ from werkzeug.wrappers import Response as WebResponse
 
 from middleware import run_counts
 from middleware.services import connect, connections, errors, runs, setups
+from middleware.services import queue as jobs
 from middleware.services.exceptions import ServiceError
-from middleware.web import get_redis, get_settings, get_store
+from middleware.web import get_redis, get_settings, get_store, health
 from middleware.web.dashboard import auth
 from middleware.web.problems import service_status
 
@@ -364,3 +365,47 @@ def delete_connection(connection_id: int) -> WebResponse:
         return f"Connection {connection_id} deleted."
 
     return _act(url_for("dashboard.connections_page"), act)
+
+
+# --------------------------------------------------------------------------- health
+
+FAILED_JOBS_SHOWN = 50
+CHECK_WORDS = {
+    "database": "Database",
+    "redis": "Redis",
+    "queues": "Job queues",
+    "workers": "Workers",
+    "listener": "Pub/Sub listener",
+    "connections": "Connections",
+    "setups": "Setups",
+    "cc_webhook": "Constant Contact webhooks",
+}
+
+
+@bp.get("/health")
+def health_page() -> WebResponse:
+    """What /readyz checks, in words; the queues and their failed jobs."""
+    checks = health.run_checks()
+    redis = get_redis()
+    return _page(
+        "health.html",
+        checks=checks,
+        words=CHECK_WORDS,
+        ready=all(r["status"] != health.FAIL for r in checks.values()),
+        queues=jobs.queue_state(redis),
+        failed=jobs.failed_jobs(redis, limit=FAILED_JOBS_SHOWN),
+    )
+
+
+@bp.post("/health/requeue")
+def requeue() -> WebResponse:
+    """One failed job (``job_id``) or every one back on its queue."""
+    job_id = request.form.get("job_id", "").strip()[:200]
+    selection: dict[str, Any] = {"ids": [job_id]} if job_id else {"all": True}
+
+    def act() -> str:
+        result = jobs.requeue_failed(get_redis(), selection)
+        gone = f"; {len(result['missing'])} no longer failed" if result["missing"] else ""
+        return f"Requeued {len(result['requeued'])} job(s){gone}."
+
+    return _act(url_for("dashboard.health_page"), act)

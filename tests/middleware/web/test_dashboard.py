@@ -19,7 +19,15 @@ from middleware.store import errors as error_repo
 from middleware.store import runs as run_repo
 from middleware.store import setups as setup_repo
 from middleware.web.dashboard import auth
-from tests.middleware.web.test_admin import TOKEN, Api, api, connected, make_connection, new_setup
+from tests.middleware.web.test_admin import (
+    TOKEN,
+    Api,
+    _fail_one_job,
+    api,
+    connected,
+    make_connection,
+    new_setup,
+)
 from tests.middleware.web.test_oauth import CC_BASE, SF_BASE, consent, http, local, sandboxes
 
 # Fixtures reused from the admin API and OAuth tests.
@@ -146,6 +154,7 @@ POSTS = (
     "/setups/1/errors/resolve",
     "/connections/start",
     "/connections/1/delete",
+    "/health/requeue",
 )
 
 
@@ -394,3 +403,26 @@ def test_connect_and_reconnect_come_back_to_the_dashboard(
     page = run_flow(connection_id="1")
     assert "Connected: stored as connection 1" in page
     assert 'aria-label="Delete connection 2"' not in page  # re-authorised, not a second one
+
+
+# --------------------------------------------------------------------------- health
+
+
+def test_health_page_says_what_readyz_checks(web: FlaskClient) -> None:
+    page = text(web.get("/health"))
+    for words in ("Database", "Redis", "Job queues", "Workers", "Connections", "Setups"):
+        assert f"<td>{words}</td>" in page
+    assert "No failed jobs" in page
+
+
+def test_failed_jobs_are_shown_and_requeued(web: FlaskClient, api: Api) -> None:
+    first = _fail_one_job(api.redis)
+    second = _fail_one_job(api.redis)
+    page = text(web.get("/health"))
+    assert first in page and "JSONDecodeError" in page
+    assert "Requeued 1 job(s)." in text(post(web, "/health/requeue", job_id=first))
+    assert "Requeued 0 job(s); 1 no longer failed." in text(
+        post(web, "/health/requeue", job_id=first)
+    )
+    page = text(post(web, "/health/requeue"))
+    assert "Requeued 1 job(s)." in page and second not in page.split("Failed jobs")[1]
