@@ -145,8 +145,11 @@ def apply(
     act: ResultActivity,
     read: dict[str, Recipient],
     outcome: Outcome,
+    open_errors: Mapping[str, list[int]] | None = None,
 ) -> None:
-    """Apply one activity's recipients read this run (see the module docstring)."""
+    """Apply one activity's recipients read this run (see the module docstring);
+    ``open_errors`` (contact id → its open sync error ids, from :func:`retries`) are resolved
+    for the recipients written now."""
     if not read:
         return
     mode = ctx.options.campaign_response_mode
@@ -244,7 +247,7 @@ def apply(
                 outcome.counts["tasks_created"] += 1
 
     _opt_outs(ctx, org, read, outcome)
-    _record(ctx, act, read, rows, failed, outcome)
+    _record(ctx, act, read, rows, failed, outcome, open_errors or {})
 
 
 def _existing_members(ctx: Context, act: ResultActivity, people: set[str]) -> dict[str, str]:
@@ -268,6 +271,7 @@ def _record(
     rows: dict[str, dict[str, Any]],
     failed: Mapping[str, tuple[str, str]],
     outcome: Outcome,
+    open_errors: Mapping[str, list[int]],
 ) -> None:
     """Save the keys; failures become sync errors carrying the recipient, others resolve."""
     errors = []
@@ -288,14 +292,13 @@ def _record(
                 "payload": {"cc_contact_id": cid, "email": r.email, "result": _dump(act, r)},
             }
         )
-        outcome.failures.append(failure(cid, r.email, code, message, rows[cid]["sf_person_id"]))
+        outcome.failures.append(failure(cid, r.email, code, message, person))
         log.info("setup %s: results of %s refused (%s)", ctx.setup_id, mask_email(r.email), code)
     with ctx.store.transaction() as session:
         repo.save_recipients(session, act.id, rows)
         if errors:
             errors_repo.record_errors(session, ctx.setup_id, errors, run_id=ctx.run_id)
-        done = [cid for cid in read if cid not in failed]
-        open_ids = _result_error_ids(session, ctx.setup_id, act.activity_id, done)
+        open_ids = [i for cid in read if cid not in failed for i in open_errors.get(cid, ())]
         if open_ids:
             errors_repo.resolve_errors(session, ctx.setup_id, ids=open_ids)
 
@@ -310,41 +313,42 @@ def _dump(act: ResultActivity, r: Recipient) -> dict[str, Any]:
     }
 
 
-def _open_result_errors(session: Any, setup_id: int) -> list[SyncError]:
-    return list(
-        session.scalars(
+@dataclass
+class Retries:
+    """Recipients Salesforce refused before, by activity and contact id, with the ids of their
+    open sync errors (resolved once the recipient is written)."""
+
+    recipients: dict[str, dict[str, Recipient]]
+    error_ids: dict[str, dict[str, list[int]]]
+
+
+def retries(ctx: Context) -> Retries:
+    """The results sync errors still open, read once a run: each is tried again."""
+    found = Retries({}, {})
+    taken = 0
+    with ctx.store.transaction() as session:
+        rows = session.scalars(
             select(SyncError)
             .where(
-                SyncError.setup_id == setup_id,
+                SyncError.setup_id == ctx.setup_id,
                 SyncError.direction == "cc_to_sf",
                 SyncError.status.in_(("open", "retrying")),
             )
             .order_by(SyncError.id)
         )
-    )
-
-
-def _result_error_ids(session: Any, setup_id: int, activity_id: str, done: list[str]) -> list[int]:
-    wanted = set(done)
-    return [
-        e.id
-        for e in _open_result_errors(session, setup_id)
-        if ((e.payload or {}).get("result") or {}).get("activity") == activity_id
-        and e.cc_contact_id in wanted
-    ]
-
-
-def retries(ctx: Context) -> dict[str, dict[str, Recipient]]:
-    """Recipients whose results Salesforce refused before, by activity: tried again each run."""
-    found: dict[str, dict[str, Recipient]] = {}
-    with ctx.store.transaction() as session:
-        for error in _open_result_errors(session, ctx.setup_id)[:RETRY_BATCH]:
+        for error in rows:
             payload = error.payload or {}
             result = payload.get("result")
             cid = payload.get("cc_contact_id")
             if not result or not cid:
+                continue  # a CC → SF error of the poll's
+            activity = result["activity"]
+            found.error_ids.setdefault(activity, {}).setdefault(cid, []).append(error.id)
+            people = found.recipients.setdefault(activity, {})
+            if cid in people or taken >= RETRY_BATCH:
                 continue
-            found.setdefault(result["activity"], {})[cid] = Recipient(
+            taken += 1
+            people[cid] = Recipient(
                 cid,
                 str(payload.get("email") or ""),
                 status=result.get("status"),

@@ -167,9 +167,10 @@ def results(ctx: Context, *, reset: bool = False) -> ResultsRun:
         if rules.makes_campaigns(mode) and not act.sf_campaign_id:
             continue  # its Campaign could not be made: the next run tries again
         read = _read(ctx, act, budget, out)
-        for again in retry.get(act.activity_id, {}).values():
+        for again in retry.recipients.get(act.activity_id, {}).values():
             rules.merge_into(read, again)
-        recipients.apply(ctx, org, act, read, out.outcome)
+        errors = retry.error_ids.get(act.activity_id, {})
+        recipients.apply(ctx, org, act, read, out.outcome, errors)
         out.records += len(read)
         out.batches += 1
         _save(ctx, [act])

@@ -161,8 +161,18 @@ def _given_secret(headers: EnvironHeaders) -> str:
 
 
 def _shared_secret_ok(secret: str, headers: EnvironHeaders) -> bool:
-    given = _given_secret(headers)
+    return secret_matches(secret, _given_secret(headers))
+
+
+def secret_matches(secret: str, given: str) -> bool:
+    """Constant-time comparison of a presented secret with the setup's (empty never matches)."""
     return bool(secret) and bool(given) and hmac.compare_digest(given.encode(), secret.encode())
+
+
+def secret_of(view: SetupView | None) -> str:
+    """The secret a request for this setup is checked against: a stand-in no request can know
+    for an unknown setup, so both cost the same comparison (and the unknown one fails)."""
+    return view.secret if view is not None else _STAND_IN_SECRET
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -199,10 +209,10 @@ def _authenticated(
 
     An unknown setup is checked the same way against a stand-in secret, so both cost the same.
     """
+    secret = secret_of(view)
     if view is not None:
-        secret, mode = view.secret, view.auth
+        mode = view.auth
     else:
-        secret = _STAND_IN_SECRET
         mode = "hmac" if headers.get("webhook-signature") else "shared_secret"
     if mode == "hmac":
         ok = _hmac_problem(secret, body, now, headers) is None
