@@ -336,7 +336,10 @@ class TestDailyLimit:
     def test_daily_limit_then_next_day(
         self, sf_api: requests.Session, sf_clock: Clock, sf_sandbox: SalesforceSandbox
     ) -> None:
+        # Mid-morning of today, whatever the real time: the token is issued
+        # after the move so that it is fresh on the sandbox's clock.
         sf_clock.set(sf_clock.now().replace(hour=10, minute=0))
+        sf_api.headers["Authorization"] = f"Bearer {sf_sandbox.auth.issue().access_token}"
         for _ in range(3):
             assert sf_api.get(f"{API}/limits").status_code == 200
         refused = sf_api.get(f"{API}/limits")
