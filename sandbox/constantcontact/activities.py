@@ -2,9 +2,10 @@
 
 An activity is queued when it is posted and its work is applied only when it completes: after
 ACTIVITY_STEPS status polls (initialized → processing → completed), or, with ACTIVITY_SECONDS set,
-at the first poll that long after it was posted (sandbox clock). Completing one first completes
-every activity queued before it, so work lands in the order it was posted, as in Constant Contact's
-queue. A client that never polls never sees the result (deliberately unkind, like the real thing).
+once that long has passed since it was posted (sandbox clock), polled or not. Completing one first
+completes every activity queued before it, so work lands in the order it was posted, as in
+Constant Contact's queue. In step mode a client that never polls never sees the result
+(deliberately unkind).
 """
 
 from __future__ import annotations
@@ -109,7 +110,21 @@ class Activities:
             self.items[activity.activity_id] = activity
             if int(self.sandbox.config["ACTIVITY_STEPS"]) <= 0:
                 self._complete_through(activity)
+        self._settle_when_due()
         return activity
+
+    def _settle_when_due(self) -> None:
+        """Time-based mode: let time do its work when the activity is due even if no request
+        comes then, as Constant Contact does (its contacts change when the import is processed,
+        not when someone polls). A daemon timer on the wall clock; a moved sandbox clock only
+        makes it find nothing due yet (the next request settles then)."""
+        seconds = self.sandbox.config.get("ACTIVITY_SECONDS")
+        if seconds is None:
+            return
+        # A few ms past due: the store's clock counts whole milliseconds.
+        timer = threading.Timer(float(seconds) + 0.005, self.settle)
+        timer.daemon = True
+        timer.start()
 
     def get(self, activity_id: str) -> Activity:
         with self.lock:

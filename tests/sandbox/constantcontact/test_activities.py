@@ -363,3 +363,32 @@ def test_time_based_activities_apply_their_work_without_being_polled() -> None:
     clock.advance(1.5)
     found = s.get("https://cc.test/_sandbox/contacts", params={"email": "u@example.org"})
     assert found.status_code == 200 and found.json()["list_memberships"] == [lst["list_id"]]
+
+
+def test_time_based_activities_land_when_due_with_no_request_at_all() -> None:
+    """On the wall clock the work lands when the activity is due, polled or not: a watcher
+    reading the store sees the contact ~ACTIVITY_SECONDS after the post, not at the next poll."""
+    import time
+
+    from sandbox.adapter import in_process_session
+    from sandbox.constantcontact.app import create_app
+
+    app = create_app({"RATE_PER_SECOND": 0, "ACTIVITY_SECONDS": 0.2})
+    sandbox = app.extensions["cc_sandbox"]
+    s = in_process_session("https://cc.test", app)
+    token = s.post("https://cc.test/_sandbox/tokens").json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    lst = s.post("https://cc.test/v3/contact_lists", json={"name": "L"}, headers=auth).json()
+    act = s.post(
+        "https://cc.test/v3/activities/contacts_json_import",
+        json={"import_data": [{"email": "w@example.org"}], "list_ids": [lst["list_id"]]},
+        headers=auth,
+    ).json()
+    assert sandbox.store.contact_by_email("w@example.org") is None
+    deadline = time.monotonic() + 5
+    while sandbox.store.contact_by_email("w@example.org") is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sandbox.store.contact_by_email("w@example.org") is not None
+    done = sandbox.activities.get(act["activity_id"])
+    assert done.state == "completed" and done.polls == 0
+    assert 200 <= done.completed_at - done.created_at < 2000
