@@ -22,10 +22,11 @@ import io
 import json
 import logging
 import random
+import statistics
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -66,6 +67,11 @@ REPORT_PAGE = 500  # GET /emails and the tracking reports answer up to 500 per p
 TRACKING_REPORTS = ("sends", "opens", "unique_opens", "clicks", "bounces", "optouts", "forwards")
 FINAL_STATES = {"completed", "failed", "cancelled", "timed_out"}
 FAILED_STATES = {"failed", "cancelled", "timed_out"}
+# The first poll of an activity just posted: at most this long after it (and by default) ...
+FIRST_POLL_SECONDS = 1.0
+# ... at least this long, and learned from the last few activities' processing times.
+MIN_FIRST_POLL_SECONDS = 0.2
+ACTIVITY_SAMPLES = 5
 
 
 @dataclass(frozen=True)
@@ -177,6 +183,8 @@ class ConstantContactClient:
         self.rng = rng or random.Random()
         self.calls = counter or CallCounter()
         self._lists: dict[str, dict[str, Any]] = {}
+        # How long this account's recent activities took to process (seconds, newest last).
+        self._activity_seconds: deque[float] = deque(maxlen=ACTIVITY_SAMPLES)
 
     # ------------------------------------------------------------------ the one request path
 
@@ -748,12 +756,39 @@ class ConstantContactClient:
         page = self._json("GET", "/activities", params=params)
         return list((page or {}).get("activities") or [])
 
+    def first_poll_delay(self) -> float:
+        """How long to wait before the first poll of an activity just posted.
+
+        Constant Contact processes an activity in its own time, and a poll before it is done is
+        a wasted call, so the first poll comes when this account's recent activities were done
+        (``completed_at`` − ``created_at``: the median of the last few, plus a margin), never
+        later than ``FIRST_POLL_SECONDS`` (a long export must not delay the next small import's
+        poll) nor sooner than ``MIN_FIRST_POLL_SECONDS``. With nothing seen yet:
+        ``FIRST_POLL_SECONDS``. Learning is per client (one job's flushes share one).
+        """
+        if not self._activity_seconds:
+            return FIRST_POLL_SECONDS
+        typical = statistics.median(self._activity_seconds) * 1.15 + 0.05
+        return min(FIRST_POLL_SECONDS, max(MIN_FIRST_POLL_SECONDS, typical))
+
+    def _learn(self, activity: Mapping[str, Any]) -> None:
+        """Remember how long a completed activity took, from its own timestamps."""
+        try:
+            took = (
+                datetime.fromisoformat(str(activity["completed_at"]))
+                - datetime.fromisoformat(str(activity["created_at"]))
+            ).total_seconds()
+        except (KeyError, TypeError, ValueError):
+            return  # no or unreadable timestamps: nothing learned
+        if took >= 0:
+            self._activity_seconds.append(took)
+
     def wait_for_activity(
         self,
         activity_id: str,
         timeout: float = 600.0,
         *,
-        first_delay: float = 1.0,
+        first_delay: float | None = None,
         max_delay: float = 30.0,
     ) -> dict[str, Any]:
         """Poll ``GET /activities/{activity_id}`` with growing pauses until it ends (1 call a poll).
@@ -771,7 +806,7 @@ class ConstantContactClient:
         activity_ids: Sequence[str],
         timeout: float = 600.0,
         *,
-        first_delay: float = 1.0,
+        first_delay: float | None = None,
         max_delay: float = 30.0,
     ) -> list[dict[str, Any]]:
         """Wait for several activities, in input order: each round reads them all in one
@@ -780,7 +815,10 @@ class ConstantContactClient:
 
         All are waited for before a failure is raised, so callers know what did complete:
         :class:`ActivityFailed` carries the first failed activity, ``.activities`` all of them.
+        ``first_delay``: the pause before the first poll, by default :meth:`first_poll_delay`.
         """
+        if first_delay is None:
+            first_delay = self.first_poll_delay()
         deadline = self.monotonic() + timeout
         final: dict[str, dict[str, Any]] = {}
         pending = list(dict.fromkeys(activity_ids))
@@ -800,6 +838,8 @@ class ConstantContactClient:
                 if activity.get("state") in FINAL_STATES:
                     final[activity_id] = activity
                     pending.remove(activity_id)
+                    if activity.get("state") == "completed":
+                        self._learn(activity)
             if not pending:
                 break
             if self.monotonic() + delay > deadline:

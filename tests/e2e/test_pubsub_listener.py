@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,8 +37,13 @@ class SandboxOAuth:
 
 
 @pytest.fixture
-def pubsub_world() -> Iterator[tuple[World, Any]]:
-    w = World(options={"salesforce_changes": ["pubsub"], "remove_on_sf_delete": True})
+def pubsub_world(tmp_path: Path) -> Iterator[tuple[World, Any]]:
+    # A file database: the listener's thread and the test's flushes write at the same time,
+    # and an in-memory SQLite database is one connection that two threads must not share.
+    w = World(
+        options={"salesforce_changes": ["pubsub"], "remove_on_sf_delete": True},
+        database_url=f"sqlite:///{tmp_path / 'pubsub.sqlite3'}",
+    )
     w.deliver_to_webhook = False
     _server, port = w.start_pubsub()
     oauth = SandboxOAuth(w)

@@ -7,6 +7,7 @@ import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -365,6 +366,42 @@ def test_wait_for_activity_polls_with_growing_pauses():
     assert len(session.sent) == 4
     assert sleeps == sorted(sleeps) and sleeps[0] < sleeps[-1]
     assert client.calls.snapshot() == {"activities": {"200": 4}}
+
+
+def _done(activity_id: str, seconds: float) -> dict[str, Any]:
+    return {
+        "activity_id": activity_id,
+        "state": "completed",
+        "created_at": "2026-12-08T10:00:00.000Z",
+        "completed_at": f"2026-12-08T10:00:{seconds:06.3f}Z",
+    }
+
+
+def test_the_first_poll_comes_when_recent_activities_were_done():
+    # Nothing seen yet: one second. Then the median of what the account's activities took
+    # (their own timestamps), with a margin, never later than a second nor before 0.2 s.
+    session = ScriptedSession(
+        [response(200, _done(f"a{i}", t)) for i, t in enumerate([0.5, 0.4, 0.6, 30.0])]
+    )
+    sleeps = Sleeps()
+    client = make_client(session, sleep=sleeps)
+    assert client.first_poll_delay() == 1.0
+    for i in range(4):
+        client.wait_for_activity(f"a{i}")
+    assert sleeps[:3] == [1.0, pytest.approx(0.625), pytest.approx(0.5675)]
+    # 0.4, 0.5, 0.6, 30: median 0.55; a long export does not push the next poll past 1 s.
+    assert client.first_poll_delay() == pytest.approx(0.55 * 1.15 + 0.05)
+    client._activity_seconds.extend([30.0] * 5)
+    assert client.first_poll_delay() == 1.0
+    client._activity_seconds.extend([0.01] * 5)
+    assert client.first_poll_delay() == 0.2
+
+
+def test_an_activity_without_timestamps_teaches_nothing():
+    session = ScriptedSession([response(200, {"activity_id": "a1", "state": "completed"})])
+    client = make_client(session, sleep=Sleeps())
+    client.wait_for_activity("a1")
+    assert client.first_poll_delay() == 1.0
 
 
 def test_wait_for_activity_failed_carries_the_activity_errors():
