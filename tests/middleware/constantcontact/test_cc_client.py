@@ -378,8 +378,8 @@ def _done(activity_id: str, seconds: float) -> dict[str, Any]:
 
 
 def test_the_first_poll_comes_when_recent_activities_were_done():
-    # Nothing seen yet: one second. Then the median of what the account's activities took
-    # (their own timestamps), with a margin, never later than a second nor before 0.2 s.
+    # Nothing seen yet: one second. Then the slowest of what the account's last activities
+    # took (their own timestamps), with a margin, never later than a second nor before 0.2 s.
     session = ScriptedSession(
         [response(200, _done(f"a{i}", t)) for i, t in enumerate([0.5, 0.4, 0.6, 30.0])]
     )
@@ -388,11 +388,12 @@ def test_the_first_poll_comes_when_recent_activities_were_done():
     assert client.first_poll_delay() == 1.0
     for i in range(4):
         client.wait_for_activity(f"a{i}")
-    assert sleeps[:3] == [1.0, pytest.approx(0.625), pytest.approx(0.5675)]
-    # 0.4, 0.5, 0.6, 30: median 0.55; a long export does not push the next poll past 1 s.
-    assert client.first_poll_delay() == pytest.approx(0.55 * 1.15 + 0.05)
-    client._activity_seconds.extend([30.0] * 5)
+    assert sleeps[:4] == [1.0, pytest.approx(0.545), pytest.approx(0.545), pytest.approx(0.65)]
+    # A long export does not push the next small import's first poll past 1 s ...
     assert client.first_poll_delay() == 1.0
+    # ... and is forgotten after five more.
+    client._activity_seconds.extend([0.5] * 5)
+    assert client.first_poll_delay() == pytest.approx(0.545)
     client._activity_seconds.extend([0.01] * 5)
     assert client.first_poll_delay() == 0.2
 
