@@ -1,0 +1,143 @@
+"""Browser tests: the dashboard in a real headless Chromium against the running service.
+
+Fixtures, from the widest:
+
+- ``live`` (session): both sandboxes and the service on sockets (`tests.browser.live.LiveService`,
+  embedded mode: SQLite, in-process worker, no Redis), one for the whole run.
+- ``browser`` (session): Debian's Chromium (``/usr/bin/chromium``, or ``CHROMIUM_PATH``) driven by
+  Playwright; Playwright's own browser download is never used.
+- ``page`` (per test): a fresh browser context (no cookies) at 1280×800 whose relative URLs are
+  the service's (``page.goto("/health")``); it accepts the Salesforce sandbox's own CA.
+- ``signed_in`` (per test): ``page`` after signing in through the sign-in form.
+- ``setup_id`` (session): one setup made through the admin API over two OAuth-made connections,
+  for the pages of a setup (until the wizard makes one in the browser).
+
+Tests in this folder carry ``pytestmark = browser_tests`` (below): marked ``browser`` and skipped,
+with the reason, when Chromium or Playwright is missing; the summary then says so in one line.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.a11y import CHECKED, FINDINGS
+from tests.browser.live import LiveService
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+# As /work/.library's machine notes start it: no sandbox as root, and no background networking,
+# which this machine's closed network refuses many times a start.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VIEWPORT = {"width": 1280, "height": 800}
+
+
+def why_not_available() -> str | None:
+    """Why the browser tests cannot run here, or None when they can."""
+    if not Path(CHROMIUM).is_file():
+        return f"chromium not installed (apt-get install chromium; looked for {CHROMIUM})"
+    try:
+        import axe_playwright_python  # noqa: F401
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright not installed (pip install -r requirements-dev.txt)"
+    return None
+
+
+SKIP_REASON = why_not_available()
+browser_tests = [
+    pytest.mark.browser,
+    pytest.mark.skipif(SKIP_REASON is not None, reason=f"browser tests: {SKIP_REASON}"),
+]
+_started = time.monotonic()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line saying whether the browser tests ran, so `make test` tells it plainly."""
+    ran = [
+        r
+        for key in ("passed", "failed", "error")
+        for r in terminalreporter.stats.get(key, [])
+        if "tests/browser/" in getattr(r, "nodeid", "") and getattr(r, "when", "") == "call"
+    ]
+    skipped = [
+        r
+        for r in terminalreporter.stats.get("skipped", [])
+        if "tests/browser/" in getattr(r, "nodeid", "")
+    ]
+    if SKIP_REASON is not None and skipped:
+        terminalreporter.write_line(
+            f"browser tests: skipped, {SKIP_REASON}", yellow=True, bold=True
+        )
+    elif ran:
+        seconds = sum(getattr(r, "duration", 0.0) for r in ran)
+        terminalreporter.write_line(
+            f"browser tests: {len(ran)} ran in Chromium ({CHROMIUM}), {seconds:.1f}s of test calls"
+        )
+        rules = sorted({f"{rule} ({impact})" for _url, rule, impact, _n in FINDINGS})
+        terminalreporter.write_line(
+            f"browser tests: axe-core checked {len(CHECKED)} page(s); findings of any impact: "
+            + (", ".join(rules) if rules else "none")
+        )
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    service = LiveService(tmp_path_factory.mktemp("browser-live")).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if SKIP_REASON is not None:
+        pytest.skip(f"browser tests: {SKIP_REASON}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, live: LiveService) -> Iterator[Any]:
+    context = browser.new_context(
+        base_url=live.base, viewport=VIEWPORT, ignore_https_errors=True, locale="en-GB"
+    )
+    context.set_default_timeout(15_000)
+    tab = context.new_page()
+    yield tab
+    context.close()
+
+
+def sign_in(page: Any, token: str) -> None:
+    """Sign in through the form, as a person would."""
+    page.goto("/sign-in")
+    page.get_by_label("Admin token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+
+
+@pytest.fixture
+def signed_in(page: Any, live: LiveService) -> Any:
+    sign_in(page, live.admin_token)
+    page.get_by_role("heading", name="Setups").wait_for()
+    return page
+
+
+@pytest.fixture(scope="session")
+def setup_id(live: LiveService) -> int:
+    return live.create_setup("Browser setup")
