@@ -18,44 +18,15 @@ with the reason, when Chromium or Playwright is missing; the summary then says s
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.browser.a11y import CHECKED, FINDINGS
+from tests.browser.chromium import CHROMIUM, VIEWPORT, launch, why_not_available
 from tests.browser.live import LiveService
-
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-# As /work/.library's machine notes start it: no sandbox as root, and no background networking,
-# which this machine's closed network refuses many times a start.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-VIEWPORT = {"width": 1280, "height": 800}
-
-
-def why_not_available() -> str | None:
-    """Why the browser tests cannot run here, or None when they can."""
-    if not Path(CHROMIUM).is_file():
-        return f"chromium not installed (apt-get install chromium; looked for {CHROMIUM})"
-    try:
-        import axe_playwright_python  # noqa: F401
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright not installed (pip install -r requirements-dev.txt)"
-    return None
-
 
 SKIP_REASON = why_not_available()
 browser_tests = [
@@ -105,12 +76,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
 def browser() -> Iterator[Any]:
     if SKIP_REASON is not None:
         pytest.skip(f"browser tests: {SKIP_REASON}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launch() as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture
