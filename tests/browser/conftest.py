@@ -2,18 +2,26 @@
 
 Fixtures, from the widest:
 
-- ``live`` (session): both sandboxes and the service on sockets (`tests.browser.live.LiveService`,
-  embedded mode: SQLite, in-process worker, no Redis), one for the whole run.
-- ``browser`` (session): Debian's Chromium (``/usr/bin/chromium``, or ``CHROMIUM_PATH``) driven by
+- ``live`` (package): both sandboxes and the service on sockets (`tests.browser.live.LiveService`,
+  embedded mode: SQLite, in-process worker, no Redis), one for every test in this folder, stopped
+  after the last one (its threads do not outlive the folder's tests).
+- ``browser`` (package): Debian's Chromium (``/usr/bin/chromium``, or ``CHROMIUM_PATH``) driven by
   Playwright; Playwright's own browser download is never used.
 - ``page`` (per test): a fresh browser context (no cookies) at 1280×800 whose relative URLs are
   the service's (``page.goto("/health")``); it accepts the Salesforce sandbox's own CA.
 - ``signed_in`` (per test): ``page`` after signing in through the sign-in form.
-- ``setup_id`` (session): one setup made through the admin API over two OAuth-made connections,
+- ``setup_id`` (package): one setup made through the admin API over two OAuth-made connections,
   for the pages of a setup (until the wizard makes one in the browser).
 
 Tests in this folder carry ``pytestmark = browser_tests`` (below): marked ``browser`` and skipped,
 with the reason, when Chromium or Playwright is missing; the summary then says so in one line.
+Check each page reached with ``tests.browser.a11y.assert_accessible(page)``.
+
+A journey that makes its own setup (the wizard) needs only ``signed_in`` and ``live``: connect
+through the Connections page or ``live.connect(vendor, label)`` (a sandbox is one org / account,
+so connecting again reuses the connection), seed records with ``live.sf_contact(...)`` or
+``live.sandbox("salesforce", "POST", "/_sandbox/seed", json=...)``, click through the pages, read
+the new setup's id from the page URL, then ``live.wait_run(setup_id, after=0)`` for its first run.
 """
 
 from __future__ import annotations
@@ -65,14 +73,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
     service = LiveService(tmp_path_factory.mktemp("browser-live")).start()
     yield service
     service.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if SKIP_REASON is not None:
         pytest.skip(f"browser tests: {SKIP_REASON}")
@@ -105,6 +113,6 @@ def signed_in(page: Any, live: LiveService) -> Any:
     return page
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def setup_id(live: LiveService) -> int:
     return live.create_setup("Browser setup")

@@ -2,9 +2,10 @@
 
 Started the way `make demo` starts them (demo.py): the sandboxes through `sandbox.server.start`
 (Salesforce over HTTPS with its own CA, Constant Contact over HTTP), the service as the same Flask
-app gunicorn runs, in embedded mode (SQLite in a temporary folder, the in-process queue and worker
-thread; no Redis, no PostgreSQL), served by werkzeug's threaded server. Both sandboxes show their
-OAuth consent page (``CONSENT_PAGE``), so a browser clicks "Allow" as a person would.
+app gunicorn runs, in embedded mode (SQLite in a temporary folder, the in-process queue on a
+private fakeredis and the worker thread; no Redis, no PostgreSQL), served by werkzeug's threaded
+server. Both sandboxes show their OAuth consent page (``CONSENT_PAGE``), so a browser clicks
+"Allow" as a person would.
 
 `LiveService` also carries what a test sets up *around* the browser without clicking: admin API
 calls, sandbox control calls (records, faults), connections made through the OAuth flows over
@@ -22,10 +23,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import fakeredis
 import requests
 from cryptography.fernet import Fernet
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from middleware import queue
 from sandbox import server as sandbox_server
 
 MAIN_LIST = "Browser Main List"
@@ -73,6 +76,9 @@ class LiveService:
                 "TOKEN_ENCRYPTION_KEY": Fernet.generate_key().decode(),
                 "DATABASE_URL": f"sqlite:///{(self.workdir / 'service.sqlite3').resolve()}",
                 "REDIS_URL": "",
+                # Embedded mode on a fakeredis server of its own, not the process-wide one
+                # (`queue.embedded_server`) other tests in this pytest process may use.
+                "REDIS": queue.embedded_redis(fakeredis.FakeServer()),
                 "EMBEDDED_WORKER": True,
                 "EMBEDDED_LISTENER": False,
                 "PUBLIC_URL": self.base,

@@ -114,6 +114,28 @@ def test_sync_now_runs_until_the_run_finishes(
     assert_accessible(page)
 
 
+def test_pause_resume_and_the_full_sync_reset_page(
+    signed_in: Any, live: LiveService, setup_id: int
+) -> None:
+    page = signed_in
+    page.goto(f"/setups/{setup_id}")
+    page.get_by_label("Reason (optional)").fill("quiet hours")
+    page.get_by_role("button", name="Pause").click()
+    expect(page.get_by_text("Paused: changes keep collecting")).to_be_visible()
+    expect(page.get_by_text("quiet hours")).to_be_visible()
+    assert live.status(setup_id)["paused"]
+    assert_accessible(page)
+    page.get_by_role("button", name="Resume").click()
+    expect(page.get_by_text("Resumed: the changes that waited are being synced.")).to_be_visible()
+    assert not live.status(setup_id)["paused"]
+
+    page.get_by_role("link", name="Full Sync with reset…").click()
+    expect(page.get_by_role("heading", name=re.compile("^Full Sync with reset"))).to_be_visible()
+    assert_accessible(page)
+    page.get_by_role("link", name="Cancel").click()
+    expect(page.get_by_role("button", name="Sync Now")).to_be_visible()
+
+
 def test_a_record_constant_contact_refuses_is_shown_and_retried_from_the_page(
     signed_in: Any, live: LiveService, setup_id: int
 ) -> None:
