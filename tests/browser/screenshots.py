@@ -25,7 +25,7 @@ REFUSED = "a-rather-long-address-for-one-single-call@newsletter.example.org"
 
 def stage(live: LiveService) -> int:
     """A setup with one finished Sync Now and one open sync error; its id."""
-    setup_id = live.create_setup("Newsletter contacts")
+    setup_id = live.create_setup("Newsletter contacts", main_list="Newsletter")
     live.sandbox("salesforce", "POST", "/_sandbox/seed", json={"contacts": 25})
     live.sf_contact(FirstName="Ada", LastName="Refused", Email=REFUSED)
     live.sandbox(
