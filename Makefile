@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test lint typecheck unit bench faults clean
+.PHONY: install demo test lint typecheck unit browser screenshots bench faults clean
 
 install: $(VENV)/.installed
 
@@ -24,7 +24,15 @@ test: install lint typecheck
 	$(BIN)/pytest -q
 
 unit: install
-	$(BIN)/pytest -m "not integration"
+	$(BIN)/pytest -m "not integration and not browser"
+
+# Only the dashboard's browser tests (headless Chromium; they skip, saying so, without it).
+browser: install
+	$(BIN)/pytest tests/browser
+
+# The dashboard's screenshots in docs/screenshots/ (needs Chromium, like the browser tests).
+screenshots: install
+	$(BIN)/python -m tests.browser.screenshots
 
 # make demo DEMO_ARGS="--keep-running" keeps the service and sandboxes up until Ctrl-C.
 DEMO_ARGS ?=

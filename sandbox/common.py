@@ -1,4 +1,5 @@
-"""Pieces both sandboxes share: a movable clock, fault injection, `/_sandbox/` control routes."""
+"""Pieces both sandboxes share: a movable clock, fault injection, `/_sandbox/` control routes,
+and the OAuth consent page a browser test clicks through."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from html import escape
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
@@ -201,3 +203,41 @@ def control_blueprint(
         return "", 204
 
     return bp
+
+
+# The authorize endpoints' answer field: "allow" or "deny" (anything else shows the page again).
+CONSENT_FIELD = "consent"
+
+
+def consent_answer(config: Any, args: Any) -> str | None:
+    """What the person answered on the consent page: "allow", "deny", or None to show it.
+
+    Off by default (``CONSENT_PAGE`` falsy): authorize approves at once, as tests, the demo and
+    ``sandbox connect`` expect; a browser test turns it on to click "Allow" as a person would.
+    """
+    if not config.get("CONSENT_PAGE"):
+        return "allow"
+    answer = args.get(CONSENT_FIELD)
+    return answer if answer in ("allow", "deny") else None
+
+
+def consent_page(vendor: str, action: str, args: Any) -> tuple[str, int, dict[str, str]]:
+    """The vendor's "allow access?" page: a GET form back to ``action`` with every authorize
+    parameter, plus Allow / Deny buttons (readable, labelled, no script)."""
+    hidden = "".join(
+        f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">'
+        for k, v in args.items(multi=True)
+        if k != CONSENT_FIELD
+    )
+    body = (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>Allow access · {escape(vendor)} sandbox</title></head><body><main>"
+        f"<h1>Allow access to your {escape(vendor)} sandbox account?</h1>"
+        f"<p>The application <strong>{escape(args.get('client_id', ''))}</strong> asks for "
+        f"access ({escape(args.get('scope', '') or 'default scope')}).</p>"
+        f'<form method="get" action="{escape(action)}">{hidden}'
+        f'<button type="submit" name="{CONSENT_FIELD}" value="allow">Allow</button> '
+        f'<button type="submit" name="{CONSENT_FIELD}" value="deny">Deny</button>'
+        "</form></main></body></html>"
+    )
+    return body, 200, {"Content-Type": "text/html; charset=utf-8"}

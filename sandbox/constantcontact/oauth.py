@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 from flask import Blueprint, Response, jsonify, redirect, request
 
+from sandbox.common import consent_answer, consent_page
 from sandbox.constantcontact.account import current_sandbox
 
 bp = Blueprint("cc_oauth", __name__, url_prefix="/oauth2/default/v1")
@@ -150,7 +151,8 @@ def _redirect_allowed(uri: str, extra: list[str]) -> bool:
 
 @bp.get("/authorize")
 def authorize() -> Any:
-    """Auto-approves the consent screen and sends the browser back with `code` and `state`."""
+    """Approves (after the consent page when ``CONSENT_PAGE`` is on) and sends the browser back
+    with `code` and `state`."""
     sandbox = current_sandbox()
     args = request.args
     if args.get("client_id") != sandbox.config["CLIENT_ID"]:
@@ -166,6 +168,11 @@ def authorize() -> Any:
     unknown = [s for s in scope.split() if s not in SCOPES]
     if not scope or unknown:
         return _back(redirect_uri, {"error": "invalid_scope", "state": state})
+    answer = consent_answer(sandbox.config, args)
+    if answer is None:
+        return consent_page("Constant Contact", request.path, args)
+    if answer == "deny":
+        return _back(redirect_uri, {"error": "access_denied", "state": state})
     code = secrets.token_urlsafe(24)
     challenge = args.get("code_challenge")
     if challenge and args.get("code_challenge_method", "S256") != "S256":

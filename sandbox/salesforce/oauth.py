@@ -1,4 +1,7 @@
-"""OAuth 2.0 web-server flow of the Salesforce sandbox: authorize (auto-approved), token, revoke.
+"""OAuth 2.0 web-server flow of the Salesforce sandbox: authorize, token, revoke.
+
+Authorize approves at once unless the org's ``CONSENT_PAGE`` is on; then it shows an Allow /
+Deny page first (`sandbox.common.consent_page`), for browser tests.
 
 The sandbox connected app (CLIENT_ID/CLIENT_SECRET) takes any loopback redirect URI, the way a
 developer's local callback works against a real connected app configured for it; anything else
@@ -18,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from flask import Blueprint, Response, jsonify, redirect, request
 from werkzeug.wrappers import Response as BaseResponse
 
+from sandbox.common import consent_answer, consent_page
 from sandbox.salesforce.auth import DEFAULT_SCOPE, OAuthError, authenticate
 from sandbox.salesforce.org import SalesforceSandbox, current_sandbox
 
@@ -89,6 +93,13 @@ def authorize() -> BaseResponse | tuple[str, int, dict[str, str]]:
     if args.get("code_challenge") and method.upper() not in ("S256", "PLAIN"):
         return back(
             {"error": "invalid_request", "error_description": "invalid code_challenge_method"}
+        )
+    answer = consent_answer(sandbox.config, args)
+    if answer is None:
+        return consent_page("Salesforce", request.path, args)
+    if answer == "deny":
+        return back(
+            {"error": "access_denied", "error_description": "end-user denied authorization"}
         )
     code = sandbox.auth.create_code(
         client_id,
