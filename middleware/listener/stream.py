@@ -8,9 +8,12 @@ The loop of one channel of one connection, until the listener stops it:
    so events keep flowing without ever more than `batch` (100, Salesforce's limit) pending.
 3. Each response: decode the events (an unreadable one is logged with its replay id, counted
    and skipped), record the hints for every setup the channel serves (`changes.record`), and
-   ONLY THEN store the replay id of the last event. An empty response is the server's
-   keepalive (within 270 s): its latest replay id is stored too, so a quiet channel's position
-   never ages out of the 72 h retention.
+   ONLY THEN move the stream's position past the last event. The position is written to the
+   store at most every `position_seconds` while events flow (a write per response would be a
+   database commit per event at a steady trickle), and whenever the stream ends; after a crash
+   the events since the last write come again and are dropped as duplicates by their event
+   keys. An empty response is the server's keepalive (within 270 s): its latest replay id is
+   written at once, so a quiet channel's position never ages out of the 72 h retention.
 4. The stream ends or fails: subscribe again after the stored replay id, after a pause that
    grows while nothing gets through. By failure:
    - stream closed, `UNAVAILABLE` (RST_STREAM) and other passing errors, or a stream silent
@@ -36,6 +39,7 @@ from __future__ import annotations
 import logging
 import queue as queue_lib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -74,6 +78,7 @@ class Tuning:
     tick_seconds: float = 1.0  # the supervisor's step
     stop_seconds: float = 10.0  # how long a stop waits for a stream's thread
     silence_seconds: float = 330.0  # no response this long (keepalives come within 270 s)
+    position_seconds: float = 1.0  # the replay id is written at most this often while events flow
 
 
 class Backoff:
@@ -244,6 +249,8 @@ class ChannelStream:
         self._custom = False  # the current stream started after a stored id
         self._token_used: str | None = None
         self._silenced = False  # the last stream was cancelled for saying nothing too long
+        self._unsaved: bytes | None = None  # the position reached and not yet written
+        self._saved_at = float("-inf")  # time.monotonic() of the last write
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -348,6 +355,7 @@ class ChannelStream:
                 self._call = None
             feed.close()
             call.cancel()
+            self._write_position(when_ended=True)
 
     # -- one response ---------------------------------------------------------------------------
 
@@ -359,7 +367,7 @@ class ChannelStream:
             # The tip is ours to store only while we had events requested: with none pending
             # the server may hold events back that we have not seen.
             if response.latest_replay_id and response.pending_num_requested > 0:
-                self._store(bytes(response.latest_replay_id))
+                self._store(bytes(response.latest_replay_id), now=True)
             return
         hints = self._hints(events)
         if hints:
@@ -417,8 +425,28 @@ class ChannelStream:
                 f"schema {schema_id} refused ({status.name}: {details_of(exc)})"
             ) from None
 
-    def _store(self, replay_id: bytes) -> None:
-        plans.save_position(self.wiring.store, self.setup_ids, self.channel, replay_id)
+    def _store(self, replay_id: bytes, *, now: bool = False) -> None:
+        """The stream is past ``replay_id`` (its events are recorded): written now, or when
+        ``position_seconds`` have passed since the last write, or when the stream ends."""
+        self._unsaved = replay_id
+        if now or time.monotonic() - self._saved_at >= self.tuning.position_seconds:
+            self._write_position()
+
+    def _write_position(self, *, when_ended: bool = False) -> None:
+        replay_id = self._unsaved
+        if replay_id is None:
+            return
+        try:
+            plans.save_position(self.wiring.store, self.setup_ids, self.channel, replay_id)
+        except Exception:
+            if not when_ended:
+                raise  # the stream fails and starts again from the last written position
+            # Ending anyway (maybe for this very outage): the next stream starts from the
+            # last written position and the events since come again, as duplicates.
+            log.warning("%s: the stream's position could not be written", self.channel)
+            return
+        self._unsaved = None
+        self._saved_at = time.monotonic()
         self.stats.positions_stored += 1
         self._from_latest = False
 

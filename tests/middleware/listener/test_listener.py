@@ -107,6 +107,31 @@ def test_a_restart_resumes_after_the_stored_replay_id(org, server, start) -> Non
     assert again.stream(org.connection_id, CONTACTS).stats.accepted == 1
 
 
+def test_the_position_is_written_at_most_every_position_seconds_and_when_the_stream_ends(
+    org, server, start
+) -> None:
+    # A steady trickle of events would otherwise cost a database commit per response.
+    setup_id = org.add_setup("Contacts")
+    server.fake.keepalive_seconds = 60.0  # no keepalive writes the tip meanwhile
+    running = start(org.listener(tuning=replace(FAST, position_seconds=60.0)))
+    stream = running.stream(org.connection_id, CONTACTS)
+    wait_for(lambda: stream.stats.subscribes, what="subscribed")
+    first = server.fake.publish(CONTACTS, contact_event([C1], key="tx-1"))
+    wait_for(lambda: stored_replay(org, setup_id) == first, what="the first position")
+    last = first
+    for n in range(2, 12):
+        last = server.fake.publish(
+            CONTACTS, contact_event([to_18(f"003SB{n:010d}")], key=f"tx-{n}")
+        )
+        wait_for(lambda: stream.stats.accepted == n, what=f"event {n} recorded")  # noqa: B023
+    assert stream.stats.responses >= 11 and stream.stats.positions_stored == 1
+    assert stored_replay(org, setup_id) == first  # every event is in the intake, though
+    assert len(pending_ids(org, setup_id)) == 11
+    running.close()  # the stream ends: the position it reached is written
+    assert stored_replay(org, setup_id) == last
+    assert stream.stats.positions_stored == 2
+
+
 def test_our_own_echoes_and_unreadable_events_move_the_position_but_record_nothing(
     org, server, start
 ) -> None:
