@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 import requests
 from redis import Redis
 
-from middleware import oauth_tokens
+from middleware import api_budget, oauth_tokens
 from middleware.constantcontact import oauth as cc_oauth
 from middleware.constantcontact import wiring as cc_wiring
 from middleware.constantcontact.client import ConstantContactClient
@@ -192,7 +192,7 @@ def salesforce_client(
         raise sf_errors.AuthRevoked(
             f"Salesforce connection {connection_id} has no tokens; connect it first"
         )
-    return SalesforceClient(
+    client = SalesforceClient(
         stored.tokens.instance_url,
         source,
         session=session,
@@ -201,6 +201,8 @@ def salesforce_client(
         ca_bundle=settings.salesforce_ca_bundle,
         get_retries=get_retries,
     )
+    client.on_org_usage = api_budget.salesforce_recorder(redis, connection_id)
+    return client
 
 
 def constant_contact_client(

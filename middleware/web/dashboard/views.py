@@ -8,8 +8,10 @@ Every page but sign-in needs a session; every POST needs the session's CSRF toke
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,7 +28,7 @@ from flask.blueprints import BlueprintSetupState
 from werkzeug.wrappers import Response as WebResponse
 
 from middleware import run_counts
-from middleware.services import connect, connections, errors, runs, setups
+from middleware.services import budget, connect, connections, errors, runs, setups
 from middleware.services import queue as jobs
 from middleware.services.exceptions import ServiceError
 from middleware.web import get_redis, get_settings, get_store, health
@@ -45,8 +47,12 @@ bp = Blueprint(
 
 # Pages reachable without a session.
 _PUBLIC = frozenset({"dashboard.sign_in", "dashboard.static"})
-# How often a setup page with a run going reloads itself (a plain meta refresh, no script).
+# Answers for the page's own script (JSON), not pages.
+_JSON = frozenset({"dashboard.run_progress"})
+# How often a setup page with a run going reloads itself when scripts are off (a meta refresh
+# inside <noscript>); with scripts on, dashboard.js polls the progress every POLL_SECONDS instead.
 REFRESH_SECONDS = 5
+POLL_SECONDS = 2
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -84,6 +90,9 @@ def _guard() -> WebResponse | None:
                 "(the session may have ended). Go back, reload the page and try again."
             ),
         )
+    if request.endpoint in _JSON and not auth.signed_in():
+        # A script polls these: it gets a refusal it can read, not the sign-in page.
+        return _json({"error": "signed_out", "detail": "Sign in again."}, 401)
     if request.endpoint not in _PUBLIC and not auth.signed_in():
         return redirect(url_for("dashboard.sign_in", next=request.full_path.rstrip("?")))
     return None
@@ -117,6 +126,18 @@ def _page(template: str, http_status: int = 200, /, **context: Any) -> WebRespon
     response = Response(render_template(f"dashboard/{template}", **context), status=http_status)
     response.mimetype = "text/html"
     return response
+
+
+def _json(data: dict[str, Any], http_status: int = 200) -> WebResponse:
+    response = Response(json.dumps(data, default=_plain), status=http_status)
+    response.mimetype = "application/json"
+    return response
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def _local(target: str | None) -> str:
@@ -185,6 +206,8 @@ def setup_page(setup_id: int) -> WebResponse:
         view = setups.show_setup(get_settings(), session, setup_id)
         status = setups.setup_status(session, get_redis(), setup_id)
         history = runs.list_runs(session, setup_id, 20)
+        progress = runs.run_progress(session, setup_id)
+        spent = budget.setup_budget(get_settings(), session, get_redis(), setup_id)
     described = {run["id"]: run_counts.describe(run["counts"]) for run in history}
     active = status["active_run"]
     return _page(
@@ -194,9 +217,23 @@ def setup_page(setup_id: int) -> WebResponse:
         history=history,
         described=described,
         active=active,
+        progress=progress,
+        budget=spent,
         refresh=REFRESH_SECONDS if active else None,
+        poll_seconds=POLL_SECONDS,
         full_sync_available=runs.full_sync_available(),
     )
+
+
+@bp.get("/setups/<int:setup_id>/progress")
+def run_progress(setup_id: int) -> WebResponse:
+    """The current run's progress as JSON, for the setup page's script (``dashboard.js``)."""
+    try:
+        with get_store().transaction() as session:
+            return _json(runs.run_progress(session, setup_id))
+    except ServiceError as exc:
+        status, _title = service_status(exc)
+        return _json({"error": type(exc).__name__, "detail": exc.detail}, status)
 
 
 def _setup_url(setup_id: int) -> str:
