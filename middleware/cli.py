@@ -36,7 +36,7 @@ from middleware.services.shapes import run_view
 from middleware.settings import Settings
 from middleware.store import runs as run_repo
 from middleware.store.db import Store
-from middleware.store.models import Run, utcnow
+from middleware.store.models import DIRECTIONS, Run, utcnow
 from schemas import admin as s
 
 WAIT_POLL_SECONDS = 0.5
@@ -744,21 +744,47 @@ _ERROR_COLUMNS = [
     show_default=True,
 )
 @click.option("--code", default=None, help="Only this error code.")
+@click.option(
+    "--direction", type=click.Choice(list(DIRECTIONS)), default=None, help="Only this direction."
+)
+@click.option(
+    "--search",
+    default=None,
+    help="Only errors whose email (as shown), ids or message contain this text.",
+)
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, s.MAX_PAGE))
-@click.option("--retry", is_flag=True, help="Retry every unresolved error shown (by --code).")
+@click.option(
+    "--retry",
+    is_flag=True,
+    help="Retry every unresolved error shown (by --code, --direction, --search).",
+)
 @json_option
 def sync_errors(
-    setup_id: int, status: str, code: str | None, limit: int, retry: bool, as_json: bool
+    setup_id: int,
+    status: str,
+    code: str | None,
+    direction: str | None,
+    search: str | None,
+    limit: int,
+    retry: bool,
+    as_json: bool,
 ) -> None:
     """A setup's sync errors; --retry syncs their records again."""
     redis = _redis()
+    narrowing = {"code": code, "direction": direction, "search": search}
     with _transaction() as session:
         if retry:
-            selection: dict[str, Any] = {"all": True}
-            if code:
-                selection["code"] = code
+            selection: dict[str, Any] = {"all": True, **{k: v for k, v in narrowing.items() if v}}
             result = errors.retry_errors(session, redis, setup_id, selection)
-        listed = errors.list_errors(session, setup_id, status=status, code=code, limit=limit)
+        listed = errors.list_errors(
+            session,
+            setup_id,
+            status=status,
+            code=code,
+            direction=direction,
+            search=search,
+            limit=limit,
+        )
     if retry:
         if as_json:
             click.echo(json.dumps(s.RetryResultSchema().dump(result), indent=2, sort_keys=True))

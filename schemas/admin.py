@@ -346,6 +346,19 @@ class ErrorsQuerySchema(_Request):
         metadata=_d("Filter by status.", enum=list(ERROR_STATUS_FILTERS)),
     )
     code = fields.String(load_default=None, metadata=_d("Only this error code."))
+    direction = fields.String(
+        load_default=None,
+        validate=validate.OneOf(DIRECTIONS),
+        metadata=_d("Only this direction.", enum=list(DIRECTIONS)),
+    )
+    search = fields.String(
+        load_default=None,
+        validate=validate.Length(1, 200),
+        metadata=_d(
+            "Only errors whose email, Salesforce id, Constant Contact contact id or message "
+            "contains this text (case-insensitive)."
+        ),
+    )
     limit = fields.Integer(load_default=100, validate=validate.Range(1, MAX_PAGE))
     offset = fields.Integer(load_default=0, validate=validate.Range(0, MAX_ID))
 
@@ -360,13 +373,22 @@ class ErrorSelectionRequestSchema(_Request):
     )
     all = StrictBoolean(metadata=_d("Every unresolved error of the setup."))
     code = fields.String(metadata=_d("With `all`: only errors with this code."))
+    direction = fields.String(
+        validate=validate.OneOf(DIRECTIONS),
+        metadata=_d("With `all`: only errors of this direction.", enum=list(DIRECTIONS)),
+    )
+    search = fields.String(
+        validate=validate.Length(1, 200),
+        metadata=_d("With `all`: only errors whose email, ids or message contain this text."),
+    )
 
     @validates_schema
     def _one_selection(self, data: dict[str, Any], **_: Any) -> None:
         if bool(data.get("ids")) == bool(data.get("all")):
             raise ValidationError('Give either "ids": [...] or "all": true.', "_schema")
-        if data.get("code") and not data.get("all"):
-            raise ValidationError('"code" narrows "all": true only.', "code")
+        for narrowing in ("code", "direction", "search"):
+            if data.get(narrowing) and not data.get("all"):
+                raise ValidationError(f'"{narrowing}" narrows "all": true only.', narrowing)
 
 
 class RetryResultSchema(Schema):

@@ -470,6 +470,8 @@ def test_sync_runs_and_errors(app: Flask, tmp_path: Path, connections: dict[str,
         cli(app, "sync", "errors", str(setup_id), "--code", "conflict", "--json").stdout
     )
     assert only["total"] == 1
+    searched = cli(app, "sync", "errors", str(setup_id), "--direction", "cc_to_sf", "--json")
+    assert json.loads(searched.stdout)["total"] == 0
 
     retried = cli(app, "sync", "errors", str(setup_id), "--retry", "--code", "invalid_email")
     assert retried.exit_code == 0, retried.output

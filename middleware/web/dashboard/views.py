@@ -299,39 +299,84 @@ def resume(setup_id: int) -> WebResponse:
 ERRORS_PAGE_SIZE = 100
 
 
+# The errors page's filters: query parameter -> what it may hold (``None``: free text).
+ERROR_STATUS_WORDS = {
+    "unresolved": "unresolved (open or retrying)",
+    "open": "open",
+    "retrying": "retrying",
+    "resolved": "resolved",
+    "all": "every status",
+}
+DIRECTION_WORDS = {
+    "sf_to_cc": "Salesforce → Constant Contact",
+    "cc_to_sf": "Constant Contact → Salesforce",
+}
+
+
+def _error_filters(values: Any) -> dict[str, str]:
+    """The filters given (query or form), each checked; an unknown value is ignored."""
+    status = values.get("status", "")
+    direction = values.get("direction", "")
+    chosen = {
+        "status": status if status in ERROR_STATUS_WORDS else "unresolved",
+        "direction": direction if direction in DIRECTION_WORDS else "",
+        "code": values.get("code", "").strip()[:100],
+        "q": values.get("q", "").strip()[:200],
+    }
+    return chosen
+
+
 @bp.get("/setups/<int:setup_id>/errors")
 def errors_page(setup_id: int) -> WebResponse:
-    """A setup's unresolved sync errors, optionally one code only."""
-    code = request.args.get("code", "").strip()[:100] or None
+    """A setup's sync errors with links to each record, filtered by status (unresolved unless
+    asked), direction, code and a search."""
+    chosen = _error_filters(request.args)
     with get_store().transaction() as session:
         view = setups.show_setup(get_settings(), session, setup_id)
         listed = errors.list_errors(
-            session, setup_id, status="unresolved", code=code, limit=ERRORS_PAGE_SIZE
+            session,
+            setup_id,
+            status=chosen["status"],
+            code=chosen["code"] or None,
+            direction=chosen["direction"] or None,
+            search=chosen["q"] or None,
+            limit=ERRORS_PAGE_SIZE,
         )
+        errors.record_links(session, setup_id, listed["items"])
         status = setups.setup_status(session, get_redis(), setup_id)
     return _page(
         "errors.html",
         setup=view,
         errors=listed,
-        code=code,
+        filters=chosen,
+        code=chosen["code"],
+        narrowed={k: v for k, v in chosen.items() if k != "status" and v},
         codes=sorted(status["open_errors"].items()),
+        status_words=ERROR_STATUS_WORDS,
+        direction_words=DIRECTION_WORDS,
     )
 
 
 def _selection() -> dict[str, Any]:
-    """One error (``error_id``) or all unresolved ones (optionally of ``code``)."""
+    """One error (``error_id``) or all unresolved ones (narrowed by the page's filters)."""
     error_id = request.form.get("error_id", "")
     if error_id.isdigit():
         return {"ids": [int(error_id)]}
-    code = request.form.get("code", "").strip()
-    return {"all": True, **({"code": code} if code else {})}
+    chosen = _error_filters(request.form)
+    narrowing = {
+        "code": chosen["code"],
+        "direction": chosen["direction"],
+        "search": chosen["q"],
+    }
+    return {"all": True, **{k: v for k, v in narrowing.items() if v}}
 
 
 def _errors_url(setup_id: int) -> str:
-    code = request.form.get("code", "").strip()
-    if code:
-        return url_for("dashboard.errors_page", setup_id=setup_id, code=code)
-    return url_for("dashboard.errors_page", setup_id=setup_id)
+    chosen = _error_filters(request.form)
+    kept: dict[str, Any] = {
+        k: v for k, v in chosen.items() if v and not (k == "status" and v == "unresolved")
+    }
+    return url_for("dashboard.errors_page", setup_id=setup_id, **kept)
 
 
 @bp.post("/setups/<int:setup_id>/errors/retry")

@@ -136,9 +136,7 @@ def test_budget_before_salesforce_has_reported(
     assert "This setup's runs today: no API calls yet." in page
 
 
-def test_budget_figures(
-    web: FlaskClient, api: Api, connected: dict[str, int], app: Flask
-) -> None:
+def test_budget_figures(web: FlaskClient, api: Api, connected: dict[str, int], app: Flask) -> None:
     setup = new_setup(api, **connected)
     api_budget.record_salesforce(api.redis, connected["salesforce_connection"], 1234, 15000)
     settings: Settings = app.extensions["middleware"]["settings"]
@@ -161,4 +159,3 @@ def test_a_salesforce_client_records_what_salesforce_reports(api: Api) -> None:
     assert seen is not None and (seen["used"], seen["limit"]) == (10, 100)
     assert api_budget.salesforce(api.redis, 8) is None
     assert 0 < api.redis.ttl("ctct:sf-usage:7") <= api_budget.KEEP_SECONDS
-
