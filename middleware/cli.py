@@ -430,12 +430,26 @@ def connections_check(connection_id: int, as_json: bool) -> None:
 @click.argument("vendor", type=click.Choice(list(connect.VENDOR_NAMES)))
 @click.option("--label", default="", help="Human label for the connection.")
 @click.option("--reauthorise", "connection_id", type=int, help="Renew this connection's grant.")
+@click.option(
+    "--login-host",
+    type=click.Choice(list(connect.LOGIN_HOSTS)),
+    default=None,
+    help="Salesforce: a production org (the default) or a sandbox.",
+)
 @json_option
-def connections_connect(vendor: str, label: str, connection_id: int | None, as_json: bool) -> None:
+def connections_connect(
+    vendor: str, label: str, connection_id: int | None, login_host: str | None, as_json: bool
+) -> None:
     """Print a link that connects an org or account (open it in a browser within 10 minutes)."""
     with _refusals():
         flow = connect.start_connection(
-            _settings(), _store(), _redis(), vendor, label, connection_id=connection_id
+            _settings(),
+            _store(),
+            _redis(),
+            vendor,
+            label,
+            connection_id=connection_id,
+            login_host=login_host,
         )
 
     def human(data: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ from marshmallow import (
 )
 
 from middleware.queue import QUEUE_NAMES
+from middleware.settings import SALESFORCE_LOGIN_HOSTS
 from middleware.store.models import (
     CONNECTION_STATUSES,
     DIRECTIONS,
@@ -33,6 +34,8 @@ from middleware.store.models import (
 from schemas.setup import MAX_ID, WEBHOOK_AUTH, SetupSchema, StrictBoolean
 
 ERROR_STATUS_FILTERS = (*ERROR_STATUSES, "all")
+# Where a Salesforce connection signs in (``services.connect.login_url_of``).
+LOGIN_HOSTS = SALESFORCE_LOGIN_HOSTS
 MAX_PAGE = 500
 
 
@@ -88,6 +91,10 @@ class ConnectionSchema(Schema):
         allow_none=True, metadata=_d("When tokens were last issued or refreshed.")
     )
     last_error = fields.String(allow_none=True, metadata=_d("Why the connection needs attention."))
+    login_url = fields.String(
+        allow_none=True,
+        metadata=_d("Salesforce: the login host it signed in at (null: SALESFORCE_LOGIN_URL)."),
+    )
     scopes = fields.List(fields.String(), metadata=_d("Granted OAuth scopes."))
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
@@ -125,6 +132,17 @@ class ConnectionStartRequestSchema(_Request):
         strict=True,
         validate=validate.Range(min=1, max=MAX_ID),
         metadata=_d("Re-authorise this connection (same vendor) instead of adding a new one."),
+    )
+    login_host = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.OneOf(LOGIN_HOSTS),
+        metadata=_d(
+            "Salesforce only: sign in at a production org's login host (SALESFORCE_LOGIN_URL, "
+            "the default) or a sandbox's (SALESFORCE_SANDBOX_LOGIN_URL). A reconnect without "
+            "it signs in where the connection signed in before.",
+            enum=list(LOGIN_HOSTS),
+        ),
     )
 
 

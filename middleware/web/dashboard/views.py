@@ -31,6 +31,7 @@ from middleware import run_counts
 from middleware.services import budget, connect, connections, errors, runs, setups
 from middleware.services import queue as jobs
 from middleware.services.exceptions import ServiceError
+from middleware.services.lookups import get_connection
 from middleware.web import get_redis, get_settings, get_store, health
 from middleware.web.dashboard import auth
 from middleware.web.problems import service_status
@@ -415,7 +416,16 @@ def connections_page() -> WebResponse:
     connected = request.args.get("connected", "")
     just = next((c for c in items if connected.isdigit() and c["id"] == int(connected)), None)
     reused = request.args.get("reused") == "1"
-    return _page("connections.html", connections=items, just=just, reused=reused)
+    return _page(
+        "connections.html",
+        connections=items,
+        just=just,
+        reused=reused,
+        login_hosts={
+            "production": get_settings().salesforce_login_url,
+            "sandbox": get_settings().salesforce_sandbox_login_url,
+        },
+    )
 
 
 @bp.post("/connections/start")
@@ -432,11 +442,26 @@ def start_connection() -> WebResponse:
             request.form.get("label", "").strip()[:200],
             connection_id=int(raw_id) if raw_id.isdigit() else None,
             return_to=url_for("dashboard.connections_page"),
+            login_host=request.form.get("login_host") or None,
         )
     except ServiceError as exc:
         flash(exc.detail, "error")
         return redirect(url_for("dashboard.connections_page"), code=303)
     return redirect(flow.start_url, code=303)
+
+
+@bp.get("/connections/<int:connection_id>/delete")
+def delete_connection_confirm(connection_id: int) -> WebResponse:
+    """What disconnecting does, before it is done; or why it cannot be done yet."""
+    with get_store().transaction() as session:
+        get_connection(session, connection_id)  # 404 when it does not exist
+        view = next(c for c in connections.list_connections(session) if c["id"] == connection_id)
+        try:
+            connections.refuse_if_used(session, connection_id)
+            refusal = None
+        except ServiceError as exc:
+            refusal = exc.detail
+    return _page("connection_delete.html", connection=view, refusal=refusal)
 
 
 @bp.post("/connections/<int:connection_id>/delete")
