@@ -22,6 +22,7 @@ from middleware import api_budget
 from middleware.constantcontact import wiring as cc_wiring
 from middleware.services.lookups import get_setup
 from middleware.settings import Settings
+from middleware.store import connections as connection_repo
 from middleware.store.models import Run, utcnow
 
 
@@ -118,3 +119,15 @@ def setup_budget(
         "constantcontact": constant_contact_budget(settings, redis),
         "setup_today": setup_calls_today(session, setup_id),
     }
+
+
+def all_budgets(settings: Settings, session: Session, redis: Redis) -> dict[str, Any]:
+    """Constant Contact's day for the application and each Salesforce connection's org usage."""
+    orgs = []
+    for conn in connection_repo.all_connections(session):
+        if conn.vendor == "salesforce":
+            orgs.append(
+                {"label": conn.label, "account_id": conn.account_id}
+                | salesforce_budget(redis, conn.id)
+            )
+    return {"constantcontact": constant_contact_budget(settings, redis), "salesforce": orgs}

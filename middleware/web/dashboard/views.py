@@ -494,8 +494,11 @@ def health_page() -> WebResponse:
     """What /readyz checks, in words; the queues and their failed jobs."""
     checks = health.run_checks()
     redis = get_redis()
+    with get_store().transaction() as session:
+        budgets = budget.all_budgets(get_settings(), session, redis)
     return _page(
         "health.html",
+        budgets=budgets,
         checks=checks,
         words=CHECK_WORDS,
         ready=all(r["status"] != health.FAIL for r in checks.values()),

@@ -159,3 +159,15 @@ def test_a_salesforce_client_records_what_salesforce_reports(api: Api) -> None:
     assert seen is not None and (seen["used"], seen["limit"]) == (10, 100)
     assert api_budget.salesforce(api.redis, 8) is None
     assert 0 < api.redis.ttl("ctct:sf-usage:7") <= api_budget.KEEP_SECONDS
+
+
+def test_health_page_shows_every_orgs_budget(
+    web: FlaskClient, api: Api, connected: dict[str, int]
+) -> None:
+    api_budget.record_salesforce(api.redis, connected["salesforce_connection"], 99, 15000)
+    page = text(web.get("/health"))
+    assert "Constant Contact calls today (UTC " in page
+    assert (
+        f"Connection {connected['salesforce_connection']} (salesforce, org 00D000000000001AAA): "
+        "Salesforce API requests in the last 24 hours: 99 of 15,000" in page
+    )
