@@ -36,7 +36,7 @@ from middleware.services.shapes import run_view
 from middleware.settings import Settings
 from middleware.store import runs as run_repo
 from middleware.store.db import Store
-from middleware.store.models import Run, utcnow
+from middleware.store.models import DIRECTIONS, Run, utcnow
 from schemas import admin as s
 
 WAIT_POLL_SECONDS = 0.5
@@ -430,12 +430,26 @@ def connections_check(connection_id: int, as_json: bool) -> None:
 @click.argument("vendor", type=click.Choice(list(connect.VENDOR_NAMES)))
 @click.option("--label", default="", help="Human label for the connection.")
 @click.option("--reauthorise", "connection_id", type=int, help="Renew this connection's grant.")
+@click.option(
+    "--login-host",
+    type=click.Choice(list(connect.LOGIN_HOSTS)),
+    default=None,
+    help="Salesforce: a production org (the default) or a sandbox.",
+)
 @json_option
-def connections_connect(vendor: str, label: str, connection_id: int | None, as_json: bool) -> None:
+def connections_connect(
+    vendor: str, label: str, connection_id: int | None, login_host: str | None, as_json: bool
+) -> None:
     """Print a link that connects an org or account (open it in a browser within 10 minutes)."""
     with _refusals():
         flow = connect.start_connection(
-            _settings(), _store(), _redis(), vendor, label, connection_id=connection_id
+            _settings(),
+            _store(),
+            _redis(),
+            vendor,
+            label,
+            connection_id=connection_id,
+            login_host=login_host,
         )
 
     def human(data: dict[str, Any]) -> None:
@@ -744,21 +758,47 @@ _ERROR_COLUMNS = [
     show_default=True,
 )
 @click.option("--code", default=None, help="Only this error code.")
+@click.option(
+    "--direction", type=click.Choice(list(DIRECTIONS)), default=None, help="Only this direction."
+)
+@click.option(
+    "--search",
+    default=None,
+    help="Only errors whose email (as shown), ids or message contain this text.",
+)
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, s.MAX_PAGE))
-@click.option("--retry", is_flag=True, help="Retry every unresolved error shown (by --code).")
+@click.option(
+    "--retry",
+    is_flag=True,
+    help="Retry every unresolved error shown (by --code, --direction, --search).",
+)
 @json_option
 def sync_errors(
-    setup_id: int, status: str, code: str | None, limit: int, retry: bool, as_json: bool
+    setup_id: int,
+    status: str,
+    code: str | None,
+    direction: str | None,
+    search: str | None,
+    limit: int,
+    retry: bool,
+    as_json: bool,
 ) -> None:
     """A setup's sync errors; --retry syncs their records again."""
     redis = _redis()
+    narrowing = {"code": code, "direction": direction, "search": search}
     with _transaction() as session:
         if retry:
-            selection: dict[str, Any] = {"all": True}
-            if code:
-                selection["code"] = code
+            selection: dict[str, Any] = {"all": True, **{k: v for k, v in narrowing.items() if v}}
             result = errors.retry_errors(session, redis, setup_id, selection)
-        listed = errors.list_errors(session, setup_id, status=status, code=code, limit=limit)
+        listed = errors.list_errors(
+            session,
+            setup_id,
+            status=status,
+            code=code,
+            direction=direction,
+            search=search,
+            limit=limit,
+        )
     if retry:
         if as_json:
             click.echo(json.dumps(s.RetryResultSchema().dump(result), indent=2, sort_keys=True))

@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 import requests
 from redis import Redis
 
-from middleware import oauth_tokens
+from middleware import api_budget, oauth_tokens
 from middleware.constantcontact import oauth as cc_oauth
 from middleware.constantcontact import wiring as cc_wiring
 from middleware.constantcontact.client import ConstantContactClient
@@ -136,9 +136,13 @@ def constant_contact_tokens(store: Store, connection_id: int) -> SqlTokenStore[c
     return SqlTokenStore(store, connection_id, _constant_contact_read, _constant_contact_columns)
 
 
-def salesforce_oauth(settings: Settings, session: requests.Session | None = None) -> Any:
+def salesforce_oauth(
+    settings: Settings, session: requests.Session | None = None, login_url: str | None = None
+) -> Any:
+    """The OAuth client at ``login_url`` (a connection's own login host), else the configured
+    ``SALESFORCE_LOGIN_URL``."""
     return sf_oauth.SalesforceOAuth(
-        settings.salesforce_login_url,
+        login_url or settings.salesforce_login_url,
         settings.salesforce_client_id,
         settings.salesforce_client_secret,
         f"{settings.public_url.rstrip('/')}/oauth/salesforce/callback",
@@ -161,9 +165,13 @@ def salesforce_token_source(
     """The stored connection's tokens, refreshed after a refusal once for every process (the
     REST client's and the Pub/Sub listener's): `access_token()`, `refresh(rejected)`,
     `instance_url()`."""
+    with store.transaction() as db:
+        row = repo.get(db, connection_id)
+        login_url = row.login_url if row is not None else None
     return sf_oauth.RefreshingTokenSource(
         salesforce_tokens(store, connection_id),
-        salesforce_oauth(settings, session or _session(settings.salesforce_ca_bundle)),
+        # A sandbox org's refresh token is honoured at the host it signed in at.
+        salesforce_oauth(settings, session or _session(settings.salesforce_ca_bundle), login_url),
         # redis-py's Lock keeps its token per thread, so one instance serves every refresh of
         # this client from any thread; entering it waits (60 s at most) for another worker's.
         redis.lock(
@@ -192,7 +200,7 @@ def salesforce_client(
         raise sf_errors.AuthRevoked(
             f"Salesforce connection {connection_id} has no tokens; connect it first"
         )
-    return SalesforceClient(
+    client = SalesforceClient(
         stored.tokens.instance_url,
         source,
         session=session,
@@ -201,6 +209,8 @@ def salesforce_client(
         ca_bundle=settings.salesforce_ca_bundle,
         get_retries=get_retries,
     )
+    client.on_org_usage = api_budget.salesforce_recorder(redis, connection_id)
+    return client
 
 
 def constant_contact_client(

@@ -57,7 +57,9 @@ DIRECTIONS = {
     "cc_to_sf": "Constant Contact → Salesforce",
 }
 # Not counts of records: progress and timings.
-NOT_COUNTS = frozenset({"percent", "phase_seconds", "setup_id", "run_id", "paced_seconds"})
+NOT_COUNTS = frozenset(
+    {"percent", "eta_seconds", "phase_seconds", "setup_id", "run_id", "paced_seconds"}
+)
 REPORTED = "reported: "
 
 

@@ -18,6 +18,9 @@ from urllib.parse import urlsplit
 from cryptography.fernet import Fernet
 
 DEFAULT_SQLITE_PATH = "instance/middleware.sqlite3"
+# A Salesforce connection signs in at SALESFORCE_LOGIN_URL (production, the default) or at
+# SALESFORCE_SANDBOX_LOGIN_URL (sandbox).
+SALESFORCE_LOGIN_HOSTS = ("production", "sandbox")
 
 
 class ConfigError(RuntimeError):
@@ -223,6 +226,13 @@ _SPECS: tuple[_Spec, ...] = (
         parse=_strip_slash,
     ),
     _Spec(
+        "SALESFORCE_SANDBOX_LOGIN_URL",
+        "salesforce_sandbox_login_url",
+        "https://test.salesforce.com",
+        "Salesforce login host of the dashboard's and the API's 'sandbox' choice when connecting.",
+        parse=_strip_slash,
+    ),
+    _Spec(
         "SALESFORCE_API_VERSION",
         "salesforce_api_version",
         "66.0",
@@ -350,6 +360,7 @@ class Settings:
     salesforce_client_id: str = ""
     salesforce_client_secret: str = field(default="", repr=False)
     salesforce_login_url: str = "https://login.salesforce.com"
+    salesforce_sandbox_login_url: str = "https://test.salesforce.com"
     salesforce_api_version: str = "66.0"
     salesforce_ca_bundle: str | None = None
     salesforce_call_client: str = "ctct-sync"

@@ -22,6 +22,7 @@ from marshmallow import (
 )
 
 from middleware.queue import QUEUE_NAMES
+from middleware.settings import SALESFORCE_LOGIN_HOSTS
 from middleware.store.models import (
     CONNECTION_STATUSES,
     DIRECTIONS,
@@ -33,6 +34,8 @@ from middleware.store.models import (
 from schemas.setup import MAX_ID, WEBHOOK_AUTH, SetupSchema, StrictBoolean
 
 ERROR_STATUS_FILTERS = (*ERROR_STATUSES, "all")
+# Where a Salesforce connection signs in (``services.connect.login_url_of``).
+LOGIN_HOSTS = SALESFORCE_LOGIN_HOSTS
 MAX_PAGE = 500
 
 
@@ -88,6 +91,10 @@ class ConnectionSchema(Schema):
         allow_none=True, metadata=_d("When tokens were last issued or refreshed.")
     )
     last_error = fields.String(allow_none=True, metadata=_d("Why the connection needs attention."))
+    login_url = fields.String(
+        allow_none=True,
+        metadata=_d("Salesforce: the login host it signed in at (null: SALESFORCE_LOGIN_URL)."),
+    )
     scopes = fields.List(fields.String(), metadata=_d("Granted OAuth scopes."))
     created_at = fields.AwareDateTime()
     updated_at = fields.AwareDateTime()
@@ -125,6 +132,17 @@ class ConnectionStartRequestSchema(_Request):
         strict=True,
         validate=validate.Range(min=1, max=MAX_ID),
         metadata=_d("Re-authorise this connection (same vendor) instead of adding a new one."),
+    )
+    login_host = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.OneOf(LOGIN_HOSTS),
+        metadata=_d(
+            "Salesforce only: sign in at a production org's login host (SALESFORCE_LOGIN_URL, "
+            "the default) or a sandbox's (SALESFORCE_SANDBOX_LOGIN_URL). A reconnect without "
+            "it signs in where the connection signed in before.",
+            enum=list(LOGIN_HOSTS),
+        ),
     )
 
 
@@ -346,6 +364,19 @@ class ErrorsQuerySchema(_Request):
         metadata=_d("Filter by status.", enum=list(ERROR_STATUS_FILTERS)),
     )
     code = fields.String(load_default=None, metadata=_d("Only this error code."))
+    direction = fields.String(
+        load_default=None,
+        validate=validate.OneOf(DIRECTIONS),
+        metadata=_d("Only this direction.", enum=list(DIRECTIONS)),
+    )
+    search = fields.String(
+        load_default=None,
+        validate=validate.Length(1, 200),
+        metadata=_d(
+            "Only errors whose email, Salesforce id, Constant Contact contact id or message "
+            "contains this text (case-insensitive)."
+        ),
+    )
     limit = fields.Integer(load_default=100, validate=validate.Range(1, MAX_PAGE))
     offset = fields.Integer(load_default=0, validate=validate.Range(0, MAX_ID))
 
@@ -360,13 +391,22 @@ class ErrorSelectionRequestSchema(_Request):
     )
     all = StrictBoolean(metadata=_d("Every unresolved error of the setup."))
     code = fields.String(metadata=_d("With `all`: only errors with this code."))
+    direction = fields.String(
+        validate=validate.OneOf(DIRECTIONS),
+        metadata=_d("With `all`: only errors of this direction.", enum=list(DIRECTIONS)),
+    )
+    search = fields.String(
+        validate=validate.Length(1, 200),
+        metadata=_d("With `all`: only errors whose email, ids or message contain this text."),
+    )
 
     @validates_schema
     def _one_selection(self, data: dict[str, Any], **_: Any) -> None:
         if bool(data.get("ids")) == bool(data.get("all")):
             raise ValidationError('Give either "ids": [...] or "all": true.', "_schema")
-        if data.get("code") and not data.get("all"):
-            raise ValidationError('"code" narrows "all": true only.', "code")
+        for narrowing in ("code", "direction", "search"):
+            if data.get(narrowing) and not data.get("all"):
+                raise ValidationError(f'"{narrowing}" narrows "all": true only.', narrowing)
 
 
 class RetryResultSchema(Schema):

@@ -37,6 +37,7 @@ LAYERS = (
     grimp.Layer("runner"),
     grimp.Layer(
         "connections",
+        "api_budget",
         "context",
         "outcome",
         "intake",

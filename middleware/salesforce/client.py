@@ -276,6 +276,9 @@ class SalesforceClient:
         self.session = SalesforceSession.adopt(session, timeout=timeout, ca_bundle=ca_bundle)
         self.session.hooks["response"].append(self._count_response)
         self.usage = ApiUsage()
+        # Told (used, limit) each time Salesforce reports the org's 24-hour API usage, so that a
+        # page can show it after this client is gone (see ``middleware.api_budget``).
+        self.on_org_usage: Callable[[int, int], None] | None = None
         self._sleep = sleep
         self._monotonic = monotonic
         self._get_retries = get_retries
@@ -318,6 +321,17 @@ class SalesforceClient:
             usage = re.search(r"(?:^|[;\s])api-usage=(\d+)/(\d+)", info)
             if usage:
                 self.usage.org_used, self.usage.org_limit = int(usage[1]), int(usage[2])
+        if usage:
+            self._report_org_usage()
+
+    def _report_org_usage(self) -> None:
+        used, limit, hook = self.usage.org_used, self.usage.org_limit, self.on_org_usage
+        if hook is None or used is None or limit is None:
+            return
+        try:
+            hook(used, limit)
+        except Exception:  # a page's figure is never worth a failed call
+            log.warning("could not record the org's API usage", exc_info=True)
 
     def _refresh(self, stale: str) -> None:
         with self._lock:
@@ -567,6 +581,7 @@ class SalesforceClient:
             with self._lock:
                 self.usage.org_limit = int(daily["Max"])
                 self.usage.org_used = int(daily["Max"]) - int(daily["Remaining"])
+            self._report_org_usage()
         return result
 
     def updated(self, sobject: str, start: datetime, end: datetime) -> UpdatedIds:

@@ -39,7 +39,7 @@ from middleware.services.exceptions import (
 )
 from middleware.services.lookups import get_connection
 from middleware.services.shapes import connection_view
-from middleware.settings import Settings
+from middleware.settings import SALESFORCE_LOGIN_HOSTS, Settings
 from middleware.store import connections as connection_repo
 from middleware.store.db import Store
 from middleware.store.models import VENDORS, Connection, utcnow
@@ -51,6 +51,8 @@ _FLOW_PREFIX = "ctct:oauth:flow:"
 _START_PREFIX = "ctct:oauth:start:"
 _SALT = "oauth-start-link"
 VENDOR_NAMES = {"salesforce": "Salesforce", "constantcontact": "Constant Contact"}
+# Where a Salesforce connection signs in: a production (or Developer Edition) org, or a sandbox.
+LOGIN_HOSTS = SALESFORCE_LOGIN_HOSTS
 _ORG_ID = re.compile(r"/id/(00D[A-Za-z0-9]{12,15})/")
 
 
@@ -93,6 +95,17 @@ def _signer(settings: Settings) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(settings.secret_key, salt=_SALT)
 
 
+def login_url_of(settings: Settings, login_host: str | None) -> str:
+    """The Salesforce login host of a choice: ``production`` (``SALESFORCE_LOGIN_URL``, the
+    default) or ``sandbox`` (``SALESFORCE_SANDBOX_LOGIN_URL``)."""
+    if login_host in (None, "", "production"):
+        return settings.salesforce_login_url
+    if login_host == "sandbox":
+        return settings.salesforce_sandbox_login_url
+    message = f"Choose the login host production or sandbox, not {login_host!r}."
+    raise Invalid({"login_host": [message]}, message)
+
+
 def begin_flow(
     settings: Settings,
     redis: Redis,
@@ -102,11 +115,14 @@ def begin_flow(
     connection_id: int | None = None,
     redirect_uri: str | None = None,
     return_to: str | None = None,
+    login_url: str | None = None,
 ) -> Flow:
     """Create a flow: state and PKCE kept server-side, a signed start link, the consent URL.
 
     ``return_to`` is a path on this site where the callback sends the browser once the
     connection is stored (the dashboard); kept server-side, so no link can redirect elsewhere.
+    ``login_url``: the Salesforce login host to sign in at (``login_url_of``); the code is
+    exchanged there too and the connection remembers it for its refreshes.
     """
     if vendor not in VENDORS:
         raise NotFound(f"Unknown vendor {vendor!r}; use one of {', '.join(VENDORS)}.")
@@ -114,7 +130,8 @@ def begin_flow(
     verifier, challenge = make_pkce_pair()
     redirect_to = redirect_uri or callback_uri(settings, vendor)
     if vendor == "salesforce":
-        sf = factories.salesforce_oauth(settings)
+        login_url = login_url or settings.salesforce_login_url
+        sf = factories.salesforce_oauth(settings, login_url=login_url)
         sf.redirect_uri = redirect_to
         authorize_url = sf.authorization_url(state, code_challenge=challenge)
     else:
@@ -128,6 +145,7 @@ def begin_flow(
         "authorize_url": authorize_url,
         "connection_id": connection_id,
         "return_to": _local_path(return_to),
+        "login_url": login_url if vendor == "salesforce" else None,
     }
     with redis.pipeline() as pipe:
         pipe.set(_key(_FLOW_PREFIX, state), json.dumps(record), ex=FLOW_TTL_SECONDS)
@@ -241,10 +259,12 @@ def _default_label(vendor: str, values: dict[str, Any]) -> str:
 def _exchange_salesforce(
     settings: Settings, flow: dict[str, Any], code: str, session: requests.Session | None
 ) -> dict[str, Any]:
-    oauth = factories.salesforce_oauth(settings, session)
+    login_url = flow.get("login_url") or settings.salesforce_login_url
+    oauth = factories.salesforce_oauth(settings, session, login_url)
     oauth.redirect_uri = flow["redirect_uri"]
     tokens = oauth.exchange_code(code, code_verifier=flow["verifier"])
     return {
+        "login_url": login_url,
         "base_url": tokens.instance_url,
         "account_id": org_id_of(tokens.identity_url),
         "access_token": tokens.access_token,
@@ -323,6 +343,9 @@ def _reauthorise(
         base_url=values["base_url"],
     )
     row = get_connection(db, connection_id)
+    if values.get("login_url") and row.login_url != values["login_url"]:
+        row.login_url = values["login_url"]
+        db.flush()
     if values["account_id"] and not row.account_id:
         row.account_id = values["account_id"]
         db.flush()
@@ -338,9 +361,15 @@ def start_connection(
     label: str = "",
     connection_id: int | None = None,
     return_to: str | None = None,
+    login_host: str | None = None,
 ) -> Flow:
     """Begin a flow for a new connection, or to re-authorise ``connection_id`` (same vendor);
-    ``return_to``: see ``begin_flow``."""
+    ``return_to``: see ``begin_flow``. ``login_host`` (Salesforce only): ``production`` or
+    ``sandbox``; a reconnect without one signs in where the connection signed in before."""
+    if login_host and vendor != "salesforce":
+        message = "Only a Salesforce connection chooses its login host."
+        raise Invalid({"login_host": [message]}, message)
+    login_url = login_url_of(settings, login_host) if vendor == "salesforce" else None
     if connection_id is not None:
         with store.transaction() as session:
             row = get_connection(session, connection_id)
@@ -348,6 +377,14 @@ def start_connection(
                 raise Invalid(
                     {"connection_id": [f"Connection {row.id} is a {row.vendor} connection."]}
                 )
+            if not login_host and row.login_url:
+                login_url = row.login_url
     return begin_flow(
-        settings, redis, vendor, label, connection_id=connection_id, return_to=return_to
+        settings,
+        redis,
+        vendor,
+        label,
+        connection_id=connection_id,
+        return_to=return_to,
+        login_url=login_url,
     )

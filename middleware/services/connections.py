@@ -48,15 +48,21 @@ def list_connections(session: Session) -> list[dict[str, Any]]:
     ]
 
 
-def delete_connection(session: Session, connection_id: int) -> None:
-    """Delete a connection no setup uses (``Conflict`` otherwise); its tokens go with it."""
-    row = get_connection(session, connection_id)
+def refuse_if_used(session: Session, connection_id: int) -> None:
+    """``Conflict`` when setups use the connection: what deleting it would answer (a page asks
+    before it offers the button)."""
     users = setups_using(session, connection_id)
     if users:
         raise Conflict(
             f"Connection {connection_id} is used by setup(s) {', '.join(map(str, users))}; "
             "point them at another connection or delete them first.",
         )
+
+
+def delete_connection(session: Session, connection_id: int) -> None:
+    """Delete a connection no setup uses (``Conflict`` otherwise); its tokens go with it."""
+    row = get_connection(session, connection_id)
+    refuse_if_used(session, connection_id)
     session.delete(row)
     session.flush()
     log.info("deleted %s connection %s", row.vendor, connection_id)

@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from redis import Redis
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from middleware import intake, queue, runner
 from middleware.cc_to_sf import poll
 from middleware.services.lookups import get_setup
 from middleware.services.shapes import error_view
+from middleware.store import connections as connection_repo
 from middleware.store import errors as error_repo
 from middleware.store.models import SyncError
 
 log = logging.getLogger(__name__)
 
 
-def _error_filter(setup_id: int, status: str | None, code: str | None) -> Any:
+def _error_filter(
+    setup_id: int,
+    status: str | None,
+    code: str | None,
+    direction: str | None = None,
+    search: str | None = None,
+) -> Any:
     conditions = [SyncError.setup_id == setup_id]
     if status == "unresolved":
         conditions.append(SyncError.status != "resolved")
@@ -28,6 +36,24 @@ def _error_filter(setup_id: int, status: str | None, code: str | None) -> Any:
         conditions.append(SyncError.status == status)
     if code:
         conditions.append(SyncError.code == code)
+    if direction:
+        conditions.append(SyncError.direction == direction)
+    if search:
+        # A piece of the email, a record or contact id, or the vendor's message; no wildcards.
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        conditions.append(
+            or_(
+                *(
+                    column.ilike(pattern, escape="\\")
+                    for column in (
+                        SyncError.email,
+                        SyncError.sf_id,
+                        SyncError.cc_contact_id,
+                        SyncError.message,
+                    )
+                )
+            )
+        )
     return conditions
 
 
@@ -37,12 +63,16 @@ def list_errors(
     *,
     status: str = "open",
     code: str | None = None,
+    direction: str | None = None,
+    search: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> dict[str, Any]:
-    """A page of a setup's sync errors, newest first, with the total for the filter."""
+    """A page of a setup's sync errors, newest first, with the total for the filter:
+    ``status`` (open, retrying, resolved, unresolved or all), ``code``, ``direction``
+    (sf_to_cc or cc_to_sf) and ``search`` (a piece of the email, an id or the message)."""
     get_setup(session, setup_id)
-    conditions = _error_filter(setup_id, status, code)
+    conditions = _error_filter(setup_id, status, code, direction, search)
     total = session.scalar(select(func.count()).select_from(SyncError).where(*conditions)) or 0
     rows = session.scalars(
         select(SyncError)
@@ -59,10 +89,50 @@ def list_errors(
     }
 
 
+# Where a person opens a record: Lightning's record page on the connection's instance, and the
+# contact in Constant Contact's web app (its contact id is the same one the API uses).
+SALESFORCE_RECORD_PATH = "/lightning/r/{sf_id}/view"
+CONSTANT_CONTACT_CONTACT_URL = (
+    "https://app.constantcontact.com/pages/contacts/ui#contact/{contact_id}"
+)
+_SF_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
+_CC_ID = re.compile(r"[A-Za-z0-9-]{1,100}")
+
+
+def record_links(session: Session, setup_id: int, items: list[dict[str, Any]]) -> None:
+    """Add ``salesforce_url`` and ``constantcontact_url`` to each error view where its record
+    is known (the Salesforce link needs the setup's connection for its instance URL)."""
+    row = get_setup(session, setup_id)
+    instance = None
+    if row.salesforce_connection_id is not None:
+        conn = connection_repo.get(session, row.salesforce_connection_id)
+        base = (conn.base_url or "") if conn is not None else ""
+        if base.startswith(("https://", "http://")):
+            instance = base.rstrip("/")
+    for item in items:
+        sf_id, contact_id = item.get("sf_id") or "", item.get("cc_contact_id") or ""
+        item["salesforce_url"] = (
+            instance + SALESFORCE_RECORD_PATH.format(sf_id=sf_id)
+            if instance and _SF_ID.fullmatch(sf_id)
+            else None
+        )
+        item["constantcontact_url"] = (
+            CONSTANT_CONTACT_CONTACT_URL.format(contact_id=contact_id)
+            if _CC_ID.fullmatch(contact_id)
+            else None
+        )
+
+
 def _selected_errors(
     session: Session, setup_id: int, selection: Mapping[str, Any]
 ) -> list[SyncError]:
-    conditions = _error_filter(setup_id, "unresolved", selection.get("code"))
+    conditions = _error_filter(
+        setup_id,
+        "unresolved",
+        selection.get("code"),
+        selection.get("direction"),
+        selection.get("search"),
+    )
     if selection.get("ids"):
         conditions.append(SyncError.id.in_(list(selection["ids"])))
     return list(session.scalars(select(SyncError).where(*conditions).order_by(SyncError.id)))

@@ -174,3 +174,120 @@ def start_full_sync(
     )
     log.info("setup %s: Full Sync enqueued as %s (reset=%s)", setup_id, job.id, reset)
     return {"setup_id": setup_id, "job_id": job.id, "queue": queue.FULL_SYNC}
+
+
+# Run kinds and the vendors' names, as a person reads them in the live progress line.
+KIND_WORDS = {
+    "incremental": "Incremental sync",
+    "full": "Full Sync",
+    "poll": "Constant Contact poll",
+    "sync_now": "Sync Now",
+    "results": "Campaign results",
+}
+VENDOR_WORDS = {"salesforce": "Salesforce", "constantcontact": "Constant Contact"}
+# Below this share done, an estimate from the elapsed time says more about the start-up than the
+# run: no time left is given.
+ESTIMATE_FROM_PERCENT = 2.0
+
+
+def duration_words(seconds: float) -> str:
+    """``about 40 s`` / ``about 12 min`` / ``about 2.5 h``: a time left, roughly."""
+    if seconds < 90:
+        return f"about {max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"about {round(seconds / 60)} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
+def _seconds_left(view: dict[str, Any]) -> float | None:
+    """The run's own estimate (a Full Sync records ``eta_seconds`` in its sync phase), else one
+    from the time since it started and its share done."""
+    eta = view["counts"].get("eta_seconds")
+    if isinstance(eta, int | float) and not isinstance(eta, bool):
+        return float(eta)
+    percent = view["progress"]["percent"]
+    elapsed = view["duration_seconds"]
+    if percent is None or elapsed is None or percent < ESTIMATE_FROM_PERCENT or percent >= 100:
+        return None
+    return float(elapsed) * (100.0 - percent) / percent
+
+
+def run_progress(session: Session, setup_id: int) -> dict[str, Any]:
+    """What a setup is running now, for a page that polls it: phase, percent, time left, API
+    calls per vendor, and a sentence saying all that; with the last finished run, so the page
+    knows when the run it watched has ended."""
+    get_setup(session, setup_id)
+    now = utcnow()
+    active = run_repo.active_run(session, setup_id)
+    finished = next(
+        (r for r in run_repo.recent_runs(session, setup_id, 5) if r.finished_at is not None),
+        None,
+    )
+    last = None
+    if finished is not None:
+        last = {
+            "id": finished.id,
+            "kind": finished.kind,
+            "status": finished.status,
+            "finished_at": finished.finished_at,
+            "message": finished.message,
+        }
+    if active is None:
+        text = "Nothing is running."
+        if last is not None:
+            text += f" The last run ({last['id']}) {last['status']}."
+        return {"setup_id": setup_id, "running": False, "run": None, "last": last, "text": text}
+    view = run_view(active, now)
+    left = _seconds_left(view)
+    calls = {
+        vendor: int(n)
+        for vendor, n in sorted((view["api_calls"] or {}).items())
+        if isinstance(n, int) and not isinstance(n, bool)
+    }
+    run = {
+        "id": view["id"],
+        "kind": view["kind"],
+        "status": view["status"],
+        "phase": view["phase"],
+        "percent": view["progress"]["percent"],
+        "done": view["progress"]["done"],
+        "total": view["progress"]["total"],
+        "started_at": view["started_at"],
+        "elapsed_seconds": view["duration_seconds"],
+        "seconds_left": round(left) if left is not None else None,
+        "time_left": duration_words(left) if left is not None else None,
+        "api_calls": calls,
+        "message": view["message"],
+    }
+    return {
+        "setup_id": setup_id,
+        "running": True,
+        "run": run,
+        "last": last,
+        "text": progress_sentence(run),
+    }
+
+
+def progress_sentence(run: dict[str, Any]) -> str:
+    """``Sync Now run 7 is running, phase sync: 40% done, about 2 min left; API calls so far:
+    Salesforce 12, Constant Contact 30.``"""
+    kind = KIND_WORDS.get(run["kind"], run["kind"])
+    text = f"{kind} run {run['id']} is {run['status']}"
+    if run["phase"]:
+        text += f", phase {run['phase']}"
+    details = []
+    if run["percent"] is not None:
+        details.append(f"{run['percent']:g}% done")
+    elif run["done"]:
+        details.append(f"{run['done']:,} done")
+    if run["time_left"]:
+        details.append(f"{run['time_left']} left")
+    if details:
+        text += ": " + ", ".join(details)
+    text += "."
+    if run["api_calls"]:
+        calls = ", ".join(
+            f"{VENDOR_WORDS.get(vendor, vendor)} {n:,}" for vendor, n in run["api_calls"].items()
+        )
+        text += f" API calls so far: {calls}."
+    return text

@@ -26,6 +26,7 @@ def connection_view(row: Connection, used_by: Iterable[int] = ()) -> dict[str, A
         "expires_at": row.expires_at,
         "refreshed_at": row.refreshed_at,
         "last_error": row.last_error,
+        "login_url": row.login_url,
         "scopes": [str(x) for x in (row.scopes or [])],
         "created_at": row.created_at,
         "updated_at": row.updated_at,

@@ -65,6 +65,7 @@ def create(
     refresh_token: str | None = None,
     expires_at: datetime | None = None,
     scopes: list[Any] | None = None,
+    login_url: str | None = None,
 ) -> Connection:
     """Store a new connection (tokens encrypted); flushed so it has an id."""
     if vendor not in VENDORS:
@@ -76,6 +77,7 @@ def create(
         label=label,
         base_url=base_url,
         account_id=account_id,
+        login_url=login_url,
         access_token_encrypted=cipher.encrypt(access_token),
         refresh_token_encrypted=cipher.encrypt(refresh_token),
         expires_at=expires_at,

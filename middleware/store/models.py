@@ -105,6 +105,9 @@ class Connection(TimestampMixin, Base):
     base_url: Mapped[str | None] = mapped_column(String(500))
     # Salesforce org id (00D...) or Constant Contact encoded account id.
     account_id: Mapped[str | None] = mapped_column(String(100), index=True)
+    # Salesforce: the login host the connection signed in at (production or sandbox), where its
+    # refresh token is honoured; None = the configured SALESFORCE_LOGIN_URL.
+    login_url: Mapped[str | None] = mapped_column(String(500))
     access_token_encrypted: Mapped[str | None] = mapped_column(Text)
     refresh_token_encrypted: Mapped[str | None] = mapped_column(Text)
     expires_at: Mapped[datetime | None] = mapped_column()

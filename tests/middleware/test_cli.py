@@ -470,6 +470,8 @@ def test_sync_runs_and_errors(app: Flask, tmp_path: Path, connections: dict[str,
         cli(app, "sync", "errors", str(setup_id), "--code", "conflict", "--json").stdout
     )
     assert only["total"] == 1
+    searched = cli(app, "sync", "errors", str(setup_id), "--direction", "cc_to_sf", "--json")
+    assert json.loads(searched.stdout)["total"] == 0
 
     retried = cli(app, "sync", "errors", str(setup_id), "--retry", "--code", "invalid_email")
     assert retried.exit_code == 0, retried.output
@@ -529,6 +531,11 @@ def test_connections_connect_prints_a_start_link_and_delete_refuses_used_ones(
     client = app.test_client()
     start_path = link.stdout.split("http://localhost:5000", 1)[1].split()[0]
     assert client.get(start_path).status_code == 302  # the printed link is a working start link
+    sandbox = cli(app, "connections", "connect", "salesforce", "--login-host", "sandbox", "--json")
+    assert sandbox.exit_code == 0, sandbox.output
+    assert json.loads(sandbox.stdout)["authorize_url"].startswith(
+        "https://test.salesforce.com/services/oauth2/authorize?"
+    )
     wrong = cli(
         app,
         "connections",

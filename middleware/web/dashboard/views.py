@@ -8,8 +8,10 @@ Every page but sign-in needs a session; every POST needs the session's CSRF toke
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,9 +28,10 @@ from flask.blueprints import BlueprintSetupState
 from werkzeug.wrappers import Response as WebResponse
 
 from middleware import run_counts
-from middleware.services import connect, connections, errors, runs, setups
+from middleware.services import budget, connect, connections, errors, runs, setups
 from middleware.services import queue as jobs
 from middleware.services.exceptions import ServiceError
+from middleware.services.lookups import get_connection
 from middleware.web import get_redis, get_settings, get_store, health
 from middleware.web.dashboard import auth
 from middleware.web.problems import service_status
@@ -45,8 +48,12 @@ bp = Blueprint(
 
 # Pages reachable without a session.
 _PUBLIC = frozenset({"dashboard.sign_in", "dashboard.static"})
-# How often a setup page with a run going reloads itself (a plain meta refresh, no script).
+# Answers for the page's own script (JSON), not pages.
+_JSON = frozenset({"dashboard.run_progress"})
+# How often a setup page with a run going reloads itself when scripts are off (a meta refresh
+# inside <noscript>); with scripts on, dashboard.js polls the progress every POLL_SECONDS instead.
 REFRESH_SECONDS = 5
+POLL_SECONDS = 2
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -84,6 +91,9 @@ def _guard() -> WebResponse | None:
                 "(the session may have ended). Go back, reload the page and try again."
             ),
         )
+    if request.endpoint in _JSON and not auth.signed_in():
+        # A script polls these: it gets a refusal it can read, not the sign-in page.
+        return _json({"error": "signed_out", "detail": "Sign in again."}, 401)
     if request.endpoint not in _PUBLIC and not auth.signed_in():
         return redirect(url_for("dashboard.sign_in", next=request.full_path.rstrip("?")))
     return None
@@ -117,6 +127,18 @@ def _page(template: str, http_status: int = 200, /, **context: Any) -> WebRespon
     response = Response(render_template(f"dashboard/{template}", **context), status=http_status)
     response.mimetype = "text/html"
     return response
+
+
+def _json(data: dict[str, Any], http_status: int = 200) -> WebResponse:
+    response = Response(json.dumps(data, default=_plain), status=http_status)
+    response.mimetype = "application/json"
+    return response
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def _local(target: str | None) -> str:
@@ -185,6 +207,8 @@ def setup_page(setup_id: int) -> WebResponse:
         view = setups.show_setup(get_settings(), session, setup_id)
         status = setups.setup_status(session, get_redis(), setup_id)
         history = runs.list_runs(session, setup_id, 20)
+        progress = runs.run_progress(session, setup_id)
+        spent = budget.setup_budget(get_settings(), session, get_redis(), setup_id)
     described = {run["id"]: run_counts.describe(run["counts"]) for run in history}
     active = status["active_run"]
     return _page(
@@ -194,9 +218,23 @@ def setup_page(setup_id: int) -> WebResponse:
         history=history,
         described=described,
         active=active,
+        progress=progress,
+        budget=spent,
         refresh=REFRESH_SECONDS if active else None,
+        poll_seconds=POLL_SECONDS,
         full_sync_available=runs.full_sync_available(),
     )
+
+
+@bp.get("/setups/<int:setup_id>/progress")
+def run_progress(setup_id: int) -> WebResponse:
+    """The current run's progress as JSON, for the setup page's script (``dashboard.js``)."""
+    try:
+        with get_store().transaction() as session:
+            return _json(runs.run_progress(session, setup_id))
+    except ServiceError as exc:
+        status, _title = service_status(exc)
+        return _json({"error": type(exc).__name__, "detail": exc.detail}, status)
 
 
 def _setup_url(setup_id: int) -> str:
@@ -262,39 +300,84 @@ def resume(setup_id: int) -> WebResponse:
 ERRORS_PAGE_SIZE = 100
 
 
+# The errors page's filters: query parameter -> what it may hold (``None``: free text).
+ERROR_STATUS_WORDS = {
+    "unresolved": "unresolved (open or retrying)",
+    "open": "open",
+    "retrying": "retrying",
+    "resolved": "resolved",
+    "all": "every status",
+}
+DIRECTION_WORDS = {
+    "sf_to_cc": "Salesforce → Constant Contact",
+    "cc_to_sf": "Constant Contact → Salesforce",
+}
+
+
+def _error_filters(values: Any) -> dict[str, str]:
+    """The filters given (query or form), each checked; an unknown value is ignored."""
+    status = values.get("status", "")
+    direction = values.get("direction", "")
+    chosen = {
+        "status": status if status in ERROR_STATUS_WORDS else "unresolved",
+        "direction": direction if direction in DIRECTION_WORDS else "",
+        "code": values.get("code", "").strip()[:100],
+        "q": values.get("q", "").strip()[:200],
+    }
+    return chosen
+
+
 @bp.get("/setups/<int:setup_id>/errors")
 def errors_page(setup_id: int) -> WebResponse:
-    """A setup's unresolved sync errors, optionally one code only."""
-    code = request.args.get("code", "").strip()[:100] or None
+    """A setup's sync errors with links to each record, filtered by status (unresolved unless
+    asked), direction, code and a search."""
+    chosen = _error_filters(request.args)
     with get_store().transaction() as session:
         view = setups.show_setup(get_settings(), session, setup_id)
         listed = errors.list_errors(
-            session, setup_id, status="unresolved", code=code, limit=ERRORS_PAGE_SIZE
+            session,
+            setup_id,
+            status=chosen["status"],
+            code=chosen["code"] or None,
+            direction=chosen["direction"] or None,
+            search=chosen["q"] or None,
+            limit=ERRORS_PAGE_SIZE,
         )
+        errors.record_links(session, setup_id, listed["items"])
         status = setups.setup_status(session, get_redis(), setup_id)
     return _page(
         "errors.html",
         setup=view,
         errors=listed,
-        code=code,
+        filters=chosen,
+        code=chosen["code"],
+        narrowed={k: v for k, v in chosen.items() if k != "status" and v},
         codes=sorted(status["open_errors"].items()),
+        status_words=ERROR_STATUS_WORDS,
+        direction_words=DIRECTION_WORDS,
     )
 
 
 def _selection() -> dict[str, Any]:
-    """One error (``error_id``) or all unresolved ones (optionally of ``code``)."""
+    """One error (``error_id``) or all unresolved ones (narrowed by the page's filters)."""
     error_id = request.form.get("error_id", "")
     if error_id.isdigit():
         return {"ids": [int(error_id)]}
-    code = request.form.get("code", "").strip()
-    return {"all": True, **({"code": code} if code else {})}
+    chosen = _error_filters(request.form)
+    narrowing = {
+        "code": chosen["code"],
+        "direction": chosen["direction"],
+        "search": chosen["q"],
+    }
+    return {"all": True, **{k: v for k, v in narrowing.items() if v}}
 
 
 def _errors_url(setup_id: int) -> str:
-    code = request.form.get("code", "").strip()
-    if code:
-        return url_for("dashboard.errors_page", setup_id=setup_id, code=code)
-    return url_for("dashboard.errors_page", setup_id=setup_id)
+    chosen = _error_filters(request.form)
+    kept: dict[str, Any] = {
+        k: v for k, v in chosen.items() if v and not (k == "status" and v == "unresolved")
+    }
+    return url_for("dashboard.errors_page", setup_id=setup_id, **kept)
 
 
 @bp.post("/setups/<int:setup_id>/errors/retry")
@@ -333,7 +416,16 @@ def connections_page() -> WebResponse:
     connected = request.args.get("connected", "")
     just = next((c for c in items if connected.isdigit() and c["id"] == int(connected)), None)
     reused = request.args.get("reused") == "1"
-    return _page("connections.html", connections=items, just=just, reused=reused)
+    return _page(
+        "connections.html",
+        connections=items,
+        just=just,
+        reused=reused,
+        login_hosts={
+            "production": get_settings().salesforce_login_url,
+            "sandbox": get_settings().salesforce_sandbox_login_url,
+        },
+    )
 
 
 @bp.post("/connections/start")
@@ -350,11 +442,26 @@ def start_connection() -> WebResponse:
             request.form.get("label", "").strip()[:200],
             connection_id=int(raw_id) if raw_id.isdigit() else None,
             return_to=url_for("dashboard.connections_page"),
+            login_host=request.form.get("login_host") or None,
         )
     except ServiceError as exc:
         flash(exc.detail, "error")
         return redirect(url_for("dashboard.connections_page"), code=303)
     return redirect(flow.start_url, code=303)
+
+
+@bp.get("/connections/<int:connection_id>/delete")
+def delete_connection_confirm(connection_id: int) -> WebResponse:
+    """What disconnecting does, before it is done; or why it cannot be done yet."""
+    with get_store().transaction() as session:
+        get_connection(session, connection_id)  # 404 when it does not exist
+        view = next(c for c in connections.list_connections(session) if c["id"] == connection_id)
+        try:
+            connections.refuse_if_used(session, connection_id)
+            refusal = None
+        except ServiceError as exc:
+            refusal = exc.detail
+    return _page("connection_delete.html", connection=view, refusal=refusal)
 
 
 @bp.post("/connections/<int:connection_id>/delete")
@@ -387,8 +494,11 @@ def health_page() -> WebResponse:
     """What /readyz checks, in words; the queues and their failed jobs."""
     checks = health.run_checks()
     redis = get_redis()
+    with get_store().transaction() as session:
+        budgets = budget.all_budgets(get_settings(), session, redis)
     return _page(
         "health.html",
+        budgets=budgets,
         checks=checks,
         words=CHECK_WORDS,
         ready=all(r["status"] != health.FAIL for r in checks.values()),

@@ -305,3 +305,18 @@ def test_update_many_retries_a_transient_failure(
     sandbox.faults.add(Fault(count=1, status=503, path="/services/data", method="PATCH"))
     [result] = client.update_many("Contact", [{"Id": ids[0], "Title": "Again"}])
     assert result.success and sleeps.calls == [2.0]
+
+
+def test_each_usage_report_reaches_the_hook(client: SalesforceClient) -> None:
+    reports: list[tuple[int, int]] = []
+    client.on_org_usage = lambda used, limit: reports.append((used, limit))
+    list(client.query_iter("SELECT Id FROM Contact"))
+    client.limits()
+    assert len(reports) >= 2 and all(limit == 100000 for _, limit in reports)
+    assert reports[-1] == (client.usage.org_used, 100000)
+
+    def broken(used: int, limit: int) -> None:
+        raise RuntimeError("redis is down")
+
+    client.on_org_usage = broken  # a failing recorder never fails the call
+    assert list(client.query_iter("SELECT Id FROM Contact")) is not None

@@ -88,7 +88,16 @@ def test_errors_are_documented_as_problem_json(document: dict[str, Any]) -> None
 def test_query_parameters_come_from_the_query_schemas(document: dict[str, Any]) -> None:
     errors = document["paths"]["/admin/api/setups/{setup_id}/errors"]["get"]
     names = {p["name"]: p for p in errors["parameters"]}
-    assert set(names) == {"setup_id", "status", "code", "limit", "offset"}
+    assert set(names) == {
+        "setup_id",
+        "status",
+        "code",
+        "direction",
+        "search",
+        "limit",
+        "offset",
+    }
+    assert names["direction"]["schema"]["enum"] == ["sf_to_cc", "cc_to_sf"]
     assert names["setup_id"]["in"] == "path"
     assert names["status"]["schema"]["enum"] == ["open", "retrying", "resolved", "all"]
 
