@@ -133,9 +133,7 @@ class ConnectionStartRequestSchema(_Request):
         validate=validate.Range(min=1, max=MAX_ID),
         metadata=_d("Re-authorise this connection (same vendor) instead of adding a new one."),
     )
-    login_host = fields.String(
-        load_default=None,
-        allow_none=True,
+    login_host = fields.String(  # left out, not null, when there is no choice to make
         validate=validate.OneOf(LOGIN_HOSTS),
         metadata=_d(
             "Salesforce only: sign in at a production org's login host (SALESFORCE_LOGIN_URL, "

@@ -60,7 +60,7 @@ def start_connection_view() -> Response:
         data["vendor"],
         data["label"],
         connection_id=data["connection_id"],
-        login_host=data["login_host"],
+        login_host=data.get("login_host"),
     )
     return dump(s.ConnectionStartSchema, flow.public(), 201)
 
