@@ -135,6 +135,8 @@ def control_for(name: str, f: fields.Field, prefix: str = "") -> Control:
         children = [control_for(n, sub, f"{path}.") for n, sub in f.schema.fields.items()]
         return Control(path, label, "fieldset", help_text, children=children)
     if isinstance(f, StrictBoolean):
+        # The schema speaks JSON ("false = don't sync ..."); a box is ticked or not.
+        help_text = re.sub(r"^false = ", "Untick: ", re.sub(r"^true = ", "Tick: ", help_text))
         return Control(path, label, "checkbox", help_text, default=default)
     if isinstance(f, CcSourceField):
         choices = [
@@ -149,7 +151,7 @@ def control_for(name: str, f: fields.Field, prefix: str = "") -> Control:
     if enum is not None:
         choices = [(c, c.replace("_", " ")) for c in enum]
         if f.allow_none:
-            choices.insert(0, ("", "Default"))
+            choices.insert(0, ("", "Not set (the default)"))
         return Control(path, label, "select", help_text, choices, default)
     if isinstance(f, fields.Integer):
         low, high = _range(f)

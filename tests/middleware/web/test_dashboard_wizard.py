@@ -183,6 +183,27 @@ def test_step_two_lists_the_accounts_lists_and_creates_one(
     assert '<option value="Wizard News" selected>' in again
 
 
+def test_step_two_shows_the_lists_of_the_connection_chosen(
+    web: FlaskClient, conns: dict[str, int]
+) -> None:
+    first = post(web, "/setups/new", {"name": "News", "object_type": "Contact"})
+    query = {k: v[0] for k, v in parse_qs(urlsplit(first.headers["Location"]).query).items()}
+    blank = post(web, "/setups/new/constant-contact", {**query, "action": "refresh"})
+    assert blank.status_code == 200 and 'type="text" id="f-main-list"' in text(blank)
+    shown = post(
+        web,
+        "/setups/new/constant-contact",
+        {
+            **query,
+            "constant_contact_connection": str(conns["constantcontact"]),
+            "action": "refresh",
+        },
+    )
+    assert shown.status_code == 200
+    assert '<select id="f-main-list" name="main_list"' in text(shown)
+    assert 'type="hidden" name="name" value="News"' in text(shown)
+
+
 def test_step_two_errors_stay_on_the_page(web: FlaskClient) -> None:
     first = post(web, "/setups/new", {"name": "News", "object_type": "Contact"})
     query = {k: v[0] for k, v in parse_qs(urlsplit(first.headers["Location"]).query).items()}
