@@ -188,7 +188,8 @@ def _text(form: MultiDict[str, str], name: str) -> str:
     return (form.get(name) or "").strip()
 
 
-def _lines(text: str) -> list[str]:
+def lines(text: str) -> list[str]:
+    """A textarea's non-blank lines, trimmed (one name a line)."""
     return [line.strip() for line in re.split(r"[\r\n]+", text) if line.strip()]
 
 
@@ -204,10 +205,10 @@ def _read(control: Control, form: MultiDict[str, str]) -> Any:
         return int(raw) if re.fullmatch(r"-?\d+", raw) else raw
     if control.kind == "cc_source":
         if raw == "lists":
-            return {"lists": _lines(form.get(f"{control.path}.lists") or "")}
+            return {"lists": lines(form.get(f"{control.path}.lists") or "")}
         return raw
     if control.kind == "campaign_selection":
-        names = _lines(form.get(f"{control.path}.names") or "")
+        names = lines(form.get(f"{control.path}.names") or "")
         return names if raw == "named" else "all"
     if control.kind == "select" and raw == "":
         return None

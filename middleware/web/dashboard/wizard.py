@@ -367,12 +367,12 @@ def _patch_segments(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
     campaign_lists: dict[str, Any] | None = None
     if source:
         selected = [s.strip() for s in request.form.getlist("campaign_lists.selected") if s.strip()]
-        selected += forms._lines(request.form.get("campaign_lists.selected_more") or "")
+        selected += forms.lines(request.form.get("campaign_lists.selected_more") or "")
         campaign_lists = {
             "source": source,
             "selected": list(dict.fromkeys(selected)),
-            "excluded": forms._lines(request.form.get("campaign_lists.excluded") or ""),
-            "record_type_labels": forms._lines(
+            "excluded": forms.lines(request.form.get("campaign_lists.excluded") or ""),
+            "record_type_labels": forms.lines(
                 request.form.get("campaign_lists.record_type_labels") or ""
             ),
         }

@@ -4,8 +4,10 @@ next to their field, CSRF, create → edit → delete, and vendor reads that fai
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -312,6 +314,29 @@ def test_the_filter_builder_saves_groups_and_shows_errors_by_row(
     assert options_of(app, setup_id)["checkbox_lists"] == []
 
 
+def test_a_filter_nested_deeper_than_the_builder_is_edited_as_json(
+    app: Flask, web: FlaskClient
+) -> None:
+    a = {"field": "LeadSource", "op": "equals", "value": "Web"}
+    deep = {
+        "match": "any",
+        "conditions": [{"match": "all", "conditions": [a, {"conditions": [a, a]}]}, a],
+    }
+    setup_id = new_setup(web)
+    with store_of(app).transaction() as session:
+        row = setup_repo.get(session, setup_id)
+        assert row is not None
+        row.options = {**row.options, "filter": deep}
+    page = text(web.get(f"/setups/{setup_id}/edit/segments"))
+    assert 'name="filter_json"' in page and 'name="filter_rows[0].field"' not in page
+    saved = post(web, f"/setups/{setup_id}/edit/segments", {"filter_json": json.dumps(deep)})
+    assert saved.status_code == 303, text(saved)
+    assert options_of(app, setup_id)["filter"]["conditions"][1] == a
+    bad = post(web, f"/setups/{setup_id}/edit/segments", {"filter_json": "[1"})
+    assert bad.status_code == 422
+    assert error_of(text(bad), "filter")
+
+
 def test_campaign_names_are_read_from_the_org(
     app: Flask, web: FlaskClient, conns: dict[str, int], sandboxes: dict[str, Flask]
 ) -> None:
@@ -573,3 +598,54 @@ def test_catalog_refuses_connections_of_the_other_vendor_and_unknown_objects(
     assert {"name": "LeadSource", "label": "Lead Source", "type": "picklist", "custom": False} in (
         fields
     )
+
+
+# --------------------------------------------------------------------------- markup
+
+
+class _Controls(HTMLParser):
+    """Ids, label targets and the form controls a page has."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+        self.labelled: set[str] = set()
+        self.controls: list[dict[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if found.get("id"):
+            self.ids.append(str(found["id"]))
+        if tag == "label" and found.get("for"):
+            self.labelled.add(str(found["for"]))
+        if tag in ("input", "select", "textarea") and found.get("type") != "hidden":
+            self.controls.append(found)
+
+
+def test_every_control_has_a_label_and_ids_are_unique(
+    web: FlaskClient, conns: dict[str, int]
+) -> None:
+    setup_id = new_setup(
+        web,
+        salesforce_connection=str(conns["salesforce"]),
+        constant_contact_connection=str(conns["constantcontact"]),
+    )
+    paths = ["/setups/new", f"/setups/{setup_id}/edit/finish", f"/setups/{setup_id}/delete"]
+    paths += [f"/setups/{setup_id}/edit/{step}" for step in STEP_SLUGS]
+    for path in paths:
+        page = _Controls()
+        page.feed(text(web.get(path)))
+        assert len(page.ids) == len(set(page.ids)), (path, sorted(page.ids))
+        for control in page.controls:
+            assert control.get("id") in page.labelled, (path, control)
+
+
+STEP_SLUGS = (
+    "salesforce",
+    "constant-contact",
+    "fields",
+    "segments",
+    "options",
+    "schedule",
+    "changes",
+)
