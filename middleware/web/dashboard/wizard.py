@@ -605,7 +605,11 @@ def wizard_finish(setup_id: int) -> WebResponse:
         except ServiceError as exc:
             flash(exc.detail, "error")
         else:
-            flash("The setup is running: changes sync from now on. Sync Now starts at once.", "ok")
+            flash(
+                "The setup is running: changes sync from now on; "
+                "Sync Now brings everything across now.",
+                "ok",
+            )
         return redirect(url_for("dashboard.wizard_finish", setup_id=setup_id), code=303)
     with get_store().transaction() as session:
         view = setups.show_setup(get_settings(), session, setup_id)
