@@ -341,3 +341,26 @@ def resume_setup(settings: Settings, store: Store, redis: Redis, setup_id: int) 
         view = setup_view(settings, get_setup(session, setup_id))
     runner.retry_now(settings, redis, setup_id, unblock=quota)
     return view
+
+
+# Stand-ins for required options a first wizard step has not asked for yet.
+_DRAFT_STAND_INS = {"name": "draft", "main_list": "draft"}
+
+
+def check_setup_draft(session: Session, data: Mapping[str, Any]) -> None:
+    """Check the options of a setup not created yet, as ``create_setup`` would, but only those
+    given (the dashboard wizard asks for a setup over several pages before creating it).
+
+    Raises ``Invalid`` (keyed like the 422) for the given options' errors, an unknown or
+    other-vendor connection, and a name already used; options not given are not judged.
+    """
+    try:
+        validate_setup({**_DRAFT_STAND_INS, **data})
+    except ValidationError as exc:
+        flat = flatten_messages(exc.messages)
+        mine = {k: v for k, v in flat.items() if k.split(".")[0].split("[")[0] in data}
+        if mine:
+            raise Invalid(mine, "The setup has invalid options.") from None
+    check_setup_connections(session, data)
+    if isinstance(data.get("name"), str):
+        _check_name_free(session, data["name"])

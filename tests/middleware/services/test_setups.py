@@ -135,3 +135,29 @@ def test_rotate_and_delete(
     assert intake.pending(fake_redis, created["id"]) == 0  # its pending changes went with it
     with sqlite_store.transaction() as session, pytest.raises(exc.NotFound):
         setups.show_setup(settings, session, created["id"])
+
+
+def test_a_draft_is_judged_on_the_options_it_gives(
+    settings: Settings, sqlite_store: Store, connected: dict[str, int]
+) -> None:
+    with sqlite_store.transaction() as session:
+        # main_list is required of a setup, not of a draft that has not asked for it yet.
+        setups.check_setup_draft(session, {"name": "Draft", "object_type": "Lead"})
+        with pytest.raises(exc.Invalid) as bad:
+            setups.check_setup_draft(
+                session,
+                {
+                    "name": "Draft",
+                    "namespace_prefix": "acme__",
+                    "salesforce_connection": connected["constantcontact"],
+                },
+            )
+        assert set(bad.value.errors or {}) == {"namespace_prefix"}
+        with pytest.raises(exc.Invalid) as wrong_vendor:
+            setups.check_setup_draft(
+                session, {"name": "Draft", "salesforce_connection": connected["constantcontact"]}
+            )
+        assert set(wrong_vendor.value.errors or {}) == {"salesforce_connection"}
+        setups.create_setup(settings, session, {"name": "Taken", "main_list": "Main"})
+        with pytest.raises(exc.Conflict):
+            setups.check_setup_draft(session, {"name": "Taken"})

@@ -155,6 +155,14 @@ POSTS = (
     "/connections/start",
     "/connections/1/delete",
     "/health/requeue",
+    # The setup wizard (test_dashboard_wizard.py tests its pages).
+    "/setups/new",
+    "/setups/new/constant-contact",
+    "/setups/1/edit/<step>",
+    "/setups/1/edit/fields/custom-field",
+    "/setups/1/edit/changes/secret",
+    "/setups/1/edit/finish",
+    "/setups/1/delete",
 )
 
 
