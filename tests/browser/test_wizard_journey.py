@@ -2,9 +2,10 @@
 
 Sign in; connect Salesforce and Constant Contact through the Connections page and the sandboxes'
 consent pages; **New setup** through every wizard step (a new main list, an extra field mapped
-with the pickers, a filter condition, an option changed, a schedule refused next to its field
-then accepted, the webhook door with its secret shown once); Finish; Sync Now and the live
-progress reaching its end without a reload; the records checked in the Constant Contact sandbox;
+with the pickers after an unknown Constant Contact field is refused next to it, a filter
+condition, an option changed, a weekly schedule refused next to its weekday field then accepted,
+the webhook door with a new secret shown once); Finish; Sync Now and the live progress reaching
+its end without a reload; the records checked in the Constant Contact sandbox;
 a record Constant Contact refuses, found on the errors page with its record link, filtered,
 retried and resolved; the setup edited through the wizard again and deleted after its
 confirmation. Every page reached is checked with axe (`assert_accessible`).
@@ -127,8 +128,18 @@ def test_a_newcomer_connects_creates_a_setup_in_the_wizard_and_watches_it_sync(
     assert sf_field.get_attribute("list") == "sf-fields"
     expect(page.locator("#sf-fields option[value=Title]")).to_have_count(1)
     expect(page.locator("#cc-fields option[value=job_title]")).to_have_count(1)
+    cc_field = page.get_by_label("Mapping 1: Constant Contact field", exact=True)
     sf_field.fill("Title")
-    page.get_by_label("Mapping 1: Constant Contact field", exact=True).fill("job_title")
+    cc_field.fill("job_titel")
+    page.get_by_role("button", name="Save and continue").click()
+    # Refused next to its field: the error describes the field, which is marked invalid.
+    expect(cc_field).to_have_attribute("aria-invalid", "true")
+    error = page.locator(f"#{cc_field.get_attribute('id')}-error")
+    expect(error).to_contain_text("'job_titel' is not a Constant Contact contact field")
+    assert error.get_attribute("id") in (cc_field.get_attribute("aria-describedby") or "")
+    expect(page.get_by_role("heading", name="This step was not saved")).to_be_visible()
+    assert_accessible(page)
+    cc_field.fill("job_title")
     save(page, "segments")
 
     # --- step 4: a filter condition in the builder ------------------------------------------------
