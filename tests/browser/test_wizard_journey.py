@@ -2,7 +2,7 @@
 
 Sign in; connect Salesforce and Constant Contact through the Connections page and the sandboxes'
 consent pages; **New setup** through every wizard step (a new main list, an extra field mapped
-with the pickers after an unknown Constant Contact field is refused next to it, a filter
+with the pickers after unknown fields of both vendors are refused next to them, a filter
 condition, an option changed, a weekly schedule refused next to its weekday field then accepted,
 the webhook door with a new secret shown once); Finish; Sync Now and the live progress reaching
 its end without a reload; the records checked in the Constant Contact sandbox;
@@ -129,17 +129,23 @@ def test_a_newcomer_connects_creates_a_setup_in_the_wizard_and_watches_it_sync(
     expect(page.locator("#sf-fields option[value=Title]")).to_have_count(1)
     expect(page.locator("#cc-fields option[value=job_title]")).to_have_count(1)
     cc_field = page.get_by_label("Mapping 1: Constant Contact field", exact=True)
+    sf_field.fill("Titel")
+    # Each refused next to its field (the schema's first, then the org's): the error describes
+    # the field, which is marked invalid.
+    for box, typed, words in (
+        (cc_field, "job_titel", "'job_titel' is not a Constant Contact contact field"),
+        (sf_field, "Titel", "Lead has no field Titel"),
+    ):
+        cc_field.fill("job_titel" if box is cc_field else "job_title")
+        page.get_by_role("button", name="Save and continue").click()
+        expect(page.get_by_role("heading", name="This step was not saved")).to_be_visible()
+        expect(box).to_have_value(typed)
+        expect(box).to_have_attribute("aria-invalid", "true")
+        error = page.locator(f"#{box.get_attribute('id')}-error")
+        expect(error).to_contain_text(words)
+        assert error.get_attribute("id") in (box.get_attribute("aria-describedby") or "")
+        assert_accessible(page)
     sf_field.fill("Title")
-    cc_field.fill("job_titel")
-    page.get_by_role("button", name="Save and continue").click()
-    # Refused next to its field: the error describes the field, which is marked invalid.
-    expect(cc_field).to_have_attribute("aria-invalid", "true")
-    error = page.locator(f"#{cc_field.get_attribute('id')}-error")
-    expect(error).to_contain_text("'job_titel' is not a Constant Contact contact field")
-    assert error.get_attribute("id") in (cc_field.get_attribute("aria-describedby") or "")
-    expect(page.get_by_role("heading", name="This step was not saved")).to_be_visible()
-    assert_accessible(page)
-    cc_field.fill("job_title")
     save(page, "segments")
 
     # --- step 4: a filter condition in the builder ------------------------------------------------
