@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test lint typecheck unit browser screenshots bench faults clean
+.PHONY: install demo dashboard test lint typecheck unit browser screenshots bench faults clean
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,11 @@ screenshots: install
 DEMO_ARGS ?=
 demo: install
 	$(BIN)/python demo.py $(DEMO_ARGS)
+
+# The dashboard on its own: both sandboxes and the service with seeded Salesforce contacts,
+# nothing connected; it prints the address and the admin token, then serves until Ctrl-C.
+dashboard: install
+	$(BIN)/python demo.py --dashboard
 
 bench: install
 	$(BIN)/python bench/sandbox_throughput.py

@@ -15,6 +15,7 @@ import json
 import logging
 import secrets
 import shutil
+import signal
 import socket
 import sys
 import threading
@@ -59,9 +60,12 @@ def step(title: str) -> None:
 
 
 class Demo:
-    def __init__(self, contacts: int, burst: int) -> None:
+    def __init__(self, contacts: int, burst: int, consent_page: bool = False) -> None:
         self.contacts = contacts
         self.burst = burst
+        # On: both sandboxes ask "Allow access?" as the vendors do (the dashboard-only mode,
+        # where a person connects); off: they approve at once (the scripted story).
+        self.consent_page = consent_page
 
     # --- start everything ------------------------------------------------------------------------
 
@@ -74,7 +78,12 @@ class Demo:
             sf_port=_free_port(8701),
             cc_port=_free_port(8702),
             tls_dir=Path("instance") / "sandbox-tls",
-            cc_config={"RATE_PER_SECOND": 4, "ACTIVITY_SECONDS": 0.5},
+            sf_config={"CONSENT_PAGE": self.consent_page},
+            cc_config={
+                "RATE_PER_SECOND": 4,
+                "ACTIVITY_SECONDS": 0.5,
+                "CONSENT_PAGE": self.consent_page,
+            },
             pubsub_port=_free_port(8703),
         )
         self.sf_url, self.cc_url = self.sandboxes.sf_url, self.sandboxes.cc_url
@@ -102,6 +111,8 @@ class Demo:
                 "EMBEDDED_LISTENER": True,
                 "PUBLIC_URL": self.base,
                 "SALESFORCE_LOGIN_URL": self.sf_url,
+                # The Connections page's "Sandbox" choice signs in at the same local org.
+                "SALESFORCE_SANDBOX_LOGIN_URL": self.sf_url,
                 "SALESFORCE_CLIENT_ID": "sandbox-client-id",
                 "SALESFORCE_CLIENT_SECRET": "sandbox-client-secret",
                 "SALESFORCE_CA_BUNDLE": str(self.sandboxes.tls.ca_cert),
@@ -117,7 +128,8 @@ class Demo:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log in the story
         self.http = make_server("127.0.0.1", port, self.app, threaded=True)
         threading.Thread(target=self.http.serve_forever, daemon=True).start()
-        say(f"Service                   {self.base}  (admin token printed at the end)")
+        say(f"Service                   {self.base}  (admin token printed below)")
+        say(f"Dashboard                 {self.base}/  (sign in with the admin token)")
 
         self.admin = requests.Session()
         self.admin.trust_env = False
@@ -513,6 +525,25 @@ class Demo:
             for phrase in run_counts.describe(run.get("counts") or {}):
                 say(f"  {phrase}")
 
+    def say_dashboard(self) -> None:
+        say(f"dashboard      {self.base}/  (open it in a browser)")
+        say(f"admin token    {self.admin_token}  (paste it on the sign-in page)")
+
+    def dashboard_only(self) -> None:
+        """Seed Salesforce, connect nothing, and say how to go on in the browser."""
+        step(f"Seeding {self.contacts:,} Salesforce contacts (nothing is connected or set up yet)")
+        seeded = self.sf_call("POST", "/_sandbox/seed", json={"contacts": self.contacts})
+        say(f"seeded: {json.dumps(seeded)}")
+        step("Go on in the dashboard (the service and both sandboxes stay up until Ctrl-C)")
+        self.say_dashboard()
+        say("then, in the browser:")
+        say("  1. Connections: Connect Salesforce, then Connect Constant Contact; on each")
+        say("     sandbox's page choose Allow (the browser first warns about the Salesforce")
+        say(f"     sandbox's own certificate, CA {self.sandboxes.tls.ca_cert}: go on)")
+        say("  2. Setups: New setup, and follow the wizard's steps to Finish")
+        say("  3. Sync Now, and watch the run on the setup's page")
+        say(f"sandboxes      {self.sf_url}/_sandbox/state  {self.cc_url}/_sandbox/state")
+
     def summary(self, setup_id: int, keep_running: bool) -> None:
         step("What happened")
         items = list(reversed(self.api("GET", f"/setups/{setup_id}/runs")["items"]))
@@ -535,6 +566,7 @@ class Demo:
             step("Where to look (the service and both sandboxes stay up until Ctrl-C)")
         else:
             step("Where to look (these stop with the demo, now)")
+        self.say_dashboard()
         say(
             f"admin API      curl -H 'Authorization: Bearer {self.admin_token}' "
             f"{self.base}/admin/api/setups/{setup_id}/runs"
@@ -545,7 +577,11 @@ class Demo:
         say(f"sandboxes      {self.sf_url}/_sandbox/state  {self.cc_url}/_sandbox/state")
         say(f"database       {WORKDIR / 'demo.sqlite3'}")
         if not keep_running:
-            say(f"to keep them up and try the admin API: {KEEP_RUNNING}")
+            say(f"to keep them up and try the dashboard or the admin API: {KEEP_RUNNING}")
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -553,10 +589,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contacts", type=int, default=3000, help="Salesforce contacts to seed")
     parser.add_argument("--burst", type=int, default=300, help="contacts edited in the burst")
     parser.add_argument("--keep-running", action="store_true", help="serve until Ctrl-C")
+    parser.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="start the sandboxes and the service with seeded contacts, connect nothing, and "
+        "serve until Ctrl-C: connect, set up and sync in the dashboard yourself (make dashboard)",
+    )
     args = parser.parse_args(argv)
+    # Ctrl-C and a plain `kill` both stop everything cleanly (a background job ignores SIGINT).
+    signal.signal(signal.SIGTERM, _interrupt)
 
-    demo = Demo(args.contacts, args.burst)
+    demo = Demo(args.contacts, args.burst, consent_page=args.dashboard)
     demo.start()
+    if args.dashboard:
+        try:
+            demo.dashboard_only()
+            say("\nServing until Ctrl-C.")
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            demo.stop()
+        say("\nStopped.")
+        return 0
     try:
         sf_conn, cc_conn = demo.connect()
         setup = demo.create_setup(sf_conn, cc_conn)

@@ -5,7 +5,7 @@ routes over HTTP, like a person with a browser would. For each vendor it asks
 ``POST /admin/api/connections/start`` for a flow, opens the signed start link at the service,
 lets the sandbox approve the consent, and hands the code to the service's callback
 (``Accept: application/json``), which stores the connection. The service must already use the
-sandboxes (the eight settings this command prints and ``--write-env`` writes); when it does not,
+sandboxes (the nine settings this command prints and ``--write-env`` writes); when it does not,
 the command says so and what to set. It imports nothing from ``middleware``.
 """
 
@@ -43,6 +43,8 @@ def sandbox_env(sf_url: str, cc_url: str, ca_bundle: str | None) -> dict[str, st
     """
     return {
         "SALESFORCE_LOGIN_URL": sf_url.rstrip("/"),
+        # The dashboard's "Sandbox" sign-in choice: the same local org, so either choice works.
+        "SALESFORCE_SANDBOX_LOGIN_URL": sf_url.rstrip("/"),
         "SALESFORCE_CLIENT_ID": SANDBOX_CLIENT_ID,
         "SALESFORCE_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,
         "SALESFORCE_CA_BUNDLE": ca_bundle or "",

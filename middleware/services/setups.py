@@ -38,7 +38,7 @@ from middleware.store.db import Store
 from middleware.store.models import Setup, utcnow
 from middleware.sync.campaigns import missing_selected
 from middleware.sync.options import SetupOptions
-from middleware.sync.segments import check_filter
+from middleware.sync.segments import check_filter, check_mapped_fields
 from schemas.setup import apply_patch, flatten_messages, validate_setup
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,17 @@ def _validated(
         raise Invalid(flatten_messages(exc.messages), "The setup has invalid options.") from None
 
 
-# What a patch must touch for the filter to be checked again.
-_FILTER_INPUTS = frozenset({"filter", "object_type", "namespace_prefix", "salesforce_connection"})
+# What a patch must touch for the filter and the mapped fields to be checked again.
+_FILTER_INPUTS = frozenset(
+    {
+        "filter",
+        "field_map",
+        "other_email_fields",
+        "object_type",
+        "namespace_prefix",
+        "salesforce_connection",
+    }
+)
 
 
 class OrgReader:
@@ -169,25 +178,38 @@ def check_segments_with_org(
 def check_filter_with_org(
     session: Session, options: Mapping[str, Any], org: OrgReader | None
 ) -> list[str]:
-    """Check a validated setup's ``filter`` against its Salesforce org.
+    """Check a validated setup's ``filter`` and mapped Salesforce fields (``field_map``,
+    ``other_email_fields``) against its Salesforce org.
 
-    Raises ``Invalid`` (the schema's 422, keyed ``filter.conditions[i].field`` etc.) when the
-    org says the filter cannot work; answers the warnings to add when it could not be asked
-    (no connection yet, one not active, Salesforce unreachable or refusing). No filter, or no
-    ``org`` (a caller without an org): nothing to say.
+    Raises ``Invalid`` (the schema's 422, keyed ``filter.conditions[i].field``,
+    ``field_map[i].sf_field`` etc.) when the org says the filter cannot work or lacks a mapped
+    field (every read SELECTs them: the runs would fail); answers the warnings to add when a
+    filter could not be checked (no connection yet, one not active, Salesforce unreachable or
+    refusing). Nothing to check, or no ``org`` (a caller without an org): nothing to say.
     """
-    if options.get("filter") is None or org is None:
+    has_filter = options.get("filter") is not None
+    mapped = options.get("field_map") or options.get("other_email_fields")
+    if not (has_filter or mapped) or org is None:
         return []
     unchecked = "The filter could not be checked against the Salesforce org"
     why = _org_unchecked(session, options)
     if why is not None:
-        return [f"{unchecked}: {why}"]
+        return [f"{unchecked}: {why}"] if has_filter else []
     conn_id: int = options["salesforce_connection"]
     typed = SetupOptions.from_validated(options)
     try:
-        errors = check_filter(typed, lambda sobject: org.describe(conn_id, sobject))
+        described: dict[str, Any] = {}
+
+        def describe(sobject: str) -> Any:
+            if sobject not in described:  # one describe per object for both checks
+                described[sobject] = org.describe(conn_id, sobject)
+            return described[sobject]
+
+        errors = {**check_filter(typed, describe), **check_mapped_fields(typed, describe)}
     except (vendor_errors.VendorError, requests.RequestException, RedisError, LookupError) as exc:
-        log.warning("filter of setup %r not checked: %s", options.get("name"), exc)
+        log.warning("fields of setup %r not checked: %s", options.get("name"), exc)
+        if not has_filter:
+            return []  # a missing mapped field fails the run, which says so
         return [f"{unchecked} ({type(exc).__name__}: {exc}); it is saved unchecked."]
     if errors:
         raise Invalid(errors, "The setup has invalid options.")

@@ -382,6 +382,37 @@ def _check_condition(
     return {}
 
 
+def check_mapped_fields(setup: SetupOptions, describe: Describe) -> dict[str, list[str]]:
+    """The extra mappings' Salesforce fields the object lacks (``field_map`` and
+    ``other_email_fields``; namespace applied, a relationship's own name checked), keyed like
+    the schema's (``field_map[1].sf_field``). Every read of the object SELECTs them, so one
+    missing field would fail every run; ``describe`` as for :func:`check_filter`. Empty: nothing
+    wrong."""
+    errors: dict[str, list[str]] = {}
+    ns = setup.namespace_prefix
+    rows: list[tuple[str, str]] = [
+        *((f"field_map[{i}].sf_field", e.sf_field) for i, e in enumerate(setup.field_map)),
+        *(
+            (f"other_email_fields[{i}].sf_field", e.sf_field)
+            for i, e in enumerate(setup.other_email_fields)
+        ),
+    ]
+    for path, given in rows:
+        named = apply_namespace(given, ns)
+        try:
+            if "." in named:
+                # A relationship's own object may be one the org does not describe (User): the
+                # relationship is checked, the field across it is left to the run.
+                first = named.split(".", 1)[0]
+                _field_on(describe, [setup.object_type], "relationshipName", first, "relationship")
+            else:
+                resolve_field(describe, setup.object_type, named)
+        except UnknownField as exc:
+            extra = f" (`{given}` with namespace_prefix applied)" if named != given else ""
+            errors[path] = [f"`{named}`{extra}: {exc}."]
+    return errors
+
+
 def check_filter(setup: SetupOptions, describe: Describe) -> dict[str, list[str]]:
     """The filter's problems against the org, keyed like the schema's (``filter.conditions[2]
     .field``): a field the object lacks (namespace applied, relationships followed), an operator

@@ -83,6 +83,7 @@ class LiveService:
                 "EMBEDDED_LISTENER": False,
                 "PUBLIC_URL": self.base,
                 "SALESFORCE_LOGIN_URL": self.sf_url,
+                "SALESFORCE_SANDBOX_LOGIN_URL": self.sf_url,
                 "SALESFORCE_CLIENT_ID": "sandbox-client-id",
                 "SALESFORCE_CLIENT_SECRET": "sandbox-client-secret",
                 "SALESFORCE_CA_BUNDLE": str(self._sandboxes.tls.ca_cert),

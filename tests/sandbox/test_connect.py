@@ -66,9 +66,10 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 def sandbox_settings(running: Any) -> dict[str, str]:
-    """The eight settings `sandbox connect` prints, for these sandboxes."""
+    """The nine settings `sandbox connect` prints, for these sandboxes."""
     return {
         "SALESFORCE_LOGIN_URL": running.sf_url,
+        "SALESFORCE_SANDBOX_LOGIN_URL": running.sf_url,
         "SALESFORCE_CLIENT_ID": "sandbox-client-id",
         "SALESFORCE_CLIENT_SECRET": "sandbox-client-secret",
         "SALESFORCE_CA_BUNDLE": str(running.tls.ca_cert),
@@ -150,7 +151,7 @@ def test_connect_prints_ids_and_the_settings_workers_need(
     assert "Salesforce connection: 1 (00D" in result.stdout  # a fresh service: ids start at 1
     assert "Constant Contact connection: 2" in result.stdout
     assert "--sf-connection 1 --cc-connection 2" in result.stdout
-    # The last line is one the user can source; a shell that does sees all eight settings.
+    # The last line is one the user can source; a shell that does sees all nine settings.
     line = result.stdout.strip().splitlines()[-1]
     assert line.startswith("export ")
     shell = subprocess.run(
@@ -193,7 +194,7 @@ def test_write_env_updates_a_dotenv_file_in_place(
     result = sandbox(*args, "--write-env", str(env_file), "--json")
     assert result.exit_code == 0, result.output
     json.loads(result.stdout)  # stdout stays pure JSON for scripts
-    assert "updated 2 and added 6 of the 8 sandbox settings" in result.stderr
+    assert "updated 2 and added 7 of the 9 sandbox settings" in result.stderr
     assert "export SALESFORCE_LOGIN_URL=" in result.stderr
     text = env_file.read_text()
     lines = text.splitlines()
@@ -227,7 +228,7 @@ def test_write_env_updates_a_dotenv_file_in_place(
     monkeypatch.chdir(work)
     made = sandbox(*args, "--write-env")
     assert made.exit_code == 0, made.output
-    assert "updated 0 and added 8" in made.stderr
+    assert "updated 0 and added 9" in made.stderr
     assert (work / ".env").stat().st_mode & 0o777 == 0o600
     assert dotenv_values(work / ".env") == fresh
 
@@ -241,7 +242,7 @@ def test_a_service_not_using_the_sandboxes_is_told_what_to_set(
     assert "sends Salesforce sign-ins to https://login.salesforce.com" in result.stderr
     assert "not to the sandbox" in result.stderr and "run this command again" in result.stderr
     assert "export SALESFORCE_LOGIN_URL=" in result.stderr  # what to set, ready to source
-    assert "added 8 of the 8 sandbox settings" in result.stderr
+    assert "added 9 of the 9 sandbox settings" in result.stderr
     assert dotenv_values_of(env_file) == sandbox_settings(running)
     with store_of(app).transaction() as session:
         assert connection_repo.all_connections(session) == []

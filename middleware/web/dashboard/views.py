@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -106,6 +106,24 @@ def _security_headers(response: Response) -> WebResponse:
             continue
         response.headers[name] = value
     return response
+
+
+@bp.app_template_filter("when")
+def _when(value: datetime | str | None) -> str:
+    """A moment to the second, in UTC (``2026-12-08 01:16:38 UTC``): what a person reads in a
+    history, not ``datetime``'s microseconds and offset. Text that is not a time stays as it is."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    else:
+        moment = value
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @bp.context_processor

@@ -260,3 +260,37 @@ def test_selected_campaigns_and_list_views_the_org_lacks_are_warnings_at_save(
     )
     assert patched.status_code == 200, patched.json
     assert not [w for w in patched.json["warnings"] if "campaign_lists" in w], patched.json
+
+
+def test_mapped_salesforce_fields_the_org_lacks_are_refused_with_422(
+    client: FlaskClient, sf_connection: int
+) -> None:
+    # Every read SELECTs the mapped fields: one the object lacks would fail every run.
+    rows = {
+        "field_map": [
+            {"sf_field": "Title", "cc_field": "job_title"},
+            {"sf_field": "Region__c", "cc_field": "cf:Region"},
+            {"sf_field": "Owner.Name", "cc_field": "cf:Owner"},
+        ],
+        "other_email_fields": [{"sf_field": "Work_Email__c", "cc_field": "cf:Work_Email"}],
+    }
+    answer = create(client, sf_connection, None, namespace_prefix="acme", **rows)
+    assert answer.status_code == 422, answer.json
+    assert list(answer.json["errors"]) == ["other_email_fields[0].sf_field"]
+    assert (
+        "Lead has no field `acme__Work_Email__c`"
+        in (answer.json["errors"]["other_email_fields[0].sf_field"][0])
+    )
+    answer = create(client, sf_connection, None, **rows)  # Region__c without its namespace
+    assert sorted(answer.json["errors"]) == [
+        "field_map[1].sf_field",
+        "other_email_fields[0].sf_field",
+    ]
+    del rows["other_email_fields"]
+    created = create(client, sf_connection, None, namespace_prefix="acme", **rows)
+    assert created.status_code == 201, created.json
+    url = f"/admin/api/setups/{created.json['id']}"
+    typo = {"field_map": [{"sf_field": "Titel", "cc_field": "job_title"}]}
+    patched = client.patch(url, json=typo, headers=AUTH)
+    assert patched.status_code == 422, patched.json
+    assert "Lead has no field `Titel`" in patched.json["errors"]["field_map[0].sf_field"][0]
