@@ -14,6 +14,7 @@ from sandbox.constantcontact import (
     gate,
     lists,
     oauth,
+    summary,
 )
 from sandbox.constantcontact.account import ConstantContactSandbox
 from sandbox.constantcontact.store import Store
@@ -37,5 +38,5 @@ def assemble(app: Flask, sandbox: ConstantContactSandbox) -> None:
     ctl = control_blueprint(sandbox.clock, sandbox.faults, sandbox.reset, name="cc_control")
     control.add_routes(ctl)
     app.register_blueprint(ctl)
-    for bp in (oauth.bp, contacts.bp, lists.bp, activities.bp, emails.bp):
+    for bp in (oauth.bp, contacts.bp, lists.bp, activities.bp, emails.bp, summary.bp):
         app.register_blueprint(bp)

@@ -21,8 +21,9 @@ official swagger 3.0.178), loaded once per process with these in-memory patches 
 (none of them loosens what a correct client or server may send):
 
 - `servers` becomes the relative `/v3`, so any host (sandbox, api.cc.email) matches.
-- csv query parameters (`include`, `status`, `sms_status`) are typed as one enum value; they take a
-  comma-separated list, so each becomes a string pattern of enum values joined by commas.
+- csv query parameters (`include`, `status`, `sms_status`, `extra_fields`) are typed as one enum
+  value; they take a comma-separated list, so each becomes a string pattern of enum values joined
+  by commas.
 - `maxItems: 0` (remove_list_memberships ids, tag_ids) is dropped: descriptions say 50/500.
 - the integer `choice_id` carries a non-integer example; examples that contradict their type go.
 - `readOnly` on `list_memberships`/`taggings` items of POST/PUT contact bodies is dropped: the API
@@ -90,7 +91,7 @@ def _spec_path() -> Path:
 
 GATEWAY_STATUSES = frozenset({401, 403, 429, 500, 503})
 OBJECT_ERROR_STATUSES = frozenset({401, 429})
-CSV_PARAMS = ("include", "status", "sms_status")
+CSV_PARAMS = ("include", "status", "sms_status", "extra_fields")
 WRITABLE_ID_ARRAYS = ("list_memberships", "taggings")
 
 

@@ -302,29 +302,29 @@ def test_connecting_the_same_org_again_reauthorises_its_connection(
 def test_a_constant_contact_account_is_matched_when_its_id_is_known(
     app: Flask, client: FlaskClient, http: requests.Session
 ) -> None:
-    # The sandbox has no GET /account/summary: the account is unknown, so connecting twice adds
-    # two connections (the documented limit).
-    unknown = [connect(client, http, "constantcontact").json for _ in range(2)]
-    assert [a["reused"] for a in unknown] == [False, False]
-    assert unknown[0]["connection"]["account_id"] is None
-    assert unknown[0]["connection"]["id"] != unknown[1]["connection"]["id"]
+    # The sandbox names its account (GET /account/summary), as the real API does: the same
+    # account connected twice is one connection.
+    first = connect(client, http, "constantcontact").json
+    assert first["reused"] is False
+    assert first["connection"]["account_id"] == "a07e1ldsbx01"
+    again = connect(client, http, "constantcontact").json
+    assert again["reused"] is True
+    assert again["connection"]["id"] == first["connection"]["id"]
 
-    # The real API names the account: the same account twice is one connection.
+    # Where the summary cannot be read, the account stays unknown and a connect adds one.
     summary = Flask("account-summary")
     seen: list[str] = []
 
     @summary.get("/v3/account/summary")
     def account_summary() -> Any:
         seen.append(str(flask_request.headers.get("Authorization")))
-        return {"encoded_account_id": "a07e1ab1cd23", "organization_name": "Sandbox"}
+        return {"error_key": "unavailable"}, 503
 
     mount(http, f"{CC_BASE}/v3/account", summary)
-    first = connect(client, http, "constantcontact").json
-    assert first["reused"] is False
-    assert first["connection"]["account_id"] == "a07e1ab1cd23"
-    again = connect(client, http, "constantcontact").json
-    assert again["reused"] is True
-    assert again["connection"]["id"] == first["connection"]["id"]
+    unknown = [connect(client, http, "constantcontact").json for _ in range(2)]
+    assert [a["reused"] for a in unknown] == [False, False]
+    assert unknown[0]["connection"]["account_id"] is None
+    assert unknown[0]["connection"]["id"] != unknown[1]["connection"]["id"]
     assert len(seen) == 2 and all(s.startswith("Bearer ") for s in seen)
     assert len(client.get("/admin/api/connections", headers=AUTH).json["items"]) == 3
 
