@@ -12,7 +12,6 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
 from middleware.services import runs as run_services
 from middleware.store import connections as connection_repo
 from middleware.store import errors as error_repo
@@ -28,7 +27,13 @@ from tests.middleware.web.test_admin import (
     make_connection,
     new_setup,
 )
-from tests.middleware.web.test_oauth import CC_BASE, SF_BASE, consent, http, local, sandboxes
+from tests.middleware.web.test_oauth import (
+    app_on_sandboxes,
+    consent,
+    http,
+    local,
+    sandboxes,
+)
 
 # Fixtures reused from the admin API and OAuth tests.
 __all__ = ["api", "connected", "http", "sandboxes"]
@@ -371,19 +376,7 @@ def test_start_refuses_an_unknown_vendor(web: FlaskClient) -> None:
 @pytest.fixture
 def oauth_app(config: dict[str, Any], http: requests.Session) -> Iterator[Flask]:
     """The app with both sandboxes as the vendors (as in the OAuth tests)."""
-    config.update(
-        SALESFORCE_LOGIN_URL=SF_BASE,
-        SALESFORCE_CLIENT_ID="sandbox-client-id",
-        SALESFORCE_CLIENT_SECRET="sandbox-client-secret",
-        CC_AUTH_URL=f"{CC_BASE}/oauth2/default/v1",
-        CC_API_URL=f"{CC_BASE}/v3",
-        CC_CLIENT_ID="sandbox-client-id",
-        CC_CLIENT_SECRET="sandbox-client-secret",
-        VENDOR_SESSION=lambda _vendor: http,
-    )
-    application = create_app(config)
-    yield application
-    application.extensions["middleware"]["store"].dispose()
+    yield from app_on_sandboxes(config, http)
 
 
 @pytest.mark.parametrize("vendor", ["salesforce", "constantcontact"])

@@ -10,14 +10,20 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
 from middleware import connections as factories
 from middleware.services import connect
 from middleware.services.exceptions import Invalid
 from middleware.store import connections as connection_repo
 from tests.middleware.web.test_admin import Api, api, connected, make_connection, new_setup
 from tests.middleware.web.test_dashboard import csrf_of, post, sign_in, text, web
-from tests.middleware.web.test_oauth import CC_BASE, SF_BASE, consent, http, local, sandboxes
+from tests.middleware.web.test_oauth import (
+    SF_BASE,
+    app_on_sandboxes,
+    consent,
+    http,
+    local,
+    sandboxes,
+)
 
 __all__ = ["api", "connected", "http", "sandboxes", "web"]
 
@@ -27,20 +33,9 @@ PRODUCTION = "https://login.example.test"
 @pytest.fixture
 def oauth_app(config: dict[str, Any], http: requests.Session) -> Iterator[Flask]:
     """Both sandboxes as the vendors; the Salesforce sandbox is the 'sandbox' login host only."""
-    config.update(
-        SALESFORCE_LOGIN_URL=PRODUCTION,
-        SALESFORCE_SANDBOX_LOGIN_URL=SF_BASE,
-        SALESFORCE_CLIENT_ID="sandbox-client-id",
-        SALESFORCE_CLIENT_SECRET="sandbox-client-secret",
-        CC_AUTH_URL=f"{CC_BASE}/oauth2/default/v1",
-        CC_API_URL=f"{CC_BASE}/v3",
-        CC_CLIENT_ID="sandbox-client-id",
-        CC_CLIENT_SECRET="sandbox-client-secret",
-        VENDOR_SESSION=lambda _vendor: http,
+    yield from app_on_sandboxes(
+        config, http, SALESFORCE_LOGIN_URL=PRODUCTION, SALESFORCE_SANDBOX_LOGIN_URL=SF_BASE
     )
-    application = create_app(config)
-    yield application
-    application.extensions["middleware"]["store"].dispose()
 
 
 def _start(browser: FlaskClient, **form: str) -> str:

@@ -16,32 +16,24 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app import create_app
 from middleware.services import catalog
 from middleware.services.exceptions import Invalid
 from middleware.store import connections as connection_repo
 from middleware.store import setups as setup_repo
 from tests.middleware.web.test_dashboard import csrf_of, sign_in, text
-from tests.middleware.web.test_oauth import CC_BASE, SF_BASE, connect, http, sandboxes
+from tests.middleware.web.test_oauth import (
+    app_on_sandboxes,
+    connect,
+    http,
+    sandboxes,
+)
 
 __all__ = ["http", "sandboxes"]
 
 
 @pytest.fixture
 def app(config: dict[str, Any], http: requests.Session) -> Iterator[Flask]:
-    config.update(
-        SALESFORCE_LOGIN_URL=SF_BASE,
-        SALESFORCE_CLIENT_ID="sandbox-client-id",
-        SALESFORCE_CLIENT_SECRET="sandbox-client-secret",
-        CC_AUTH_URL=f"{CC_BASE}/oauth2/default/v1",
-        CC_API_URL=f"{CC_BASE}/v3",
-        CC_CLIENT_ID="sandbox-client-id",
-        CC_CLIENT_SECRET="sandbox-client-secret",
-        VENDOR_SESSION=lambda _vendor: http,
-    )
-    application = create_app(config)
-    yield application
-    application.extensions["middleware"]["store"].dispose()
+    yield from app_on_sandboxes(config, http)
 
 
 @pytest.fixture

@@ -49,21 +49,32 @@ def http(sandboxes: dict[str, Flask]) -> requests.Session:
     return session
 
 
-@pytest.fixture
-def app(config: dict[str, Any], http: requests.Session) -> Iterator[Flask]:
+def app_on_sandboxes(
+    config: dict[str, Any], http: requests.Session, **overrides: Any
+) -> Iterator[Flask]:
+    """The service with both in-process sandboxes as its vendors (their OAuth apps' ids), its
+    vendor calls going through ``http``; ``overrides`` change settings (e.g. login hosts)."""
     config.update(
-        SALESFORCE_LOGIN_URL=SF_BASE,
-        SALESFORCE_CLIENT_ID="sandbox-client-id",
-        SALESFORCE_CLIENT_SECRET="sandbox-client-secret",
-        CC_AUTH_URL=f"{CC_BASE}/oauth2/default/v1",
-        CC_API_URL=f"{CC_BASE}/v3",
-        CC_CLIENT_ID="sandbox-client-id",
-        CC_CLIENT_SECRET="sandbox-client-secret",
-        VENDOR_SESSION=lambda _vendor: http,
+        {
+            "SALESFORCE_LOGIN_URL": SF_BASE,
+            "SALESFORCE_CLIENT_ID": "sandbox-client-id",
+            "SALESFORCE_CLIENT_SECRET": "sandbox-client-secret",
+            "CC_AUTH_URL": f"{CC_BASE}/oauth2/default/v1",
+            "CC_API_URL": f"{CC_BASE}/v3",
+            "CC_CLIENT_ID": "sandbox-client-id",
+            "CC_CLIENT_SECRET": "sandbox-client-secret",
+            "VENDOR_SESSION": lambda _vendor: http,
+            **overrides,
+        }
     )
     application = create_app(config)
     yield application
     application.extensions["middleware"]["store"].dispose()
+
+
+@pytest.fixture
+def app(config: dict[str, Any], http: requests.Session) -> Iterator[Flask]:
+    yield from app_on_sandboxes(config, http)
 
 
 def local(url: str) -> str:
