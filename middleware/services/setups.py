@@ -1,6 +1,6 @@
 """Setup services: create, change, delete, pause, resume, rotate secrets, show status.
 
-A setup's ``filter`` is checked against the org when it is saved (:func:`check_filter_with_org`):
+A setup's ``filter`` is checked against the org when it is saved (:func:`check_fields_with_org`):
 with a connected Salesforce connection, a criterion naming a field the object lacks, an operator
 that does not fit the field's type, or a date that is not one is refused with the schema's 422;
 when the org cannot be asked, the setup is saved with a warning saying the filter was not checked.
@@ -175,7 +175,7 @@ def check_segments_with_org(
     return missing_selected(typed, known, kind)
 
 
-def check_filter_with_org(
+def check_fields_with_org(
     session: Session, options: Mapping[str, Any], org: OrgReader | None
 ) -> list[str]:
     """Check a validated setup's ``filter`` and mapped Salesforce fields (``field_map``,
@@ -229,7 +229,7 @@ def create_setup(
     against the org; None: do not."""
     options, warnings = _validated(lambda: validate_setup(data))
     check_setup_connections(session, options)
-    warnings = [*warnings, *check_filter_with_org(session, options, org)]
+    warnings = [*warnings, *check_fields_with_org(session, options, org)]
     warnings += check_segments_with_org(session, options, org)
     _check_name_free(session, options["name"])
     row = setup_repo.create(
@@ -278,7 +278,7 @@ def update_setup(
     options, warnings = _validated(lambda: apply_patch(current, patch))
     check_setup_connections(session, options)
     if _FILTER_INPUTS & set(patch):
-        warnings = [*warnings, *check_filter_with_org(session, options, org)]
+        warnings = [*warnings, *check_fields_with_org(session, options, org)]
     if "campaign_lists" in patch:
         warnings += check_segments_with_org(session, options, org)
     _check_name_free(session, options["name"], setup_id)
